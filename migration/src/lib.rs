@@ -1,0 +1,16 @@
+//! roster's schema migrations, applied at server start-up and by `cargo run -p migration`.
+
+pub use sea_orm_migration::prelude::*;
+
+/// Creates `users` with unique indexes on the canonical username and email.
+mod m20261124_000001_create_users;
+
+/// The ordered list of migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_users::Migration)]
+    }
+}

@@ -1,0 +1,49 @@
+//! The domain: what a valid username, email and password are, and the registration rules.
+//!
+//! Values of [`Username`], [`Email`] and [`Password`] can only be built by their `parse`
+//! functions, so a value that exists has passed every rule ("parse, don't validate").
+
+/// The canonical (normalized, case-folded) form used for uniqueness.
+pub mod canonical;
+/// Email addresses: syntax, length, IDNA domain, canonical form.
+mod email;
+/// Passwords: the secret newtype and Django's validators plus a zxcvbn strength floor.
+mod password;
+/// Thresholds of the registration policy, read from the configuration.
+mod policy;
+/// The registration service: validation, uniqueness, hashing, insert.
+mod service;
+/// Usernames: NFKC, charset, invisible characters, confusables, reserved names.
+mod username;
+/// The `validator`-derived shape checks and their translation into field errors.
+mod validation;
+
+pub use email::Email;
+pub use password::Password;
+pub use policy::{PasswordPolicy, RegistrationPolicy};
+pub use service::{AccountService, NewUser, User};
+pub use username::Username;
+pub use validation::Registration;
+
+/// Field-level error codes (`extensions.fields[].code`). Stable: clients may branch on them.
+pub mod codes {
+    pub const REQUIRED: &str = "required";
+    pub const INVALID: &str = "invalid";
+    pub const TAKEN: &str = "taken";
+    pub const USERNAME_TOO_LONG: &str = "username_too_long";
+    pub const USERNAME_INVALID_CHARACTERS: &str = "username_invalid_characters";
+    pub const USERNAME_INVISIBLE_CHARACTERS: &str = "username_invisible_characters";
+    pub const USERNAME_SURROUNDING_WHITESPACE: &str = "username_surrounding_whitespace";
+    pub const USERNAME_CONFUSABLE: &str = "username_confusable";
+    pub const USERNAME_RESERVED: &str = "username_reserved";
+    pub const EMAIL_INVALID: &str = "email_invalid";
+    pub const EMAIL_INVALID_CHARACTERS: &str = "email_invalid_characters";
+    pub const EMAIL_TOO_LONG: &str = "email_too_long";
+    pub const EMAIL_LOCAL_PART_TOO_LONG: &str = "email_local_part_too_long";
+    pub const PASSWORD_TOO_SHORT: &str = "password_too_short";
+    pub const PASSWORD_TOO_LONG: &str = "password_too_long";
+    pub const PASSWORD_TOO_COMMON: &str = "password_too_common";
+    pub const PASSWORD_TOO_SIMILAR: &str = "password_too_similar";
+    pub const PASSWORD_ENTIRELY_NUMERIC: &str = "password_entirely_numeric";
+    pub const PASSWORD_TOO_WEAK: &str = "password_too_weak";
+}

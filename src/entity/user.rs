@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::*;
+
+/// A stored account. `*_canonical` columns carry the unique indexes.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub username: String,
+    #[sea_orm(unique)]
+    pub username_canonical: String,
+    pub email: String,
+    #[sea_orm(unique)]
+    pub email_canonical: String,
+    pub password_hash: String,
+    pub date_joined: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

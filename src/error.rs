@@ -1,0 +1,84 @@
+//! The one error type of the service layer, and its stable codes.
+//!
+//! Resolvers return `Result<_, AppError>`; `graphql::errors` turns it into a GraphQL error in
+//! exactly one place, so every code a client can see is defined here.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One violated rule on one input field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The GraphQL input field name (`username`, `email`, `password`).
+    pub field: &'static str,
+    /// Stable snake_case code, listed in the README.
+    pub code: &'static str,
+    /// A sentence for humans; may change between releases.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every way a service call can fail, as the client will see it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// `BAD_USER_INPUT` with `extensions.fields`: every violated rule of every field.
+    #[error("invalid registration input")]
+    InvalidInput(Vec<FieldError>),
+
+    /// `RATE_LIMITED` with `extensions.retryAfter` (seconds) and an HTTP `Retry-After`.
+    #[error("too many registrations from this address; retry later")]
+    RateLimited { retry_after: Duration },
+
+    /// `SERVER_BUSY`: every hash worker is busy and the queue is full (HTTP 503).
+    #[error("the server is busy; retry shortly")]
+    ServerBusy,
+
+    /// `INTERNAL_SERVER_ERROR`: the cause is logged, the client sees a fixed message.
+    #[error("internal server error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    /// Wraps any unexpected failure (database down, worker gone) without exposing it.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    /// The `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => codes::BAD_USER_INPUT,
+            Self::RateLimited { .. } => codes::RATE_LIMITED,
+            Self::ServerBusy => codes::SERVER_BUSY,
+            Self::Internal(_) => codes::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::internal(e)
+    }
+}
+
+/// Top-level `extensions.code` values. Field-level codes live next to their rules in
+/// `accounts`.
+pub mod codes {
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const SERVER_BUSY: &str = "SERVER_BUSY";
+    pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+}

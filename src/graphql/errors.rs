@@ -1,0 +1,106 @@
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ErrorExtensions, ServerError, ServerResult, ValidationResult, Variables};
+use std::sync::Arc;
+
+use crate::error::{AppError, codes};
+
+/// The one place where service errors become GraphQL errors.
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        let code = e.code();
+        match e {
+            AppError::InvalidInput(fields) => {
+                let fields = async_graphql::to_value(&fields).unwrap_or_default();
+                async_graphql::Error::new("invalid registration input").extend_with(|_, ext| {
+                    ext.set("code", code);
+                    ext.set("fields", fields);
+                })
+            }
+            AppError::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                async_graphql::Error::new(AppError::RateLimited { retry_after }.to_string())
+                    .extend_with(|_, ext| {
+                        ext.set("code", code);
+                        ext.set("retryAfter", secs);
+                    })
+            }
+            AppError::ServerBusy => async_graphql::Error::new(AppError::ServerBusy.to_string())
+                .extend_with(|_, ext| {
+                    ext.set("code", code);
+                    ext.set("retryAfter", 1);
+                }),
+            AppError::Internal(source) => {
+                tracing::error!(error = %chain(source.as_ref()), "internal error");
+                async_graphql::Error::new("internal server error")
+                    .extend_with(|_, ext| ext.set("code", code))
+            }
+        }
+    }
+}
+
+/// `error: cause: cause…`, for logs only.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Tags errors raised before execution (`GRAPHQL_PARSE_FAILED`,
+/// `GRAPHQL_VALIDATION_FAILED`, the latter including depth and complexity limits), so
+/// clients can tell a bad document from a failed operation.
+pub struct RequestErrorCodes;
+
+impl ExtensionFactory for RequestErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RequestErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for RequestErrorCodes {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| tag(e, codes::GRAPHQL_PARSE_FAILED))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| tag(e, codes::GRAPHQL_VALIDATION_FAILED))
+                .collect()
+        })
+    }
+}
+
+fn tag(mut e: ServerError, code: &'static str) -> ServerError {
+    let has_code = e
+        .extensions
+        .as_ref()
+        .is_some_and(|ext| ext.get("code").is_some());
+    if !has_code {
+        e.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+    e
+}

@@ -1,0 +1,56 @@
+//! The GraphQL schema: roots, types, guards, limits and the one error conversion.
+//!
+//! [`schema_builder`] needs no database, so `roster schema` and the snapshot test can
+//! export the SDL without one.
+
+/// `register`, `passwordPolicy` and their types.
+mod accounts;
+/// `AppError` → GraphQL error with `extensions.code`, and request-error tagging.
+pub mod errors;
+/// Named permissions (`AllowAny`) and the per-IP registration rate limit.
+pub mod guard;
+
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
+
+use crate::config::LimitsConfig;
+
+pub use guard::{ClientIp, RegisterRateLimiter};
+
+/// The Query root; one object per domain, merged.
+#[derive(MergedObject, Default)]
+pub struct Query(accounts::AccountsQuery);
+
+/// The Mutation root.
+#[derive(MergedObject, Default)]
+pub struct Mutation(accounts::AccountsMutation);
+
+pub type RosterSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The schema with its limits, before any runtime data is attached.
+pub fn schema_builder(
+    limits: &LimitsConfig,
+    introspection: bool,
+) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(limits.max_recursion)
+        .limit_directives(limits.max_directives)
+        .extension(errors::RequestErrorCodes);
+    if !introspection {
+        // Without introspection, "did you mean …" hints would leak the schema piecemeal.
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder
+}
+
+/// The SDL as committed in `schema.graphql` (sorted, so diffs are stable).
+pub fn sdl() -> String {
+    let schema = schema_builder(&crate::config::Config::defaults().limits, true).finish();
+    schema.sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}

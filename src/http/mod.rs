@@ -1,0 +1,115 @@
+//! The HTTP face: GraphQL over HTTP, GraphiQL, health probes, request ids, limits.
+
+/// Which peer is the client: the socket address, or a trusted proxy's `X-Forwarded-For`.
+mod client_ip;
+/// GraphiQL, served from files compiled into the binary.
+mod graphiql;
+/// `POST /graphql` and `GET /graphql` per the GraphQL-over-HTTP spec.
+mod graphql;
+/// `Accept` negotiation between `application/graphql-response+json` and `application/json`.
+mod negotiate;
+/// A request id on every request, its log span, and the access log line.
+mod request_id;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+
+use crate::accounts::AccountService;
+use crate::config::Config;
+use crate::graphql::RosterSchema;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: RosterSchema,
+    pub service: AccountService,
+    pub graphiql: bool,
+    pub body_limit: usize,
+    pub trusted_proxies: Arc<[IpAddr]>,
+}
+
+/// Builds the router with every layer. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: the client address is needed.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let limits = &config.limits;
+    let mut app = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphiql/{file}", get(graphiql::asset))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state);
+    if !limits.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = limits
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+            .collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::ACCEPT])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    app.layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(request_id::middleware))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                limits.request_timeout(),
+            ))
+            .layer(RequestBodyTimeoutLayer::new(limits.body_timeout())),
+    )
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Response {
+    json_status(StatusCode::OK, "ok")
+}
+
+/// Readiness: the database answers within two seconds.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let ping = tokio::time::timeout(Duration::from_secs(2), state.service.ping()).await;
+    if matches!(ping, Ok(true)) {
+        json_status(StatusCode::OK, "ready")
+    } else {
+        json_status(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    }
+}
+
+fn json_status(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "status": text }))).into_response()
+}
+
+async fn not_found() -> Response {
+    graphql::error_response(
+        StatusCode::NOT_FOUND,
+        negotiate::ResponseType::Json,
+        crate::error::codes::BAD_REQUEST,
+        "not found; the API is POST /graphql",
+    )
+}
+
+/// A panic is a bug; the client gets the same fixed answer as any internal error.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    graphql::error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        negotiate::ResponseType::Json,
+        crate::error::codes::INTERNAL_SERVER_ERROR,
+        "internal server error",
+    )
+}

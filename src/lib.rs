@@ -1,0 +1,20 @@
+//! roster: a GraphQL account service. See the README for the API and its error codes.
+
+/// The registration domain: newtypes, rules, the service.
+pub mod accounts;
+/// Settings from flags and environment.
+pub mod config;
+/// SeaORM entities.
+pub mod entity;
+/// The service's error type and its stable codes.
+pub mod error;
+/// The GraphQL schema.
+pub mod graphql;
+/// The HTTP layer in front of the schema.
+pub mod http;
+/// Argon2id hashing on a bounded worker pool.
+pub mod password;
+/// Connect, migrate, bind, serve, shut down.
+pub mod startup;
+/// Log output.
+pub mod telemetry;

@@ -1,0 +1,30 @@
+use clap::Parser;
+use roster::config::{Cli, Command};
+use roster::startup::{Application, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Schema) = cli.command {
+        print!("{}", roster::graphql::sdl());
+        return std::process::ExitCode::SUCCESS;
+    }
+    roster::telemetry::init(cli.config.log_format);
+    let app = match Application::build(cli.config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = app.local_addr();
+    tracing::info!("roster listening on http://{addr}/graphql");
+    eprintln!("roster is ready: GraphiQL at http://{addr}/graphql");
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

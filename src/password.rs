@@ -1,0 +1,211 @@
+//! Argon2id hashing on a fixed pool of worker threads.
+//!
+//! Why a pool of our own rather than `spawn_blocking`: tokio's blocking pool grows to 512
+//! threads, and each Argon2id hash needs its own 19 MiB block. A burst of sign-ups would
+//! then spawn hundreds of threads and hundreds of MiB that glibc keeps after they are freed.
+//! Here each worker owns one block buffer for its whole life, the queue in front is bounded
+//! (a full queue is answered at once with `SERVER_BUSY`), and a job whose caller went away is
+//! skipped, so a disconnecting client costs neither a hash nor a leaked slot.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use tokio::sync::oneshot;
+
+use crate::accounts::Password;
+use crate::config::HashingConfig;
+
+/// Why a hash could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every worker is busy and the queue is full.
+    #[error("all hash workers are busy and the queue is full")]
+    Busy,
+    /// The pool has shut down (only during process exit).
+    #[error("the hash worker pool has stopped")]
+    Stopped,
+    /// Argon2 itself failed (bad parameters); never expected with validated settings.
+    #[error("argon2: {0}")]
+    Argon2(String),
+}
+
+struct Job {
+    password: Password,
+    reply: oneshot::Sender<Result<String, HashError>>,
+    span: tracing::Span,
+}
+
+/// A handle to the hashing workers; cheap to clone.
+#[derive(Clone)]
+pub struct Hasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: SyncSender<Job>,
+    params: Params,
+    workers: usize,
+}
+
+impl Hasher {
+    /// Validates the Argon2 parameters and starts the workers.
+    pub fn start(config: &HashingConfig) -> Result<Self, HashError> {
+        let params = Params::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let workers = config.workers();
+        // A zero-capacity sync_channel is a rendezvous channel: it would refuse every job
+        // while the workers are between jobs. Keep at least one slot.
+        let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(config.hash_queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..workers {
+            let rx = Arc::clone(&rx);
+            let params = params.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || worker(&rx, params))
+                .map_err(|e| HashError::Argon2(format!("cannot start worker: {e}")))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                queue,
+                params,
+                workers,
+            }),
+        })
+    }
+
+    /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+    ///
+    /// Returns [`HashError::Busy`] at once when the queue is full.
+    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            password,
+            reply,
+            span: tracing::Span::current(),
+        };
+        self.inner.queue.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => HashError::Busy,
+            TrySendError::Disconnected(_) => HashError::Stopped,
+        })?;
+        answer.await.map_err(|_| HashError::Stopped)?
+    }
+
+    /// The Argon2 parameters in force.
+    pub fn params(&self) -> &Params {
+        &self.inner.params
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.inner.workers
+    }
+}
+
+fn worker(rx: &Mutex<Receiver<Job>>, params: Params) {
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    // The one allocation this worker makes for hashing, reused for every job.
+    let mut blocks = vec![Block::default(); params.block_count()];
+    loop {
+        // The lock is held only while waiting for the next job, never while hashing.
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        if job.reply.is_closed() {
+            // The request was cancelled while queued: don't burn a hash on it.
+            continue;
+        }
+        let _entered = job.span.enter();
+        let result = hash_with(
+            &argon2,
+            &params,
+            job.password.expose().as_bytes(),
+            &mut blocks,
+        );
+        // The receiver may have gone away meanwhile; nothing to do then.
+        let _ = job.reply.send(result);
+    }
+}
+
+fn hash_with(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    blocks: &mut [Block],
+) -> Result<String, HashError> {
+    let err = |e: &dyn std::fmt::Display| HashError::Argon2(e.to_string());
+    let salt = argon2::password_hash::try_generate_salt().map_err(|e| err(&e))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2
+        .hash_password_into_with_memory(password, &salt, &mut out, &mut *blocks)
+        .map_err(|e| err(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| err(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| err(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| err(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::PasswordVerifier;
+
+    fn cheap() -> HashingConfig {
+        HashingConfig {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            hash_workers: 1,
+            hash_queue: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_with_the_stock_argon2_verifier() {
+        let hasher = Hasher::start(&cheap()).unwrap();
+        let phc = hasher
+            .hash(Password::new_unchecked("correct horse".into()))
+            .await
+            .unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horsE", &parsed)
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn every_hash_gets_its_own_salt() {
+        let hasher = Hasher::start(&cheap()).unwrap();
+        let a = hasher.hash(Password::new_unchecked("same".into())).await;
+        let b = hasher.hash(Password::new_unchecked("same".into())).await;
+        assert_ne!(a.unwrap(), b.unwrap());
+    }
+
+    #[test]
+    fn invalid_parameters_are_refused_at_start() {
+        let mut c = cheap();
+        c.argon2_iterations = 0;
+        assert!(matches!(Hasher::start(&c), Err(HashError::Argon2(_))));
+    }
+}

@@ -1,0 +1,213 @@
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use roster::config::{Config, RateLimit};
+use roster::entity::user;
+use roster::startup::Application;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+/// Everything the tests logged, at every level, for the no-secrets-in-logs test.
+pub static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buffer.clone());
+        tracing_subscriber::fmt()
+            .with_env_filter("trace")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    });
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: DatabaseConnection,
+    sqlite_file: Option<PathBuf>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(path) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+}
+
+/// Whether the suite runs against Postgres.
+#[allow(dead_code)]
+pub fn on_postgres() -> bool {
+    std::env::var("ROSTER_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
+}
+
+/// A fresh, empty database URL for one test.
+pub async fn fresh_database_url() -> (String, Option<PathBuf>) {
+    let name = format!("roster_test_{}", uuid::Uuid::now_v7().simple());
+    match std::env::var("ROSTER_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("ROSTER_TEST_DATABASE_URL must point to a reachable Postgres");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+            (format!("{base}/{name}"), None)
+        }
+        _ => {
+            let path = std::env::temp_dir().join(format!("{name}.db"));
+            (format!("sqlite://{}?mode=rwc", path.display()), Some(path))
+        }
+    }
+}
+
+/// The configuration every test starts from: defaults, a free port, a fresh database,
+/// no rate limit (all tests share one client IP).
+pub fn test_config(database_url: String) -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = database_url;
+    config.limits.register_rate_limit = RateLimit::Off;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let (url, sqlite_file) = fresh_database_url().await;
+    let mut config = test_config(url.clone());
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("the app starts");
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let db = Database::connect(&url).await.expect("test connection");
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        db,
+        sqlite_file,
+    }
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `(field, code)` pairs of a `BAD_USER_INPUT` error, in order.
+    pub fn field_codes(&self) -> Vec<(String, String)> {
+        let error = &self.body["errors"][0];
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{}", self.body);
+        error["extensions"]["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .map(|f| {
+                (
+                    f["field"].as_str().unwrap().to_owned(),
+                    f["code"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The `extensions.code` of the first error.
+    pub fn code(&self) -> &str {
+        self.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("")
+    }
+}
+
+pub const REGISTER: &str = "mutation Register($input: RegisterInput!) {
+    register(input: $input) { id username email dateJoined }
+}";
+
+/// A password that passes every rule.
+pub const GOOD_PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    pub fn url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    /// POSTs a GraphQL request as `application/json`, accepting the spec's preferred type.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Answer {
+        let response = self
+            .client
+            .post(self.url())
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request");
+        Answer::from(response).await
+    }
+
+    pub async fn register(&self, username: &str, email: &str, password: &str) -> Answer {
+        self.graphql(
+            REGISTER,
+            json!({ "input": { "username": username, "email": email, "password": password } }),
+        )
+        .await
+    }
+
+    pub async fn user_count(&self) -> u64 {
+        user::Entity::find().count(&self.db).await.unwrap()
+    }
+
+    pub async fn users(&self) -> Vec<user::Model> {
+        user::Entity::find().all(&self.db).await.unwrap()
+    }
+}
+
+impl Answer {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// A unique, valid username/email pair.
+pub fn unique_user() -> (String, String) {
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let tag = &tag[tag.len() - 12..];
+    (format!("user_{tag}"), format!("user_{tag}@example.com"))
+}

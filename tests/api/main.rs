@@ -1,0 +1,10 @@
+//! One integration-test binary: every test drives the real router over HTTP against a real
+//! database of its own (a fresh SQLite file, or a fresh Postgres database when
+//! `ROSTER_TEST_DATABASE_URL` is set).
+
+mod helpers;
+mod http;
+mod logs;
+mod policy;
+mod register;
+mod schema;

@@ -47,3 +47,80 @@ pub mod codes {
     pub const PASSWORD_ENTIRELY_NUMERIC: &str = "password_entirely_numeric";
     pub const PASSWORD_TOO_WEAK: &str = "password_too_weak";
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use proptest::prelude::*;
+
+    fn policy() -> RegistrationPolicy {
+        RegistrationPolicy::from_config(&Config::defaults().policy).unwrap()
+    }
+
+    /// Every code a parser may produce, as listed in the README.
+    const KNOWN: &[&str] = &[
+        codes::REQUIRED,
+        codes::USERNAME_TOO_LONG,
+        codes::USERNAME_INVALID_CHARACTERS,
+        codes::USERNAME_INVISIBLE_CHARACTERS,
+        codes::USERNAME_SURROUNDING_WHITESPACE,
+        codes::USERNAME_CONFUSABLE,
+        codes::USERNAME_RESERVED,
+        codes::EMAIL_INVALID,
+        codes::EMAIL_INVALID_CHARACTERS,
+        codes::EMAIL_TOO_LONG,
+        codes::EMAIL_LOCAL_PART_TOO_LONG,
+        codes::PASSWORD_TOO_SHORT,
+        codes::PASSWORD_TOO_LONG,
+        codes::PASSWORD_TOO_COMMON,
+        codes::PASSWORD_TOO_SIMILAR,
+        codes::PASSWORD_ENTIRELY_NUMERIC,
+        codes::PASSWORD_TOO_WEAK,
+    ];
+
+    fn coded(errors: &[crate::error::FieldError], field: &str) -> bool {
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| e.field == field && KNOWN.contains(&e.code) && !e.message.is_empty())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Arbitrary Unicode never panics: a value, or field errors with known codes.
+        #[test]
+        fn username_parse_is_total(raw in any::<String>()) {
+            match Username::parse(&raw, &policy()) {
+                Ok(u) => {
+                    prop_assert_eq!(canonical::canonical(u.canonical()), u.canonical().to_owned());
+                    prop_assert!(u.as_str().chars().count() <= 150);
+                }
+                Err(errors) => prop_assert!(coded(&errors, "username"), "{:?}", errors),
+            }
+        }
+
+        #[test]
+        fn email_parse_is_total(raw in any::<String>(), local in "[a-zA-Z0-9._%+-]{1,70}", domain in "\\PC{1,30}") {
+            for candidate in [raw, format!("{local}@{domain}")] {
+                match Email::parse(&candidate) {
+                    Ok(e) => {
+                        prop_assert!(e.as_str().is_ascii() || e.as_str().contains('@'));
+                        prop_assert!(e.as_str().chars().count() <= 254);
+                    }
+                    Err(errors) => prop_assert!(coded(&errors, "email"), "{:?}", errors),
+                }
+            }
+        }
+
+        #[test]
+        fn password_parse_is_total(raw in any::<String>(), username in any::<String>(), email in any::<String>()) {
+            let policy = policy();
+            match Password::parse(raw.clone(), &policy.password, &username, &email) {
+                Ok(p) => prop_assert_eq!(p.expose(), raw.as_str(), "the password is kept as typed"),
+                Err(errors) => prop_assert!(coded(&errors, "password"), "{:?}", errors),
+            }
+        }
+    }
+}

@@ -58,7 +58,6 @@ impl Drop for TestApp {
 }
 
 /// Whether the suite runs against Postgres.
-#[allow(dead_code)]
 pub fn on_postgres() -> bool {
     std::env::var("ROSTER_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
 }
@@ -76,7 +75,9 @@ pub async fn fresh_database_url() -> (String, Option<PathBuf>) {
                 .await
                 .expect("create test database");
             admin.close().await.ok();
-            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+            let base = admin_url
+                .rsplit_once('/')
+                .map_or(admin_url.as_str(), |(b, _)| b);
             (format!("{base}/{name}"), None)
         }
         _ => {
@@ -101,19 +102,48 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    init_logs();
     let (url, sqlite_file) = fresh_database_url().await;
+    let mut app = spawn_app_on(url, adjust).await;
+    app.sqlite_file = sqlite_file;
+    app
+}
+
+/// An app whose graceful shutdown the test triggers.
+pub async fn spawn_app_with_shutdown(
+    adjust: impl FnOnce(&mut Config),
+) -> (TestApp, tokio::sync::oneshot::Sender<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (url, sqlite_file) = fresh_database_url().await;
+    let mut app = start(url, adjust, async move {
+        let _ = rx.await;
+    })
+    .await;
+    app.sqlite_file = sqlite_file;
+    (app, tx)
+}
+
+/// An app on a database URL the test chose.
+pub async fn spawn_app_on(url: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(url, adjust, std::future::pending()).await
+}
+
+async fn start(
+    url: String,
+    adjust: impl FnOnce(&mut Config),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> TestApp {
+    init_logs();
     let mut config = test_config(url.clone());
     adjust(&mut config);
     let app = Application::build(config).await.expect("the app starts");
     let addr = app.local_addr();
-    tokio::spawn(app.run_until(std::future::pending()));
+    tokio::spawn(app.run_until(shutdown));
     let db = Database::connect(&url).await.expect("test connection");
     TestApp {
         addr,
         client: reqwest::Client::new(),
         db,
-        sqlite_file,
+        sqlite_file: None,
     }
 }
 
@@ -127,7 +157,11 @@ impl Answer {
     /// The `(field, code)` pairs of a `BAD_USER_INPUT` error, in order.
     pub fn field_codes(&self) -> Vec<(String, String)> {
         let error = &self.body["errors"][0];
-        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{}", self.body);
+        assert_eq!(
+            error["extensions"]["code"], "BAD_USER_INPUT",
+            "{}",
+            self.body
+        );
         error["extensions"]["fields"]
             .as_array()
             .expect("fields")

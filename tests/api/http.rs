@@ -21,7 +21,11 @@ async fn a_mutation_over_get_is_405_and_runs_nothing() {
     let query = format!(
         "mutation {{ register(input: {{username: \"{username}\", email: \"{email}\", password: \"{GOOD_PASSWORD}\"}}) {{ id }} }}"
     );
-    let url = format!("{}?{}", app.url(), serde_urlencoded::to_string([("query", query)]).unwrap());
+    let url = format!(
+        "{}?{}",
+        app.url(),
+        serde_urlencoded::to_string([("query", query)]).unwrap()
+    );
     let response = app.client.get(url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "POST");
@@ -46,7 +50,11 @@ async fn a_query_over_get_runs() {
 #[tokio::test]
 async fn other_methods_are_405() {
     let app = spawn_app().await;
-    for method in [reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
         let response = app
             .client
             .request(method.clone(), app.url())
@@ -55,7 +63,11 @@ async fn other_methods_are_405() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
     }
     assert_eq!(app.user_count().await, 0);
 }
@@ -75,7 +87,11 @@ async fn simple_content_types_are_415_so_cross_site_forms_cannot_register() {
             request = request.header("content-type", ct);
         }
         let answer = Answer::from(request.send().await.unwrap()).await;
-        assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}");
+        assert_eq!(
+            answer.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
         assert_eq!(answer.code(), "BAD_REQUEST");
     }
     assert_eq!(app.user_count().await, 0);
@@ -111,7 +127,12 @@ async fn batches_are_400() {
         .unwrap();
     let answer = Answer::from(response).await;
     assert_eq!(answer.status, 400);
-    assert!(answer.body["errors"][0]["message"].as_str().unwrap().contains("batch"));
+    assert!(
+        answer.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batch")
+    );
     assert_eq!(app.user_count().await, 0);
 }
 
@@ -122,9 +143,21 @@ async fn malformed_requests_are_400_with_a_json_error_and_no_data() {
         ("{not json", "BAD_REQUEST", "malformed JSON"),
         (r#"{"query": 42}"#, "BAD_REQUEST", "non-string query"),
         (r#"{"variables": {}}"#, "BAD_REQUEST", "missing query"),
-        (r#"{"query": "{ __typename"}"#, "GRAPHQL_PARSE_FAILED", "unparsable document"),
-        (r#"{"query": "{ nope }"}"#, "GRAPHQL_VALIDATION_FAILED", "unknown field"),
-        (r#"{"query": "query A { __typename } query B { __typename }"}"#, "BAD_REQUEST", "ambiguous operation"),
+        (
+            r#"{"query": "{ __typename"}"#,
+            "GRAPHQL_PARSE_FAILED",
+            "unparsable document",
+        ),
+        (
+            r#"{"query": "{ nope }"}"#,
+            "GRAPHQL_VALIDATION_FAILED",
+            "unknown field",
+        ),
+        (
+            r#"{"query": "query A { __typename } query B { __typename }"}"#,
+            "BAD_REQUEST",
+            "ambiguous operation",
+        ),
     ];
     for (body, code, why) in bodies {
         let response = app
@@ -145,7 +178,10 @@ async fn malformed_requests_are_400_with_a_json_error_and_no_data() {
         assert_eq!(answer.code(), code, "{why}: {}", answer.body);
         assert!(answer.body.get("data").is_none(), "{why}");
         let text = answer.body.to_string();
-        assert!(!text.contains("Error {") && !text.contains("src/"), "{why}: internals leaked: {text}");
+        assert!(
+            !text.contains("Error {") && !text.contains("src/"),
+            "{why}: internals leaked: {text}"
+        );
     }
 }
 
@@ -153,10 +189,26 @@ async fn malformed_requests_are_400_with_a_json_error_and_no_data() {
 async fn accept_decides_the_response_type() {
     let app = spawn_app().await;
     let cases = [
-        (Some("application/json"), StatusCode::OK, "application/json; charset=utf-8"),
-        (Some("*/*"), StatusCode::OK, "application/graphql-response+json; charset=utf-8"),
-        (Some("application/graphql-response+json"), StatusCode::OK, "application/graphql-response+json; charset=utf-8"),
-        (Some("text/csv"), StatusCode::NOT_ACCEPTABLE, "application/json; charset=utf-8"),
+        (
+            Some("application/json"),
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+        ),
+        (
+            Some("*/*"),
+            StatusCode::OK,
+            "application/graphql-response+json; charset=utf-8",
+        ),
+        (
+            Some("application/graphql-response+json"),
+            StatusCode::OK,
+            "application/graphql-response+json; charset=utf-8",
+        ),
+        (
+            Some("text/csv"),
+            StatusCode::NOT_ACCEPTABLE,
+            "application/json; charset=utf-8",
+        ),
     ];
     for (accept, status, content_type) in cases {
         let mut request = app
@@ -169,7 +221,11 @@ async fn accept_decides_the_response_type() {
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), status, "{accept:?}");
-        assert_eq!(response.headers()["content-type"], content_type, "{accept:?}");
+        assert_eq!(
+            response.headers()["content-type"],
+            content_type,
+            "{accept:?}"
+        );
     }
     // Legacy clients keep 200 for a document that does not validate, per the spec.
     let response = app
@@ -194,7 +250,9 @@ async fn sixteen_aliased_registers_are_rejected_and_nothing_is_written() {
             )
         })
         .collect();
-    let answer = app.graphql(&format!("mutation {{ {selections} }}"), json!({})).await;
+    let answer = app
+        .graphql(&format!("mutation {{ {selections} }}"), json!({}))
+        .await;
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert_eq!(answer.code(), "GRAPHQL_VALIDATION_FAILED");
     assert_eq!(app.user_count().await, 0);
@@ -209,7 +267,9 @@ async fn two_identical_register_selections_are_rejected() {
     for document in [
         format!("mutation {{ {field} {field} }}"),
         format!("mutation {{ ...A ...A }} fragment A on Mutation {{ {field} }}"),
-        format!("mutation {{ ...A ...B }} fragment A on Mutation {{ {field} }} fragment B on Mutation {{ {field} }}"),
+        format!(
+            "mutation {{ ...A ...B }} fragment A on Mutation {{ {field} }} fragment B on Mutation {{ {field} }}"
+        ),
     ] {
         let answer = app.graphql(&document, json!({})).await;
         assert_eq!(answer.status, 400, "{document}: {}", answer.body);
@@ -222,8 +282,15 @@ async fn two_identical_register_selections_are_rejected() {
 async fn deep_queries_are_rejected() {
     let app = spawn_app().await;
     let legitimate = "{ passwordPolicy { rules { code } } }";
-    assert_eq!(app.graphql(legitimate, json!({})).await.status, 200, "a legitimate depth passes");
-    let nested = format!("query {{ {} }}", "__schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }");
+    assert_eq!(
+        app.graphql(legitimate, json!({})).await.status,
+        200,
+        "a legitimate depth passes"
+    );
+    let nested = format!(
+        "query {{ {} }}",
+        "__schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }"
+    );
     let answer = app.graphql(&nested, json!({})).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
 }
@@ -231,15 +298,28 @@ async fn deep_queries_are_rejected() {
 #[tokio::test]
 async fn introspection_and_suggestions_can_be_turned_off() {
     let app = spawn_app_with(|c| c.introspection = false).await;
-    let answer = app.graphql("{ __schema { types { name } } }", json!({})).await;
-    assert!(answer.body["data"]["__schema"].is_null() || answer.status == 400, "{}", answer.body);
-    let answer = app.graphql("{ passwordPolicyy { minLength } }", json!({})).await;
+    let answer = app
+        .graphql("{ __schema { types { name } } }", json!({}))
+        .await;
+    assert!(
+        answer.body["data"]["__schema"].is_null() || answer.status == 400,
+        "{}",
+        answer.body
+    );
+    let answer = app
+        .graphql("{ passwordPolicyy { minLength } }", json!({}))
+        .await;
     let message = answer.body["errors"][0]["message"].as_str().unwrap();
     assert!(!message.contains("Did you mean"), "{message}");
 
     let open = spawn_app().await;
-    let answer = open.graphql("{ __schema { queryType { name } } }", json!({})).await;
-    assert_eq!(answer.body["data"]["__schema"]["queryType"]["name"], "Query");
+    let answer = open
+        .graphql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(
+        answer.body["data"]["__schema"]["queryType"]["name"],
+        "Query"
+    );
 }
 
 #[tokio::test]
@@ -273,7 +353,11 @@ async fn the_rate_limit_trips_and_recovers() {
     .await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.code(), "RATE_LIMITED");
-    let retry: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
     // Queries are not counted.
     assert_eq!(app.graphql("{ __typename }", json!({})).await.status, 200);
@@ -289,7 +373,11 @@ async fn the_rate_limit_trips_and_recovers() {
             .unwrap(),
     )
     .await;
-    assert_eq!(answer.status, 200, "one token is back after period/burst: {}", answer.body);
+    assert_eq!(
+        answer.status, 200,
+        "one token is back after period/burst: {}",
+        answer.body
+    );
     assert_eq!(app.user_count().await, 3);
 }
 
@@ -308,7 +396,11 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
             .send()
     };
     assert_eq!(send("198.51.100.1").await.unwrap().status(), 200);
-    assert_eq!(send("198.51.100.2").await.unwrap().status(), 429, "a new XFF is not a new client");
+    assert_eq!(
+        send("198.51.100.2").await.unwrap().status(),
+        429,
+        "a new XFF is not a new client"
+    );
 
     // Behind a trusted proxy, the address it appends is the client.
     let proxied = spawn_app_with(|c| {
@@ -316,7 +408,11 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
         c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
-    for (xff, status) in [("198.51.100.1", 200), ("198.51.100.2", 200), ("6.6.6.6, 198.51.100.2", 429)] {
+    for (xff, status) in [
+        ("198.51.100.1", 200),
+        ("198.51.100.2", 200),
+        ("6.6.6.6, 198.51.100.2", 429),
+    ] {
         let response = proxied
             .client
             .post(proxied.url())
@@ -380,16 +476,31 @@ async fn a_full_hash_queue_answers_503_at_once() {
 async fn health_and_readiness_answer_outside_graphql() {
     let app = spawn_app().await;
     let base = format!("http://{}", app.addr);
-    let health = app.client.get(format!("{base}/healthz")).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready = app.client.get(format!("{base}/readyz")).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 }
 
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
-    let response = app.client.get(format!("http://{}/healthz", app.addr)).send().await.unwrap();
+    let response = app
+        .client
+        .get(format!("http://{}/healthz", app.addr))
+        .send()
+        .await
+        .unwrap();
     let id = response.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     let response = app
@@ -399,7 +510,11 @@ async fn every_response_carries_a_request_id() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["x-request-id"], "trace-abc.123", "a sane id is kept");
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "trace-abc.123",
+        "a sane id is kept"
+    );
     let response = app
         .client
         .get(format!("http://{}/healthz", app.addr))
@@ -407,7 +522,10 @@ async fn every_response_carries_a_request_id() {
         .send()
         .await
         .unwrap();
-    assert_ne!(response.headers()["x-request-id"], "evil\tinjected log line");
+    assert_ne!(
+        response.headers()["x-request-id"],
+        "evil\tinjected log line"
+    );
 }
 
 #[tokio::test]
@@ -421,12 +539,21 @@ async fn graphiql_is_served_from_the_binary_with_no_external_url() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
     let html = page.text().await.unwrap();
     assert!(html.contains("graphiql"));
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("//unpkg"));
-    for asset in ["react.production.min.js", "react-dom.production.min.js", "graphiql.min.js", "graphiql.min.css", "init.js"] {
+    for asset in [
+        "react.production.min.js",
+        "react-dom.production.min.js",
+        "graphiql.min.js",
+        "graphiql.min.css",
+        "init.js",
+    ] {
         assert!(html.contains(asset), "{asset} is referenced");
         let response = app
             .client
@@ -451,8 +578,18 @@ async fn graphiql_is_served_from_the_binary_with_no_external_url() {
     assert!(!css.contains("url(http") && !css.contains("@import"));
 
     let off = spawn_app_with(|c| c.graphiql = false).await;
-    let response = off.client.get(off.url()).header("accept", "text/html").send().await.unwrap();
-    assert_eq!(response.status(), 406, "no playground, and HTML is not a GraphQL response type");
+    let response = off
+        .client
+        .get(off.url())
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        406,
+        "no playground, and HTML is not a GraphQL response type"
+    );
 }
 
 #[test]

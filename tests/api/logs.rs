@@ -20,8 +20,17 @@ async fn logs_never_contain_passwords_hashes_or_email_addresses() {
     let stored_hash = app.users().await[0].password_hash.clone();
 
     let logs = String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned();
-    assert!(logs.contains("log_canary"), "the capture works: the username is logged");
-    for secret in [password, "LOGCANARY", email, stored_hash.as_str(), "$argon2id$"] {
+    assert!(
+        logs.contains("log_canary"),
+        "the capture works: the username is logged"
+    );
+    for secret in [
+        password,
+        "LOGCANARY",
+        email,
+        stored_hash.as_str(),
+        "$argon2id$",
+    ] {
         assert!(!logs.contains(secret), "{secret:?} found in the logs");
     }
 }

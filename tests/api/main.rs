@@ -7,4 +7,5 @@ mod http;
 mod logs;
 mod policy;
 mod register;
+mod resilience;
 mod schema;

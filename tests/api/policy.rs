@@ -6,35 +6,213 @@ use serde_json::json;
 use crate::helpers::{GOOD_PASSWORD, spawn_app};
 
 /// (username, email, password, expected (field, code) pairs, reason)
-type Row = (&'static str, &'static str, &'static str, &'static [(&'static str, &'static str)], &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
 
 const HOSTILE: &[Row] = &[
-    ("", "a@example.com", GOOD_PASSWORD, &[("username", "required")], "empty username"),
-    ("pаypal", "p1@example.com", GOOD_PASSWORD, &[("username", "username_confusable")], "Cyrillic а among Latin letters"),
-    ("ѕсаm_bank", "p2@example.com", GOOD_PASSWORD, &[("username", "username_confusable")], "Cyrillic look-alikes mixed with Latin"),
-    ("admin", "p3@example.com", GOOD_PASSWORD, &[("username", "username_reserved")], "reserved name"),
-    ("ＡＤＭＩＮ", "p4@example.com", GOOD_PASSWORD, &[("username", "username_reserved")], "reserved name in fullwidth"),
-    ("Root", "p5@example.com", GOOD_PASSWORD, &[("username", "username_reserved")], "reserved name in another case"),
-    ("bob\u{200B}", "p6@example.com", GOOD_PASSWORD, &[("username", "username_invisible_characters")], "zero-width space"),
-    ("bob\u{202E}kcab", "p7@example.com", GOOD_PASSWORD, &[("username", "username_invisible_characters")], "bidi override"),
-    ("bob\nsmith", "p8@example.com", GOOD_PASSWORD, &[("username", "username_invisible_characters")], "newline"),
-    (" bob", "p9@example.com", GOOD_PASSWORD, &[("username", "username_surrounding_whitespace")], "leading space"),
-    ("bob smith", "p10@example.com", GOOD_PASSWORD, &[("username", "username_invalid_characters")], "inner space"),
-    ("bob<script>", "p11@example.com", GOOD_PASSWORD, &[("username", "username_invalid_characters")], "markup characters"),
-    ("bob😀", "p12@example.com", GOOD_PASSWORD, &[("username", "username_invalid_characters")], "emoji in a username"),
-    ("bob_ok", "", GOOD_PASSWORD, &[("email", "required")], "empty email"),
-    ("bob_ok", "bob@", GOOD_PASSWORD, &[("email", "email_invalid")], "no domain"),
-    ("bob_ok", "bob@exa mple.com", GOOD_PASSWORD, &[("email", "email_invalid_characters")], "space in address"),
-    ("bob_ok", "bob@example.com\r\nBcc: victim@example.com", GOOD_PASSWORD, &[("email", "email_invalid_characters")], "header injection"),
-    ("bob_ok", "bob\u{200B}@example.com", GOOD_PASSWORD, &[("email", "email_invalid_characters")], "invisible character"),
-    ("bob_ok", "bob_ok@example.com", "", &[("password", "required")], "empty password"),
-    ("bob_ok", "bob_ok@example.com", "Tr0ub4d", &[("password", "password_too_short"), ("password", "password_too_weak")], "7 characters"),
-    ("bob_ok", "bob_ok@example.com", "password", &[("password", "password_too_common"), ("password", "password_too_weak")], "breached password"),
-    ("bob_ok", "bob_ok@example.com", "PassWord1", &[("password", "password_too_common"), ("password", "password_too_weak")], "breached, case changed"),
-    ("bob_ok", "bob_ok@example.com", "bob_ok", &[("password", "password_too_short"), ("password", "password_too_similar"), ("password", "password_too_weak")], "password equals the username"),
-    ("margaret_h", "mh@example.com", "margaret_h1", &[("password", "password_too_similar"), ("password", "password_too_weak")], "username plus a digit"),
-    ("bob_ok", "bob_ok@example.com", "80943721066417", &[("password", "password_entirely_numeric")], "digits only"),
-    ("bob_ok", "bob_ok@example.com", "qwertyuiopasdf", &[("password", "password_too_weak")], "keyboard walk"),
+    (
+        "",
+        "a@example.com",
+        GOOD_PASSWORD,
+        &[("username", "required")],
+        "empty username",
+    ),
+    (
+        "pаypal",
+        "p1@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_confusable")],
+        "Cyrillic а among Latin letters",
+    ),
+    (
+        "ѕсаm_bank",
+        "p2@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_confusable")],
+        "Cyrillic look-alikes mixed with Latin",
+    ),
+    (
+        "admin",
+        "p3@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_reserved")],
+        "reserved name",
+    ),
+    (
+        "ＡＤＭＩＮ",
+        "p4@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_reserved")],
+        "reserved name in fullwidth",
+    ),
+    (
+        "Root",
+        "p5@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_reserved")],
+        "reserved name in another case",
+    ),
+    (
+        "bob\u{200B}",
+        "p6@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_invisible_characters")],
+        "zero-width space",
+    ),
+    (
+        "bob\u{202E}kcab",
+        "p7@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_invisible_characters")],
+        "bidi override",
+    ),
+    (
+        "bob\nsmith",
+        "p8@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_invisible_characters")],
+        "newline",
+    ),
+    (
+        " bob",
+        "p9@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_surrounding_whitespace")],
+        "leading space",
+    ),
+    (
+        "bob smith",
+        "p10@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_invalid_characters")],
+        "inner space",
+    ),
+    (
+        "bob<script>",
+        "p11@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_invalid_characters")],
+        "markup characters",
+    ),
+    (
+        "bob😀",
+        "p12@example.com",
+        GOOD_PASSWORD,
+        &[("username", "username_invalid_characters")],
+        "emoji in a username",
+    ),
+    (
+        "bob_ok",
+        "",
+        GOOD_PASSWORD,
+        &[("email", "required")],
+        "empty email",
+    ),
+    (
+        "bob_ok",
+        "bob@",
+        GOOD_PASSWORD,
+        &[("email", "email_invalid")],
+        "no domain",
+    ),
+    (
+        "bob_ok",
+        "bob@exa mple.com",
+        GOOD_PASSWORD,
+        &[("email", "email_invalid_characters")],
+        "space in address",
+    ),
+    (
+        "bob_ok",
+        "bob@example.com\r\nBcc: victim@example.com",
+        GOOD_PASSWORD,
+        &[("email", "email_invalid_characters")],
+        "header injection",
+    ),
+    (
+        "bob_ok",
+        "bob\u{200B}@example.com",
+        GOOD_PASSWORD,
+        &[("email", "email_invalid_characters")],
+        "invisible character",
+    ),
+    (
+        "bob_ok",
+        "bob_ok@example.com",
+        "",
+        &[("password", "required")],
+        "empty password",
+    ),
+    (
+        "bob_ok",
+        "bob_ok@example.com",
+        "Tr0ub4d",
+        &[
+            ("password", "password_too_short"),
+            ("password", "password_too_weak"),
+        ],
+        "7 characters",
+    ),
+    (
+        "bob_ok",
+        "bob_ok@example.com",
+        "password",
+        &[
+            ("password", "password_too_common"),
+            ("password", "password_too_weak"),
+        ],
+        "breached password",
+    ),
+    (
+        "bob_ok",
+        "bob_ok@example.com",
+        "PassWord1",
+        &[
+            ("password", "password_too_common"),
+            ("password", "password_too_weak"),
+        ],
+        "breached, case changed",
+    ),
+    (
+        "bob_ok",
+        "bob_ok@example.com",
+        "bob_ok",
+        &[
+            ("password", "password_too_short"),
+            ("password", "password_too_similar"),
+            ("password", "password_too_weak"),
+        ],
+        "password equals the username",
+    ),
+    (
+        "margaret_h",
+        "mh@example.com",
+        "margaret_h1",
+        &[
+            ("password", "password_too_similar"),
+            ("password", "password_too_weak"),
+        ],
+        "username plus a digit",
+    ),
+    (
+        "bob_ok",
+        "bob_ok@example.com",
+        "80943721066417",
+        &[("password", "password_entirely_numeric")],
+        "digits only",
+    ),
+    (
+        "bob_ok",
+        "bob_ok@example.com",
+        "qwertyuiopasdf",
+        &[("password", "password_too_weak")],
+        "keyboard walk",
+    ),
 ];
 
 #[tokio::test]
@@ -59,14 +237,39 @@ async fn overlong_values_are_refused_and_an_oversized_password_costs_nothing_mor
     let long_email = format!("{}@{}.com", "a".repeat(60), "b".repeat(200));
     let long_password = "x".repeat(129);
     let rows = [
-        (long_name.as_str(), "ok1@example.com", GOOD_PASSWORD, ("username", "username_too_long")),
-        ("ok_name1", long_local.as_str(), GOOD_PASSWORD, ("email", "email_local_part_too_long")),
-        ("ok_name2", long_email.as_str(), GOOD_PASSWORD, ("email", "email_too_long")),
-        ("ok_name3", "ok3@example.com", long_password.as_str(), ("password", "password_too_long")),
+        (
+            long_name.as_str(),
+            "ok1@example.com",
+            GOOD_PASSWORD,
+            ("username", "username_too_long"),
+        ),
+        (
+            "ok_name1",
+            long_local.as_str(),
+            GOOD_PASSWORD,
+            ("email", "email_local_part_too_long"),
+        ),
+        (
+            "ok_name2",
+            long_email.as_str(),
+            GOOD_PASSWORD,
+            ("email", "email_too_long"),
+        ),
+        (
+            "ok_name3",
+            "ok3@example.com",
+            long_password.as_str(),
+            ("password", "password_too_long"),
+        ),
     ];
     for (username, email, password, (field, code)) in rows {
         let answer = app.register(username, email, password).await;
-        assert_eq!(answer.field_codes(), vec![(field.to_owned(), code.to_owned())], "{}", answer.body);
+        assert_eq!(
+            answer.field_codes(),
+            vec![(field.to_owned(), code.to_owned())],
+            "{}",
+            answer.body
+        );
     }
     assert_eq!(app.user_count().await, 0);
 }
@@ -78,12 +281,20 @@ async fn the_same_field_can_break_several_rules_at_once() {
     let answer = app.register(&name, "x@example.com", GOOD_PASSWORD).await;
     assert_eq!(
         answer.field_codes(),
-        vec![("username".to_owned(), "username_invisible_characters".to_owned())],
+        vec![(
+            "username".to_owned(),
+            "username_invisible_characters".to_owned()
+        )],
         "{}",
         answer.body
     );
-    let answer = app.register("support", "x@example.com", GOOD_PASSWORD).await;
-    assert_eq!(answer.field_codes(), vec![("username".to_owned(), "username_reserved".to_owned())]);
+    let answer = app
+        .register("support", "x@example.com", GOOD_PASSWORD)
+        .await;
+    assert_eq!(
+        answer.field_codes(),
+        vec![("username".to_owned(), "username_reserved".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -96,7 +307,11 @@ async fn unicode_tricks_collide_with_the_plain_name() {
     ] {
         let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
         let email2 = format!("{}@example.com", uuid::Uuid::now_v7().simple());
-        assert_eq!(app.register(first, &email, GOOD_PASSWORD).await.status, 200, "{why}");
+        assert_eq!(
+            app.register(first, &email, GOOD_PASSWORD).await.status,
+            200,
+            "{why}"
+        );
         let answer = app.register(second, &email2, GOOD_PASSWORD).await;
         assert_eq!(
             answer.field_codes(),
@@ -112,12 +327,42 @@ async fn unicode_tricks_collide_with_the_plain_name() {
 async fn international_users_register_without_friction() {
     let app = spawn_app().await;
     let rows = [
-        ("José", "jose@example.com", "mi contraseña es muy larga", "Latin with an accent"),
-        ("Zoë", "zoe@bücher.example", "🦀🦀 crabs rule the ocean 🦀🦀", "diaeresis; IDN domain; emoji password"),
-        ("山田", "yamada@example.jp", "やまだ たろう の ひみつ の あいことば", "Han"),
-        ("山田taro", "taro@example.jp", "  leading and trailing spaces kept  ", "Han with Latin"),
-        ("Вера", "vera@example.ru", "сложный пароль для веры 2024", "all-Cyrillic"),
-        ("o'neil.sean+test", "sean@example.com", GOOD_PASSWORD, "Django punctuation (no apostrophe)"),
+        (
+            "José",
+            "jose@example.com",
+            "mi contraseña es muy larga",
+            "Latin with an accent",
+        ),
+        (
+            "Zoë",
+            "zoe@bücher.example",
+            "🦀🦀 crabs rule the ocean 🦀🦀",
+            "diaeresis; IDN domain; emoji password",
+        ),
+        (
+            "山田",
+            "yamada@example.jp",
+            "やまだ たろう の ひみつ の あいことば",
+            "Han",
+        ),
+        (
+            "山田taro",
+            "taro@example.jp",
+            "  leading and trailing spaces kept  ",
+            "Han with Latin",
+        ),
+        (
+            "Вера",
+            "vera@example.ru",
+            "сложный пароль для веры 2024",
+            "all-Cyrillic",
+        ),
+        (
+            "o'neil.sean+test",
+            "sean@example.com",
+            GOOD_PASSWORD,
+            "Django punctuation (no apostrophe)",
+        ),
     ];
     for (username, email, password, why) in rows {
         let answer = app.register(username, email, password).await;
@@ -125,17 +370,36 @@ async fn international_users_register_without_friction() {
             // The apostrophe is outside Django's charset: that row checks the message, not a pass.
             assert_eq!(
                 answer.field_codes(),
-                vec![("username".to_owned(), "username_invalid_characters".to_owned())]
+                vec![(
+                    "username".to_owned(),
+                    "username_invalid_characters".to_owned()
+                )]
             );
             continue;
         }
         assert_eq!(answer.status, 200, "{why}: {}", answer.body);
-        assert_eq!(answer.body["data"]["register"]["username"], username, "{why}");
+        assert_eq!(
+            answer.body["data"]["register"]["username"], username,
+            "{why}"
+        );
     }
-    let zoe = app.users().await.into_iter().find(|u| u.username == "Zoë").unwrap();
-    assert_eq!(zoe.email, "zoe@xn--bcher-kva.example", "IDN domains are stored as ASCII");
+    let zoe = app
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u.username == "Zoë")
+        .unwrap();
+    assert_eq!(
+        zoe.email, "zoe@xn--bcher-kva.example",
+        "IDN domains are stored as ASCII"
+    );
     // Passwords are hashed exactly as typed, spaces included.
-    let spaced = app.users().await.into_iter().find(|u| u.username == "山田taro").unwrap();
+    let spaced = app
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u.username == "山田taro")
+        .unwrap();
     let hash = argon2::PasswordHash::new(&spaced.password_hash).unwrap();
     use argon2::PasswordVerifier;
     assert!(
@@ -195,8 +459,82 @@ async fn thresholds_follow_the_configuration() {
             ("password".to_owned(), "password_too_short".to_owned())
         ]
     );
-    let answer = app.register("admin", "admin@example.com", "twenty-one-chars-long").await;
-    assert_eq!(answer.field_codes(), vec![("password".to_owned(), "password_too_long".to_owned())]);
+    let answer = app
+        .register("admin", "admin@example.com", "twenty-one-chars-long")
+        .await;
+    assert_eq!(
+        answer.field_codes(),
+        vec![("password".to_owned(), "password_too_long".to_owned())]
+    );
     // "admin" is not reserved any more, and strength 0 admits a weak but long-enough password.
-    assert_eq!(app.register("admin", "admin@example.com", "abcdefgh-ijk").await.status, 200);
+    assert_eq!(
+        app.register("admin", "admin@example.com", "abcdefgh-ijk")
+            .await
+            .status,
+        200
+    );
+}
+
+/// Property: any two spellings with the same canonical form collide in the database — the
+/// unique index agrees with `canonical()`. Generated names, each re-spelled with random
+/// case changes, fullwidth forms and decomposed accents.
+#[test]
+fn canonically_equal_usernames_always_collide_in_the_database() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = runtime.block_on(crate::helpers::spawn_app_with(|c| {
+        // Cheap hashes: this test is about the index, not the hash.
+        c.hashing.argon2_memory_kib = 64;
+        c.hashing.argon2_iterations = 1;
+        c.policy.password_min_strength = 0;
+    }));
+    let strategy = ("[a-zé]{4,12}", proptest::collection::vec(0u8..4, 12));
+    let mut runner = TestRunner::new(Config::with_cases(24));
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&strategy, |(base, tweaks)| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let base = format!("{base}{n}");
+            let variant: String = base
+                .chars()
+                .zip(tweaks.iter().cycle())
+                .map(|(c, t)| match (c, t) {
+                    ('é', 1) => "e\u{301}".to_owned(),
+                    (c, 1) => c.to_uppercase().collect(),
+                    (c, 2) if c.is_ascii_alphanumeric() => {
+                        char::from_u32(c.to_ascii_uppercase() as u32 + 0xFEE0)
+                            .unwrap()
+                            .to_string()
+                    }
+                    (c, _) => c.to_string(),
+                })
+                .collect();
+            prop_assert_eq!(
+                roster::accounts::canonical::canonical(&base),
+                roster::accounts::canonical::canonical(&variant)
+            );
+            runtime.block_on(async {
+                let first = app
+                    .register(&base, &format!("a{n}@example.com"), "pw-for-index-test")
+                    .await;
+                prop_assert_eq!(first.status, 200, "{}", first.body);
+                let second = app
+                    .register(&variant, &format!("b{n}@example.com"), "pw-for-index-test")
+                    .await;
+                prop_assert_eq!(
+                    second.field_codes(),
+                    vec![("username".to_owned(), "taken".to_owned())],
+                    "{:?} vs {:?}",
+                    base,
+                    variant
+                );
+                Ok(())
+            })
+        })
+        .unwrap();
 }

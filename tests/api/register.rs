@@ -29,20 +29,30 @@ async fn a_valid_registration_returns_the_user_and_stores_it_once() {
         row.date_joined
     );
     assert!(
-        row.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        row.password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{}",
         row.password_hash
     );
     assert!(!row.password_hash.contains(GOOD_PASSWORD));
     let parsed = PasswordHash::new(&row.password_hash).unwrap();
-    assert!(Argon2::default().verify_password(GOOD_PASSWORD.as_bytes(), &parsed).is_ok());
-    assert!(Argon2::default().verify_password(b"wrong password", &parsed).is_err());
+    assert!(
+        Argon2::default()
+            .verify_password(GOOD_PASSWORD.as_bytes(), &parsed)
+            .is_ok()
+    );
+    assert!(
+        Argon2::default()
+            .verify_password(b"wrong password", &parsed)
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn every_violation_of_every_field_comes_back_in_one_error() {
     let app = spawn_app().await;
-    app.register("alice", "alice@example.com", GOOD_PASSWORD).await;
+    app.register("alice", "alice@example.com", GOOD_PASSWORD)
+        .await;
 
     let answer = app.register("ALICE", "not-an-email", "1234").await;
 
@@ -61,7 +71,10 @@ async fn every_violation_of_every_field_comes_back_in_one_error() {
         ("password", "password_entirely_numeric"),
         ("password", "password_too_weak"),
     ];
-    let got: Vec<(&str, &str)> = codes.iter().map(|(f, c)| (f.as_str(), c.as_str())).collect();
+    let got: Vec<(&str, &str)> = codes
+        .iter()
+        .map(|(f, c)| (f.as_str(), c.as_str()))
+        .collect();
     assert_eq!(got, expected);
     for field in errors[0]["extensions"]["fields"].as_array().unwrap() {
         assert!(!field["message"].as_str().unwrap().is_empty());
@@ -73,13 +86,28 @@ async fn every_violation_of_every_field_comes_back_in_one_error() {
 #[tokio::test]
 async fn usernames_and_emails_collide_ignoring_case_and_compatibility_forms() {
     let app = spawn_app().await;
-    assert_eq!(app.register("alice", "alice@example.com", GOOD_PASSWORD).await.status, 200);
+    assert_eq!(
+        app.register("alice", "alice@example.com", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
 
     // (username, email, which field collides, why)
     let cases = [
         ("Alice", "other1@example.com", "username", "ASCII case"),
-        ("ＡＬＩＣＥ", "other2@example.com", "username", "fullwidth NFKC form"),
-        ("carol_x", "ALICE@EXAMPLE.COM", "email", "the whole address, case-folded"),
+        (
+            "ＡＬＩＣＥ",
+            "other2@example.com",
+            "username",
+            "fullwidth NFKC form",
+        ),
+        (
+            "carol_x",
+            "ALICE@EXAMPLE.COM",
+            "email",
+            "the whole address, case-folded",
+        ),
         ("bob_2", "Alice@Example.Com", "email", "mixed-case address"),
     ];
     for (username, email, field, why) in cases {
@@ -99,20 +127,34 @@ async fn missing_or_unknown_input_fields_are_rejected_before_anything_runs() {
     let app = spawn_app().await;
     let (username, email) = unique_user();
     let cases = [
-        (json!({ "username": username, "email": email }), "password missing"),
+        (
+            json!({ "username": username, "email": email }),
+            "password missing",
+        ),
         (
             json!({ "username": username, "email": email, "password": GOOD_PASSWORD, "isAdmin": true }),
             "unknown field",
         ),
-        (json!({ "username": username, "email": email, "password": 12345678 }), "wrong type"),
-        (json!({ "username": null, "email": email, "password": GOOD_PASSWORD }), "null"),
+        (
+            json!({ "username": username, "email": email, "password": 12345678 }),
+            "wrong type",
+        ),
+        (
+            json!({ "username": null, "email": email, "password": GOOD_PASSWORD }),
+            "null",
+        ),
     ];
     for (input, why) in cases {
         let answer = app
             .graphql(crate::helpers::REGISTER, json!({ "input": input }))
             .await;
         assert_eq!(answer.status, 400, "{why}: {}", answer.body);
-        assert_eq!(answer.code(), "GRAPHQL_VALIDATION_FAILED", "{why}: {}", answer.body);
+        assert_eq!(
+            answer.code(),
+            "GRAPHQL_VALIDATION_FAILED",
+            "{why}: {}",
+            answer.body
+        );
         assert!(answer.body.get("data").is_none(), "{why}: no data key");
     }
     assert_eq!(app.user_count().await, 0);

@@ -1,0 +1,948 @@
+//! roster's load benchmark: one command measures every performance target against the real
+//! release binary, on SQLite and on PostgreSQL, and prints a table.
+//!
+//! ```text
+//! cargo bench --bench load -- all      # 3 runs per database, medians with min–max
+//! cargo bench --bench load -- sqlite   # one database only (also: postgres)
+//! cargo bench --bench load -- smoke    # a few seconds, SQLite; what CI runs so this can't rot
+//! ```
+//!
+//! Method (details in BENCHMARKS.md): the server is the `roster` binary in a child process with
+//! default settings except `--register-rate-limit off`. The load generator is a minimal
+//! HTTP/1.1 keep-alive client on one thread, so it takes as little CPU from the server as
+//! possible. The raw Argon2id rate is measured in the same run, same parameters, one thread per
+//! core, with the server idle; throughput is reported as a ratio to it. Peak RSS is the
+//! server's `/proc/<pid>/status` VmRSS sampled every 10 ms.
+//!
+//! PostgreSQL: `ROSTER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! a fresh database is created per run and dropped afterwards.
+
+use std::io::{BufRead, BufReader as StdBufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const PASSWORD_BASE: &str = "bench-Quartz-Lantern";
+
+#[derive(Clone, Copy)]
+struct Plan {
+    runs: usize,
+    hash_secs: f64,
+    warmup_secs: f64,
+    register_secs: f64,
+    register_clients: usize,
+    invalid_secs: f64,
+    invalid_clients: usize,
+    duplicate_secs: f64,
+    flood_secs: f64,
+    flood_clients: usize,
+}
+
+const FULL: Plan = Plan {
+    runs: 3,
+    hash_secs: 4.0,
+    warmup_secs: 2.0,
+    register_secs: 10.0,
+    register_clients: 64,
+    invalid_secs: 4.0,
+    invalid_clients: 32,
+    duplicate_secs: 3.0,
+    flood_secs: 6.0,
+    flood_clients: 500,
+};
+
+const SMOKE: Plan = Plan {
+    runs: 1,
+    hash_secs: 0.5,
+    warmup_secs: 0.2,
+    register_secs: 1.0,
+    register_clients: 8,
+    invalid_secs: 0.5,
+    invalid_clients: 8,
+    duplicate_secs: 0.3,
+    flood_secs: 0.5,
+    flood_clients: 50,
+};
+
+fn main() {
+    // `cargo bench` passes `--bench`; take the first other word as the mode.
+    let mode = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_else(|| "all".into());
+    let (plan, backends): (Plan, Vec<Backend>) = match mode.as_str() {
+        "all" => (FULL, vec![Backend::Sqlite, Backend::Postgres]),
+        "sqlite" => (FULL, vec![Backend::Sqlite]),
+        "postgres" => (FULL, vec![Backend::Postgres]),
+        "smoke" => (SMOKE, vec![Backend::Sqlite]),
+        other => {
+            eprintln!("unknown mode {other:?}: use all, sqlite, postgres or smoke");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "validation cost per registration (in-process, median of 200): {}",
+        validation_cost()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "roster load benchmark: mode {mode}, {} cores, {}",
+        cores(),
+        cpu_model()
+    );
+    let mut tables = Vec::new();
+    for backend in backends {
+        let mut runs = Vec::new();
+        for run in 1..=plan.runs {
+            eprintln!("[{}] run {run}/{}", backend.name(), plan.runs);
+            runs.push(runtime.block_on(one_run(backend, plan)));
+        }
+        tables.push((backend, runs));
+    }
+    let mut failed = false;
+    for (backend, runs) in &tables {
+        println!(
+            "\n## {}  ({} run(s); median [min–max])\n",
+            backend.name(),
+            runs.len()
+        );
+        println!("| metric | value | target |");
+        println!("|---|---|---|");
+        for row in ROWS {
+            let values: Vec<f64> = runs.iter().map(|r| (row.get)(r)).collect();
+            println!(
+                "| {} | {} | {} |",
+                row.name,
+                summary(&values, row.decimals),
+                row.target
+            );
+        }
+        failed |= runs
+            .iter()
+            .any(|r| r.register_other > 0 || r.register_ok == 0);
+        println!(
+            "\nCPU seconds during the register phase (server threads by name; bench = this load generator):"
+        );
+        for (i, r) in runs.iter().enumerate() {
+            println!("- run {}: {}", i + 1, r.cpu_split);
+        }
+    }
+    if mode == "smoke" {
+        // Smoke mode checks that every phase ran and registrations succeeded, not timings.
+        if failed {
+            eprintln!("smoke run: registrations failed");
+            std::process::exit(1);
+        }
+        println!("\n1 passed, 0 failed");
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct RunResult {
+    raw_hash_rate: f64,
+    register_rate: f64,
+    register_p50_ms: f64,
+    register_p90_ms: f64,
+    register_p99_ms: f64,
+    register_ok: u64,
+    register_other: u64,
+    typename_p50_ms: f64,
+    typename_p99_ms: f64,
+    healthz_p99_ms: f64,
+    register_peak_rss_mib: f64,
+    invalid_rate: f64,
+    duplicate_rate: f64,
+    flood_peak_rss_mib: f64,
+    flood_busy: u64,
+    flood_typename_p99_ms: f64,
+    startup_ms: f64,
+    /// Where the CPU went during the register phase, by thread group.
+    cpu_split: String,
+}
+
+struct Row {
+    name: &'static str,
+    get: fn(&RunResult) -> f64,
+    decimals: usize,
+    target: &'static str,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        name: "raw Argon2id rate, hashes/s (all cores)",
+        get: |r| r.raw_hash_rate,
+        decimals: 1,
+        target: "reference",
+    },
+    Row {
+        name: "register throughput, req/s (64 clients)",
+        get: |r| r.register_rate,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "**throughput ÷ raw hash rate**",
+        get: |r| r.register_rate / r.raw_hash_rate,
+        decimals: 3,
+        target: "≥ 0.95",
+    },
+    Row {
+        name: "register latency p50, ms",
+        get: |r| r.register_p50_ms,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "register latency p90, ms",
+        get: |r| r.register_p90_ms,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "register latency p99, ms",
+        get: |r| r.register_p99_ms,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "register errors (non-success answers)",
+        get: |r| r.register_other as f64,
+        decimals: 0,
+        target: "0",
+    },
+    Row {
+        name: "`{ __typename }` p50 under register load, ms",
+        get: |r| r.typename_p50_ms,
+        decimals: 2,
+        target: "",
+    },
+    Row {
+        name: "**`{ __typename }` p99 under register load, ms**",
+        get: |r| r.typename_p99_ms,
+        decimals: 2,
+        target: "≤ 5",
+    },
+    Row {
+        name: "**`/healthz` p99 under register load, ms**",
+        get: |r| r.healthz_p99_ms,
+        decimals: 2,
+        target: "≤ 5",
+    },
+    Row {
+        name: "peak RSS during register load, MiB",
+        get: |r| r.register_peak_rss_mib,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "**peak RSS during 500-connection flood, MiB**",
+        get: |r| r.flood_peak_rss_mib,
+        decimals: 1,
+        target: "≤ 150",
+    },
+    Row {
+        name: "flood answers shed with SERVER_BUSY",
+        get: |r| r.flood_busy as f64,
+        decimals: 0,
+        target: "",
+    },
+    Row {
+        name: "`{ __typename }` p99 during the flood, ms",
+        get: |r| r.flood_typename_p99_ms,
+        decimals: 2,
+        target: "",
+    },
+    Row {
+        name: "**invalid registrations, req/s**",
+        get: |r| r.invalid_rate,
+        decimals: 0,
+        target: "≥ 10000",
+    },
+    Row {
+        name: "duplicate-username registrations, req/s (no hash)",
+        get: |r| r.duplicate_rate,
+        decimals: 0,
+        target: "≫ hash rate",
+    },
+    Row {
+        name: "**start-up to first answer (migrated DB), ms**",
+        get: |r| r.startup_ms,
+        decimals: 1,
+        target: "≤ 1000",
+    },
+];
+
+fn summary(values: &[f64], decimals: usize) -> String {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let median = v[v.len() / 2];
+    if v.len() == 1 {
+        format!("{median:.decimals$}")
+    } else {
+        format!(
+            "{median:.decimals$} [{:.decimals$}–{:.decimals$}]",
+            v[0],
+            v[v.len() - 1]
+        )
+    }
+}
+
+async fn one_run(backend: Backend, plan: Plan) -> RunResult {
+    let database = BenchDatabase::create(backend).await;
+    let mut result = RunResult::default();
+
+    // First start applies the migrations; the measured start-up is the second one.
+    let server = Server::start(&database.url);
+    server.stop();
+    let started = Instant::now();
+    let server = Server::start(&database.url);
+    result.startup_ms = first_answer(server.addr)
+        .await
+        .map_or(f64::NAN, |_| started.elapsed().as_secs_f64() * 1000.0);
+
+    result.raw_hash_rate = raw_hash_rate(plan.hash_secs);
+
+    // Register load with probes and RSS sampling.
+    let cpu_before = thread_cpu(server.pid);
+    let self_before = thread_cpu(std::process::id());
+    let sampler = RssSampler::start(server.pid);
+    let probes = Probes::start(server.addr);
+    let load = register_load(
+        server.addr,
+        plan.register_clients,
+        plan.warmup_secs,
+        plan.register_secs,
+        Payload::Unique,
+    )
+    .await;
+    let (typename, healthz) = probes.stop().await;
+    result.register_peak_rss_mib = sampler.stop();
+    result.cpu_split = cpu_split(
+        &cpu_before,
+        &thread_cpu(server.pid),
+        &self_before,
+        &thread_cpu(std::process::id()),
+    );
+    result.register_rate = load.ok_in_window as f64 / plan.register_secs;
+    result.register_ok = load.ok_in_window;
+    result.register_other = load.other;
+    result.register_p50_ms = percentile(&load.latencies_ms, 50.0);
+    result.register_p90_ms = percentile(&load.latencies_ms, 90.0);
+    result.register_p99_ms = percentile(&load.latencies_ms, 99.0);
+    result.typename_p50_ms = percentile(&typename, 50.0);
+    result.typename_p99_ms = percentile(&typename, 99.0);
+    result.healthz_p99_ms = percentile(&healthz, 99.0);
+
+    // Invalid input: validation errors only, nothing to hash.
+    let invalid = register_load(
+        server.addr,
+        plan.invalid_clients,
+        0.5,
+        plan.invalid_secs,
+        Payload::Invalid,
+    )
+    .await;
+    result.invalid_rate = invalid.answered_in_window as f64 / plan.invalid_secs;
+
+    // A taken username (otherwise valid): the pre-check answers without hashing.
+    let dup = register_load(
+        server.addr,
+        plan.invalid_clients,
+        0.3,
+        plan.duplicate_secs,
+        Payload::Duplicate,
+    )
+    .await;
+    result.duplicate_rate = dup.answered_in_window as f64 / plan.duplicate_secs;
+
+    // Flood: many connections at once; memory must stay bounded and queries keep answering.
+    let sampler = RssSampler::start(server.pid);
+    let probes = Probes::start(server.addr);
+    let flood = register_load(
+        server.addr,
+        plan.flood_clients,
+        0.0,
+        plan.flood_secs,
+        Payload::Unique,
+    )
+    .await;
+    let (typename, _) = probes.stop().await;
+    result.flood_peak_rss_mib = sampler.stop();
+    result.flood_busy = flood.busy;
+    result.flood_typename_p99_ms = percentile(&typename, 99.0);
+
+    server.stop();
+    database.drop_it().await;
+    result
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Argon2id with the server's default parameters, one thread per core, reused blocks.
+fn raw_hash_rate(secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..cores())
+        .map(|_| {
+            let (stop, count) = (stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let params = Params::new(19456, 2, 1, None).unwrap();
+                let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+                let mut blocks = vec![Block::default(); params.block_count()];
+                let mut out = [0u8; 32];
+                let salt = [7u8; 16];
+                while !stop.load(Ordering::Relaxed) {
+                    argon2
+                        .hash_password_into_with_memory(
+                            PASSWORD_BASE.as_bytes(),
+                            &salt,
+                            &mut out,
+                            &mut blocks,
+                        )
+                        .unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Skip the first half second (thread start, page faults), then count.
+    std::thread::sleep(Duration::from_millis(500));
+    let start_count = count.load(Ordering::Relaxed);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let hashes = count.load(Ordering::Relaxed) - start_count;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    hashes as f64 / elapsed
+}
+
+struct BenchDatabase {
+    url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(std::path::PathBuf),
+    Postgres { admin: String, name: String },
+}
+
+impl BenchDatabase {
+    async fn create(backend: Backend) -> Self {
+        let name = format!("roster_bench_{}", uuid::Uuid::now_v7().simple());
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("{name}.db"));
+                Self {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    cleanup: Cleanup::File(path),
+                }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("ROSTER_BENCH_PG_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                let db = Database::connect(&admin)
+                    .await
+                    .expect("PostgreSQL reachable");
+                db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                db.close().await.ok();
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                Self {
+                    url: format!("{base}/{name}"),
+                    cleanup: Cleanup::Postgres { admin, name },
+                }
+            }
+        }
+    }
+
+    async fn drop_it(self) {
+        match self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Postgres { admin, name } => {
+                if let Ok(db) = Database::connect(&admin).await {
+                    let _ = db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    db.close().await.ok();
+                }
+            }
+        }
+    }
+}
+
+struct Server {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(database_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["--listen", "127.0.0.1:0", "--register-rate-limit", "off"])
+            .env("DATABASE_URL", database_url)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start roster");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = StdBufReader::new(stderr);
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("roster exited before it was ready");
+            }
+            if let Some(rest) = line
+                .trim()
+                .strip_prefix("roster is ready: GraphiQL at http://")
+            {
+                break rest.trim_end_matches("/graphql").parse().expect("address");
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        let pid = child.id();
+        Self { child, pid, addr }
+    }
+
+    /// SIGTERM, as an orchestrator would, then wait.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn first_answer(addr: SocketAddr) -> Option<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let request = graphql_request(r#"{"query":"{ __typename }"}"#);
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = Conn::open(addr).await
+            && let Ok((200, _)) = conn.send(&request).await
+        {
+            return Some(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+/// A minimal HTTP/1.1 keep-alive client: one request at a time, Content-Length bodies.
+struct Conn {
+    stream: BufReader<TcpStream>,
+    line: String,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: BufReader::new(stream),
+            line: String::new(),
+        })
+    }
+
+    async fn send(&mut self, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        self.stream.get_mut().write_all(request).await?;
+        self.line.clear();
+        self.stream.read_line(&mut self.line).await?;
+        let status: u16 = self
+            .line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad status line"))?;
+        let mut length = 0usize;
+        loop {
+            self.line.clear();
+            if self.stream.read_line(&mut self.line).await? == 0 {
+                return Err(std::io::Error::other("connection closed"));
+            }
+            let header = self.line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+fn graphql_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /graphql HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Payload {
+    /// A fresh username and email every time: every request hashes.
+    Unique,
+    /// Bad email and a short password: validation errors, no hash.
+    Invalid,
+    /// A taken username with otherwise valid input: caught by the pre-check.
+    Duplicate,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn register_body(payload: Payload) -> Vec<u8> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let run = std::process::id();
+    let (username, email, password) = match payload {
+        Payload::Unique => (
+            format!("bench_{run}_{n}"),
+            format!("bench_{run}_{n}@example.com"),
+            format!("{PASSWORD_BASE}-{n}"),
+        ),
+        Payload::Invalid => (
+            format!("bench_bad_{run}_{n}"),
+            "not-an-email".to_owned(),
+            "short".to_owned(),
+        ),
+        Payload::Duplicate => (
+            format!("bench_{run}_0"),
+            format!("dup_{run}_{n}@example.com"),
+            format!("{PASSWORD_BASE}-{n}"),
+        ),
+    };
+    let body = format!(
+        r#"{{"query":"mutation R($i: RegisterInput!) {{ register(input: $i) {{ id }} }}","variables":{{"i":{{"username":"{username}","email":"{email}","password":"{password}"}}}}}}"#
+    );
+    graphql_request(&body)
+}
+
+#[derive(Default)]
+struct LoadResult {
+    ok_in_window: u64,
+    answered_in_window: u64,
+    busy: u64,
+    other: u64,
+    latencies_ms: Vec<f64>,
+}
+
+async fn register_load(
+    addr: SocketAddr,
+    clients: usize,
+    warmup: f64,
+    secs: f64,
+    payload: Payload,
+) -> LoadResult {
+    if payload == Payload::Duplicate {
+        // Make sure the duplicated name exists.
+        let mut conn = Conn::open(addr).await.expect("connect");
+        COUNTER.store(0, Ordering::Relaxed);
+        let _ = conn.send(&register_body(Payload::Unique)).await;
+    }
+    let start = Instant::now();
+    let window_start = start + Duration::from_secs_f64(warmup);
+    let end = window_start + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut result = LoadResult::default();
+                let Ok(mut conn) = Conn::open(addr).await else {
+                    result.other += 1;
+                    return result;
+                };
+                while Instant::now() < end {
+                    let request = register_body(payload);
+                    let sent = Instant::now();
+                    let answer = conn.send(&request).await;
+                    let done = Instant::now();
+                    let in_window = sent >= window_start && done <= end;
+                    match answer {
+                        Ok((200, body)) if contains(&body, b"\"register\":{\"id\"") => {
+                            if in_window {
+                                result.ok_in_window += 1;
+                                result.answered_in_window += 1;
+                                result
+                                    .latencies_ms
+                                    .push((done - sent).as_secs_f64() * 1000.0);
+                            }
+                        }
+                        Ok((200, body))
+                            if payload != Payload::Unique && contains(&body, b"BAD_USER_INPUT") =>
+                        {
+                            if in_window {
+                                result.answered_in_window += 1;
+                            }
+                        }
+                        Ok((503, _)) => {
+                            result.busy += 1;
+                        }
+                        Ok(_) => result.other += 1,
+                        Err(_) => {
+                            result.other += 1;
+                            match Conn::open(addr).await {
+                                Ok(c) => conn = c,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                result
+            })
+        })
+        .collect();
+    let mut total = LoadResult::default();
+    for task in tasks {
+        let r = task.await.unwrap();
+        total.ok_in_window += r.ok_in_window;
+        total.answered_in_window += r.answered_in_window;
+        total.busy += r.busy;
+        total.other += r.other;
+        total.latencies_ms.extend(r.latencies_ms);
+    }
+    total
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Two probes on their own connections: `{ __typename }` and `/healthz`, every 5 ms.
+struct Probes {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<f64>>>,
+}
+
+impl Probes {
+    fn start(addr: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = [
+            graphql_request(r#"{"query":"{ __typename }"}"#),
+            b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
+        ];
+        let tasks = requests
+            .into_iter()
+            .map(|request| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut conn = Conn::open(addr).await.expect("probe connects");
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        if let Ok((200, _)) = conn.send(&request).await {
+                            latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                        } else {
+                            latencies.push(f64::INFINITY);
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) -> (Vec<f64>, Vec<f64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut out = Vec::new();
+        for t in self.tasks {
+            out.push(t.await.unwrap());
+        }
+        let healthz = out.pop().unwrap();
+        (out.pop().unwrap(), healthz)
+    }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[rank.min(v.len() - 1)]
+}
+
+/// Samples the server's resident memory every 10 ms on its own thread; returns the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<f64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak_kib = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_kib(pid) {
+                    peak_kib = peak_kib.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak_kib as f64 / 1024.0
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU time (user + system, in clock ticks) of every thread of `pid`, by thread name.
+fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The name is in parentheses and may contain spaces; fields follow the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = fields
+            .get(11)
+            .and_then(|u| u.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+        // Group numbered workers (argon2-0, argon2-1) under one name.
+        let group = match name.rsplit_once('-') {
+            Some((base, n)) if n.chars().all(|c| c.is_ascii_digit()) => base.to_owned(),
+            _ => name,
+        };
+        *out.entry(group).or_insert(0) += ticks;
+    }
+    out
+}
+
+fn cpu_split(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    self_before: &std::collections::BTreeMap<String, u64>,
+    self_after: &std::collections::BTreeMap<String, u64>,
+) -> String {
+    let hz = 100.0; // USER_HZ on Linux
+    let delta = |a: &std::collections::BTreeMap<String, u64>,
+                 b: &std::collections::BTreeMap<String, u64>| {
+        a.iter()
+            .map(|(k, v)| (k.clone(), (v - b.get(k).copied().unwrap_or(0)) as f64 / hz))
+            .filter(|(_, secs)| *secs > 0.0)
+            .collect::<Vec<_>>()
+    };
+    let mut parts: Vec<String> = delta(after, before)
+        .into_iter()
+        .map(|(k, v)| format!("{k} {v:.2}"))
+        .collect();
+    let bench: f64 = delta(self_after, self_before).iter().map(|(_, v)| v).sum();
+    parts.push(format!("bench {bench:.2}"));
+    parts.join(", ")
+}
+
+/// Time of the domain rules alone (username, email, password incl. zxcvbn) for the payloads
+/// the benchmark sends, to attribute the per-registration overhead.
+fn validation_cost() -> String {
+    use roster::accounts::{Email, Password, RegistrationPolicy, Username};
+    let policy =
+        RegistrationPolicy::from_config(&roster::config::Config::defaults().policy).unwrap();
+    let mut parts = Vec::new();
+    for (what, password) in [
+        ("valid", format!("{PASSWORD_BASE}-12345")),
+        ("invalid", "short".to_owned()),
+    ] {
+        let mut times: Vec<f64> = (0..200)
+            .map(|n| {
+                let username = format!("bench_1_{n}");
+                let email = format!("bench_1_{n}@example.com");
+                let started = Instant::now();
+                let _ = Username::parse(&username, &policy);
+                let _ = Email::parse(&email);
+                let _ = Password::parse(password.clone(), &policy.password, &username, &email);
+                started.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        parts.push(format!("{what} input {:.0} µs", times[times.len() / 2]));
+    }
+    parts.join(", ")
+}

@@ -7,6 +7,7 @@
 //! (a full queue is answered at once with `SERVER_BUSY`), and a job whose caller went away is
 //! skipped, so a disconnecting client costs neither a hash nor a leaked slot.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +46,9 @@ pub struct Hasher {
 
 struct Inner {
     queue: SyncSender<Job>,
+    /// Jobs accepted and not yet taken by a worker (the channel does not expose its length).
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
     params: Params,
     workers: usize,
 }
@@ -62,19 +66,24 @@ impl Hasher {
         let workers = config.workers();
         // A zero-capacity sync_channel is a rendezvous channel: it would refuse every job
         // while the workers are between jobs. Keep at least one slot.
-        let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(config.hash_queue.max(1));
+        let capacity = config.hash_queue.max(1);
+        let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(capacity);
         let rx = Arc::new(Mutex::new(rx));
+        let queued = Arc::new(AtomicUsize::new(0));
         for n in 0..workers {
             let rx = Arc::clone(&rx);
+            let queued = Arc::clone(&queued);
             let params = params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&rx, params))
+                .spawn(move || worker(&rx, &queued, params))
                 .map_err(|e| HashError::Argon2(format!("cannot start worker: {e}")))?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
+                queued,
+                capacity,
                 params,
                 workers,
             }),
@@ -91,11 +100,22 @@ impl Hasher {
             reply,
             span: tracing::Span::current(),
         };
-        self.inner.queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => HashError::Busy,
-            TrySendError::Disconnected(_) => HashError::Stopped,
-        })?;
+        // Count first: a worker may take the job before `try_send` even returns.
+        self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = self.inner.queue.try_send(job) {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(match e {
+                TrySendError::Full(_) => HashError::Busy,
+                TrySendError::Disconnected(_) => HashError::Stopped,
+            });
+        }
         answer.await.map_err(|_| HashError::Stopped)?
+    }
+
+    /// Whether a hash requested now would be refused as busy. Lets the service shed a
+    /// registration before spending CPU on validating it; `hash` still decides for real.
+    pub fn is_saturated(&self) -> bool {
+        self.inner.queued.load(Ordering::Acquire) >= self.inner.capacity
     }
 
     /// The Argon2 parameters in force.
@@ -109,7 +129,8 @@ impl Hasher {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, params: Params) {
+fn worker(rx: &Mutex<Receiver<Job>>, queued: &AtomicUsize, params: Params) {
+    mark_cpu_bound();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     // The one allocation this worker makes for hashing, reused for every job.
     let mut blocks = vec![Block::default(); params.block_count()];
@@ -120,6 +141,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: Params) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        queued.fetch_sub(1, Ordering::AcqRel);
         if job.reply.is_closed() {
             // The request was cancelled while queued: don't burn a hash on it.
             continue;
@@ -135,6 +157,28 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: Params) {
         let _ = job.reply.send(result);
     }
 }
+
+/// Marks this thread as background CPU work for the Linux scheduler: `SCHED_BATCH` (not
+/// treated as interactive) and nice 10, so a request thread that wakes up runs at once
+/// instead of waiting out a hash's time slice. Hashing loses nothing by it: request threads
+/// use little CPU, and when they sleep the workers have the cores to themselves.
+#[cfg(target_os = "linux")]
+fn mark_cpu_bound() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: both calls change only the calling thread (pid 0 / its own tid) and read their
+    // arguments during the call; lowering one's own priority needs no privilege. On failure
+    // the thread simply keeps the default policy.
+    let ok = unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0
+            && libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) == 0
+    };
+    if !ok {
+        tracing::debug!("could not lower hash worker priority; keeping the default");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mark_cpu_bound() {}
 
 fn hash_with(
     argon2: &Argon2<'_>,

@@ -57,6 +57,11 @@ impl AccountService {
     /// that wins the race after it is still answered `taken`, never a 500.
     #[tracing::instrument(name = "register", skip_all, fields(username = %registration.username))]
     pub async fn register(&self, registration: Registration) -> Result<User, AppError> {
+        // Under overload, shed before validation: zxcvbn and the uniqueness lookup cost far
+        // more than answering SERVER_BUSY, and the client must retry anyway.
+        if self.hasher.is_saturated() {
+            return Err(AppError::ServerBusy);
+        }
         let new_user = self.validate(registration).await?;
         let password_hash = self
             .hasher

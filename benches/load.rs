@@ -191,6 +191,7 @@ struct RunResult {
     duplicate_rate: f64,
     flood_peak_rss_mib: f64,
     flood_busy: u64,
+    flood_typename_p50_ms: f64,
     flood_typename_p99_ms: f64,
     flood_healthz_p99_ms: f64,
     startup_ms: f64,
@@ -285,6 +286,12 @@ const ROWS: &[Row] = &[
         name: "flood answers shed with SERVER_BUSY",
         get: |r| r.flood_busy as f64,
         decimals: 0,
+        target: "",
+    },
+    Row {
+        name: "`{ __typename }` p50 during the flood, ms",
+        get: |r| r.flood_typename_p50_ms,
+        decimals: 2,
         target: "",
     },
     Row {
@@ -468,6 +475,7 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
     let (typename, healthz) = probes.stop().await;
     result.flood_peak_rss_mib = sampler.stop();
     result.flood_busy = flood.busy;
+    result.flood_typename_p50_ms = percentile(&typename, 50.0);
     result.flood_typename_p99_ms = percentile(&typename, 99.0);
     result.flood_healthz_p99_ms = percentile(&healthz, 99.0);
 

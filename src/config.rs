@@ -153,7 +153,7 @@ pub struct LimitsConfig {
     pub body_limit: usize,
 
     /// Deepest selection set a query may have.
-    #[arg(long, env = "ROSTER_MAX_DEPTH", default_value_t = 12)]
+    #[arg(long, env = "ROSTER_MAX_DEPTH", default_value_t = 20)]
     pub max_depth: usize,
 
     /// Highest query complexity; one `register` costs 1000, so the default admits exactly one.

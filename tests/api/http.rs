@@ -9,6 +9,19 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Answer, GOOD_PASSWORD, REGISTER, spawn_app, spawn_app_with, unique_user};
 
+/// POSTs a registration of a fresh user as plain `application/json`.
+async fn post_register(app: &crate::helpers::TestApp) -> Answer {
+    let response = app
+        .client
+        .post(app.url())
+        .header("content-type", "application/json")
+        .body(register_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    Answer::from(response).await
+}
+
 fn register_body() -> Value {
     let (username, email) = unique_user();
     json!({ "query": REGISTER, "variables": { "input": { "username": username, "email": email, "password": GOOD_PASSWORD } } })
@@ -350,28 +363,10 @@ async fn the_rate_limit_trips_and_recovers() {
     })
     .await;
     for _ in 0..2 {
-        let answer = Answer::from(
-            app.client
-                .post(app.url())
-                .header("content-type", "application/json")
-                .body(register_body().to_string())
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let answer = post_register(&app).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
-    let limited = Answer::from(
-        app.client
-            .post(app.url())
-            .header("content-type", "application/json")
-            .body(register_body().to_string())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let limited = post_register(&app).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.code(), "RATE_LIMITED");
     let retry: u64 = limited.headers["retry-after"]
@@ -384,16 +379,7 @@ async fn the_rate_limit_trips_and_recovers() {
     assert_eq!(app.graphql("{ __typename }", json!({})).await.status, 200);
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let answer = Answer::from(
-        app.client
-            .post(app.url())
-            .header("content-type", "application/json")
-            .body(register_body().to_string())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let answer = post_register(&app).await;
     assert_eq!(
         answer.status, 200,
         "one token is back after period/burst: {}",

@@ -20,9 +20,9 @@ impl ResponseType {
 
 /// Picks the response type from `Accept`; `None` means 406.
 ///
-/// No `Accept` header is treated as `application/json`, as the spec asks for legacy
-/// clients. Otherwise the type with the highest q-value wins (exact match over `type/*` over
-/// `*/*`), and on a tie the spec's preferred `application/graphql-response+json`.
+/// No `Accept` header, or only wildcards (`*/*`, `application/*`), means `application/json`,
+/// as the spec asks for legacy clients. Otherwise the higher q-value wins, then the more
+/// specific match; `application/graphql-response+json` is chosen when the client names it.
 pub fn negotiate(headers: &HeaderMap) -> Option<ResponseType> {
     let values: Vec<&str> = headers
         .get_all(header::ACCEPT)
@@ -37,7 +37,7 @@ pub fn negotiate(headers: &HeaderMap) -> Option<ResponseType> {
         .flat_map(|v| v.split(','))
         .filter_map(parse_range)
         .collect();
-    let q_for = |media: &str| -> f32 {
+    let q_for = |media: &str| -> (f32, u8) {
         let (ty, _) = media.split_once('/').unwrap_or((media, ""));
         let mut best: Option<(u8, f32)> = None;
         for (range, q) in &ranges {
@@ -54,13 +54,19 @@ pub fn negotiate(headers: &HeaderMap) -> Option<ResponseType> {
                 best = Some((specificity, *q));
             }
         }
-        best.map_or(0.0, |(_, q)| q)
+        best.map_or((0.0, 0), |(s, q)| (q, s))
     };
     let gql = q_for("application/graphql-response+json");
     let json = q_for("application/json");
-    match (gql > 0.0, json > 0.0) {
+    match (gql.0 > 0.0, json.0 > 0.0) {
         (false, false) => None,
-        _ if gql >= json => Some(ResponseType::GraphqlResponse),
+        (true, false) => Some(ResponseType::GraphqlResponse),
+        (false, true) => Some(ResponseType::Json),
+        // Both acceptable: q-value, then specificity; a tie goes to the legacy type, so a
+        // client that only sent wildcards gets what every client understands.
+        _ if gql.0 > json.0 || (gql.0 == json.0 && gql.1 > json.1) => {
+            Some(ResponseType::GraphqlResponse)
+        }
         _ => Some(ResponseType::Json),
     }
 }
@@ -121,21 +127,18 @@ mod tests {
             ),
             (
                 Some("*/*"),
-                Some(GraphqlResponse),
-                "anything: the preferred type",
+                Some(Json),
+                "wildcards only: legacy JSON (spec SHOULD)",
             ),
+            (Some("application/*"), Some(Json), "type wildcard"),
             (
-                Some("application/*"),
+                Some("application/graphql-response+json, */*"),
                 Some(GraphqlResponse),
-                "type wildcard",
+                "named wins over wildcard",
             ),
             (Some("text/html"), None, "nothing acceptable"),
             (Some("application/json;q=0"), None, "q=0 refuses"),
-            (
-                Some("text/html, */*;q=0.8"),
-                Some(GraphqlResponse),
-                "browser default",
-            ),
+            (Some("text/html, */*;q=0.8"), Some(Json), "browser default"),
         ];
         for (accept, want, why) in table {
             assert_eq!(pick(accept), want, "{why}: {accept:?}");

@@ -210,7 +210,7 @@ async fn accept_decides_the_response_type() {
         (
             Some("*/*"),
             StatusCode::OK,
-            "application/graphql-response+json; charset=utf-8",
+            "application/json; charset=utf-8",
         ),
         (
             Some("application/graphql-response+json"),

@@ -11,33 +11,29 @@ use crate::error::{AppError, codes};
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
         let code = e.code();
-        match e {
-            AppError::InvalidInput(fields) => {
-                let fields = async_graphql::to_value(&fields).unwrap_or_default();
-                async_graphql::Error::new("invalid registration input").extend_with(|_, ext| {
-                    ext.set("code", code);
-                    ext.set("fields", fields);
-                })
-            }
-            AppError::RateLimited { retry_after } => {
-                let secs = retry_after.as_secs().max(1);
-                async_graphql::Error::new(AppError::RateLimited { retry_after }.to_string())
-                    .extend_with(|_, ext| {
-                        ext.set("code", code);
-                        ext.set("retryAfter", secs);
-                    })
-            }
-            AppError::ServerBusy => async_graphql::Error::new(AppError::ServerBusy.to_string())
-                .extend_with(|_, ext| {
-                    ext.set("code", code);
-                    ext.set("retryAfter", 1);
-                }),
+        // The Display texts are the client-facing messages (Internal's is the fixed one).
+        let message = e.to_string();
+        let (fields, retry_after) = match e {
+            AppError::InvalidInput(fields) => (
+                Some(async_graphql::to_value(&fields).unwrap_or_default()),
+                None,
+            ),
+            AppError::RateLimited { retry_after } => (None, Some(retry_after.as_secs().max(1))),
+            AppError::ServerBusy => (None, Some(1)),
             AppError::Internal(source) => {
                 tracing::error!(error = %chain(source.as_ref()), "internal error");
-                async_graphql::Error::new("internal server error")
-                    .extend_with(|_, ext| ext.set("code", code))
+                (None, None)
             }
-        }
+        };
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(fields) = fields {
+                ext.set("fields", fields);
+            }
+            if let Some(secs) = retry_after {
+                ext.set("retryAfter", secs);
+            }
+        })
     }
 }
 

@@ -11,15 +11,20 @@ use crate::helpers::{Answer, GOOD_PASSWORD, REGISTER, spawn_app, spawn_app_with,
 
 /// POSTs a registration of a fresh user as plain `application/json`.
 async fn post_register(app: &crate::helpers::TestApp) -> Answer {
-    let response = app
+    post_register_via(app, None).await
+}
+
+/// The same, with an `X-Forwarded-For` header when given.
+async fn post_register_via(app: &crate::helpers::TestApp, xff: Option<&str>) -> Answer {
+    let mut request = app
         .client
         .post(app.url())
         .header("content-type", "application/json")
-        .body(register_body().to_string())
-        .send()
-        .await
-        .unwrap();
-    Answer::from(response).await
+        .body(register_body().to_string());
+    if let Some(xff) = xff {
+        request = request.header("x-forwarded-for", xff);
+    }
+    Answer::from(request.send().await.unwrap()).await
 }
 
 fn register_body() -> Value {
@@ -394,17 +399,12 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
         c.limits.register_rate_limit = parse_rate_limit("1/1h").unwrap();
     })
     .await;
-    let send = |xff: &str| {
-        app.client
-            .post(app.url())
-            .header("content-type", "application/json")
-            .header("x-forwarded-for", xff.to_owned())
-            .body(register_body().to_string())
-            .send()
-    };
-    assert_eq!(send("198.51.100.1").await.unwrap().status(), 200);
     assert_eq!(
-        send("198.51.100.2").await.unwrap().status(),
+        post_register_via(&app, Some("198.51.100.1")).await.status,
+        200
+    );
+    assert_eq!(
+        post_register_via(&app, Some("198.51.100.2")).await.status,
         429,
         "a new XFF is not a new client"
     );
@@ -420,16 +420,8 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
         ("198.51.100.2", 200),
         ("6.6.6.6, 198.51.100.2", 429),
     ] {
-        let response = proxied
-            .client
-            .post(proxied.url())
-            .header("content-type", "application/json")
-            .header("x-forwarded-for", xff)
-            .body(register_body().to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), status, "{xff}");
+        let answer = post_register_via(&proxied, Some(xff)).await;
+        assert_eq!(answer.status, status, "{xff}");
     }
 }
 
@@ -448,17 +440,7 @@ async fn a_full_hash_queue_answers_503_at_once() {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let app = app.clone();
-            tokio::spawn(async move {
-                let response = app
-                    .client
-                    .post(app.url())
-                    .header("content-type", "application/json")
-                    .body(register_body().to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                Answer::from(response).await
-            })
+            tokio::spawn(async move { post_register(&app).await })
         })
         .collect();
     let mut busy = 0;

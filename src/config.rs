@@ -4,7 +4,7 @@
 //! database is the conventional `DATABASE_URL`. `roster --help` lists them all and the README
 //! carries the same table.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -130,8 +130,8 @@ pub struct PolicyConfig {
           value_parser = clap::value_parser!(u8).range(0..=4))]
     pub password_min_strength: u8,
 
-    /// Similarity (0.0–1.0, normalized Levenshtein) at which a password is too close to the
-    /// username or email.
+    /// Similarity at which a password is too close to the username or email: Django's
+    /// `UserAttributeSimilarityValidator` (difflib's `quick_ratio`, 0.1–1.0).
     #[arg(long, env = "ROSTER_PASSWORD_MAX_SIMILARITY", default_value_t = 0.7)]
     pub password_max_similarity: f64,
 
@@ -168,7 +168,36 @@ pub struct LimitsConfig {
     #[arg(long, env = "ROSTER_MAX_DIRECTIVES", default_value_t = 8)]
     pub max_directives: usize,
 
-    /// Whole-request timeout, in seconds.
+    /// Most lexical tokens in one document, counted before it is parsed.
+    #[arg(long, env = "ROSTER_MAX_TOKENS", default_value_t = 1000)]
+    pub max_tokens: usize,
+
+    /// Most field selections in one operation once fragments are expanded.
+    #[arg(long, env = "ROSTER_MAX_FIELDS", default_value_t = 500)]
+    pub max_fields: usize,
+
+    /// Most aliased fields in one document.
+    #[arg(long, env = "ROSTER_MAX_ALIASES", default_value_t = 15)]
+    pub max_aliases: usize,
+
+    /// Most fragment definitions in one document.
+    #[arg(long, env = "ROSTER_MAX_FRAGMENTS", default_value_t = 32)]
+    pub max_fragments: usize,
+
+    /// Most operations in one document.
+    #[arg(long, env = "ROSTER_MAX_OPERATIONS", default_value_t = 16)]
+    pub max_operations: usize,
+
+    /// Most variable definitions in one document.
+    #[arg(long, env = "ROSTER_MAX_VARIABLES", default_value_t = 32)]
+    pub max_variables: usize,
+
+    /// Largest GraphQL response body, in bytes; a larger one is replaced by an error.
+    #[arg(long, env = "ROSTER_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// Whole-request timeout, in seconds (a registration whose insert has begun is finished
+    /// and answered, never cut off).
     #[arg(long, env = "ROSTER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
@@ -176,16 +205,47 @@ pub struct LimitsConfig {
     #[arg(long, env = "ROSTER_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub body_timeout_secs: u64,
 
-    /// Per-IP limit on `register`: `N/PERIOD` with PERIOD like `30s`, `5m`, `1h`; or `off`.
+    /// Time allowed to send a request head, and to stay idle between keep-alive requests,
+    /// in seconds.
+    #[arg(long, env = "ROSTER_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Most open client connections; beyond it a new connection gets 503 and is closed.
+    /// Lowered at start-up to fit the process's file-descriptor limit.
+    #[arg(long, env = "ROSTER_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// After a shutdown signal, how long in-flight requests may take before the remaining
+    /// connections are closed, in seconds.
+    #[arg(long, env = "ROSTER_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Per-client limit on `register`: `N/PERIOD` with PERIOD like `30s`, `5m`, `1h`; or `off`.
     #[arg(long, env = "ROSTER_REGISTER_RATE_LIMIT", default_value = "30/5m",
           value_parser = parse_rate_limit)]
     pub register_rate_limit: RateLimit,
 
-    /// Peers whose `X-Forwarded-For` header is believed (comma-separated IPs).
-    #[arg(long, env = "ROSTER_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Per-client limit on every request but the health probes, in the same form.
+    #[arg(long, env = "ROSTER_REQUEST_RATE_LIMIT", default_value = "1000/1m",
+          value_parser = parse_rate_limit)]
+    pub request_rate_limit: RateLimit,
 
-    /// Origins allowed by CORS (comma-separated); empty = CORS off.
+    /// IPv6 clients are counted by this prefix length (a /64 is one subscriber).
+    #[arg(long, env = "ROSTER_IPV6_PREFIX", default_value_t = 64,
+          value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
+
+    /// Most client addresses each rate limiter remembers; past it, unknown clients share one
+    /// bucket until idle entries expire.
+    #[arg(long, env = "ROSTER_RATE_LIMIT_MAX_CLIENTS", default_value_t = 100_000)]
+    pub rate_limit_max_clients: usize,
+
+    /// Peers whose `X-Forwarded-For` header is believed: IPs or CIDR ranges, comma-separated.
+    #[arg(long, env = "ROSTER_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = parse_ip_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Origins allowed by CORS (comma-separated `scheme://host[:port]`); empty = CORS off.
     #[arg(long, env = "ROSTER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 }
@@ -197,6 +257,21 @@ impl LimitsConfig {
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
     }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a /32 or /128).
+pub fn parse_ip_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .map(|n| n.trunc())
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("expected an IP address or CIDR range such as 10.0.0.0/8; got {s:?}"))
 }
 
 /// A rate: `burst` requests per `period`, refilled evenly; or no limit.
@@ -225,15 +300,17 @@ pub fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
     } else {
         num.parse().map_err(|_| err())?
     };
-    let secs = match unit {
-        "s" => num,
-        "m" => num * 60,
-        "h" => num * 3600,
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(err()),
     };
-    if secs == 0 {
-        return Err(err());
-    }
+    // At most a year: a longer period is a typo, and the multiplication cannot wrap.
+    let secs = num
+        .checked_mul(unit_secs)
+        .filter(|s| (1..=365 * 24 * 3600).contains(s))
+        .ok_or_else(err)?;
     Ok(RateLimit::PerPeriod {
         burst,
         period: Duration::from_secs(secs),
@@ -241,6 +318,71 @@ pub fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
 }
 
 impl Config {
+    /// Refuses settings that would fail later, or that make no sense together, with a
+    /// message naming the setting. Called by `Application::build` before anything starts.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let h = &self.hashing;
+        let in_range = |name: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "--{name} must be between {min} and {max}; got {value}"
+                ))
+            }
+        };
+        in_range("request-timeout-secs", l.request_timeout_secs, 1, 3600)?;
+        in_range("body-timeout-secs", l.body_timeout_secs, 1, 3600)?;
+        in_range("header-timeout-secs", l.header_timeout_secs, 1, 3600)?;
+        in_range("shutdown-timeout-secs", l.shutdown_timeout_secs, 0, 3600)?;
+        in_range("max-connections", l.max_connections as u64, 1, 1_000_000)?;
+        in_range("body-limit", l.body_limit as u64, 1, 64 * 1024 * 1024)?;
+        in_range(
+            "max-response-bytes",
+            l.max_response_bytes as u64,
+            1024,
+            1 << 30,
+        )?;
+        in_range(
+            "rate-limit-max-clients",
+            l.rate_limit_max_clients as u64,
+            1,
+            100_000_000,
+        )?;
+        for (name, value) in [
+            ("max-tokens", l.max_tokens),
+            ("max-fields", l.max_fields),
+            ("max-aliases", l.max_aliases),
+            ("max-fragments", l.max_fragments),
+            ("max-operations", l.max_operations),
+            ("max-variables", l.max_variables),
+        ] {
+            in_range(name, value as u64, 0, 1_000_000)?;
+        }
+        in_range("hash-queue", h.hash_queue as u64, 1, 65_536)?;
+        in_range("hash-workers", h.hash_workers as u64, 0, 1024)?;
+        // Each worker allocates this much once, at start; more than 4 GiB is a typo.
+        in_range(
+            "argon2-memory-kib",
+            u64::from(h.argon2_memory_kib),
+            8,
+            4 * 1024 * 1024,
+        )?;
+        in_range("argon2-iterations", u64::from(h.argon2_iterations), 1, 64)?;
+        in_range("argon2-parallelism", u64::from(h.argon2_parallelism), 1, 64)?;
+        in_range(
+            "password-max-length",
+            self.policy.password_max_length as u64,
+            1,
+            1024,
+        )?;
+        for origin in &l.cors_origins {
+            check_origin(origin)?;
+        }
+        Ok(())
+    }
+
     /// The defaults, ignoring the process environment: what tests and tools start from.
     pub fn defaults() -> Self {
         // `Cli::parse_from` would read the environment; build from an empty argument list
@@ -254,6 +396,27 @@ impl Config {
             .expect("defaults are valid")
             .config
     }
+}
+
+/// A CORS origin is `scheme://host[:port]`: no path, no wildcard. `*` would let any site
+/// read answers meant for the user's browser; list the front ends instead.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let o = origin.trim();
+    let bad = |why: &str| Err(format!("--cors-origins: {o:?} {why}"));
+    if o.contains('*') {
+        return bad("is a wildcard; list each allowed origin (e.g. https://app.example.com)");
+    }
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return bad("is not an origin of the form scheme://host[:port]");
+    };
+    if !matches!(scheme, "http" | "https")
+        || rest.is_empty()
+        || rest.contains(['/', '?', '#', '@', ' '])
+        || axum::http::HeaderValue::from_str(o).is_err()
+    {
+        return bad("is not an origin of the form http(s)://host[:port] (no path)");
+    }
+    Ok(())
 }
 
 fn strip_env(cmd: clap::Command) -> clap::Command {
@@ -283,7 +446,17 @@ mod tests {
                 period: Duration::from_secs(1)
             })
         );
-        for bad in ["", "30", "0/5m", "30/5", "30/0m", "x/5m", "30/5d"] {
+        for bad in [
+            "",
+            "30",
+            "0/5m",
+            "30/5",
+            "30/0m",
+            "x/5m",
+            "30/5d",
+            "1/18446744073709551615h",
+            "1/9999999h",
+        ] {
             assert!(parse_rate_limit(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -295,5 +468,72 @@ mod tests {
         assert_eq!(c.hashing.argon2_memory_kib, 19456);
         assert_eq!(c.policy.password_min_length, 8);
         assert!(c.policy.reserved_usernames.iter().any(|n| n == "admin"));
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        type Adjust = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(Adjust, &str)> = vec![
+            (
+                Box::new(|c| c.limits.cors_origins = vec!["*".into()]),
+                "cors-origins",
+            ),
+            (
+                Box::new(|c| c.limits.cors_origins = vec!["https://a.example/path".into()]),
+                "cors-origins",
+            ),
+            (
+                Box::new(|c| c.limits.cors_origins = vec!["a.example".into()]),
+                "cors-origins",
+            ),
+            (
+                Box::new(|c| c.limits.request_timeout_secs = 0),
+                "request-timeout-secs",
+            ),
+            (
+                Box::new(|c| c.limits.body_timeout_secs = u64::MAX),
+                "body-timeout-secs",
+            ),
+            (
+                Box::new(|c| c.hashing.hash_queue = usize::MAX),
+                "hash-queue",
+            ),
+            (
+                Box::new(|c| c.hashing.argon2_memory_kib = u32::MAX),
+                "argon2-memory-kib",
+            ),
+            (
+                Box::new(|c| c.limits.max_connections = 0),
+                "max-connections",
+            ),
+        ];
+        for (adjust, name) in cases {
+            let mut c = Config::defaults();
+            adjust(&mut c);
+            let e = c.validate().expect_err(name);
+            assert!(e.contains(name), "{e}");
+        }
+        let mut c = Config::defaults();
+        c.limits.cors_origins = vec![
+            "https://app.example.com".into(),
+            "http://localhost:3000".into(),
+        ];
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        assert_eq!(parse_ip_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(
+            parse_ip_net("10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_ip_net("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert!(parse_ip_net("10.0.0.0/33").is_err());
+        assert!(parse_ip_net("proxy.local").is_err());
     }
 }

@@ -4,6 +4,8 @@
 pub mod accounts;
 /// Settings from flags and environment.
 pub mod config;
+/// The request deadline that lets a started commit finish.
+pub mod deadline;
 /// SeaORM entities.
 pub mod entity;
 /// The service's error type and its stable codes.
@@ -14,6 +16,8 @@ pub mod graphql;
 pub mod http;
 /// Argon2id hashing on a bounded worker pool.
 pub mod password;
+/// Per-client rate limits keyed by IP or IPv6 prefix, with bounded memory.
+pub mod ratelimit;
 /// Connect, migrate, bind, serve, shut down.
 pub mod startup;
 /// Log output.

@@ -14,8 +14,10 @@ use tokio::net::TcpListener;
 use crate::accounts::{AccountService, RegistrationPolicy};
 use crate::config::Config;
 use crate::graphql::{self, RegisterRateLimiter};
+use crate::http::serve::ServeSettings;
 use crate::http::{self, AppState};
 use crate::password::Hasher;
+use crate::ratelimit::ClientLimiter;
 
 /// Why the server could not start. Printed as is: no secrets inside.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +43,15 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     db: DatabaseConnection,
-    rate_limiter: RegisterRateLimiter,
+    limiters: Vec<ClientLimiter>,
+    serve: ServeSettings,
+    hasher: Hasher,
 }
 
 impl Application {
     /// Does everything up to (and including) binding the port; port 0 picks a free one.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        config.validate().map_err(StartupError::Config)?;
         let policy =
             RegistrationPolicy::from_config(&config.policy).map_err(StartupError::Config)?;
         let hasher = Hasher::start(&config.hashing).map_err(StartupError::Hasher)?;
@@ -55,18 +60,31 @@ impl Application {
             .await
             .map_err(StartupError::Migration)?;
 
-        let service = AccountService::new(db.clone(), hasher, policy);
-        let rate_limiter = RegisterRateLimiter::new(config.limits.register_rate_limit);
-        let schema = graphql::schema_builder(&config.limits, config.introspection)
+        let service = AccountService::new(db.clone(), hasher.clone(), policy);
+        let limits = &config.limits;
+        let limiter = |name, rate| {
+            ClientLimiter::new(
+                name,
+                rate,
+                limits.ipv6_prefix,
+                limits.rate_limit_max_clients,
+            )
+        };
+        let register_limiter = limiter("register", limits.register_rate_limit);
+        let request_limiter = limiter("request", limits.request_rate_limit);
+        let schema = graphql::schema_builder(limits, config.introspection)
             .data(service.clone())
-            .data(rate_limiter.clone())
+            .data(RegisterRateLimiter(register_limiter.clone()))
             .finish();
         let state = AppState {
             schema,
             service,
             graphiql: config.graphiql,
-            body_limit: config.limits.body_limit,
-            trusted_proxies: Arc::from(config.limits.trusted_proxies.clone()),
+            body_limit: limits.body_limit,
+            max_response_bytes: limits.max_response_bytes,
+            checker: graphql::document_checker(limits),
+            trusted_proxies: Arc::from(limits.trusted_proxies.clone()),
+            request_limiter: request_limiter.clone(),
         };
         let router = http::router(state, &config);
         let listener =
@@ -76,12 +94,24 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let serve = ServeSettings {
+            header_timeout: limits.header_timeout(),
+            max_connections: fit_connections_to_fd_limit(limits.max_connections),
+            drain_timeout: limits.shutdown_timeout(),
+        };
         Ok(Self {
             listener,
             router,
             db,
-            rate_limiter,
+            limiters: vec![register_limiter, request_limiter],
+            serve,
+            hasher,
         })
+    }
+
+    /// The hash pool, for tests that count the hashes it computed.
+    pub fn hasher(&self) -> Hasher {
+        self.hasher.clone()
     }
 
     /// The address actually bound.
@@ -92,31 +122,70 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
-    /// finish, and closes the database pool.
+    /// finish for at most `--shutdown-timeout-secs`, closes what is left and the pool.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let limiter = self.rate_limiter.clone();
+        let limiters = self.limiters.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                limiter.forget_idle();
+                for limiter in &limiters {
+                    limiter.forget_idle();
+                }
             }
         });
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = http::serve::serve(self.listener, self.router, self.serve, shutdown).await;
         sweeper.abort();
         if let Err(e) = self.db.close().await {
             tracing::warn!(error = %e, "closing the database pool failed");
         }
         result
     }
+}
+
+/// Raises the soft file-descriptor limit to the hard one, and lowers the connection cap to
+/// what the limit leaves room for (64 descriptors kept for the database pool, logs and the
+/// listener), so a connection flood is answered 503 instead of failing `accept` with EMFILE.
+fn fit_connections_to_fd_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write only the struct passed by pointer.
+        let soft = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return wanted;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+            limit.rlim_cur
+        };
+        let room = usize::try_from(soft)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(64)
+            .max(1);
+        if room < wanted {
+            tracing::warn!(
+                max_connections = room,
+                wanted,
+                "the file-descriptor limit lowers the connection cap"
+            );
+            return room;
+        }
+    }
+    wanted
 }
 
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout (a

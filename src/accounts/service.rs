@@ -45,6 +45,11 @@ impl AccountService {
         }
     }
 
+    /// Whether a hash requested now would be refused: lets callers shed before doing work.
+    pub fn is_saturated(&self) -> bool {
+        self.hasher.is_saturated()
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &RegistrationPolicy {
         &self.policy

@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::guard::{AllowAny, RegisterRateLimit};
+use super::guard::{AllowAny, HashCapacity, RegisterRateLimit};
 use crate::accounts::{self, AccountService, Registration};
 
 /// What a client submits to `register`.
@@ -136,7 +136,7 @@ impl AccountsMutation {
     ///
     /// Costs 1000 complexity points, so a document can hold only one `register`.
     #[graphql(
-        guard = "AllowAny.and(RegisterRateLimit)",
+        guard = "AllowAny.and(HashCapacity).and(RegisterRateLimit)",
         complexity = "1000 + child_complexity"
     )]
     async fn register(

@@ -7,25 +7,42 @@ use std::sync::Arc;
 
 use crate::error::{AppError, codes};
 
+/// Attached (as the error's `source`) to every error roster raises, so the HTTP layer picks
+/// the status and `Retry-After` from typed data rather than by reading codes back out of
+/// serialized JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpHint {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+}
+
 /// The one place where service errors become GraphQL errors.
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
         let code = e.code();
         // The Display texts are the client-facing messages (Internal's is the fixed one).
         let message = e.to_string();
-        let (fields, retry_after) = match e {
+        let (fields, retry_after, status) = match e {
             AppError::InvalidInput(fields) => (
                 Some(async_graphql::to_value(&fields).unwrap_or_default()),
                 None,
+                200,
             ),
-            AppError::RateLimited { retry_after } => (None, Some(retry_after.as_secs().max(1))),
-            AppError::ServerBusy => (None, Some(1)),
+            AppError::RateLimited { retry_after } => {
+                (None, Some(retry_after.as_secs().max(1)), 429)
+            }
+            AppError::ServerBusy => (None, Some(1), 503),
             AppError::Internal(source) => {
                 tracing::error!(error = %chain(source.as_ref()), "internal error");
-                (None, None)
+                (None, None, 200)
             }
         };
-        async_graphql::Error::new(message).extend_with(|_, ext| {
+        let mut error = async_graphql::Error::new(message);
+        error.source = Some(std::sync::Arc::new(HttpHint {
+            status,
+            retry_after,
+        }));
+        error.extend_with(|_, ext| {
             ext.set("code", code);
             if let Some(fields) = fields {
                 ext.set("fields", fields);

@@ -1,13 +1,10 @@
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_graphql::{Context, Guard};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::RateLimit;
+use crate::accounts::AccountService;
 use crate::error::AppError;
+use crate::ratelimit::ClientLimiter;
 
 /// Permission: anyone, signed in or not, may call the field.
 ///
@@ -27,62 +24,37 @@ impl Guard for AllowAny {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// Per-client-IP limit on `register` (`--register-rate-limit`); answers `RATE_LIMITED`.
-///
-/// A guard rather than an HTTP middleware because it must count `register` only: a sign-up
-/// form may query `passwordPolicy` as often as it likes.
+/// The per-client limit on `register` (`--register-rate-limit`), as schema data.
 #[derive(Clone)]
-pub struct RegisterRateLimiter {
-    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
-}
+pub struct RegisterRateLimiter(pub ClientLimiter);
 
-impl RegisterRateLimiter {
-    pub fn new(rate: RateLimit) -> Self {
-        let limiter = match rate {
-            RateLimit::Off => None,
-            RateLimit::PerPeriod { burst, period } => {
-                // `burst` sign-ups at once, then one more every `period / burst`.
-                let replenish = period / burst.get();
-                Quota::with_period(replenish.max(Duration::from_millis(1)))
-                    .map(|q| Arc::new(RateLimiter::keyed(q.allow_burst(burst))))
-            }
-        };
-        Self { limiter }
-    }
+/// Refuses a registration with `SERVER_BUSY` when the hash queue is full, **before** the rate
+/// limit spends a token: a client told to retry must not be locked out by its retries.
+pub struct HashCapacity;
 
-    /// Takes one token for `ip`, or says how long to wait.
-    pub fn check(&self, ip: IpAddr) -> Result<(), AppError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter
-            .check_key(&ip)
-            .map_err(|not_until| AppError::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            })
-    }
-
-    /// Forgets addresses whose bucket is full again, so memory tracks active clients only.
-    pub fn forget_idle(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+impl Guard for HashCapacity {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        match ctx.data_opt::<AccountService>() {
+            Some(service) if service.is_saturated() => Err(AppError::ServerBusy.into()),
+            _ => Ok(()),
         }
     }
 }
 
-/// Guard form of [`RegisterRateLimiter`]: consumes a token for the caller's IP.
+/// Consumes one `register` token for the caller; `RATE_LIMITED` when none is left.
 pub struct RegisterRateLimit;
 
 impl Guard for RegisterRateLimit {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        let (Some(limiter), Some(ClientIp(ip))) = (
+        let (Some(RegisterRateLimiter(limiter)), Some(ClientIp(ip))) = (
             ctx.data_opt::<RegisterRateLimiter>(),
             ctx.data_opt::<ClientIp>(),
         ) else {
             return Ok(());
         };
         // The HTTP layer turns RATE_LIMITED into status 429 and a `Retry-After` header.
-        Ok(limiter.check(*ip)?)
+        limiter
+            .check(*ip)
+            .map_err(|retry_after| AppError::RateLimited { retry_after }.into())
     }
 }

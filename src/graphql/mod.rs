@@ -5,6 +5,8 @@
 
 /// `register`, `passwordPolicy` and their types.
 mod accounts;
+/// Size, fan-out and argument-value checks on a document before execution.
+pub mod document;
 /// `AppError` → GraphQL error with `extensions.code`, and request-error tagging.
 pub mod errors;
 /// Named permissions (`AllowAny`) and the per-IP registration rate limit.
@@ -42,6 +44,21 @@ pub fn schema_builder(
         builder = builder.disable_introspection().disable_suggestions();
     }
     builder
+}
+
+/// The document checker for a schema built with these limits.
+pub fn document_checker(limits: &LimitsConfig) -> document::Checker {
+    document::Checker::new(
+        document::DocumentLimits {
+            max_tokens: limits.max_tokens,
+            max_fields: limits.max_fields,
+            max_aliases: limits.max_aliases,
+            max_fragments: limits.max_fragments,
+            max_operations: limits.max_operations,
+            max_variables: limits.max_variables,
+        },
+        &sdl(),
+    )
 }
 
 /// The SDL as committed in `schema.graphql` (sorted, so diffs are stable).

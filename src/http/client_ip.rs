@@ -1,16 +1,19 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
+use ipnet::IpNet;
 
 /// The client's address.
 ///
-/// `X-Forwarded-For` is believed only when the TCP peer is a configured trusted proxy, and
-/// then read from the right: each trusted proxy appends the address it saw, so the rightmost
-/// entry that is not itself a trusted proxy is the first one a trusted party vouches for.
-/// Entries to its left were written by the client and can say anything.
-pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+/// `X-Forwarded-For` is believed only when the TCP peer is inside a configured trusted proxy
+/// range, and then read from the right: each trusted proxy appends the address it saw, so the
+/// rightmost entry that is not itself a trusted proxy is the first one a trusted party vouches
+/// for. Entries to its left were written by the client and can say anything. Entries may
+/// carry a port (`198.51.100.7:4711`, `[2001:db8::1]:443`) or brackets, as some proxies write.
+pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer_ip = peer.ip().to_canonical();
-    if !trusted.contains(&peer_ip) {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer_ip) {
         return peer_ip;
     }
     let entries: Vec<&str> = headers
@@ -20,15 +23,28 @@ pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpA
         .flat_map(|v| v.split(','))
         .collect();
     for entry in entries.iter().rev() {
-        let Ok(ip) = entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+        let Some(ip) = parse_entry(entry) else {
             // Garbage where an address should be: stop trusting anything further left.
             return peer_ip;
         };
-        if !trusted.contains(&ip) {
+        if !is_trusted(&ip) {
             return ip;
         }
     }
     peer_ip
+}
+
+/// `ip`, `ipv4:port`, `[ipv6]` or `[ipv6]:port`.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = if let Ok(ip) = entry.parse::<IpAddr>() {
+        ip
+    } else if let Ok(sa) = entry.parse::<SocketAddr>() {
+        sa.ip()
+    } else {
+        entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok()?
+    };
+    Some(ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -41,6 +57,12 @@ mod tests {
         h
     }
 
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter()
+            .map(|s| crate::config::parse_ip_net(s).unwrap())
+            .collect()
+    }
+
     #[test]
     fn an_untrusted_peer_cannot_choose_its_address() {
         let peer: SocketAddr = "203.0.113.9:4000".parse().unwrap();
@@ -50,17 +72,40 @@ mod tests {
 
     #[test]
     fn a_trusted_proxy_is_believed_from_the_right() {
-        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
-        let peer = SocketAddr::new(proxy, 4000);
+        let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         // The client forged the first entry; the proxy appended the real one.
-        let ip = resolve(peer, &headers("1.2.3.4, 198.51.100.7"), &[proxy]);
+        let ip = resolve(
+            peer,
+            &headers("1.2.3.4, 198.51.100.7"),
+            &nets(&["10.0.0.2"]),
+        );
         assert_eq!(ip, "198.51.100.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]
+    fn proxies_may_be_ranges_and_entries_may_carry_ports() {
+        let peer: SocketAddr = "10.1.2.3:4000".parse().unwrap();
+        let trusted = nets(&["10.0.0.0/8", "fd00::/8"]);
+        let table = [
+            ("198.51.100.7:4711", "198.51.100.7"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::2]", "2001:db8::2"),
+            ("203.0.113.1, 198.51.100.8:1, 10.9.9.9", "198.51.100.8"),
+            ("198.51.100.9, fd00::5", "198.51.100.9"),
+        ];
+        for (xff, want) in table {
+            assert_eq!(
+                resolve(peer, &headers(xff), &trusted),
+                want.parse::<IpAddr>().unwrap(),
+                "{xff}"
+            );
+        }
+    }
+
+    #[test]
     fn garbage_in_the_header_falls_back_to_the_peer() {
-        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
-        let ip = resolve(SocketAddr::new(proxy, 1), &headers("not-an-ip"), &[proxy]);
-        assert_eq!(ip, proxy);
+        let peer: SocketAddr = "10.0.0.2:1".parse().unwrap();
+        let ip = resolve(peer, &headers("not-an-ip"), &nets(&["10.0.0.2"]));
+        assert_eq!(ip, peer.ip());
     }
 }

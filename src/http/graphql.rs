@@ -8,26 +8,35 @@
 //!   unparsable or invalid documents) answer 400 without a `data` key under
 //!   `application/graphql-response+json`, and 200 under legacy `application/json`.
 //! - Batches (a JSON array) are refused with 400: each entry could carry a `register`.
+//! - A body with a repeated object key is refused with 400: serde_json keeps the last one, so
+//!   a filter in front of us that reads the first would be fooled.
+//! - Every document passes [`crate::graphql::document::Checker`] (size, fan-out, argument
+//!   values) before async-graphql sees it; errors are capped in number and the response in
+//!   size; an error async-graphql raised without a code is answered with a fixed message,
+//!   since its text may quote a submitted value.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::negotiate::{ResponseType, negotiate};
-use super::{AppState, client_ip, graphiql};
+use super::{AppState, graphiql};
 use crate::error::codes;
 use crate::graphql::ClientIp;
+use crate::graphql::errors::HttpHint;
+
+/// At most this many errors are returned; the rest are summarised in one more.
+pub const MAX_ERRORS: usize = 20;
 
 /// `POST /graphql`.
 pub async fn post(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     request: Request,
 ) -> Response {
     let headers = request.headers().clone();
@@ -42,6 +51,20 @@ pub async fn post(
             "Content-Type must be application/json",
         );
     }
+    // Judged from the header before the body is touched, so `Expect: 100-continue` with an
+    // oversized length is answered 413 without a `100 Continue` and without reading.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.body_limit as u64) {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            response_type,
+            codes::BAD_REQUEST,
+            &format!("request body exceeds {} bytes", state.body_limit),
+        );
+    }
     let body = match read_body(request.into_body(), state.body_limit).await {
         Ok(body) => body,
         Err(status) => {
@@ -53,14 +76,19 @@ pub async fn post(
             return error_response(status, response_type, codes::BAD_REQUEST, &message);
         }
     };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
+    let value: Value = match serde_json::from_slice::<StrictJson>(&body) {
+        Ok(v) => v.0,
+        Err(e) => {
+            let message = if e.to_string().starts_with(DUPLICATE_KEY) {
+                "the request body repeats an object key"
+            } else {
+                "the request body is not valid JSON"
+            };
             return error_response(
                 StatusCode::BAD_REQUEST,
                 response_type,
                 codes::BAD_REQUEST,
-                "the request body is not valid JSON",
+                message,
             );
         }
     };
@@ -83,8 +111,7 @@ pub async fn post(
             );
         }
     };
-    let ip = client_ip::resolve(peer, &headers, &state.trusted_proxies);
-    execute(&state, params, ip, response_type).await
+    execute(&state, params, ip, response_type, false).await
 }
 
 #[derive(Deserialize)]
@@ -99,7 +126,7 @@ struct GetParams {
 /// `GET /graphql`: GraphiQL for browsers, queries (never mutations) from the URL.
 pub async fn get(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     headers: HeaderMap,
     raw_query: axum::extract::RawQuery,
 ) -> Response {
@@ -164,20 +191,7 @@ pub async fn get(
             );
         }
     };
-    if params.is_mutation() {
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            response_type,
-            codes::BAD_REQUEST,
-            "mutations must be sent with POST",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
-    let ip = client_ip::resolve(peer, &headers, &state.trusted_proxies);
-    execute(&state, params, ip, response_type).await
+    execute(&state, params, ip, response_type, true).await
 }
 
 /// A decoded GraphQL-over-HTTP request.
@@ -217,84 +231,125 @@ impl GraphqlParams {
             .map_err(|_| "the request body is not a GraphQL request".to_owned())?;
         Ok(Self { request })
     }
-
-    /// Whether the operation that would run is a mutation. A document that does not parse
-    /// is not (it will fail to parse again in `execute` and be answered as such).
-    fn is_mutation(&self) -> bool {
-        let Ok(doc) = async_graphql::parser::parse_query(&self.request.query) else {
-            return false;
-        };
-        let name = self.request.operation_name.as_deref();
-        match &doc.operations {
-            DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
-            DocumentOperations::Multiple(ops) => match name {
-                Some(name) => ops
-                    .get(name)
-                    .is_some_and(|op| op.node.ty == OperationType::Mutation),
-                // Ambiguous without a name: it won't execute, but don't let GET try.
-                None => ops.values().any(|op| op.node.ty == OperationType::Mutation),
-            },
-        }
-    }
 }
 
 async fn execute(
     state: &AppState,
     params: GraphqlParams,
-    ip: std::net::IpAddr,
+    ip: IpAddr,
     response_type: ResponseType,
+    from_get: bool,
 ) -> Response {
-    let request = params.request.data(ClientIp(ip));
+    let mut request = params.request;
+    let prepared = state.checker.prepare(
+        &request.query,
+        request.operation_name.as_deref(),
+        &request.variables,
+    );
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let response = async_graphql::Response::from_errors(vec![e]);
+            return graphql_response(response, response_type, state.max_response_bytes);
+        }
+    };
+    if from_get && prepared.is_mutation {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            response_type,
+            codes::BAD_REQUEST,
+            "mutations must be sent with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    request.set_parsed_query(prepared.document);
+    let request = request.data(ClientIp(ip));
     let response = state.schema.execute(request).await;
+    graphql_response(response, response_type, state.max_response_bytes)
+}
 
+/// Turns an executed (or refused) request into HTTP: status from typed error data, error
+/// list capped, untagged errors masked, size capped.
+fn graphql_response(
+    mut response: async_graphql::Response,
+    response_type: ResponseType,
+    max_bytes: usize,
+) -> Response {
     // No path on any error and no data: the request failed before execution (parse,
     // validation, limits, unknown operation) and nothing ran.
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
-    let first_code = |wanted: &str| {
-        response.errors.iter().find_map(|e| {
-            let ext = e.extensions.as_ref()?;
-            match ext.get("code") {
-                Some(async_graphql::Value::String(c)) if c == wanted => {
-                    Some(match ext.get("retryAfter") {
-                        Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
-                        _ => 1,
-                    })
-                }
-                _ => None,
-            }
-        })
-    };
+    let omitted = response.errors.len().saturating_sub(MAX_ERRORS);
+    response.errors.truncate(MAX_ERRORS);
+    if omitted > 0 {
+        let code = response
+            .errors
+            .last()
+            .and_then(|e| e.extensions.as_ref())
+            .and_then(|ext| ext.get("code").cloned());
+        let mut note =
+            async_graphql::ServerError::new(format!("{omitted} more errors omitted"), None);
+        if let Some(code) = code {
+            note.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code);
+        }
+        response.errors.push(note);
+    }
+    // The most severe hint wins: 503 (retry soon) over 429 (slow down) over 200.
+    let hint = response
+        .errors
+        .iter()
+        .filter_map(|e| e.source::<HttpHint>())
+        .max_by_key(|h| h.status)
+        .copied();
+    for error in &mut response.errors {
+        mask_untagged(error, request_error);
+    }
     let (status, retry_after) = if request_error {
         let status = match response_type {
             ResponseType::GraphqlResponse => StatusCode::BAD_REQUEST,
             ResponseType::Json => StatusCode::OK,
         };
         (status, None)
-    } else if let Some(secs) = first_code(codes::RATE_LIMITED) {
-        (StatusCode::TOO_MANY_REQUESTS, Some(secs))
-    } else if let Some(secs) = first_code(codes::SERVER_BUSY) {
-        (StatusCode::SERVICE_UNAVAILABLE, Some(secs))
     } else {
-        (StatusCode::OK, None)
+        match hint {
+            Some(h) => (
+                StatusCode::from_u16(h.status).unwrap_or(StatusCode::OK),
+                h.retry_after,
+            ),
+            None => (StatusCode::OK, None),
+        }
     };
 
     let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut body {
-        for error in map
-            .get_mut("errors")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            tag_untagged(error, request_error);
-        }
-        if request_error {
-            map.remove("data");
-        }
+    if request_error && let Value::Object(map) = &mut body {
+        map.remove("data");
     }
-    let mut http = json_response(status, response_type, &body);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    if bytes.len() > max_bytes {
+        tracing::warn!(
+            bytes = bytes.len(),
+            "response over the size limit replaced by an error"
+        );
+        let status = match response_type {
+            ResponseType::GraphqlResponse => StatusCode::BAD_REQUEST,
+            ResponseType::Json => StatusCode::OK,
+        };
+        return error_response(
+            status,
+            response_type,
+            codes::RESPONSE_TOO_LARGE,
+            &format!("the response would exceed {max_bytes} bytes; select fewer fields"),
+        );
+    }
+    let mut http = (status, Body::from(bytes)).into_response();
+    http.headers_mut()
+        .insert(header::CONTENT_TYPE, response_type.content_type());
     if let Some(secs) = retry_after {
         http.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -302,22 +357,100 @@ async fn execute(
     http
 }
 
-/// Request errors async-graphql raises itself (unknown operation, missing operation name)
-/// carry no code; give them `BAD_REQUEST` so every error has one.
-fn tag_untagged(error: &mut Value, request_error: bool) {
-    let Value::Object(error) = error else { return };
-    let extensions = error
-        .entry("extensions")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if let Value::Object(ext) = extensions
-        && !ext.contains_key("code")
-    {
-        let code = if request_error {
-            codes::BAD_REQUEST
-        } else {
-            codes::INTERNAL_SERVER_ERROR
-        };
-        ext.insert("code".into(), Value::String(code.into()));
+/// Errors async-graphql raises itself carry no code. Before execution (unknown operation,
+/// missing operation name) they name only operations: tag them `BAD_REQUEST`. During
+/// execution (an argument that failed to parse, a bug) their text may quote the submitted
+/// value — a password — so the client gets the fixed internal message and the log gets
+/// only the path.
+fn mask_untagged(error: &mut async_graphql::ServerError, request_error: bool) {
+    let has_code = error
+        .extensions
+        .as_ref()
+        .is_some_and(|ext| ext.get("code").is_some());
+    if has_code {
+        return;
+    }
+    let code = if request_error {
+        codes::BAD_REQUEST
+    } else {
+        let path: Vec<String> = error
+            .path
+            .iter()
+            .map(|p| match p {
+                async_graphql::PathSegment::Field(f) => f.clone(),
+                async_graphql::PathSegment::Index(i) => i.to_string(),
+            })
+            .collect();
+        tracing::error!(path = %path.join("."), "an execution error without a code was masked");
+        error.message = "internal server error".into();
+        codes::INTERNAL_SERVER_ERROR
+    };
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+}
+
+/// A JSON value that refuses repeated object keys at any depth.
+struct StrictJson(Value);
+
+const DUPLICATE_KEY: &str = "duplicate key";
+
+impl<'de> Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(DUPLICATE_KEY));
+            }
+            let StrictJson(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -371,13 +504,9 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/html"))
 }
 
-/// Reads at most `limit` bytes: 413 as soon as the declared or actual size exceeds it,
+/// Reads at most `limit` bytes: 413 as soon as the actual size exceeds it,
 /// 408 when the body stalls (the body-timeout layer cuts it), 400 on any other failure.
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, StatusCode> {
-    use http_body::Body as _;
-    if body.size_hint().lower() > limit as u64 {
-        return Err(StatusCode::PAYLOAD_TOO_LARGE);
-    }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(s) = source {

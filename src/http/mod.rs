@@ -2,6 +2,8 @@
 
 /// Which peer is the client: the socket address, or a trusted proxy's `X-Forwarded-For`.
 mod client_ip;
+/// The client address on every request, and the per-client budget for all requests.
+mod client_limit;
 /// GraphiQL, served from files compiled into the binary.
 mod graphiql;
 /// `POST /graphql` and `GET /graphql` per the GraphQL-over-HTTP spec.
@@ -10,23 +12,28 @@ mod graphql;
 mod negotiate;
 /// A request id on every request, its log span, and the access log line.
 mod request_id;
+/// The accept loop: header and idle timeouts, a connection cap, a bounded drain.
+pub mod serve;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::accounts::AccountService;
 use crate::config::Config;
 use crate::graphql::RosterSchema;
+use crate::graphql::document::Checker;
+use crate::ratelimit::ClientLimiter;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -35,7 +42,11 @@ pub struct AppState {
     pub service: AccountService,
     pub graphiql: bool,
     pub body_limit: usize,
-    pub trusted_proxies: Arc<[IpAddr]>,
+    pub max_response_bytes: usize,
+    pub checker: Checker,
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// The per-client budget for every request but the probes.
+    pub request_limiter: ClientLimiter,
 }
 
 /// Builds the router with every layer. Serve it with
@@ -48,8 +59,14 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_limit::middleware,
+        ))
         .with_state(state);
     if !limits.cors_origins.is_empty() {
+        // `Config::validate` has refused wildcards and anything that is not a header value.
         let origins: Vec<HeaderValue> = limits
             .cors_origins
             .iter()
@@ -63,15 +80,38 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .max_age(Duration::from_secs(600)),
         );
     }
+    let timeout = limits.request_timeout();
     app.layer(
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn(request_id::middleware))
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                limits.request_timeout(),
-            ))
+            .layer(axum::middleware::from_fn(move |r: Request, n: Next| {
+                request_deadline(timeout, r, n)
+            }))
             .layer(RequestBodyTimeoutLayer::new(limits.body_timeout())),
+    )
+}
+
+/// The whole-request timeout: 408 with a JSON body, except once a commit has begun
+/// (see [`crate::deadline`]).
+async fn request_deadline(timeout: Duration, request: Request, next: Next) -> Response {
+    match crate::deadline::run(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(()) => graphql::error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            negotiate::ResponseType::Json,
+            crate::error::codes::BAD_REQUEST,
+            "the request took too long and was abandoned; nothing was written",
+        ),
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    graphql::error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        negotiate::ResponseType::Json,
+        crate::error::codes::BAD_REQUEST,
+        "method not allowed; the API is POST /graphql",
     )
 }
 

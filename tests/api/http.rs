@@ -412,7 +412,7 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
     // Behind a trusted proxy, the address it appends is the client.
     let proxied = spawn_app_with(|c| {
         c.limits.register_rate_limit = parse_rate_limit("1/1h").unwrap();
-        c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.limits.trusted_proxies = vec![roster::config::parse_ip_net("127.0.0.1").unwrap()];
     })
     .await;
     for (xff, status) in [

@@ -1,0 +1,288 @@
+//! The accept loop: HTTP/1.1 connections served by hyper with the timeouts `axum::serve`
+//! leaves off, a cap on open connections, and a shutdown that cannot be held open.
+//!
+//! Why not `axum::serve`: it installs no hyper timer, so a client that sends half a request
+//! head (or nothing, on a kept-alive connection) holds its socket forever; it has no
+//! connection cap, so such clients exhaust file descriptors; and its graceful shutdown waits
+//! for every connection without a deadline, so one stalled client keeps the process alive.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+/// Connection-level settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeSettings {
+    /// Time to send a request head; also the idle time allowed between keep-alive requests.
+    pub header_timeout: Duration,
+    /// Open connections at most; the next one is answered 503 and closed.
+    pub max_connections: usize,
+    /// After shutdown begins, how long in-flight requests may still take.
+    pub drain_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish for at most `drain_timeout`, and closes what is left.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .keep_alive(true)
+        // Hyper's own error answers (400, 431…) are rewritten by `ErrorBodies`; one flat
+        // write per response keeps that rewrite simple and reliable.
+        .writev(false);
+    let builder = Arc::new(builder);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE/ENFILE and aborted handshakes: wait a moment instead of
+                    // spinning on a listener that cannot accept right now.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            connections.spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(unwrap_infallible(router.oneshot(request).await)) }
+        });
+        let builder = builder.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let io = TokioIo::new(ErrorBodies::new(stream));
+            let connection = builder.serve_connection(io, service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(settings.drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "shutdown deadline passed; closing the remaining connections"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+fn unwrap_infallible<T>(result: Result<T, Infallible>) -> T {
+    match result {
+        Ok(t) => t,
+        Err(never) => match never {},
+    }
+}
+
+/// The answer to a connection over the cap: a JSON 503, written with a short deadline so a
+/// client that does not read cannot hold even this.
+async fn refuse(mut stream: TcpStream) {
+    let response = http_error(
+        503,
+        "Service Unavailable",
+        crate::error::codes::SERVER_BUSY,
+        "too many open connections; retry shortly",
+        Some(1),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(&response).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// A complete HTTP/1.1 error response with a GraphQL-shaped JSON body, closing the connection.
+pub fn http_error(
+    status: u16,
+    reason: &str,
+    code: &str,
+    message: &str,
+    retry_after: Option<u64>,
+) -> Vec<u8> {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
+            .to_string();
+    let retry = retry_after.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\n\
+         content-length: {}\r\n{retry}connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Hyper answers requests it cannot parse (400), heads that are too large (431) and URIs
+/// that are too long (414) itself, with an empty body, before any handler runs. This
+/// wrapper recognises those heads on their way out — a 4xx head with `content-length: 0`,
+/// which no handler of ours produces — and writes our JSON error instead. Hyper closes the
+/// connection after them, so the different length cannot desynchronise anything.
+struct ErrorBodies<S> {
+    inner: S,
+    /// Our replacement, and how much of it is written.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> ErrorBodies<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// If `buf` is one of hyper's bodiless error heads, the response to write instead.
+fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
+    if buf.len() > 512 || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let rest = buf
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| buf.strip_prefix(b"HTTP/1.0 "))?;
+    let status = std::str::from_utf8(rest.get(..3)?).ok()?;
+    let head = String::from_utf8_lossy(buf).to_ascii_lowercase();
+    if !head.contains("\r\ncontent-length: 0\r\n") {
+        return None;
+    }
+    let (code, reason, message) = match status {
+        "400" => (400, "Bad Request", "the request is not valid HTTP"),
+        "414" => (414, "URI Too Long", "the request URI is too long"),
+        "431" => (
+            431,
+            "Request Header Fields Too Large",
+            "the request headers are too large",
+        ),
+        "505" => (505, "HTTP Version Not Supported", "use HTTP/1.1"),
+        _ => return None,
+    };
+    Some(http_error(
+        code,
+        reason,
+        crate::error::codes::BAD_REQUEST,
+        message,
+        None,
+    ))
+}
+
+impl<S: AsyncWrite + Unpin> ErrorBodies<S> {
+    /// Writes what remains of the replacement; `Ready(Ok)` once it is all out.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.pending {
+            if *written == bytes.len() {
+                self.pending = None;
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ErrorBodies<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.pending.is_none() {
+            match replacement(buf) {
+                Some(ours) => self.pending = Some((ours, 0)),
+                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
+            }
+        }
+        // Hyper's bytes count as written once ours are.
+        ready!(self.drive(cx))?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drive(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drive(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_bodiless_error_heads_are_replaced() {
+        let hyper_431 =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let ours = replacement(hyper_431).expect("replaced");
+        let text = String::from_utf8(ours).unwrap();
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        assert!(text.contains("\"code\":\"BAD_REQUEST\""), "{text}");
+        let with_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 57\r\n\r\n";
+        assert!(replacement(with_body).is_none());
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert!(replacement(ok).is_none());
+        assert!(replacement(b"{\"errors\":[]}").is_none());
+    }
+}

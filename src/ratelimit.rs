@@ -1,0 +1,183 @@
+//! Per-client rate limits: GCRA buckets from `governor`, keyed by client address.
+//!
+//! Two choices make a limit hold against someone trying to dodge it or to turn it on others:
+//! - **IPv6 by prefix.** A subscriber usually gets a whole /64 (often a /56 or /48), so a
+//!   full address costs an attacker nothing to change; clients are keyed by
+//!   `--ipv6-prefix` bits (default 64). IPv4-mapped IPv6 addresses count as IPv4.
+//! - **Bounded memory.** Each limiter remembers at most `--rate-limit-max-clients` clients.
+//!   Past that it first forgets clients whose bucket is full again (at most once a second);
+//!   if it is still full, the clients it does not know share one overflow bucket until
+//!   entries expire — degraded fairness, never unbounded growth.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::RateLimit;
+
+/// Who a bucket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    V4(u32),
+    /// The address with everything past the prefix zeroed.
+    V6(u128),
+    /// Every client a full limiter does not know.
+    Overflow,
+}
+
+impl ClientKey {
+    /// The key of `ip` when IPv6 clients are grouped by `/prefix`.
+    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self::V4(u32::from(v4)),
+            IpAddr::V6(v6) => {
+                let bits = u32::from(ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                Self::V6(u128::from(v6) & mask)
+            }
+        }
+    }
+}
+
+/// A keyed limiter; `RateLimit::Off` makes every check pass. Cheap to clone.
+#[derive(Clone)]
+pub struct ClientLimiter {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    limiter: DefaultKeyedRateLimiter<ClientKey>,
+    ipv6_prefix: u8,
+    max_clients: usize,
+    last_sweep: Mutex<Instant>,
+    overflow_logged: AtomicBool,
+    name: &'static str,
+}
+
+impl ClientLimiter {
+    /// `burst` requests at once per client, then one more every `period / burst`.
+    pub fn new(name: &'static str, rate: RateLimit, ipv6_prefix: u8, max_clients: usize) -> Self {
+        let inner = match rate {
+            RateLimit::Off => None,
+            RateLimit::PerPeriod { burst, period } => {
+                let replenish = period / burst.get();
+                Quota::with_period(replenish.max(Duration::from_millis(1))).map(|q| {
+                    Arc::new(Inner {
+                        limiter: RateLimiter::keyed(q.allow_burst(burst)),
+                        ipv6_prefix,
+                        max_clients: max_clients.max(1),
+                        last_sweep: Mutex::new(Instant::now()),
+                        overflow_logged: AtomicBool::new(false),
+                        name,
+                    })
+                })
+            }
+        };
+        Self { inner }
+    }
+
+    /// Takes one token for `ip`'s bucket, or says how long until one is free.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let mut key = ClientKey::of(ip, inner.ipv6_prefix);
+        if inner.limiter.len() >= inner.max_clients {
+            inner.sweep(false);
+            if inner.limiter.len() >= inner.max_clients {
+                if !inner.overflow_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        limiter = inner.name,
+                        clients = inner.limiter.len(),
+                        "rate limiter is full; unknown clients share one bucket until entries expire"
+                    );
+                }
+                key = ClientKey::Overflow;
+            }
+        }
+        inner
+            .limiter
+            .check_key(&key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets clients whose bucket is full again, so memory tracks active clients only.
+    pub fn forget_idle(&self) {
+        if let Some(inner) = &self.inner {
+            inner.sweep(true);
+        }
+    }
+
+    /// Clients currently remembered (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.inner.as_ref().map_or(0, |i| i.limiter.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn sweep(&self, always: bool) {
+        {
+            let Ok(mut last) = self.last_sweep.lock() else {
+                return;
+            };
+            if !always && last.elapsed() < Duration::from_secs(1) {
+                return;
+            }
+            *last = Instant::now();
+        }
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        if self.limiter.len() < self.max_clients {
+            self.overflow_logged.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_rate_limit;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_prefix_and_mapped_v4_as_v4() {
+        let a = ClientKey::of(ip("2001:db8:1:2:aaaa::1"), 64);
+        let b = ClientKey::of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"), 64);
+        let c = ClientKey::of(ip("2001:db8:1:3::1"), 64);
+        assert_eq!(a, b, "same /64");
+        assert_ne!(a, c, "another /64");
+        assert_eq!(ClientKey::of(ip("2001:db8:1:3::1"), 48), a_48());
+        assert_eq!(
+            ClientKey::of(ip("::ffff:198.51.100.7"), 64),
+            ClientKey::of(ip("198.51.100.7"), 64)
+        );
+        assert_ne!(
+            ClientKey::of(ip("2001:db8::1"), 128),
+            ClientKey::of(ip("2001:db8::2"), 128)
+        );
+        fn a_48() -> ClientKey {
+            ClientKey::of("2001:db8:1:ffff::".parse().unwrap(), 48)
+        }
+    }
+
+    #[test]
+    fn a_full_limiter_stops_growing() {
+        let limiter = ClientLimiter::new("test", parse_rate_limit("5/1h").unwrap(), 64, 100);
+        for n in 0..10_000u32 {
+            let _ = limiter.check(IpAddr::from(n.to_be_bytes()));
+        }
+        assert!(limiter.len() <= 101, "{} clients remembered", limiter.len());
+    }
+}

@@ -30,6 +30,9 @@ pub enum HashError {
     /// Argon2 itself failed (bad parameters); never expected with validated settings.
     #[error("argon2: {0}")]
     Argon2(String),
+    /// The job panicked. The worker caught it and goes on with the next job.
+    #[error("the hash job panicked")]
+    Panicked,
 }
 
 struct Job {
@@ -46,6 +49,8 @@ pub struct Hasher {
 
 struct Inner {
     queue: SyncSender<Job>,
+    /// Hashes actually computed (a skipped, cancelled job is not counted).
+    computed: Arc<AtomicUsize>,
     /// Jobs accepted and not yet taken by a worker (the channel does not expose its length).
     queued: Arc<AtomicUsize>,
     capacity: usize,
@@ -70,18 +75,21 @@ impl Hasher {
         let (queue, rx) = std::sync::mpsc::sync_channel::<Job>(capacity);
         let rx = Arc::new(Mutex::new(rx));
         let queued = Arc::new(AtomicUsize::new(0));
+        let computed = Arc::new(AtomicUsize::new(0));
         for n in 0..workers {
             let rx = Arc::clone(&rx);
             let queued = Arc::clone(&queued);
+            let computed = Arc::clone(&computed);
             let params = params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&rx, &queued, params))
+                .spawn(move || worker(&rx, &queued, &computed, params))
                 .map_err(|e| HashError::Argon2(format!("cannot start worker: {e}")))?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
+                computed,
                 queued,
                 capacity,
                 params,
@@ -118,6 +126,11 @@ impl Hasher {
         self.inner.queued.load(Ordering::Acquire) >= self.inner.capacity
     }
 
+    /// How many hashes the workers have computed since start.
+    pub fn computed(&self) -> usize {
+        self.inner.computed.load(Ordering::Acquire)
+    }
+
     /// The Argon2 parameters in force.
     pub fn params(&self) -> &Params {
         &self.inner.params
@@ -129,7 +142,7 @@ impl Hasher {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, queued: &AtomicUsize, params: Params) {
+fn worker(rx: &Mutex<Receiver<Job>>, queued: &AtomicUsize, computed: &AtomicUsize, params: Params) {
     mark_cpu_bound();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     // The one allocation this worker makes for hashing, reused for every job.
@@ -147,12 +160,22 @@ fn worker(rx: &Mutex<Receiver<Job>>, queued: &AtomicUsize, params: Params) {
             continue;
         }
         let _entered = job.span.enter();
-        let result = hash_with(
-            &argon2,
-            &params,
-            job.password.expose().as_bytes(),
-            &mut blocks,
-        );
+        // A panic in one job must neither kill the worker (the pool would shrink for good)
+        // nor leave its caller waiting: catch it, answer, carry on. The block buffer needs no
+        // repair: Argon2 overwrites every block it reads.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            hash_with(
+                &argon2,
+                &params,
+                job.password.expose().as_bytes(),
+                &mut blocks,
+            )
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!("a hash job panicked; the worker continues");
+            Err(HashError::Panicked)
+        });
+        computed.fetch_add(1, Ordering::AcqRel);
         // The receiver may have gone away meanwhile; nothing to do then.
         let _ = job.reply.send(result);
     }
@@ -187,6 +210,10 @@ fn hash_with(
     blocks: &mut [Block],
 ) -> Result<String, HashError> {
     let err = |e: &dyn std::fmt::Display| HashError::Argon2(e.to_string());
+    #[cfg(test)]
+    if password == PANIC_FOR_TESTS {
+        panic!("test-only: a job that panics");
+    }
     let salt = argon2::password_hash::try_generate_salt().map_err(|e| err(&e))?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
     argon2
@@ -202,10 +229,29 @@ fn hash_with(
     Ok(phc.to_string())
 }
 
+/// A password the test build's workers panic on, to prove the pool survives a panic.
+#[cfg(test)]
+const PANIC_FOR_TESTS: &[u8] = b"\0panic-in-this-job\0";
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use argon2::PasswordVerifier;
+
+    #[tokio::test]
+    async fn a_panicking_job_is_answered_and_the_worker_goes_on() {
+        let hasher = Hasher::start(&cheap()).unwrap();
+        let panicked = hasher
+            .hash(Password::new_unchecked(
+                String::from_utf8(PANIC_FOR_TESTS.to_vec()).unwrap(),
+            ))
+            .await;
+        assert!(matches!(panicked, Err(HashError::Panicked)), "{panicked:?}");
+        // The only worker is still there and hashing.
+        let next = hasher.hash(Password::new_unchecked("after".into())).await;
+        assert!(next.unwrap().starts_with("$argon2id$"));
+        assert_eq!(hasher.computed(), 2);
+    }
 
     fn cheap() -> HashingConfig {
         HashingConfig {

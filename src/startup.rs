@@ -59,6 +59,15 @@ impl Application {
         Migrator::up(&db, None)
             .await
             .map_err(StartupError::Migration)?;
+        let filled = crate::accounts::backfill_skeletons(&db)
+            .await
+            .map_err(StartupError::Migration)?;
+        if filled > 0 {
+            tracing::info!(
+                users = filled,
+                "look-alike keys filled in for existing users"
+            );
+        }
 
         let service = AccountService::new(db.clone(), hasher.clone(), policy);
         let limits = &config.limits;

@@ -3,7 +3,9 @@
 pub use sea_orm_migration::prelude::*;
 
 /// Creates `users` with unique indexes on the canonical username and email.
-mod m20261124_000001_create_users;
+pub mod m20261124_000001_create_users;
+/// Adds `users.username_skeleton` (TR39 look-alike key) with a unique index.
+pub mod m20261125_000001_add_username_skeleton;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -11,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_users::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_users::Migration),
+            Box::new(m20261125_000001_add_username_skeleton::Migration),
+        ]
     }
 }

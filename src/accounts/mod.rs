@@ -13,6 +13,8 @@ mod password;
 mod policy;
 /// The registration service: validation, uniqueness, hashing, insert.
 mod service;
+/// TR39 look-alike keys for usernames.
+pub mod skeleton;
 /// Usernames: NFKC, charset, invisible characters, confusables, reserved names.
 mod username;
 /// The `validator`-derived shape checks and their translation into field errors.
@@ -21,7 +23,7 @@ mod validation;
 pub use email::Email;
 pub use password::Password;
 pub use policy::{PasswordPolicy, RegistrationPolicy};
-pub use service::{AccountService, NewUser, User};
+pub use service::{AccountService, NewUser, User, backfill_skeletons};
 pub use username::Username;
 pub use validation::Registration;
 
@@ -36,6 +38,7 @@ pub mod codes {
     pub const USERNAME_SURROUNDING_WHITESPACE: &str = "username_surrounding_whitespace";
     pub const USERNAME_CONFUSABLE: &str = "username_confusable";
     pub const USERNAME_RESERVED: &str = "username_reserved";
+    pub const USERNAME_LOOKALIKE: &str = "username_lookalike";
     pub const EMAIL_INVALID: &str = "email_invalid";
     pub const EMAIL_INVALID_CHARACTERS: &str = "email_invalid_characters";
     pub const EMAIL_TOO_LONG: &str = "email_too_long";
@@ -117,7 +120,7 @@ mod tests {
         #[test]
         fn password_parse_is_total(raw in any::<String>(), username in any::<String>(), email in any::<String>()) {
             let policy = policy();
-            match Password::parse(raw.clone(), &policy.password, &username, &email) {
+            match Password::parse(raw.clone(), &policy.password, Some(&username), Some(&email)) {
                 Ok(p) => prop_assert_eq!(p.expose(), raw.as_str(), "the password is kept as typed"),
                 Err(errors) => prop_assert!(coded(&errors, "password"), "{:?}", errors),
             }

@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 
 use super::canonical::canonical;
+use super::skeleton::{case_variants, skeleton_key};
 use crate::config::PolicyConfig;
 
 /// The registration rules' thresholds, checked once at start-up.
@@ -9,6 +10,9 @@ pub struct RegistrationPolicy {
     pub password: PasswordPolicy,
     /// Canonical forms of the reserved usernames.
     reserved: HashSet<String>,
+    /// Look-alike keys of the reserved names in lower, upper and title case (TR39's table is
+    /// not case-consistent: `ΑΡΙ` looks like `API`, not like `api`).
+    reserved_skeletons: HashSet<String>,
 }
 
 /// Password thresholds; readable by clients through `Query.passwordPolicy`.
@@ -18,8 +22,8 @@ pub struct PasswordPolicy {
     pub max_length: usize,
     /// Minimum zxcvbn score, 0–4.
     pub min_strength: u8,
-    /// Normalized Levenshtein similarity (0–1) at or above which a password is refused as
-    /// too close to the username or email.
+    /// Django's similarity (difflib `quick_ratio`, 0.1–1) at or above which a password is
+    /// refused as too close to the username or email.
     pub max_similarity: f64,
 }
 
@@ -32,28 +36,43 @@ impl RegistrationPolicy {
         if c.password_max_length < c.password_min_length {
             return Err("password-max-length must not be below password-min-length".into());
         }
-        if !(0.0..=1.0).contains(&c.password_max_similarity) {
-            return Err("password-max-similarity must be between 0 and 1".into());
+        // Django refuses thresholds under 0.1 (every password would be "similar").
+        if !(0.1..=1.0).contains(&c.password_max_similarity) {
+            return Err("password-max-similarity must be between 0.1 and 1".into());
         }
+        let names: Vec<&str> = c
+            .reserved_usernames
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let reserved_skeletons = names
+            .iter()
+            .flat_map(|n| {
+                let mut title: String = n.chars().take(1).flat_map(char::to_uppercase).collect();
+                title.extend(n.chars().skip(1).flat_map(char::to_lowercase));
+                [n.to_lowercase(), n.to_uppercase(), title]
+            })
+            .map(|variant| skeleton_key(&variant))
+            .collect();
         Ok(Self {
+            reserved_skeletons,
             password: PasswordPolicy {
                 min_length: c.password_min_length,
                 max_length: c.password_max_length,
                 min_strength: c.password_min_strength.min(4),
                 max_similarity: c.password_max_similarity,
             },
-            reserved: c
-                .reserved_usernames
-                .iter()
-                .map(|n| n.trim())
-                .filter(|n| !n.is_empty())
-                .map(canonical)
-                .collect(),
+            reserved: names.iter().map(|n| canonical(n)).collect(),
         })
     }
 
-    /// Whether a username's canonical form is reserved.
-    pub fn is_reserved(&self, canonical_name: &str) -> bool {
+    /// Whether a username is reserved: by canonical form, or because it (in any case)
+    /// looks like a reserved name (in lower, upper or title case).
+    pub fn is_reserved(&self, canonical_name: &str, name: &str) -> bool {
         self.reserved.contains(canonical_name)
+            || case_variants(name)
+                .iter()
+                .any(|k| self.reserved_skeletons.contains(k))
     }
 }

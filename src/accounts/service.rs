@@ -1,7 +1,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
-    QuerySelect, Set, SqlErr,
+    QueryOrder, QuerySelect, Set, SqlErr,
 };
 use uuid::Uuid;
 
@@ -60,7 +60,10 @@ impl AccountService {
     /// Uniqueness is decided by the database's unique indexes: the pre-check only saves a
     /// hash (and lets `taken` be reported next to other errors); a concurrent registration
     /// that wins the race after it is still answered `taken`, never a 500.
-    #[tracing::instrument(name = "register", skip_all, fields(username = %registration.username))]
+    ///
+    /// Nothing the client sent is logged: the span carries no field, and the one log line
+    /// on success names the new user's id.
+    #[tracing::instrument(name = "register", skip_all)]
     pub async fn register(&self, registration: Registration) -> Result<User, AppError> {
         // Under overload, shed before validation: zxcvbn and the uniqueness lookup cost far
         // more than answering SERVER_BUSY, and the client must retry anyway.
@@ -82,10 +85,14 @@ impl AccountService {
             username_canonical: Set(new_user.username.canonical().to_owned()),
             email: Set(new_user.email.as_str().to_owned()),
             email_canonical: Set(new_user.email.canonical().to_owned()),
+            username_skeleton: Set(Some(new_user.username.skeleton().to_owned())),
             password_hash: Set(password_hash),
             // Both databases store microseconds; truncate so the answer equals the row.
             date_joined: Set(Utc::now().trunc_subsecs(6)),
         };
+        // From here the request deadline lets the insert finish and be answered: a client
+        // must never be told "timed out" about a row that exists.
+        crate::deadline::commit_started();
         match row.insert(&self.db).await {
             Ok(model) => {
                 tracing::info!(user_id = %model.id, "user registered");
@@ -96,46 +103,59 @@ impl AccountService {
                     date_joined: model.date_joined,
                 })
             }
-            Err(e) => match unique_violation_field(&e) {
-                Some(field) => Err(AppError::InvalidInput(vec![taken(field)])),
+            Err(e) => match unique_violation(&e) {
+                // The row that won the race is committed now: ask again, so a duplicate of
+                // the same name is `taken` even when the database happened to report the
+                // look-alike index (which any same-spelled name also violates).
+                Some(first) => {
+                    let found = self
+                        .already_taken(Some(&new_user.username), Some(&new_user.email))
+                        .await?;
+                    let mut errors = Vec::new();
+                    if found.username_taken {
+                        errors.push(taken("username"));
+                    } else if found.username_lookalike {
+                        errors.push(lookalike());
+                    }
+                    if found.email_taken {
+                        errors.push(taken("email"));
+                    }
+                    if errors.is_empty() {
+                        errors.push(first);
+                    }
+                    Err(AppError::InvalidInput(errors))
+                }
                 None => Err(e.into()),
             },
         }
     }
 
     /// Runs every rule in a fixed order and returns the parsed values or all violations.
+    ///
+    /// The rules are pure CPU (normalization, confusables, zxcvbn): they run on the blocking
+    /// pool so a request thread never stalls on them, and their cost is bounded because every
+    /// length is checked before anything else is computed.
     async fn validate(&self, registration: Registration) -> Result<NewUser, AppError> {
-        let mut errors = registration.shape_errors();
-        let failed = |field: &str, errors: &[FieldError]| errors.iter().any(|e| e.field == field);
+        let policy = self.policy.clone();
+        let span = tracing::Span::current();
+        let checked = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| Checked::run(registration, &policy))
+        })
+        .await
+        .map_err(AppError::internal)?;
+        let Checked {
+            mut errors,
+            username,
+            email,
+            password,
+        } = checked;
 
-        let username = if failed("username", &errors) {
-            None
-        } else {
-            Some(Username::parse(&registration.username, &self.policy))
-        };
-        let email = if failed("email", &errors) {
-            None
-        } else {
-            Some(Email::parse(&registration.email))
-        };
-        let password = if failed("password", &errors) {
-            None
-        } else {
-            Some(Password::parse(
-                registration.password,
-                &self.policy.password,
-                &registration.username,
-                &registration.email,
-            ))
-        };
-
-        let (username_taken, email_taken) = self
+        let found = self
             .already_taken(
                 username.as_ref().and_then(|r| r.as_ref().ok()),
                 email.as_ref().and_then(|r| r.as_ref().ok()),
             )
             .await?;
-
         for result_errors in [
             username.as_ref().and_then(|r| r.as_ref().err()),
             email.as_ref().and_then(|r| r.as_ref().err()),
@@ -146,10 +166,12 @@ impl AccountService {
         {
             errors.extend(result_errors.iter().cloned());
         }
-        if username_taken {
+        if found.username_taken {
             errors.push(taken("username"));
+        } else if found.username_lookalike {
+            errors.push(lookalike());
         }
-        if email_taken {
+        if found.email_taken {
             errors.push(taken("email"));
         }
         // Stable order: by field (username, email, password), then rule order within it.
@@ -167,39 +189,95 @@ impl AccountService {
         }
     }
 
-    /// One query answers both questions.
+    /// One query answers all three questions.
     async fn already_taken(
         &self,
         username: Option<&Username>,
         email: Option<&Email>,
-    ) -> Result<(bool, bool), AppError> {
+    ) -> Result<Found, AppError> {
         let mut condition = Condition::any();
         if let Some(u) = username {
-            condition = condition.add(user::Column::UsernameCanonical.eq(u.canonical()));
+            condition = condition
+                .add(user::Column::UsernameCanonical.eq(u.canonical()))
+                .add(user::Column::UsernameSkeleton.is_in(u.skeleton_variants()));
         }
         if let Some(e) = email {
             condition = condition.add(user::Column::EmailCanonical.eq(e.canonical()));
         }
         if username.is_none() && email.is_none() {
-            return Ok((false, false));
+            return Ok(Found::default());
         }
-        let rows: Vec<(String, String)> = user::Entity::find()
+        let rows: Vec<(String, String, Option<String>)> = user::Entity::find()
             .select_only()
             .column(user::Column::UsernameCanonical)
             .column(user::Column::EmailCanonical)
+            .column(user::Column::UsernameSkeleton)
             .filter(condition)
-            .limit(2)
+            .limit(5)
             .into_tuple()
             .all(&self.db)
             .await?;
-        let username_taken = username.is_some_and(|u| rows.iter().any(|r| r.0 == u.canonical()));
-        let email_taken = email.is_some_and(|e| rows.iter().any(|r| r.1 == e.canonical()));
-        Ok((username_taken, email_taken))
+        Ok(Found {
+            username_taken: username.is_some_and(|u| rows.iter().any(|r| r.0 == u.canonical())),
+            username_lookalike: username.is_some_and(|u| {
+                let variants = u.skeleton_variants();
+                rows.iter()
+                    .any(|r| r.2.as_ref().is_some_and(|k| variants.contains(k)))
+            }),
+            email_taken: email.is_some_and(|e| rows.iter().any(|r| r.1 == e.canonical())),
+        })
     }
 
     /// Whether the database answers (for readiness probes).
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
+    }
+}
+
+/// What the uniqueness pre-check found.
+#[derive(Default)]
+struct Found {
+    username_taken: bool,
+    username_lookalike: bool,
+    email_taken: bool,
+}
+
+/// The CPU-only part of validation, run off the request threads.
+struct Checked {
+    errors: Vec<FieldError>,
+    username: Option<Result<Username, Vec<FieldError>>>,
+    email: Option<Result<Email, Vec<FieldError>>>,
+    password: Option<Result<Password, Vec<FieldError>>>,
+}
+
+impl Checked {
+    fn run(registration: Registration, policy: &RegistrationPolicy) -> Self {
+        let errors = registration.shape_errors();
+        let failed = |field: &str| errors.iter().any(|e| e.field == field);
+        let username =
+            (!failed("username")).then(|| Username::parse(&registration.username, policy));
+        let email = (!failed("email")).then(|| Email::parse(&registration.email));
+        // The password is compared only with attributes that passed their own rules.
+        let password = (!failed("password")).then(|| {
+            Password::parse(
+                registration.password,
+                &policy.password,
+                username
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(Username::as_str),
+                email
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(Email::as_str),
+            )
+        });
+        Self {
+            errors,
+            username,
+            email,
+            password,
+        }
     }
 }
 
@@ -211,18 +289,72 @@ fn taken(field: &'static str) -> FieldError {
     FieldError::new(field, codes::TAKEN, message)
 }
 
-/// Which field a unique-index violation is about. SQLite names the column
-/// (`UNIQUE constraint failed: users.username_canonical`), Postgres the index
-/// (`users_username_canonical_key`); both contain the column name.
-fn unique_violation_field(e: &sea_orm::DbErr) -> Option<&'static str> {
+fn lookalike() -> FieldError {
+    FieldError::new(
+        "username",
+        codes::USERNAME_LOOKALIKE,
+        "This username looks like an existing user's username (Unicode TR39 confusables).",
+    )
+}
+
+/// The field error for a unique-index violation, recognised by the index's column (SQLite
+/// names `users.<column>`, Postgres the index `users_<column>_key`; both contain it).
+fn unique_violation(e: &sea_orm::DbErr) -> Option<FieldError> {
     let Some(SqlErr::UniqueConstraintViolation(message)) = e.sql_err() else {
         return None;
     };
-    if message.contains("username_canonical") {
-        Some("username")
+    if message.contains("username_skeleton") {
+        Some(lookalike())
+    } else if message.contains("username_canonical") {
+        Some(taken("username"))
     } else if message.contains("email_canonical") {
-        Some("email")
+        Some(taken("email"))
     } else {
         None
+    }
+}
+
+/// Fills `username_skeleton` on rows created before the look-alike key existed. A row whose
+/// key collides with another's is left without one (and logged by id): both accounts predate
+/// the rule and keep working.
+pub async fn backfill_skeletons(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
+    let mut filled = 0;
+    let mut after: Option<Uuid> = None;
+    loop {
+        let mut query = user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .column(user::Column::Username)
+            .filter(user::Column::UsernameSkeleton.is_null());
+        if let Some(after) = after {
+            query = query.filter(user::Column::Id.gt(after));
+        }
+        let rows: Vec<(Uuid, String)> = query
+            .order_by_asc(user::Column::Id)
+            .limit(500)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(filled);
+        };
+        after = Some(last.0);
+        for (id, username) in rows {
+            let update = user::Entity::update_many()
+                .col_expr(
+                    user::Column::UsernameSkeleton,
+                    sea_orm::sea_query::Expr::value(super::skeleton::skeleton_key(&username)),
+                )
+                .filter(user::Column::Id.eq(id))
+                .exec(db)
+                .await;
+            match update {
+                Ok(_) => filled += 1,
+                Err(e) if unique_violation(&e).is_some() => {
+                    tracing::warn!(user_id = %id, "username looks like another user's; left without a look-alike key");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }

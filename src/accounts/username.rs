@@ -7,11 +7,16 @@ use unicode_security::{GeneralSecurityProfile, RestrictionLevel, RestrictionLeve
 use super::canonical::canonical;
 use super::codes;
 use super::policy::RegistrationPolicy;
+use super::skeleton::skeleton_key;
 use crate::error::FieldError;
 
 const FIELD: &str = "username";
 /// Django's `User.username` `max_length`.
 pub const MAX_CHARS: usize = 150;
+/// A raw value longer than this is refused before any normalization: NFKC can compose at
+/// most a few code points into one, so no such value could come out at 150 characters, and
+/// the work on a hostile 64 KiB value stays a single count.
+const MAX_RAW_CHARS: usize = 4 * MAX_CHARS;
 /// Besides Unicode letters and digits, Django's `UnicodeUsernameValidator` allows these.
 const ALLOWED_PUNCTUATION: [char; 5] = ['@', '.', '+', '-', '_'];
 
@@ -21,6 +26,7 @@ const ALLOWED_PUNCTUATION: [char; 5] = ['@', '.', '+', '-', '_'];
 pub struct Username {
     value: String,
     canonical: String,
+    skeleton: String,
 }
 
 impl Username {
@@ -32,6 +38,15 @@ impl Username {
                 FIELD,
                 codes::REQUIRED,
                 "This field is required.",
+            ));
+            return Err(errors);
+        }
+        let raw_chars = raw.chars().count();
+        if raw_chars > MAX_RAW_CHARS {
+            errors.push(FieldError::new(
+                FIELD,
+                codes::USERNAME_TOO_LONG,
+                format!("Ensure this field has no more than {MAX_CHARS} characters (it has {raw_chars})."),
             ));
             return Err(errors);
         }
@@ -92,7 +107,9 @@ impl Username {
         }
 
         let canonical = canonical(&value);
-        if policy.is_reserved(&canonical) {
+        let skeleton = skeleton_key(&value);
+        // By canonical form and by look-alike key: all-Cyrillic `АРІ` renders as `API`.
+        if policy.is_reserved(&canonical, &value) {
             errors.push(FieldError::new(
                 FIELD,
                 codes::USERNAME_RESERVED,
@@ -101,7 +118,11 @@ impl Username {
         }
 
         if errors.is_empty() {
-            Ok(Self { value, canonical })
+            Ok(Self {
+                value,
+                canonical,
+                skeleton,
+            })
         } else {
             Err(errors)
         }
@@ -115,6 +136,16 @@ impl Username {
     /// The form compared for uniqueness.
     pub fn canonical(&self) -> &str {
         &self.canonical
+    }
+
+    /// The TR39 skeleton of the name as written; unique among users.
+    pub fn skeleton(&self) -> &str {
+        &self.skeleton
+    }
+
+    /// The skeletons of its lower- and upper-case spellings too, compared with existing users.
+    pub fn skeleton_variants(&self) -> Vec<String> {
+        super::skeleton::case_variants(&self.value)
     }
 }
 

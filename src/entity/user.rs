@@ -12,6 +12,9 @@ pub struct Model {
     pub email: String,
     #[sea_orm(unique)]
     pub email_canonical: String,
+    /// TR39 look-alike key (`accounts::skeleton`); NULL only on rows awaiting the backfill.
+    #[sea_orm(unique)]
+    pub username_skeleton: Option<String>,
     pub password_hash: String,
     pub date_joined: DateTimeUtc,
 }

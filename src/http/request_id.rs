@@ -1,7 +1,7 @@
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -22,12 +22,24 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     let value = HeaderValue::from_str(&id).expect("sane ids are valid header values");
     request.headers_mut().insert(HEADER, value.clone());
 
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %request.method(),
-        path = %request.uri().path(),
-    );
+    // Only what the server chose goes into the log: the route pattern that matched (never the
+    // raw path, which a client can fill with anything) and a standard method name.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    };
+    let span = tracing::info_span!("request", request_id = %id, method, route = %route);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| {

@@ -30,11 +30,20 @@ impl Write for Capture {
 fn init_logs() {
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buffer.clone());
-        tracing_subscriber::fmt()
-            .with_env_filter("trace")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
+        // Production's own layers, both formats, at every level.
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let (a, b) = (Capture(buffer.clone()), Capture(buffer.clone()));
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("trace"))
+            .with(roster::telemetry::layer(
+                roster::config::LogFormat::Json,
+                move || a.clone(),
+            ))
+            .with(roster::telemetry::layer(
+                roster::config::LogFormat::Text,
+                move || b.clone(),
+            ))
             .init();
         buffer
     });

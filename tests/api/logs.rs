@@ -1,33 +1,75 @@
-//! No password, hash or full email address ever reaches a log line.
+//! Nothing a client sent reaches a log line before it is validated, and no password, hash or
+//! email address ever does — in the text and the JSON format, and in no response body.
 
-use crate::helpers::{LOGS, spawn_app};
+use serde_json::json;
+
+use crate::helpers::{LOGS, REGISTER, spawn_app};
 
 #[tokio::test]
-async fn logs_never_contain_passwords_hashes_or_email_addresses() {
+async fn logs_and_answers_never_contain_passwords_hashes_or_submitted_names() {
     let app = spawn_app().await;
     let password = "zebra-quartz-LOGCANARY-7731";
     let email = "canary.person@logs-example.com";
-    // Success, a taken name (second call), and a policy failure with a canary password.
-    app.register("log_canary", email, password).await;
-    app.register("log_canary", email, password).await;
-    app.register("log canary", "bad@", "LOGCANARY").await;
-    // A request error with the password in the document itself.
-    app.graphql(
-        &format!("mutation {{ register(input: {{username: \"x\", email: \"{email}\", password: \"{password}\", extra: 1}}) {{ id }} }}"),
-        serde_json::json!({}),
-    )
-    .await;
+    // An email-shaped username is valid; it is personal data all the same.
+    let username = "canary.user@logs-example.com";
+    let mut bodies = Vec::new();
+    // Success, a taken name, and a policy failure with canaries everywhere.
+    bodies.push(app.register(username, email, password).await.body);
+    bodies.push(app.register(username, email, password).await.body);
+    bodies.push(
+        app.register("log canary\nFORGED-LINE", "bad@", "LOGCANARY")
+            .await
+            .body,
+    );
+    // A document that fails to parse, with the secrets in it.
+    let broken = format!(
+        "mutation {{ register(input: {{username: \"{username}\", email: \"{email}\", password: \"{password}\"}} {{ id }} }}"
+    );
+    bodies.push(app.graphql(&broken, json!({})).await.body);
+    // A document that fails validation, with the secrets in it.
+    let extra = format!(
+        "mutation {{ register(input: {{username: \"x\", email: \"{email}\", password: \"{password}\", extra: 1}}) {{ id }} }}"
+    );
+    bodies.push(app.graphql(&extra, json!({})).await.body);
+    // The input wrapped in a list: async-graphql would fail at execution and quote it.
+    bodies.push(
+        app.graphql(
+            REGISTER,
+            json!({ "input": [{ "username": "x2", "email": email, "password": password }] }),
+        )
+        .await
+        .body,
+    );
+    // Literal list where an object is expected.
+    let listed = format!(
+        "mutation {{ register(input: [{{username: \"x3\", email: \"{email}\", password: \"{password}\"}}]) {{ id }} }}"
+    );
+    bodies.push(app.graphql(&listed, json!({})).await.body);
     let stored_hash = app.users().await[0].password_hash.clone();
 
+    assert_eq!(
+        bodies[0]["data"]["register"]["email"], email,
+        "the one answer that may"
+    );
+    for body in &bodies[1..] {
+        let text = body.to_string();
+        for secret in [password, "LOGCANARY", email] {
+            assert!(!text.contains(secret), "{secret:?} echoed in {text}");
+        }
+    }
     let logs = String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned();
     assert!(
-        logs.contains("log_canary"),
-        "the capture works: the username is logged"
+        logs.contains("\"message\":\"user registered\"") && logs.contains("user registered"),
+        "the capture works, in both formats"
     );
     for secret in [
         password,
         "LOGCANARY",
         email,
+        username,
+        "canary.user",
+        "log canary",
+        "FORGED-LINE",
         stored_hash.as_str(),
         "$argon2id$",
     ] {

@@ -281,10 +281,14 @@ async fn the_same_field_can_break_several_rules_at_once() {
     let answer = app.register(&name, "x@example.com", GOOD_PASSWORD).await;
     assert_eq!(
         answer.field_codes(),
-        vec![(
-            "username".to_owned(),
-            "username_invisible_characters".to_owned()
-        )],
+        vec![
+            (
+                "username".to_owned(),
+                "username_invisible_characters".to_owned()
+            ),
+            // TR39 skeletons ignore the zero-width space: it still looks like `root`.
+            ("username".to_owned(), "username_reserved".to_owned())
+        ],
         "{}",
         answer.body
     );

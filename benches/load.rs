@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Method (details in BENCHMARKS.md): the server is the `roster` binary in a child process with
-//! default settings except `--register-rate-limit off`. The load generator is a minimal
+//! default settings except `--register-rate-limit off --request-rate-limit off` (one load
+//! generator is one client address). The load generator is a minimal
 //! HTTP/1.1 keep-alive client on one thread, so it takes as little CPU from the server as
 //! possible. The raw Argon2id rate is measured in the same run, same parameters, one thread per
 //! core, with the server idle; throughput is reported as a ratio to it. Peak RSS is the
@@ -91,6 +92,7 @@ fn main() {
         "validation cost per registration (in-process, median of 200): {}",
         validation_cost()
     );
+    hostile_costs();
     let plan = Plan {
         runs: std::env::var("ROSTER_BENCH_RUNS")
             .ok()
@@ -609,7 +611,14 @@ struct Server {
 impl Server {
     fn start(database_url: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args(["--listen", "127.0.0.1:0", "--register-rate-limit", "off"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--register-rate-limit",
+                "off",
+                "--request-rate-limit",
+                "off",
+            ])
             .env("DATABASE_URL", database_url)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -1029,7 +1038,12 @@ fn validation_cost() -> String {
                 let started = Instant::now();
                 let _ = Username::parse(&username, &policy);
                 let _ = Email::parse(&email);
-                let _ = Password::parse(password.clone(), &policy.password, &username, &email);
+                let _ = Password::parse(
+                    password.clone(),
+                    &policy.password,
+                    Some(&username),
+                    Some(&email),
+                );
                 started.elapsed().as_secs_f64() * 1e6
             })
             .collect();
@@ -1037,4 +1051,125 @@ fn validation_cost() -> String {
         parts.push(format!("{what} input {:.0} µs", times[times.len() / 2]));
     }
     parts.join(", ")
+}
+
+/// The worst inputs an attacker can send, timed through the same code the server runs: the
+/// document checker (before async-graphql sees a document) and the registration rules (what
+/// `AccountService::validate` runs on the blocking pool). Target: ≤ 2 ms each.
+fn hostile_costs() {
+    use roster::accounts::{Email, Password, RegistrationPolicy, Username};
+    let config = roster::config::Config::defaults();
+    let policy = RegistrationPolicy::from_config(&config.policy).unwrap();
+    let checker = roster::graphql::document_checker(&config.limits);
+    let variables = async_graphql::Variables::default();
+
+    let long_name: String = "a".repeat(62_000);
+    let expanding: String = "\u{FDFA}".repeat(600); // NFKC: 18 characters each
+    let long_email = format!("{}@example.com", "b".repeat(64_000));
+    let password_like_name = format!("{}1!", "a".repeat(126));
+    let mut fan_out = String::from("{ ...F0 }\n");
+    for i in 0..24 {
+        fan_out.push_str(&format!(
+            "fragment F{i} on Query {{ ...F{} ...F{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    fan_out.push_str("fragment F24 on Query { __typename }");
+    let many_tokens = "{ a b c d e f g h }".repeat(6_000);
+    let many_args = format!(
+        "{{ passwordPolicy({}) {{ minLength }} }}",
+        "x: 1 ".repeat(12_000)
+    );
+    let many_aliases: String = format!(
+        "{{ {} }}",
+        (0..214)
+            .map(|i| format!("a{i}: __schema {{ types {{ name }} }}"))
+            .collect::<String>()
+    );
+
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let cases: Vec<Case> = vec![
+        (
+            "username of 62,000 characters, compared with the password",
+            Box::new(|| {
+                let u = Username::parse(&long_name, &policy);
+                let _ = Password::parse(
+                    long_name.clone(),
+                    &policy.password,
+                    u.as_ref().ok().map(|u| u.as_str()),
+                    None,
+                );
+            }),
+        ),
+        (
+            "username of 600 U+FDFA (NFKC ×18)",
+            Box::new(|| {
+                let _ = Username::parse(&expanding, &policy);
+            }),
+        ),
+        (
+            "email of 64,000 characters",
+            Box::new(|| {
+                let _ = Email::parse(&long_email);
+            }),
+        ),
+        (
+            "128-character password vs a 150-character username",
+            Box::new(|| {
+                let name = "a".repeat(150);
+                let _ = Password::parse(
+                    password_like_name.clone(),
+                    &policy.password,
+                    Some(&name),
+                    Some("a@example.com"),
+                );
+            }),
+        ),
+        (
+            "fragment fan-out, 24 levels (2^24 fields)",
+            Box::new(|| {
+                let _ = checker.prepare(&fan_out, None, &variables);
+            }),
+        ),
+        (
+            "48,000 tokens",
+            Box::new(|| {
+                let _ = checker.prepare(&many_tokens, None, &variables);
+            }),
+        ),
+        (
+            "12,000 repeated arguments",
+            Box::new(|| {
+                let _ = checker.prepare(&many_args, None, &variables);
+            }),
+        ),
+        (
+            "214 aliased introspection selections",
+            Box::new(|| {
+                let _ = checker.prepare(&many_aliases, None, &variables);
+            }),
+        ),
+    ];
+    println!(
+        "\nhostile inputs (in-process, the server's own code; median and max of 50; target ≤ 2 ms each):\n"
+    );
+    println!("| input | median, ms | max, ms |");
+    println!("|---|---|---|");
+    for (name, run) in &cases {
+        let mut times: Vec<f64> = (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                run();
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "| {name} | {:.3} | {:.3} |",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
+    println!();
 }

@@ -1,5 +1,5 @@
 // The GraphQL-over-HTTP conformance audit (graphql-http's auditServer: every MUST and SHOULD).
-// Not part of .ci/run (it needs npm); run by hand against a running server:
+// .ci/run installs graphql-http with npm and runs this against the debug binary. By hand:
 //   cargo run &                                     # serves http://127.0.0.1:8000/graphql
 //   npm install graphql-http graphql && ROSTER_URL=http://127.0.0.1:8000/graphql node .ci/graphql-http-audit.mjs
 // Last result (2026-11-24): {"ok":61} — no failures, no warnings.

@@ -41,6 +41,20 @@ struct Job {
     span: tracing::Span,
 }
 
+/// A place in the hash queue, taken by [`Hasher::reserve`]; given back when dropped unused.
+pub struct Slot {
+    inner: Arc<Inner>,
+    used: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.used {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// A handle to the hashing workers; cheap to clone.
 #[derive(Clone)]
 pub struct Hasher {
@@ -51,7 +65,10 @@ struct Inner {
     queue: SyncSender<Job>,
     /// Hashes actually computed (a skipped, cancelled job is not counted).
     computed: Arc<AtomicUsize>,
-    /// Jobs accepted and not yet taken by a worker (the channel does not expose its length).
+    /// Workers hashing right now.
+    active: Arc<AtomicUsize>,
+    /// Slots reserved plus jobs queued, not yet taken by a worker (the channel does not
+    /// expose its length).
     queued: Arc<AtomicUsize>,
     capacity: usize,
     params: Params,
@@ -76,20 +93,25 @@ impl Hasher {
         let rx = Arc::new(Mutex::new(rx));
         let queued = Arc::new(AtomicUsize::new(0));
         let computed = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
         for n in 0..workers {
             let rx = Arc::clone(&rx);
-            let queued = Arc::clone(&queued);
-            let computed = Arc::clone(&computed);
+            let counters = Counters {
+                queued: Arc::clone(&queued),
+                computed: Arc::clone(&computed),
+                active: Arc::clone(&active),
+            };
             let params = params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&rx, &queued, &computed, params))
+                .spawn(move || worker(&rx, &counters, params))
                 .map_err(|e| HashError::Argon2(format!("cannot start worker: {e}")))?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
                 computed,
+                active,
                 queued,
                 capacity,
                 params,
@@ -102,14 +124,42 @@ impl Hasher {
     ///
     /// Returns [`HashError::Busy`] at once when the queue is full.
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        let slot = self.reserve()?;
+        self.hash_reserved(slot, password).await
+    }
+
+    /// Takes a queue slot now, for a hash that will be asked for later: a caller that must
+    /// do other work first (validate, spend a rate-limit token) learns at once whether the
+    /// hash will be accepted, and keeps its place while it works. Dropping the slot unused
+    /// gives it back.
+    pub fn reserve(&self) -> Result<Slot, HashError> {
+        let before = self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        if before >= self.inner.capacity {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Busy);
+        }
+        Ok(Slot {
+            inner: Arc::clone(&self.inner),
+            used: false,
+        })
+    }
+
+    /// Hashes on a slot taken by [`Hasher::reserve`]; never refused as busy.
+    pub async fn hash_reserved(
+        &self,
+        mut slot: Slot,
+        password: Password,
+    ) -> Result<String, HashError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             password,
             reply,
             span: tracing::Span::current(),
         };
-        // Count first: a worker may take the job before `try_send` even returns.
-        self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        // The slot's count now belongs to the job: the worker that takes it decrements.
+        slot.used = true;
+        // Reservations never exceed the channel's capacity, so `Full` cannot happen; keep
+        // the count right if it ever did.
         if let Err(e) = self.inner.queue.try_send(job) {
             self.inner.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(match e {
@@ -124,6 +174,11 @@ impl Hasher {
     /// registration before spending CPU on validating it; `hash` still decides for real.
     pub fn is_saturated(&self) -> bool {
         self.inner.queued.load(Ordering::Acquire) >= self.inner.capacity
+    }
+
+    /// How many workers are hashing right now.
+    pub fn active(&self) -> usize {
+        self.inner.active.load(Ordering::Acquire)
     }
 
     /// How many hashes the workers have computed since start.
@@ -142,7 +197,13 @@ impl Hasher {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, queued: &AtomicUsize, computed: &AtomicUsize, params: Params) {
+struct Counters {
+    queued: Arc<AtomicUsize>,
+    computed: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
+}
+
+fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params) {
     mark_cpu_bound();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     // The one allocation this worker makes for hashing, reused for every job.
@@ -154,12 +215,13 @@ fn worker(rx: &Mutex<Receiver<Job>>, queued: &AtomicUsize, computed: &AtomicUsiz
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        queued.fetch_sub(1, Ordering::AcqRel);
+        counters.queued.fetch_sub(1, Ordering::AcqRel);
         if job.reply.is_closed() {
             // The request was cancelled while queued: don't burn a hash on it.
             continue;
         }
         let _entered = job.span.enter();
+        counters.active.fetch_add(1, Ordering::AcqRel);
         // A panic in one job must neither kill the worker (the pool would shrink for good)
         // nor leave its caller waiting: catch it, answer, carry on. The block buffer needs no
         // repair: Argon2 overwrites every block it reads.
@@ -175,7 +237,8 @@ fn worker(rx: &Mutex<Receiver<Job>>, queued: &AtomicUsize, computed: &AtomicUsiz
             tracing::error!("a hash job panicked; the worker continues");
             Err(HashError::Panicked)
         });
-        computed.fetch_add(1, Ordering::AcqRel);
+        counters.active.fetch_sub(1, Ordering::AcqRel);
+        counters.computed.fetch_add(1, Ordering::AcqRel);
         // The receiver may have gone away meanwhile; nothing to do then.
         let _ = job.reply.send(result);
     }
@@ -290,6 +353,21 @@ mod tests {
         let a = hasher.hash(Password::new_unchecked("same".into())).await;
         let b = hasher.hash(Password::new_unchecked("same".into())).await;
         assert_ne!(a.unwrap(), b.unwrap());
+    }
+
+    #[test]
+    fn reserved_slots_count_against_the_queue_and_come_back_when_dropped() {
+        let config = HashingConfig {
+            hash_queue: 2,
+            ..cheap()
+        };
+        let hasher = Hasher::start(&config).unwrap();
+        let a = hasher.reserve().unwrap();
+        let _b = hasher.reserve().unwrap();
+        assert!(matches!(hasher.reserve(), Err(HashError::Busy)));
+        assert!(hasher.is_saturated());
+        drop(a);
+        assert!(hasher.reserve().is_ok());
     }
 
     #[test]

@@ -45,11 +45,6 @@ impl AccountService {
         }
     }
 
-    /// Whether a hash requested now would be refused: lets callers shed before doing work.
-    pub fn is_saturated(&self) -> bool {
-        self.hasher.is_saturated()
-    }
-
     /// The policy in force.
     pub fn policy(&self) -> &RegistrationPolicy {
         &self.policy
@@ -63,17 +58,24 @@ impl AccountService {
     ///
     /// Nothing the client sent is logged: the span carries no field, and the one log line
     /// on success names the new user's id.
+    ///
+    /// `admit` is the caller's admission check (the per-client rate limit). It runs only
+    /// after a hash-queue slot is reserved: a registration answered `SERVER_BUSY` spends no
+    /// token, so a client that retries as told is not locked out by its own retries.
     #[tracing::instrument(name = "register", skip_all)]
-    pub async fn register(&self, registration: Registration) -> Result<User, AppError> {
+    pub async fn register(
+        &self,
+        registration: Registration,
+        admit: impl FnOnce() -> Result<(), AppError>,
+    ) -> Result<User, AppError> {
         // Under overload, shed before validation: zxcvbn and the uniqueness lookup cost far
         // more than answering SERVER_BUSY, and the client must retry anyway.
-        if self.hasher.is_saturated() {
-            return Err(AppError::ServerBusy);
-        }
+        let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
+        admit()?;
         let new_user = self.validate(registration).await?;
         let password_hash = self
             .hasher
-            .hash(new_user.password)
+            .hash_reserved(slot, new_user.password)
             .await
             .map_err(|e| match e {
                 HashError::Busy => AppError::ServerBusy,

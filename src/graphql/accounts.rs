@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::guard::{AllowAny, HashCapacity, RegisterRateLimit};
+use super::guard::{AllowAny, register_admission};
 use crate::accounts::{self, AccountService, Registration};
 
 /// What a client submits to `register`.
@@ -134,18 +134,18 @@ impl AccountsMutation {
     /// Creates an account. On invalid input, one `BAD_USER_INPUT` error lists every violated
     /// rule of every field in `extensions.fields` (`{field, code, message}`).
     ///
-    /// Costs 1000 complexity points, so a document can hold only one `register`.
-    #[graphql(
-        guard = "AllowAny.and(HashCapacity).and(RegisterRateLimit)",
-        complexity = "1000 + child_complexity"
-    )]
+    /// Costs 1000 complexity points, so a document can hold only one `register`. Limited per
+    /// client (`--register-rate-limit`), checked once the hash queue has room for it.
+    #[graphql(guard = "AllowAny", complexity = "1000 + child_complexity")]
     async fn register(
         &self,
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> async_graphql::Result<User> {
         let service = ctx.data_unchecked::<AccountService>();
-        let user = service.register(input.into()).await?;
+        let user = service
+            .register(input.into(), register_admission(ctx))
+            .await?;
         Ok(user.into())
     }
 }

@@ -2,7 +2,6 @@ use std::net::IpAddr;
 
 use async_graphql::{Context, Guard};
 
-use crate::accounts::AccountService;
 use crate::error::AppError;
 use crate::ratelimit::ClientLimiter;
 
@@ -28,33 +27,19 @@ pub struct ClientIp(pub IpAddr);
 #[derive(Clone)]
 pub struct RegisterRateLimiter(pub ClientLimiter);
 
-/// Refuses a registration with `SERVER_BUSY` when the hash queue is full, **before** the rate
-/// limit spends a token: a client told to retry must not be locked out by its retries.
-pub struct HashCapacity;
-
-impl Guard for HashCapacity {
-    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        match ctx.data_opt::<AccountService>() {
-            Some(service) if service.is_saturated() => Err(AppError::ServerBusy.into()),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Consumes one `register` token for the caller; `RATE_LIMITED` when none is left.
-pub struct RegisterRateLimit;
-
-impl Guard for RegisterRateLimit {
-    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        let (Some(RegisterRateLimiter(limiter)), Some(ClientIp(ip))) = (
-            ctx.data_opt::<RegisterRateLimiter>(),
-            ctx.data_opt::<ClientIp>(),
-        ) else {
-            return Ok(());
-        };
-        // The HTTP layer turns RATE_LIMITED into status 429 and a `Retry-After` header.
-        limiter
-            .check(*ip)
-            .map_err(|retry_after| AppError::RateLimited { retry_after }.into())
+/// The admission check `register` hands to the service: one token of the caller's
+/// `register` budget, or `RATE_LIMITED` (the HTTP layer adds status 429 and `Retry-After`).
+///
+/// Not a guard: a guard runs before the resolver, so it would spend the token before the
+/// service knows whether the hash queue has room. The service calls this after reserving a
+/// queue slot, so an answer of `SERVER_BUSY` costs the client nothing.
+pub fn register_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
+    let limiter = ctx.data_opt::<RegisterRateLimiter>().cloned();
+    let ip = ctx.data_opt::<ClientIp>().copied();
+    move || match (limiter, ip) {
+        (Some(RegisterRateLimiter(limiter)), Some(ClientIp(ip))) => limiter
+            .check(ip)
+            .map_err(|retry_after| AppError::RateLimited { retry_after }),
+        _ => Ok(()),
     }
 }

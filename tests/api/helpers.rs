@@ -53,6 +53,11 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
+    /// The server's hash pool, to count the hashes it computed.
+    pub hasher: roster::password::Hasher,
+    /// The serving task: finishes when the server has shut down.
+    pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub database_url: String,
     sqlite_file: Option<PathBuf>,
 }
 
@@ -146,12 +151,16 @@ async fn start(
     adjust(&mut config);
     let app = Application::build(config).await.expect("the app starts");
     let addr = app.local_addr();
-    tokio::spawn(app.run_until(shutdown));
+    let hasher = app.hasher();
+    let server = tokio::spawn(app.run_until(shutdown));
     let db = Database::connect(&url).await.expect("test connection");
     TestApp {
         addr,
         client: reqwest::Client::new(),
         db,
+        hasher,
+        server: Some(server),
+        database_url: url,
         sqlite_file: None,
     }
 }
@@ -204,6 +213,31 @@ impl TestApp {
         format!("http://{}/graphql", self.addr)
     }
 
+    /// POSTs a raw body as `application/json` on a fresh connection.
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> Answer {
+        let response = fresh_client()
+            .post(self.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/graphql-response+json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        Answer::from(response).await
+    }
+
+    /// `GET /healthz` on a fresh connection; its status and how long it took.
+    pub async fn healthz(&self) -> (u16, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let status = fresh_client()
+            .get(format!("http://{}/healthz", self.addr))
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        (status, started.elapsed())
+    }
+
     /// POSTs a GraphQL request as `application/json`, accepting the spec's preferred type.
     pub async fn graphql(&self, query: &str, variables: Value) -> Answer {
         let response = self
@@ -246,6 +280,24 @@ impl Answer {
             body,
         }
     }
+}
+
+/// A client that opens a new connection for every request, as distinct clients would.
+pub fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes it (or `wait`).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 /// A unique, valid username/email pair.

@@ -298,7 +298,7 @@ async fn two_identical_register_selections_are_rejected() {
 
 /// The introspection query GraphiQL sends (graphql-js `getIntrospectionQuery`, TypeRef part):
 /// the deepest legitimate document, which the default limits must admit.
-const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name }
+pub const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name }
   types { ...FullType } directives { name description locations args { ...InputValue } } } }
 fragment FullType on __Type { kind name description
   fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }

@@ -3,6 +3,7 @@
 //! `ROSTER_TEST_DATABASE_URL` is set).
 
 mod helpers;
+mod hostile;
 mod http;
 mod logs;
 mod policy;

@@ -191,3 +191,38 @@ async fn fifty_concurrent_registrations_of_one_name_make_exactly_one_user() {
     assert!(other.is_empty());
     assert_eq!(app.user_count().await, 1);
 }
+
+#[tokio::test]
+async fn fifty_concurrent_registrations_of_one_email_make_exactly_one_user() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let spellings = [
+        "racer@example.com",
+        "Racer@Example.com",
+        "RACER@EXAMPLE.COM",
+    ];
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let app = app.clone();
+            let email = spellings[i % spellings.len()].to_owned();
+            tokio::spawn(async move {
+                app.register(&format!("rider{i}"), &email, GOOD_PASSWORD)
+                    .await
+            })
+        })
+        .collect();
+    let (mut ok, mut taken, mut other) = (0, 0, Vec::new());
+    for task in tasks {
+        let answer = task.await.unwrap();
+        if answer.body["data"]["register"]["id"].is_string() {
+            ok += 1;
+        } else if answer.code() == "BAD_USER_INPUT"
+            && answer.field_codes() == vec![("email".to_owned(), "taken".to_owned())]
+        {
+            taken += 1;
+        } else {
+            other.push(answer.body);
+        }
+    }
+    assert_eq!((ok, taken), (1, 49), "unexpected answers: {other:?}");
+    assert_eq!(app.user_count().await, 1);
+}

@@ -201,7 +201,8 @@ pub struct LimitsConfig {
     #[arg(long, env = "ROSTER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
-    /// Time allowed between body chunks before a slow client is cut off, in seconds.
+    /// Time allowed between body chunks before a slow client is cut off, in seconds; also
+    /// how long a response write may make no progress (a client that stops reading).
     #[arg(long, env = "ROSTER_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub body_timeout_secs: u64,
 
@@ -214,6 +215,10 @@ pub struct LimitsConfig {
     /// Lowered at start-up to fit the process's file-descriptor limit.
     #[arg(long, env = "ROSTER_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+
+    /// Most open connections from one client address (trusted proxies are exempt).
+    #[arg(long, env = "ROSTER_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
 
     /// After a shutdown signal, how long in-flight requests may take before the remaining
     /// connections are closed, in seconds.
@@ -337,6 +342,12 @@ impl Config {
         in_range("header-timeout-secs", l.header_timeout_secs, 1, 3600)?;
         in_range("shutdown-timeout-secs", l.shutdown_timeout_secs, 0, 3600)?;
         in_range("max-connections", l.max_connections as u64, 1, 1_000_000)?;
+        in_range(
+            "max-connections-per-ip",
+            l.max_connections_per_ip as u64,
+            1,
+            1_000_000,
+        )?;
         in_range("body-limit", l.body_limit as u64, 1, 64 * 1024 * 1024)?;
         in_range(
             "max-response-bytes",

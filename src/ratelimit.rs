@@ -6,8 +6,10 @@
 //!   `--ipv6-prefix` bits (default 64). IPv4-mapped IPv6 addresses count as IPv4.
 //! - **Bounded memory.** Each limiter remembers at most `--rate-limit-max-clients` clients.
 //!   Past that it first forgets clients whose bucket is full again (at most once a second);
-//!   if it is still full, the clients it does not know share one overflow bucket until
-//!   entries expire — degraded fairness, never unbounded growth.
+//!   if it is still full, clients are grouped coarsely (IPv4 /16, IPv6 /32) until entries
+//!   expire, and past twice the limit the rest share one bucket — degraded fairness, never
+//!   unbounded growth, and an attacker filling the table does not put every other client in
+//!   the attacker's own bucket.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,7 +28,10 @@ pub enum ClientKey {
     V4(u32),
     /// The address with everything past the prefix zeroed.
     V6(u128),
-    /// Every client a full limiter does not know.
+    /// A full limiter groups clients coarsely: an IPv4 /16 or an IPv6 /32.
+    CoarseV4(u16),
+    CoarseV6(u32),
+    /// Past twice the limit even so, everyone left shares this one.
     Overflow,
 }
 
@@ -40,6 +45,15 @@ impl ClientKey {
                 let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
                 Self::V6(u128::from(v6) & mask)
             }
+        }
+    }
+
+    /// The coarse group of a key, used once the limiter is full.
+    fn coarse(self) -> Self {
+        match self {
+            Self::V4(v4) => Self::CoarseV4((v4 >> 16) as u16),
+            Self::V6(v6) => Self::CoarseV6((v6 >> 96) as u32),
+            other => other,
         }
     }
 }
@@ -94,10 +108,14 @@ impl ClientLimiter {
                     tracing::warn!(
                         limiter = inner.name,
                         clients = inner.limiter.len(),
-                        "rate limiter is full; unknown clients share one bucket until entries expire"
+                        "rate limiter is full; clients are grouped by /16 (IPv4) or /32 (IPv6) until entries expire"
                     );
                 }
-                key = ClientKey::Overflow;
+                key = if inner.limiter.len() >= inner.max_clients.saturating_mul(2) {
+                    ClientKey::Overflow
+                } else {
+                    key.coarse()
+                };
             }
         }
         inner
@@ -178,6 +196,6 @@ mod tests {
         for n in 0..10_000u32 {
             let _ = limiter.check(IpAddr::from(n.to_be_bytes()));
         }
-        assert!(limiter.len() <= 101, "{} clients remembered", limiter.len());
+        assert!(limiter.len() <= 201, "{} clients remembered", limiter.len());
     }
 }

@@ -55,11 +55,13 @@ impl Application {
         let policy =
             RegistrationPolicy::from_config(&config.policy).map_err(StartupError::Config)?;
         let hasher = Hasher::start(&config.hashing).map_err(StartupError::Hasher)?;
-        let db = connect(&config).await?;
-        Migrator::up(&db, None)
+        // Migrations and the look-alike backfill run on a pool of their own, without the
+        // statement timeout the serving pool has: an index build may take longer.
+        let admin = connect(&config, None).await?;
+        Migrator::up(&admin, None)
             .await
             .map_err(StartupError::Migration)?;
-        let filled = crate::accounts::backfill_skeletons(&db)
+        let filled = crate::accounts::backfill_skeletons(&admin)
             .await
             .map_err(StartupError::Migration)?;
         if filled > 0 {
@@ -68,6 +70,11 @@ impl Application {
                 "look-alike keys filled in for existing users"
             );
         }
+        if let Err(e) = admin.close().await {
+            tracing::warn!(error = %e, "closing the migration pool failed");
+        }
+        let statement_timeout = config.limits.request_timeout().max(Duration::from_secs(10));
+        let db = connect(&config, Some(statement_timeout)).await?;
 
         let service = AccountService::new(db.clone(), hasher.clone(), policy);
         let limits = &config.limits;
@@ -107,6 +114,9 @@ impl Application {
             header_timeout: limits.header_timeout(),
             max_connections: fit_connections_to_fd_limit(limits.max_connections),
             drain_timeout: limits.shutdown_timeout(),
+            write_timeout: limits.body_timeout(),
+            max_connections_per_ip: limits.max_connections_per_ip,
+            exempt: Arc::from(limits.trusted_proxies.clone()),
         };
         Ok(Self {
             listener,
@@ -199,7 +209,13 @@ fn fit_connections_to_fd_limit(wanted: usize) -> usize {
 
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout (a
 /// writer waits for the lock instead of failing) and `synchronous=NORMAL` (safe with WAL).
-pub async fn connect(config: &Config) -> Result<DatabaseConnection, StartupError> {
+///
+/// `statement_timeout` bounds every PostgreSQL statement: a registration past its request
+/// deadline waits for its INSERT (see [`crate::deadline`]), so that INSERT must itself end.
+pub async fn connect(
+    config: &Config,
+    statement_timeout: Option<Duration>,
+) -> Result<DatabaseConnection, StartupError> {
     let workers = config.hashing.workers() as u32;
     let max = if config.db_max_connections > 0 {
         config.db_max_connections
@@ -215,6 +231,10 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, StartupError
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false)
+        .map_sqlx_postgres_opts(move |o| match statement_timeout {
+            Some(t) => o.options([("statement_timeout", format!("{}ms", t.as_millis()))]),
+            None => o,
+        })
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)

@@ -4,7 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 /// Creates `users` with unique indexes on the canonical username and email.
 pub mod m20261124_000001_create_users;
-/// Adds `users.username_skeleton` (TR39 look-alike key) with a unique index.
+/// Adds `users.username_skeleton{,_lower,_upper}` (TR39 look-alike keys), uniquely indexed.
 pub mod m20261125_000001_add_username_skeleton;
 
 /// The ordered list of migrations.

@@ -87,7 +87,9 @@ impl AccountService {
             username_canonical: Set(new_user.username.canonical().to_owned()),
             email: Set(new_user.email.as_str().to_owned()),
             email_canonical: Set(new_user.email.canonical().to_owned()),
-            username_skeleton: Set(Some(new_user.username.skeleton().to_owned())),
+            username_skeleton: Set(Some(new_user.username.keys().written.clone())),
+            username_skeleton_lower: Set(Some(new_user.username.keys().lower.clone())),
+            username_skeleton_upper: Set(Some(new_user.username.keys().upper.clone())),
             password_hash: Set(password_hash),
             // Both databases store microseconds; truncate so the answer equals the row.
             date_joined: Set(Utc::now().trunc_subsecs(6)),
@@ -201,7 +203,9 @@ impl AccountService {
         if let Some(u) = username {
             condition = condition
                 .add(user::Column::UsernameCanonical.eq(u.canonical()))
-                .add(user::Column::UsernameSkeleton.is_in(u.skeleton_variants()));
+                .add(user::Column::UsernameSkeleton.eq(&u.keys().written))
+                .add(user::Column::UsernameSkeletonLower.eq(&u.keys().lower))
+                .add(user::Column::UsernameSkeletonUpper.eq(&u.keys().upper));
         }
         if let Some(e) = email {
             condition = condition.add(user::Column::EmailCanonical.eq(e.canonical()));
@@ -209,11 +213,20 @@ impl AccountService {
         if username.is_none() && email.is_none() {
             return Ok(Found::default());
         }
-        let rows: Vec<(String, String, Option<String>)> = user::Entity::find()
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = user::Entity::find()
             .select_only()
             .column(user::Column::UsernameCanonical)
             .column(user::Column::EmailCanonical)
             .column(user::Column::UsernameSkeleton)
+            .column(user::Column::UsernameSkeletonLower)
+            .column(user::Column::UsernameSkeletonUpper)
             .filter(condition)
             .limit(5)
             .into_tuple()
@@ -222,9 +235,12 @@ impl AccountService {
         Ok(Found {
             username_taken: username.is_some_and(|u| rows.iter().any(|r| r.0 == u.canonical())),
             username_lookalike: username.is_some_and(|u| {
-                let variants = u.skeleton_variants();
-                rows.iter()
-                    .any(|r| r.2.as_ref().is_some_and(|k| variants.contains(k)))
+                let k = u.keys();
+                rows.iter().any(|r| {
+                    r.2.as_ref() == Some(&k.written)
+                        || r.3.as_ref() == Some(&k.lower)
+                        || r.4.as_ref() == Some(&k.upper)
+                })
             }),
             email_taken: email.is_some_and(|e| rows.iter().any(|r| r.1 == e.canonical())),
         })
@@ -305,6 +321,7 @@ fn unique_violation(e: &sea_orm::DbErr) -> Option<FieldError> {
     let Some(SqlErr::UniqueConstraintViolation(message)) = e.sql_err() else {
         return None;
     };
+    // Matches all three look-alike indexes (`username_skeleton`, `…_lower`, `…_upper`).
     if message.contains("username_skeleton") {
         Some(lookalike())
     } else if message.contains("username_canonical") {
@@ -342,10 +359,19 @@ pub async fn backfill_skeletons(db: &DatabaseConnection) -> Result<u64, sea_orm:
         };
         after = Some(last.0);
         for (id, username) in rows {
+            let keys = super::skeleton::Keys::of(&username);
             let update = user::Entity::update_many()
                 .col_expr(
                     user::Column::UsernameSkeleton,
-                    sea_orm::sea_query::Expr::value(super::skeleton::skeleton_key(&username)),
+                    sea_orm::sea_query::Expr::value(keys.written),
+                )
+                .col_expr(
+                    user::Column::UsernameSkeletonLower,
+                    sea_orm::sea_query::Expr::value(keys.lower),
+                )
+                .col_expr(
+                    user::Column::UsernameSkeletonUpper,
+                    sea_orm::sea_query::Expr::value(keys.upper),
                 )
                 .filter(user::Column::Id.eq(id))
                 .exec(db)

@@ -4,8 +4,11 @@
 //! prototype it is easily mistaken for (Cyrillic `А` → Latin `A`, `Ѕ` → `S`, `m` → `rn`, `I` →
 //! `l`). The skeleton is case-sensitive, as looks are (`I` resembles `l`, `i` does not), so it
 //! is kept exactly as TR39 defines it — folding case afterwards would merge `ALI` with
-//! `ALL`. Case is handled by comparing a name's lower- and upper-case spellings as well:
-//! usernames are unique ignoring case, so `АРІ` (looks like `API`) must not sit beside `api`.
+//! `ALL`. Usernames are unique ignoring case, so a name is compared in three spellings — as
+//! written, lower-cased, upper-cased — each against the same spelling of every existing name,
+//! with a unique index per spelling: `АРІ` must not sit beside `api` (lower: `api` = `api`),
+//! `ЅУЅТЕМ` not beside `system` (upper: `SYSTEM` = `SYSTEM`), `Iuke` not beside `luke` (as
+//! written: `luke` = `luke`).
 
 use unicode_security::confusable_detection::skeleton;
 
@@ -14,13 +17,37 @@ pub fn skeleton_key(name: &str) -> String {
     skeleton(name).collect()
 }
 
+/// The look-alike keys of a name: skeletons of it as written, lower-cased and upper-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub written: String,
+    pub lower: String,
+    pub upper: String,
+}
+
+impl Keys {
+    pub fn of(name: &str) -> Self {
+        Self {
+            written: skeleton_key(name),
+            lower: skeleton_key(&name.to_lowercase()),
+            upper: skeleton_key(&name.to_uppercase()),
+        }
+    }
+
+    /// Whether two names look alike in some spelling.
+    pub fn collide(&self, other: &Keys) -> bool {
+        self.written == other.written || self.lower == other.lower || self.upper == other.upper
+    }
+}
+
 /// The skeletons of `name` as written, lower-cased and upper-cased (deduplicated).
 pub fn case_variants(name: &str) -> Vec<String> {
-    let mut keys = vec![
-        skeleton_key(name),
-        skeleton_key(&name.to_lowercase()),
-        skeleton_key(&name.to_uppercase()),
-    ];
+    let Keys {
+        written,
+        lower,
+        upper,
+    } = Keys::of(name);
+    let mut keys = vec![written, lower, upper];
     keys.sort();
     keys.dedup();
     keys
@@ -28,12 +55,10 @@ pub fn case_variants(name: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{case_variants, skeleton_key};
+    use super::Keys;
 
-    /// `a` is judged a look-alike of an existing `b` when one of `a`'s case variants has
-    /// `b`'s stored skeleton.
     fn looks_like(a: &str, b: &str) -> bool {
-        case_variants(a).contains(&skeleton_key(b))
+        Keys::of(a).collide(&Keys::of(b))
     }
 
     #[test]
@@ -44,6 +69,7 @@ mod tests {
             ("ΑΡΙ", "API"),       // Greek Alpha Rho Iota
             ("ЅУЅТЕМ", "SYSTEM"), // Cyrillic
             ("ѕсоре", "scope"),   // lowercase Cyrillic
+            ("ѕсоре", "Scope"),   // … beside a mixed-case existing name
             ("Iuke", "luke"),     // capital i and small L
             ("rnoney", "money"),  // rn and m
         ];

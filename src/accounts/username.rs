@@ -7,7 +7,7 @@ use unicode_security::{GeneralSecurityProfile, RestrictionLevel, RestrictionLeve
 use super::canonical::canonical;
 use super::codes;
 use super::policy::RegistrationPolicy;
-use super::skeleton::skeleton_key;
+use super::skeleton::Keys;
 use crate::error::FieldError;
 
 const FIELD: &str = "username";
@@ -26,7 +26,7 @@ const ALLOWED_PUNCTUATION: [char; 5] = ['@', '.', '+', '-', '_'];
 pub struct Username {
     value: String,
     canonical: String,
-    skeleton: String,
+    keys: Keys,
 }
 
 impl Username {
@@ -55,6 +55,9 @@ impl Username {
 
         let chars = value.chars().count();
         if chars > MAX_CHARS {
+            // Reported alone: the costlier rules (confusables, canonical form, look-alike
+            // keys) are moot for a name that cannot be registered, and NFKC may have made
+            // it 18 times longer than what was sent.
             errors.push(FieldError::new(
                 FIELD,
                 codes::USERNAME_TOO_LONG,
@@ -62,6 +65,7 @@ impl Username {
                     "Ensure this field has no more than {MAX_CHARS} characters (it has {chars})."
                 ),
             ));
+            return Err(errors);
         }
 
         let (mut invisible, mut surrounding, mut invalid) = (false, false, false);
@@ -107,7 +111,6 @@ impl Username {
         }
 
         let canonical = canonical(&value);
-        let skeleton = skeleton_key(&value);
         // By canonical form and by look-alike key: all-Cyrillic `АРІ` renders as `API`.
         if policy.is_reserved(&canonical, &value) {
             errors.push(FieldError::new(
@@ -118,10 +121,11 @@ impl Username {
         }
 
         if errors.is_empty() {
+            let keys = Keys::of(&value);
             Ok(Self {
                 value,
                 canonical,
-                skeleton,
+                keys,
             })
         } else {
             Err(errors)
@@ -138,14 +142,10 @@ impl Username {
         &self.canonical
     }
 
-    /// The TR39 skeleton of the name as written; unique among users.
-    pub fn skeleton(&self) -> &str {
-        &self.skeleton
-    }
-
-    /// The skeletons of its lower- and upper-case spellings too, compared with existing users.
-    pub fn skeleton_variants(&self) -> Vec<String> {
-        super::skeleton::case_variants(&self.value)
+    /// Its TR39 look-alike keys (as written, lower-cased, upper-cased); each is unique
+    /// among users.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 }
 

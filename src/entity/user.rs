@@ -12,9 +12,14 @@ pub struct Model {
     pub email: String,
     #[sea_orm(unique)]
     pub email_canonical: String,
-    /// TR39 look-alike key (`accounts::skeleton`); NULL only on rows awaiting the backfill.
+    /// TR39 look-alike keys (`accounts::skeleton`) of the name as written, lower-cased and
+    /// upper-cased; NULL only on rows awaiting the start-up backfill.
     #[sea_orm(unique)]
     pub username_skeleton: Option<String>,
+    #[sea_orm(unique)]
+    pub username_skeleton_lower: Option<String>,
+    #[sea_orm(unique)]
+    pub username_skeleton_upper: Option<String>,
     pub password_hash: String,
     pub date_joined: DateTimeUtc,
 }

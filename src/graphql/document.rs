@@ -31,7 +31,8 @@ use crate::error::codes;
 pub struct DocumentLimits {
     /// Lexical tokens in the document text, counted before parsing.
     pub max_tokens: usize,
-    /// Field selections after every fragment is expanded where it is spread.
+    /// Selections (fields, fragment spreads, inline fragments) after every fragment is
+    /// expanded where it is spread.
     pub max_fields: usize,
     /// Fields with an alias, in the document as written.
     pub max_aliases: usize,
@@ -131,14 +132,14 @@ impl Checker {
             if size > l.max_fields {
                 return Err(invalid(
                     format!(
-                        "the operation selects more than {} fields once its fragments are expanded",
+                        "the operation has more than {} selections (fields and fragments) once its fragments are expanded",
                         l.max_fields
                     ),
                     Some(op.pos),
                 ));
             }
         }
-        // From here on, any walk that expands fragments visits at most `max_fields` fields.
+        // From here on, any walk that expands fragments visits at most `max_fields` nodes.
         for (_, op) in &operations {
             introspection_depth(&document, &op.node.selection_set.node, false, 0)?;
         }
@@ -246,11 +247,33 @@ pub fn count_tokens(text: &str, limit: usize) -> usize {
                 i += 3;
                 n += 1;
             }
-            c if c == b'_' || c.is_ascii_alphanumeric() || c == b'-' => {
+            c if c == b'_' || c.is_ascii_alphabetic() => {
                 i += 1;
-                while i < b.len() && (b[i] == b'_' || b[i].is_ascii_alphanumeric() || b[i] == b'.')
-                {
+                while i < b.len() && (b[i] == b'_' || b[i].is_ascii_alphanumeric()) {
                     i += 1;
+                }
+                n += 1;
+            }
+            c if c == b'-' || c.is_ascii_digit() => {
+                // IntValue / FloatValue: -?digits (.digits)? ([eE][+-]?digits)?
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i + 1 < b.len() && b[i] == b'.' && b[i + 1].is_ascii_digit() {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+                    i += 1;
+                    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+                        i += 1;
+                    }
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
                 }
                 n += 1;
             }
@@ -288,7 +311,9 @@ fn count_aliases(doc: &ExecutableDocument) -> usize {
     ops.chain(frags).fold(0, usize::saturating_add)
 }
 
-/// The expanded field count of selection sets, each fragment computed once.
+/// The expanded size of selection sets — fields, fragment spreads and inline fragments, each
+/// fragment computed once. Every later walk that expands fragments (ours, and async-graphql's
+/// depth, recursion and complexity checks) visits at most this many nodes.
 struct FragmentSizes<'a> {
     doc: &'a ExecutableDocument,
     /// `None` while a fragment is being computed: meeting it again is a cycle.
@@ -331,9 +356,8 @@ impl<'a> FragmentSizes<'a> {
             }
             None => {}
         }
-        // An unknown fragment is async-graphql's to report; it expands to nothing here.
         let Some(fragment) = self.doc.fragments.get(name) else {
-            return Ok(0);
+            return Err(invalid(format!("unknown fragment \"{name}\""), Some(pos)));
         };
         self.memo.insert(name, None);
         let size = self.of_set(&fragment.node.selection_set.node)?;
@@ -686,6 +710,8 @@ mod tests {
             ("# a comment { }\n{ a }", 3),
             ("{ ...F } fragment F on Q { a }", 11),
             ("{ a(f: -1.5e3) }", 8),
+            ("{a...F...F...F}", 9),
+            ("{ a.b }", 5),
         ];
         for (text, want) in cases {
             assert_eq!(count_tokens(text, 1000), want, "{text}");
@@ -722,8 +748,45 @@ mod tests {
             .prepare(&doc, None, &Variables::default())
             .err()
             .expect("refused");
-        assert!(e.message.contains("more than 500 fields"), "{}", e.message);
+        assert!(
+            e.message.contains("more than 500 selections"),
+            "{}",
+            e.message
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn spreads_count_even_when_no_field_is_reached() {
+        // Fragments made only of spreads, ending in an unknown fragment: zero fields, 3^30
+        // nodes. Both the spreads and the unknown fragment must stop it.
+        let mut doc = String::from("{ ...F0 }\n");
+        for i in 0..30 {
+            doc.push_str(&format!(
+                "fragment F{i} on Query {{ ...F{n} ...F{n} ...F{n} }}\n",
+                n = i + 1
+            ));
+        }
+        doc.push_str("fragment F30 on Query { ...Nope }");
+        let e = checker()
+            .prepare(&doc, None, &Variables::default())
+            .err()
+            .expect("refused");
+        assert!(
+            e.message.contains("selections") || e.message.contains("unknown fragment"),
+            "{}",
+            e.message
+        );
+        let known_end = doc.replace("...Nope", "__typename");
+        let e = checker()
+            .prepare(&known_end, None, &Variables::default())
+            .err()
+            .expect("refused");
+        assert!(
+            e.message.contains("more than 500 selections"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -16,11 +16,12 @@ pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
     if !is_trusted(&peer_ip) {
         return peer_ip;
     }
-    let entries: Vec<&str> = headers
+    // Bytes, not `to_str`: one non-ASCII byte written by the client must not void the whole
+    // line (and with it the entry the proxy appended), which would key the client to the proxy.
+    let entries: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .collect();
     for entry in entries.iter().rev() {
         let Some(ip) = parse_entry(entry) else {
@@ -35,8 +36,8 @@ pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
 }
 
 /// `ip`, `ipv4:port`, `[ipv6]` or `[ipv6]:port`.
-fn parse_entry(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
+fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim();
     let ip = if let Ok(ip) = entry.parse::<IpAddr>() {
         ip
     } else if let Ok(sa) = entry.parse::<SocketAddr>() {
@@ -100,6 +101,18 @@ mod tests {
                 "{xff}"
             );
         }
+    }
+
+    #[test]
+    fn a_client_written_non_ascii_byte_does_not_void_the_proxys_entry() {
+        let peer: SocketAddr = "10.0.0.2:1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.7").unwrap(),
+        );
+        let ip = resolve(peer, &h, &nets(&["10.0.0.2"]));
+        assert_eq!(ip, "198.51.100.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

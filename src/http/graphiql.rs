@@ -1,8 +1,7 @@
 //! GraphiQL 4.1.2 with React 18.3.1, compiled into the binary: the playground works with
 //! no internet. Provenance, checksums and how to refresh: `graphiql/README.md`.
 
-use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("graphiql/index.html");
@@ -28,8 +27,12 @@ pub fn page() -> Response {
 }
 
 /// `GET /graphiql/{file}`: the vendored scripts and stylesheet.
-pub async fn asset(Path(file): Path<String>) -> Response {
-    let (body, content_type): (&'static [u8], &str) = match file.as_str() {
+///
+/// Reads the raw path rather than using axum's `Path` extractor, whose rejection of a
+/// malformed percent-encoding would answer in plain text instead of our JSON error.
+pub async fn asset(uri: Uri) -> Response {
+    let file = uri.path().strip_prefix("/graphiql/").unwrap_or_default();
+    let (body, content_type): (&'static [u8], &str) = match file {
         "react.production.min.js" => (
             include_bytes!("graphiql/react.production.min.js"),
             "text/javascript; charset=utf-8",
@@ -50,7 +53,14 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             include_bytes!("graphiql/init.js"),
             "text/javascript; charset=utf-8",
         ),
-        _ => return StatusCode::NOT_FOUND.into_response(),
+        _ => {
+            return super::graphql::error_response(
+                StatusCode::NOT_FOUND,
+                super::negotiate::ResponseType::Json,
+                crate::error::codes::BAD_REQUEST,
+                "no such file",
+            );
+        }
     };
     (
         [

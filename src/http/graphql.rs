@@ -165,8 +165,8 @@ pub async fn get(
         ("extensions", params.extensions),
     ] {
         if let Some(raw) = raw {
-            match serde_json::from_str::<Value>(&raw) {
-                Ok(v) => {
+            match serde_json::from_str::<StrictJson>(&raw) {
+                Ok(StrictJson(v)) => {
                     json.insert(key.into(), v);
                 }
                 Err(_) => {
@@ -520,4 +520,44 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Status
         }
         StatusCode::BAD_REQUEST
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_uncoded_execution_error_is_masked_and_a_request_error_tagged() {
+        let mut e = async_graphql::ServerError::new(
+            "Failed to parse \"RegisterInput\": password \"hunter2-secret\"",
+            None,
+        );
+        e.path = vec![async_graphql::PathSegment::Field("register".into())];
+        mask_untagged(&mut e, false);
+        assert_eq!(e.message, "internal server error");
+        assert_eq!(
+            e.extensions.as_ref().and_then(|x| x.get("code")).cloned(),
+            Some(async_graphql::Value::from(codes::INTERNAL_SERVER_ERROR))
+        );
+        let mut e = async_graphql::ServerError::new("Unknown operation named \"X\"", None);
+        mask_untagged(&mut e, true);
+        assert_eq!(e.message, "Unknown operation named \"X\"");
+        assert_eq!(
+            e.extensions.as_ref().and_then(|x| x.get("code")).cloned(),
+            Some(async_graphql::Value::from(codes::BAD_REQUEST))
+        );
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth() {
+        for body in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"v":{"x":{"p":1,"p":2}}}"#,
+            r#"[{"k":1,"k":1}]"#,
+        ] {
+            assert!(serde_json::from_str::<StrictJson>(body).is_err(), "{body}");
+        }
+        let ok: StrictJson = serde_json::from_str(r#"{"a":[1,{"b":null}],"c":"d"}"#).unwrap();
+        assert_eq!(ok.0["a"][1]["b"], Value::Null);
+    }
 }

@@ -18,14 +18,14 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 /// Connection-level settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeSettings {
     /// Time to send a request head; also the idle time allowed between keep-alive requests.
     pub header_timeout: Duration,
@@ -33,6 +33,42 @@ pub struct ServeSettings {
     pub max_connections: usize,
     /// After shutdown begins, how long in-flight requests may still take.
     pub drain_timeout: Duration,
+    /// How long a response write may make no progress before the connection is dropped
+    /// (a client that never reads would otherwise hold its connection for ever).
+    pub write_timeout: Duration,
+    /// Open connections per client address at most; peers inside these ranges (trusted
+    /// proxies, which carry many clients) are exempt.
+    pub max_connections_per_ip: usize,
+    pub exempt: Arc<[ipnet::IpNet]>,
+}
+
+/// Open connections per peer address; an entry is removed when its last connection closes.
+#[derive(Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerIp {
+    fn try_add(&self, ip: std::net::IpAddr, max: usize) -> bool {
+        let Ok(mut map) = self.0.lock() else {
+            return true;
+        };
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn remove(&self, ip: std::net::IpAddr) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(n) = map.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
@@ -44,6 +80,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -72,9 +109,20 @@ pub async fn serve(
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            connections.spawn(refuse(stream));
+            connections.spawn(refuse(stream, "too many open connections; retry shortly"));
             continue;
         };
+        let peer_ip = peer.ip().to_canonical();
+        let counted = !settings.exempt.iter().any(|net| net.contains(&peer_ip));
+        if counted && !per_ip.try_add(peer_ip, settings.max_connections_per_ip) {
+            drop(permit);
+            connections.spawn(refuse(
+                stream,
+                "too many open connections from this address; retry shortly",
+            ));
+            continue;
+        }
+        let per_ip = per_ip.clone();
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -84,8 +132,9 @@ pub async fn serve(
         });
         let builder = builder.clone();
         let mut stop = stop_rx.clone();
+        let write_timeout = settings.write_timeout;
         connections.spawn(async move {
-            let io = TokioIo::new(ErrorBodies::new(stream));
+            let io = TokioIo::new(ErrorBodies::new(stream, write_timeout));
             let connection = builder.serve_connection(io, service);
             tokio::pin!(connection);
             tokio::select! {
@@ -94,6 +143,9 @@ pub async fn serve(
                     connection.as_mut().graceful_shutdown();
                     let _ = connection.await;
                 }
+            }
+            if counted {
+                per_ip.remove(peer_ip);
             }
             drop(permit);
         });
@@ -123,17 +175,24 @@ fn unwrap_infallible<T>(result: Result<T, Infallible>) -> T {
 
 /// The answer to a connection over the cap: a JSON 503, written with a short deadline so a
 /// client that does not read cannot hold even this.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: TcpStream, message: &str) {
     let response = http_error(
         503,
         "Service Unavailable",
         crate::error::codes::SERVER_BUSY,
-        "too many open connections; retry shortly",
+        message,
         Some(1),
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(&response).await;
         let _ = stream.shutdown().await;
+        // Read (and drop) what the client sent, briefly: closing with unread data makes the
+        // kernel send a reset, and the client may lose the answer.
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
     })
     .await;
 }
@@ -158,22 +217,46 @@ pub fn http_error(
     .into_bytes()
 }
 
-/// Hyper answers requests it cannot parse (400), heads that are too large (431) and URIs
-/// that are too long (414) itself, with an empty body, before any handler runs. This
-/// wrapper recognises those heads on their way out — a 4xx head with `content-length: 0`,
-/// which no handler of ours produces — and writes our JSON error instead. Hyper closes the
-/// connection after them, so the different length cannot desynchronise anything.
+/// The connection's IO, with two jobs hyper does not do:
+/// - Hyper answers requests it cannot parse (400), heads that are too large (431) and URIs
+///   that are too long (414) itself, with an empty body, before any handler runs. This
+///   wrapper recognises those heads on their way out — a 4xx head with `content-length: 0`,
+///   which no handler of ours produces — and writes our JSON error instead. Hyper closes the
+///   connection after them, so the different length cannot desynchronise anything.
+/// - Hyper has no write timeout: a client that stops reading holds its connection (and a
+///   connection slot) for ever. A write that makes no progress for `write_timeout` fails.
 struct ErrorBodies<S> {
     inner: S,
     /// Our replacement, and how much of it is written.
     pending: Option<(Vec<u8>, usize)>,
+    write_timeout: Duration,
+    /// Armed while a write is blocked; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> ErrorBodies<S> {
-    fn new(inner: S) -> Self {
+    fn new(inner: S, write_timeout: Duration) -> Self {
         Self {
             inner,
             pending: None,
+            write_timeout,
+            stalled: None,
+        }
+    }
+
+    /// Called when a write returned `Pending`: fails once no progress was made for
+    /// `write_timeout`.
+    fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let timeout = self.write_timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -219,7 +302,14 @@ impl<S: AsyncWrite + Unpin> ErrorBodies<S> {
                 self.pending = None;
                 break;
             }
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            let n = match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(result) => result?,
+                Poll::Pending => {
+                    let e = ready!(self.check_stall(cx));
+                    return Poll::Ready(Err(e));
+                }
+            };
+            self.stalled = None;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -248,7 +338,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
         if self.pending.is_none() {
             match replacement(buf) {
                 Some(ours) => self.pending = Some((ours, 0)),
-                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
+                None => {
+                    return match Pin::new(&mut self.inner).poll_write(cx, buf) {
+                        Poll::Pending => {
+                            let e = ready!(self.check_stall(cx));
+                            Poll::Ready(Err(e))
+                        }
+                        ready => {
+                            self.stalled = None;
+                            ready
+                        }
+                    };
+                }
             }
         }
         // Hyper's bytes count as written once ours are.
@@ -258,7 +359,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.drive(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => {
+                let e = ready!(self.check_stall(cx));
+                Poll::Ready(Err(e))
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -53,10 +53,26 @@ async fn a_fragment_fan_out_bomb_is_refused_before_execution_and_health_keeps_an
         assert_eq!(answer.status, 400, "{}", answer.body);
         assert_eq!(answer.code(), "GRAPHQL_VALIDATION_FAILED");
         assert!(
-            message(&answer.body).contains("more than 500 fields"),
+            message(&answer.body).contains("more than 500 selections"),
             "{}",
             answer.body
         );
+    }
+    // Fragments of nothing but spreads, three to a level, ending in an unknown fragment: not
+    // a single field, 3^30 nodes. Spreads count, and an unknown fragment is refused.
+    let mut spreads = String::from("{ ...F0 }\n");
+    for i in 0..30 {
+        spreads.push_str(&format!(
+            "fragment F{i} on Query {{ ...F{n} ...F{n} ...F{n} }}\n",
+            n = i + 1
+        ));
+    }
+    for end in ["...Nope", "__typename"] {
+        let doc = format!("{spreads}fragment F30 on Query {{ {end} }}");
+        let started = Instant::now();
+        let answer = app.graphql(&doc, json!({})).await;
+        assert_eq!(answer.status, 400, "{end}: {}", answer.body);
+        assert!(started.elapsed() < Duration::from_secs(2), "{end}");
     }
     // A cycle is refused too, not followed.
     let cycle = app
@@ -233,6 +249,46 @@ async fn repeated_json_keys_are_refused_so_no_filter_can_be_fooled() {
 }
 
 #[tokio::test]
+async fn lengths_are_judged_first_and_similarity_only_against_valid_attributes() {
+    let app = spawn_app().await;
+    // Over 600 characters: refused on its raw length alone, before NFKC, so none of the other
+    // username rules (here: spaces are invalid characters) is even evaluated.
+    let long = "a b".repeat(20_000);
+    let answer = app.register(&long, "len@example.com", GOOD_PASSWORD).await;
+    let username_codes: Vec<_> = answer
+        .field_codes()
+        .into_iter()
+        .filter(|(f, _)| f == "username")
+        .collect();
+    assert_eq!(
+        username_codes,
+        vec![("username".to_owned(), "username_too_long".to_owned())]
+    );
+    // An invalid username is not compared with the password (Django compares with the
+    // saved user, whose fields are valid); a valid one is.
+    let answer = app
+        .register("alice!!", "zed@example.com", "alice!!-Quartz")
+        .await;
+    assert!(
+        !answer
+            .field_codes()
+            .contains(&("password".to_owned(), "password_too_similar".to_owned())),
+        "{}",
+        answer.body
+    );
+    let answer = app
+        .register("alice_quartz", "zed@example.com", "alice_quartz!")
+        .await;
+    assert!(
+        answer
+            .field_codes()
+            .contains(&("password".to_owned(), "password_too_similar".to_owned())),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
 async fn a_huge_username_costs_one_count_and_health_keeps_answering() {
     let app = Arc::new(spawn_app().await);
     let long = "a".repeat(62_000);
@@ -332,6 +388,87 @@ async fn connections_over_the_cap_get_a_quick_503_and_the_cap_frees_up() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    // One connection slot; a client pipelines requests for a 1 MB file and never reads.
+    let app = spawn_app_with(|c| {
+        c.limits.max_connections = 1;
+        c.limits.body_timeout_secs = 1;
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut hog = socket.connect(app.addr).await.unwrap();
+    let request = b"GET /graphiql/graphiql.min.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(30);
+    hog.write_all(&request).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = raw_exchange(
+        app.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        refused.starts_with("HTTP/1.1 503"),
+        "the only slot is taken: {refused}"
+    );
+    let mut freed = false;
+    for _ in 0..80 {
+        if app.healthz().await.0 == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the stalled writer's connection was dropped");
+    drop(hog);
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_unless_it_is_a_trusted_proxy() {
+    let app = spawn_app_with(|c| {
+        c.limits.max_connections_per_ip = 5;
+        c.limits.header_timeout_secs = 30;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(b"POST /graphql HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = raw_exchange(
+        app.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("from this address"), "{answer}");
+    drop(held);
+
+    let proxied = spawn_app_with(|c| {
+        c.limits.max_connections_per_ip = 5;
+        c.limits.header_timeout_secs = 30;
+        c.limits.trusted_proxies = vec![parse_ip_net("127.0.0.0/8").unwrap()];
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(proxied.addr).await.unwrap();
+        s.write_all(b"POST /graphql HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        proxied.healthz().await.0,
+        200,
+        "a trusted proxy carries many clients"
+    );
+    drop(held);
+}
+
+#[tokio::test]
 async fn expect_continue_with_an_oversized_length_is_413_at_once_without_100_continue() {
     let app = spawn_app().await;
     let started = Instant::now();
@@ -403,6 +540,48 @@ async fn every_error_status_carries_a_json_body_with_a_code() {
     let big = raw_exchange(app.addr, many.as_bytes(), Duration::from_secs(3)).await;
     assert!(big.starts_with("HTTP/1.1 431"), "{big}");
     assert!(big.contains("\"code\":\"BAD_REQUEST\""), "{big}");
+    let long_uri = format!(
+        "GET /graphql?query={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let too_long = raw_exchange(app.addr, long_uri.as_bytes(), Duration::from_secs(3)).await;
+    assert!(
+        too_long.starts_with("HTTP/1.1 414"),
+        "{}",
+        &too_long[..too_long.len().min(200)]
+    );
+    assert!(too_long.contains("\"code\":\"BAD_REQUEST\""), "{too_long}");
+    for path in ["/graphiql/nope.js", "/graphiql/%FF%FE", "/nowhere"] {
+        let answer = raw_exchange(
+            app.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(
+            answer.contains("\"code\":\"BAD_REQUEST\""),
+            "{path}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn djangos_similarity_rule_refuses_a_reversed_username() {
+    // Django's quick_ratio counts shared characters in any order: `ecila123` is as close to
+    // `alice` as `alice123` (0.77 ≥ 0.7). Django refuses both; so does roster.
+    let app = spawn_app().await;
+    for password in ["ecila123", "alice123"] {
+        let answer = app.register("alice", "alice@example.com", password).await;
+        assert!(
+            answer
+                .field_codes()
+                .contains(&("password".to_owned(), "password_too_similar".to_owned())),
+            "{password}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(app.user_count().await, 0);
 }
 
 #[tokio::test]
@@ -621,7 +800,34 @@ async fn names_that_render_as_reserved_or_existing_names_are_refused() {
         vec![("username".to_owned(), "username_lookalike".to_owned())],
         "all-Cyrillic ѕсоре renders as scope"
     );
-    assert_eq!(app.user_count().await, 1);
+    assert_eq!(
+        app.register("luke", "luke@example.com", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
+    let answer = app
+        .register("Iuke", "iuke@example.com", GOOD_PASSWORD)
+        .await;
+    assert_eq!(
+        answer.field_codes(),
+        vec![("username".to_owned(), "username_lookalike".to_owned())],
+        "capital i + uke looks like luke"
+    );
+    assert_eq!(app.user_count().await, 2);
+    // Look-alikes that differ by case are not over-matched: `ali` and `all` both exist.
+    assert_eq!(
+        app.register("ali", "ali@example.com", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.register("all", "all@example.com", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
     // A real name in one script is still welcome.
     assert_eq!(
         app.register("Вера", "vera@example.com", GOOD_PASSWORD)
@@ -629,6 +835,55 @@ async fn names_that_render_as_reserved_or_existing_names_are_refused() {
             .status,
         200
     );
+}
+
+#[tokio::test]
+async fn concurrent_look_alike_sign_ups_make_exactly_one_user() {
+    // Latin `scope` and all-Cyrillic `ѕсоре` differ in canonical form: only the look-alike
+    // unique index can stop both from passing the pre-check at the same time.
+    let app = Arc::new(spawn_app().await);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let app = app.clone();
+            let name = if i % 2 == 0 { "scope" } else { "ѕсоре" };
+            tokio::spawn(async move {
+                app.register(name, &format!("scope{i}@example.com"), GOOD_PASSWORD)
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        if answer.status == 200 && answer.body["data"]["register"]["id"].is_string() {
+            ok += 1;
+        } else {
+            let codes = answer.field_codes();
+            assert!(
+                codes == vec![("username".to_owned(), "taken".to_owned())]
+                    || codes == vec![("username".to_owned(), "username_lookalike".to_owned())],
+                "{codes:?}"
+            );
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(app.user_count().await, 1);
+}
+
+#[tokio::test]
+async fn get_variables_with_repeated_keys_are_refused() {
+    let app = spawn_app().await;
+    let query = serde_urlencoded::to_string([
+        ("query", "query($v: Int) { __typename }"),
+        ("variables", r#"{"v": 1, "v": 2}"#),
+    ])
+    .unwrap();
+    let response = fresh_client()
+        .get(format!("{}?{query}", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ async fn post_register(app: &crate::helpers::TestApp) -> Answer {
 }
 
 /// The same, with an `X-Forwarded-For` header when given.
+/// A new connection per request, as distinct clients would open.
 async fn post_register_via(app: &crate::helpers::TestApp, xff: Option<&str>) -> Answer {
-    let mut request = app
-        .client
+    let mut request = crate::helpers::fresh_client()
         .post(app.url())
         .header("content-type", "application/json")
         .body(register_body().to_string());

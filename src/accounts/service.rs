@@ -115,15 +115,7 @@ impl AccountService {
                     let found = self
                         .already_taken(Some(&new_user.username), Some(&new_user.email))
                         .await?;
-                    let mut errors = Vec::new();
-                    if found.username_taken {
-                        errors.push(taken("username"));
-                    } else if found.username_lookalike {
-                        errors.push(lookalike());
-                    }
-                    if found.email_taken {
-                        errors.push(taken("email"));
-                    }
+                    let mut errors = found.errors();
                     if errors.is_empty() {
                         errors.push(first);
                     }
@@ -170,14 +162,7 @@ impl AccountService {
         {
             errors.extend(result_errors.iter().cloned());
         }
-        if found.username_taken {
-            errors.push(taken("username"));
-        } else if found.username_lookalike {
-            errors.push(lookalike());
-        }
-        if found.email_taken {
-            errors.push(taken("email"));
-        }
+        errors.extend(found.errors());
         // Stable order: by field (username, email, password), then rule order within it.
         errors.sort_by_key(|e| FIELDS.iter().position(|f| *f == e.field));
 
@@ -258,6 +243,22 @@ struct Found {
     username_taken: bool,
     username_lookalike: bool,
     email_taken: bool,
+}
+
+impl Found {
+    /// The field errors for what was found: `taken` wins over `username_lookalike`.
+    fn errors(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.username_taken {
+            errors.push(taken("username"));
+        } else if self.username_lookalike {
+            errors.push(lookalike());
+        }
+        if self.email_taken {
+            errors.push(taken("email"));
+        }
+        errors
+    }
 }
 
 /// The CPU-only part of validation, run off the request threads.

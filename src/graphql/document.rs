@@ -732,17 +732,20 @@ mod tests {
         Checker::new(limits, &crate::graphql::sdl())
     }
 
-    #[test]
-    fn fan_out_is_measured_with_memoization() {
+    /// 30 levels of fragments, each spreading the next `width` times, ending in `end`.
+    fn fan_out(width: usize, end: &str) -> String {
         let mut doc = String::from("{ ...F0 }\n");
         for i in 0..30 {
-            doc.push_str(&format!(
-                "fragment F{i} on Query {{ ...F{} ...F{} }}\n",
-                i + 1,
-                i + 1
-            ));
+            let spreads = format!("...F{} ", i + 1).repeat(width);
+            doc.push_str(&format!("fragment F{i} on Query {{ {spreads}}}\n"));
         }
-        doc.push_str("fragment F30 on Query { __typename }");
+        doc.push_str(&format!("fragment F30 on Query {{ {end} }}"));
+        doc
+    }
+
+    #[test]
+    fn fan_out_is_measured_with_memoization() {
+        let doc = fan_out(2, "__typename");
         let started = std::time::Instant::now();
         let e = checker()
             .prepare(&doc, None, &Variables::default())
@@ -760,14 +763,7 @@ mod tests {
     fn spreads_count_even_when_no_field_is_reached() {
         // Fragments made only of spreads, ending in an unknown fragment: zero fields, 3^30
         // nodes. Both the spreads and the unknown fragment must stop it.
-        let mut doc = String::from("{ ...F0 }\n");
-        for i in 0..30 {
-            doc.push_str(&format!(
-                "fragment F{i} on Query {{ ...F{n} ...F{n} ...F{n} }}\n",
-                n = i + 1
-            ));
-        }
-        doc.push_str("fragment F30 on Query { ...Nope }");
+        let doc = fan_out(3, "...Nope");
         let e = checker()
             .prepare(&doc, None, &Variables::default())
             .err()
@@ -777,7 +773,7 @@ mod tests {
             "{}",
             e.message
         );
-        let known_end = doc.replace("...Nope", "__typename");
+        let known_end = fan_out(3, "__typename");
         let e = checker()
             .prepare(&known_end, None, &Variables::default())
             .err()

@@ -244,8 +244,23 @@ impl<S> ErrorBodies<S> {
         }
     }
 
-    /// Called when a write returned `Pending`: fails once no progress was made for
-    /// `write_timeout`.
+    /// Passes a write's outcome through: progress disarms the stall timer; `Pending` arms it
+    /// and becomes an error once no progress was made for `write_timeout`.
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    /// Fails once no progress was made for `write_timeout`.
     fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let timeout = self.write_timeout;
         let sleep = self
@@ -297,25 +312,25 @@ fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
 impl<S: AsyncWrite + Unpin> ErrorBodies<S> {
     /// Writes what remains of the replacement; `Ready(Ok)` once it is all out.
     fn drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some((bytes, written)) = &mut self.pending {
-            if *written == bytes.len() {
-                self.pending = None;
-                break;
-            }
-            let n = match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
-                Poll::Ready(result) => result?,
-                Poll::Pending => {
-                    let e = ready!(self.check_stall(cx));
-                    return Poll::Ready(Err(e));
+        loop {
+            let polled = match &self.pending {
+                None => return Poll::Ready(Ok(())),
+                Some((bytes, written)) if *written == bytes.len() => {
+                    self.pending = None;
+                    return Poll::Ready(Ok(()));
+                }
+                Some((bytes, written)) => {
+                    Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..])
                 }
             };
-            self.stalled = None;
+            let n = ready!(self.progress(cx, polled))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            *written += n;
+            if let Some((_, written)) = &mut self.pending {
+                *written += n;
+            }
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -339,16 +354,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
             match replacement(buf) {
                 Some(ours) => self.pending = Some((ours, 0)),
                 None => {
-                    return match Pin::new(&mut self.inner).poll_write(cx, buf) {
-                        Poll::Pending => {
-                            let e = ready!(self.check_stall(cx));
-                            Poll::Ready(Err(e))
-                        }
-                        ready => {
-                            self.stalled = None;
-                            ready
-                        }
-                    };
+                    let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+                    return self.progress(cx, polled);
                 }
             }
         }
@@ -359,16 +366,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.drive(cx))?;
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => {
-                let e = ready!(self.check_stall(cx));
-                Poll::Ready(Err(e))
-            }
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

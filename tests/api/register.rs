@@ -160,18 +160,18 @@ async fn missing_or_unknown_input_fields_are_rejected_before_anything_runs() {
     assert_eq!(app.user_count().await, 0);
 }
 
-#[tokio::test]
-async fn fifty_concurrent_registrations_of_one_name_make_exactly_one_user() {
-    let app = std::sync::Arc::new(spawn_app().await);
-    let spellings = ["racer", "Racer", "RACER", "rAcEr", "ＲＡＣＥＲ"];
+/// Runs 50 concurrent registrations and counts successes and `taken` on `field`; any other
+/// answer fails the test.
+async fn fifty_at_once(
+    app: &std::sync::Arc<crate::helpers::TestApp>,
+    field: &str,
+    make: impl Fn(usize) -> (String, String),
+) -> (usize, usize) {
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let app = app.clone();
-            let username = spellings[i % spellings.len()].to_owned();
-            tokio::spawn(async move {
-                app.register(&username, &format!("racer{i}@example.com"), GOOD_PASSWORD)
-                    .await
-            })
+            let (username, email) = make(i);
+            tokio::spawn(async move { app.register(&username, &email, GOOD_PASSWORD).await })
         })
         .collect();
     let (mut ok, mut taken, mut other) = (0, 0, Vec::new());
@@ -180,15 +180,29 @@ async fn fifty_concurrent_registrations_of_one_name_make_exactly_one_user() {
         if answer.body["data"]["register"]["id"].is_string() {
             ok += 1;
         } else if answer.code() == "BAD_USER_INPUT"
-            && answer.field_codes() == vec![("username".to_owned(), "taken".to_owned())]
+            && answer.field_codes() == vec![(field.to_owned(), "taken".to_owned())]
         {
             taken += 1;
         } else {
             other.push(answer.body);
         }
     }
-    assert_eq!((ok, taken), (1, 49), "unexpected answers: {other:?}");
-    assert!(other.is_empty());
+    assert!(other.is_empty(), "unexpected answers: {other:?}");
+    (ok, taken)
+}
+
+#[tokio::test]
+async fn fifty_concurrent_registrations_of_one_name_make_exactly_one_user() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let spellings = ["racer", "Racer", "RACER", "rAcEr", "ＲＡＣＥＲ"];
+    let counts = fifty_at_once(&app, "username", |i| {
+        (
+            spellings[i % spellings.len()].to_owned(),
+            format!("racer{i}@example.com"),
+        )
+    })
+    .await;
+    assert_eq!(counts, (1, 49));
     assert_eq!(app.user_count().await, 1);
 }
 
@@ -200,29 +214,13 @@ async fn fifty_concurrent_registrations_of_one_email_make_exactly_one_user() {
         "Racer@Example.com",
         "RACER@EXAMPLE.COM",
     ];
-    let tasks: Vec<_> = (0..50)
-        .map(|i| {
-            let app = app.clone();
-            let email = spellings[i % spellings.len()].to_owned();
-            tokio::spawn(async move {
-                app.register(&format!("rider{i}"), &email, GOOD_PASSWORD)
-                    .await
-            })
-        })
-        .collect();
-    let (mut ok, mut taken, mut other) = (0, 0, Vec::new());
-    for task in tasks {
-        let answer = task.await.unwrap();
-        if answer.body["data"]["register"]["id"].is_string() {
-            ok += 1;
-        } else if answer.code() == "BAD_USER_INPUT"
-            && answer.field_codes() == vec![("email".to_owned(), "taken".to_owned())]
-        {
-            taken += 1;
-        } else {
-            other.push(answer.body);
-        }
-    }
-    assert_eq!((ok, taken), (1, 49), "unexpected answers: {other:?}");
+    let counts = fifty_at_once(&app, "email", |i| {
+        (
+            format!("rider{i}"),
+            spellings[i % spellings.len()].to_owned(),
+        )
+    })
+    .await;
+    assert_eq!(counts, (1, 49));
     assert_eq!(app.user_count().await, 1);
 }

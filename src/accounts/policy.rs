@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use super::canonical::canonical;
-use super::skeleton::{case_variants, skeleton_key};
+use super::skeleton::{Keys, skeleton_key};
 use crate::config::PolicyConfig;
 
 /// The registration rules' thresholds, checked once at start-up.
@@ -69,10 +69,10 @@ impl RegistrationPolicy {
 
     /// Whether a username is reserved: by canonical form, or because it (in any case)
     /// looks like a reserved name (in lower, upper or title case).
-    pub fn is_reserved(&self, canonical_name: &str, name: &str) -> bool {
+    pub fn is_reserved(&self, canonical_name: &str, keys: &Keys) -> bool {
         self.reserved.contains(canonical_name)
-            || case_variants(name)
-                .iter()
+            || [&keys.written, &keys.lower, &keys.upper]
+                .into_iter()
                 .any(|k| self.reserved_skeletons.contains(k))
     }
 }

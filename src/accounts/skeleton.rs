@@ -40,19 +40,6 @@ impl Keys {
     }
 }
 
-/// The skeletons of `name` as written, lower-cased and upper-cased (deduplicated).
-pub fn case_variants(name: &str) -> Vec<String> {
-    let Keys {
-        written,
-        lower,
-        upper,
-    } = Keys::of(name);
-    let mut keys = vec![written, lower, upper];
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
 #[cfg(test)]
 mod tests {
     use super::Keys;

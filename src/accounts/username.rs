@@ -111,8 +111,9 @@ impl Username {
         }
 
         let canonical = canonical(&value);
+        let keys = Keys::of(&value);
         // By canonical form and by look-alike key: all-Cyrillic `АРІ` renders as `API`.
-        if policy.is_reserved(&canonical, &value) {
+        if policy.is_reserved(&canonical, &keys) {
             errors.push(FieldError::new(
                 FIELD,
                 codes::USERNAME_RESERVED,
@@ -121,7 +122,6 @@ impl Username {
         }
 
         if errors.is_empty() {
-            let keys = Keys::of(&value);
             Ok(Self {
                 value,
                 canonical,

@@ -732,6 +732,15 @@ mod tests {
         Checker::new(limits, &crate::graphql::sdl())
     }
 
+    /// The message of the error `doc` is refused with.
+    fn refusal(doc: &str) -> String {
+        checker()
+            .prepare(doc, None, &Variables::default())
+            .err()
+            .expect("refused")
+            .message
+    }
+
     /// 30 levels of fragments, each spreading the next `width` times, ending in `end`.
     fn fan_out(width: usize, end: &str) -> String {
         let mut doc = String::from("{ ...F0 }\n");
@@ -747,15 +756,8 @@ mod tests {
     fn fan_out_is_measured_with_memoization() {
         let doc = fan_out(2, "__typename");
         let started = std::time::Instant::now();
-        let e = checker()
-            .prepare(&doc, None, &Variables::default())
-            .err()
-            .expect("refused");
-        assert!(
-            e.message.contains("more than 500 selections"),
-            "{}",
-            e.message
-        );
+        let message = refusal(&doc);
+        assert!(message.contains("more than 500 selections"), "{message}");
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
@@ -763,38 +765,18 @@ mod tests {
     fn spreads_count_even_when_no_field_is_reached() {
         // Fragments made only of spreads, ending in an unknown fragment: zero fields, 3^30
         // nodes. Both the spreads and the unknown fragment must stop it.
-        let doc = fan_out(3, "...Nope");
-        let e = checker()
-            .prepare(&doc, None, &Variables::default())
-            .err()
-            .expect("refused");
+        let message = refusal(&fan_out(3, "...Nope"));
         assert!(
-            e.message.contains("selections") || e.message.contains("unknown fragment"),
-            "{}",
-            e.message
+            message.contains("selections") || message.contains("unknown fragment"),
+            "{message}"
         );
-        let known_end = fan_out(3, "__typename");
-        let e = checker()
-            .prepare(&known_end, None, &Variables::default())
-            .err()
-            .expect("refused");
-        assert!(
-            e.message.contains("more than 500 selections"),
-            "{}",
-            e.message
-        );
+        let message = refusal(&fan_out(3, "__typename"));
+        assert!(message.contains("more than 500 selections"), "{message}");
     }
 
     #[test]
     fn a_fragment_cycle_is_refused_not_followed() {
-        let e = checker()
-            .prepare(
-                "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
-                None,
-                &Variables::default(),
-            )
-            .err()
-            .expect("refused");
-        assert!(e.message.contains("spreads itself"), "{}", e.message);
+        let message = refusal("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }");
+        assert!(message.contains("spreads itself"), "{message}");
     }
 }

@@ -4,7 +4,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use std::net::SocketAddr;
 
-use super::negotiate::ResponseType;
 use super::{AppState, client_ip, graphql};
 use crate::error::codes;
 use crate::graphql::ClientIp;
@@ -25,9 +24,8 @@ pub async fn middleware(
         && let Err(wait) = state.request_limiter.check(ip)
     {
         let secs = wait.as_secs().max(1);
-        let mut response = graphql::error_response(
+        let mut response = graphql::json_error(
             StatusCode::TOO_MANY_REQUESTS,
-            ResponseType::Json,
             codes::RATE_LIMITED,
             "too many requests from this address; retry later",
         );

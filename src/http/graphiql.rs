@@ -54,9 +54,8 @@ pub async fn asset(uri: Uri) -> Response {
             "text/javascript; charset=utf-8",
         ),
         _ => {
-            return super::graphql::error_response(
+            return super::graphql::json_error(
                 StatusCode::NOT_FOUND,
-                super::negotiate::ResponseType::Json,
                 crate::error::codes::BAD_REQUEST,
                 "no such file",
             );

@@ -461,8 +461,17 @@ pub fn error_response(
     code: &str,
     message: &str,
 ) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    json_response(status, response_type, &body)
+    json_response(status, response_type, &error_body(code, message))
+}
+
+/// The one shape of every error roster answers outside GraphQL execution.
+pub fn error_body(code: &str, message: &str) -> Value {
+    json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
+}
+
+/// [`error_response`] as `application/json`, for answers given before `Accept` is read.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    error_response(status, ResponseType::Json, code, message)
 }
 
 fn json_response(status: StatusCode, response_type: ResponseType, body: &Value) -> Response {
@@ -475,9 +484,8 @@ fn json_response(status: StatusCode, response_type: ResponseType, body: &Value) 
 }
 
 fn not_acceptable() -> Response {
-    error_response(
+    json_error(
         StatusCode::NOT_ACCEPTABLE,
-        ResponseType::Json,
         codes::BAD_REQUEST,
         "cannot answer in any type the Accept header allows; accept application/graphql-response+json or application/json",
     )

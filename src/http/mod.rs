@@ -97,9 +97,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
 async fn request_deadline(timeout: Duration, request: Request, next: Next) -> Response {
     match crate::deadline::run(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(()) => graphql::error_response(
+        Err(()) => graphql::json_error(
             StatusCode::REQUEST_TIMEOUT,
-            negotiate::ResponseType::Json,
             crate::error::codes::BAD_REQUEST,
             "the request took too long and was abandoned; nothing was written",
         ),
@@ -107,9 +106,8 @@ async fn request_deadline(timeout: Duration, request: Request, next: Next) -> Re
 }
 
 async fn method_not_allowed() -> Response {
-    graphql::error_response(
+    graphql::json_error(
         StatusCode::METHOD_NOT_ALLOWED,
-        negotiate::ResponseType::Json,
         crate::error::codes::BAD_REQUEST,
         "method not allowed; the API is POST /graphql",
     )
@@ -135,9 +133,8 @@ fn json_status(status: StatusCode, text: &str) -> Response {
 }
 
 async fn not_found() -> Response {
-    graphql::error_response(
+    graphql::json_error(
         StatusCode::NOT_FOUND,
-        negotiate::ResponseType::Json,
         crate::error::codes::BAD_REQUEST,
         "not found; the API is POST /graphql",
     )
@@ -146,9 +143,8 @@ async fn not_found() -> Response {
 /// A panic is a bug; the client gets the same fixed answer as any internal error.
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    graphql::error_response(
+    graphql::json_error(
         StatusCode::INTERNAL_SERVER_ERROR,
-        negotiate::ResponseType::Json,
         crate::error::codes::INTERNAL_SERVER_ERROR,
         "internal server error",
     )

@@ -205,9 +205,7 @@ pub fn http_error(
     message: &str,
     retry_after: Option<u64>,
 ) -> Vec<u8> {
-    let body =
-        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
-            .to_string();
+    let body = super::graphql::error_body(code, message).to_string();
     let retry = retry_after.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
     format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\n\

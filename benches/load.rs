@@ -1043,7 +1043,7 @@ fn validation_cost() -> String {
                 let _ = Username::parse(&username, &policy);
                 let _ = Email::parse(&email);
                 let _ = Password::parse(
-                    password.clone(),
+                    roster::password::Plaintext::new(password.clone()),
                     &policy.password,
                     Some(&username),
                     Some(&email),
@@ -1099,7 +1099,7 @@ fn hostile_costs() {
             Box::new(|| {
                 let u = Username::parse(&long_name, &policy);
                 let _ = Password::parse(
-                    long_name.clone(),
+                    roster::password::Plaintext::new(long_name.clone()),
                     &policy.password,
                     u.as_ref().ok().map(|u| u.as_str()),
                     None,
@@ -1123,7 +1123,7 @@ fn hostile_costs() {
             Box::new(|| {
                 let name = "a".repeat(150);
                 let _ = Password::parse(
-                    password_like_name.clone(),
+                    roster::password::Plaintext::new(password_like_name.clone()),
                     &policy.password,
                     Some(&name),
                     Some("a@example.com"),

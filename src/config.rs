@@ -98,12 +98,33 @@ pub struct HashingConfig {
     #[arg(long, env = "ROSTER_HASH_WORKERS", default_value_t = 0)]
     pub hash_workers: usize,
 
-    /// Registrations that may wait for a free hash worker; beyond it the answer is SERVER_BUSY.
+    /// Registrations and logins that may wait for a free hash worker; beyond it the answer
+    /// is SERVER_BUSY.
     #[arg(long, env = "ROSTER_HASH_QUEUE", default_value_t = 128)]
     pub hash_queue: usize,
+
+    /// Most memory, in KiB, that verifying one stored hash made with other Argon2 parameters
+    /// (an earlier setting, an imported user) may allocate; such a hash past it cannot log in.
+    #[arg(
+        long,
+        env = "ROSTER_ARGON2_MAX_VERIFY_MEMORY_KIB",
+        default_value_t = 131_072
+    )]
+    pub argon2_max_verify_memory_kib: u32,
 }
 
 impl HashingConfig {
+    /// What a stored hash with foreign parameters may cost: memory as set, at most 16
+    /// iterations and 16 lanes (Django's Argon2 default is t=2, p=8), or the configured
+    /// values when those are higher.
+    pub fn foreign_limits(&self) -> crate::password::ForeignLimits {
+        crate::password::ForeignLimits {
+            max_memory_kib: self.argon2_max_verify_memory_kib,
+            max_iterations: 16,
+            max_parallelism: 16,
+        }
+    }
+
     /// The number of worker threads after resolving `0` to the core count.
     pub fn workers(&self) -> usize {
         if self.hash_workers > 0 {
@@ -377,6 +398,12 @@ impl Config {
         in_range(
             "argon2-memory-kib",
             u64::from(h.argon2_memory_kib),
+            8,
+            4 * 1024 * 1024,
+        )?;
+        in_range(
+            "argon2-max-verify-memory-kib",
+            u64::from(h.argon2_max_verify_memory_kib),
             8,
             4 * 1024 * 1024,
         )?;

@@ -120,7 +120,7 @@ mod tests {
         #[test]
         fn password_parse_is_total(raw in any::<String>(), username in any::<String>(), email in any::<String>()) {
             let policy = policy();
-            match Password::parse(raw.clone(), &policy.password, Some(&username), Some(&email)) {
+            match Password::parse(crate::password::Plaintext::new(raw.clone()), &policy.password, Some(&username), Some(&email)) {
                 Ok(p) => prop_assert_eq!(p.expose(), raw.as_str(), "the password is kept as typed"),
                 Err(errors) => prop_assert!(coded(&errors, "password"), "{:?}", errors),
             }

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use super::codes;
 use super::policy::PasswordPolicy;
 use crate::error::FieldError;
+use crate::password::Plaintext;
 
 const FIELD: &str = "password";
 
@@ -19,9 +20,10 @@ static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 });
 
 /// A password that passed the policy. Never trimmed or case-changed: what the user typed is
-/// what is hashed. `Debug` and `Display` never show it.
+/// what is hashed. Wraps the hash pool's [`Plaintext`] (zeroized on drop); `Debug` never
+/// shows it and there is no `Display`.
 #[derive(Clone)]
-pub struct Password(String);
+pub struct Password(Plaintext);
 
 impl Password {
     /// Applies the password rules, in a fixed order. `username` and `email` are the stored
@@ -29,11 +31,12 @@ impl Password {
     /// rule compares only with those, so its cost is bounded by their length limits. Whether
     /// they are taken plays no part, so the outcome never reveals it.
     pub fn parse(
-        raw: String,
+        plaintext: Plaintext,
         policy: &PasswordPolicy,
         username: Option<&str>,
         email: Option<&str>,
     ) -> Result<Self, Vec<FieldError>> {
+        let raw = plaintext.expose();
         if raw.is_empty() {
             return Err(vec![FieldError::new(
                 FIELD,
@@ -64,7 +67,7 @@ impl Password {
                 ),
             ));
         }
-        if is_common(&raw) {
+        if is_common(raw) {
             errors.push(FieldError::new(
                 FIELD,
                 codes::PASSWORD_TOO_COMMON,
@@ -75,7 +78,7 @@ impl Password {
             ("username", username.unwrap_or("")),
             ("email address", email.unwrap_or("")),
         ];
-        if let Some(attribute) = too_similar(&raw, policy.max_similarity, &attributes) {
+        if let Some(attribute) = too_similar(raw, policy.max_similarity, &attributes) {
             errors.push(FieldError::new(
                 FIELD,
                 codes::PASSWORD_TOO_SIMILAR,
@@ -90,7 +93,7 @@ impl Password {
             ));
         }
         let inputs: Vec<&str> = [username, email].into_iter().flatten().collect();
-        let estimate = zxcvbn::zxcvbn(strength_prefix(&raw), &inputs);
+        let estimate = zxcvbn::zxcvbn(strength_prefix(raw), &inputs);
         if (estimate.score() as u8) < policy.min_strength {
             errors.push(FieldError::new(
                 FIELD,
@@ -99,21 +102,26 @@ impl Password {
             ));
         }
         if errors.is_empty() {
-            Ok(Self(raw))
+            Ok(Self(plaintext))
         } else {
             Err(errors)
         }
     }
 
-    /// The plaintext, for the hasher only.
+    /// The plaintext, for the policy checks and tests.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
-    /// Wraps a string without checking it; for tests of the hashing layer.
+    /// The plaintext, handed to the hash pool.
+    pub fn into_plaintext(self) -> Plaintext {
+        self.0
+    }
+
+    /// Wraps a string without checking it; for tests.
     #[cfg(test)]
     pub(crate) fn new_unchecked(raw: String) -> Self {
-        Self(raw)
+        Self(Plaintext::new(raw))
     }
 }
 

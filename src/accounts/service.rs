@@ -9,7 +9,7 @@ use super::validation::FIELDS;
 use super::{Email, Password, Registration, RegistrationPolicy, Username, codes};
 use crate::entity::user;
 use crate::error::{AppError, FieldError};
-use crate::password::{HashError, Hasher};
+use crate::password::{HashError, Hasher, Plaintext};
 
 /// A registered user, as the service returns it (never the hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl AccountService {
         let new_user = self.validate(registration).await?;
         let password_hash = self
             .hasher
-            .hash_reserved(slot, new_user.password)
+            .hash_reserved(slot, new_user.password.into_plaintext())
             .await
             .map_err(|e| match e {
                 HashError::Busy => AppError::ServerBusy,
@@ -279,7 +279,7 @@ impl Checked {
         // The password is compared only with attributes that passed their own rules.
         let password = (!failed("password")).then(|| {
             Password::parse(
-                registration.password,
+                Plaintext::new(registration.password),
                 &policy.password,
                 username
                     .as_ref()

@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::password_hash::phc::Output;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
-use crate::accounts::Password;
+use super::Plaintext;
+use super::format::{self, ForeignLimits, FormatError, StoredHash};
 use crate::config::HashingConfig;
 
 /// Why a hash could not be made.
@@ -33,11 +34,39 @@ pub enum HashError {
     /// The job panicked. The worker caught it and goes on with the next job.
     #[error("the hash job panicked")]
     Panicked,
+    /// The stored hash is in no known format, or asks for more than the foreign-parameter
+    /// limits allow; nothing was computed.
+    #[error("cannot verify the stored hash: {0}")]
+    Unverifiable(#[from] FormatError),
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matches the stored hash.
+    pub matches: bool,
+    /// The stored hash's format or parameters differ from the configured ones: hash the
+    /// password again and store the new hash (only meaningful when `matches`).
+    pub needs_rehash: bool,
+}
+
+enum Work {
+    Hash(oneshot::Sender<Result<String, HashError>>),
+    Verify(StoredHash, oneshot::Sender<Result<Verified, HashError>>),
+}
+
+impl Work {
+    fn is_closed(&self) -> bool {
+        match self {
+            Self::Hash(reply) => reply.is_closed(),
+            Self::Verify(_, reply) => reply.is_closed(),
+        }
+    }
 }
 
 struct Job {
-    password: Password,
-    reply: oneshot::Sender<Result<String, HashError>>,
+    password: Plaintext,
+    work: Work,
     span: tracing::Span,
 }
 
@@ -72,7 +101,10 @@ struct Inner {
     queued: Arc<AtomicUsize>,
     capacity: usize,
     params: Params,
+    limits: ForeignLimits,
     workers: usize,
+    /// What an unknown identifier's login verifies against (see [`Hasher::verify_dummy`]).
+    dummy: StoredHash,
 }
 
 impl Hasher {
@@ -102,11 +134,15 @@ impl Hasher {
                 active: Arc::clone(&active),
             };
             let params = params.clone();
+            let limits = config.foreign_limits();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&rx, &counters, params))
+                .spawn(move || worker(&rx, &counters, params, limits))
                 .map_err(|e| HashError::Argon2(format!("cannot start worker: {e}")))?;
         }
+        let dummy = format::dummy(&params)
+            .and_then(|d| StoredHash::parse(&d).map_err(|e| e.to_string()))
+            .map_err(HashError::Argon2)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
@@ -114,8 +150,10 @@ impl Hasher {
                 active,
                 queued,
                 capacity,
+                limits: config.foreign_limits(),
                 params,
                 workers,
+                dummy,
             }),
         })
     }
@@ -123,7 +161,7 @@ impl Hasher {
     /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
     ///
     /// Returns [`HashError::Busy`] at once when the queue is full.
-    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+    pub async fn hash(&self, password: Plaintext) -> Result<String, HashError> {
         let slot = self.reserve()?;
         self.hash_reserved(slot, password).await
     }
@@ -147,13 +185,53 @@ impl Hasher {
     /// Hashes on a slot taken by [`Hasher::reserve`]; never refused as busy.
     pub async fn hash_reserved(
         &self,
-        mut slot: Slot,
-        password: Password,
+        slot: Slot,
+        password: Plaintext,
     ) -> Result<String, HashError> {
         let (reply, answer) = oneshot::channel();
+        self.submit(slot, password, Work::Hash(reply))?;
+        answer.await.map_err(|_| HashError::Stopped)?
+    }
+
+    /// Verifies `password` against a stored hash on a slot taken by [`Hasher::reserve`].
+    ///
+    /// A hash made with other parameters than the configured ones is verified too, within
+    /// the `--argon2-max-verify-memory-kib` bound (see [`ForeignLimits`]); beyond it, or in
+    /// an unknown format, the answer is [`HashError::Unverifiable`] and nothing is computed.
+    pub async fn verify_reserved(
+        &self,
+        slot: Slot,
+        password: Plaintext,
+        stored: &str,
+    ) -> Result<Verified, HashError> {
+        let stored = StoredHash::parse(stored)?;
+        stored.check_cost(&self.inner.params, &self.inner.limits)?;
+        self.verify_parsed(slot, password, stored).await
+    }
+
+    /// Verifies `password` against a hash that matches nothing, made with the configured
+    /// parameters: what a login for an unknown account spends, so that it takes as long as
+    /// a wrong password for a real one. Always answers "no match".
+    pub async fn verify_dummy(&self, slot: Slot, password: Plaintext) -> Result<(), HashError> {
+        let dummy = self.inner.dummy.clone();
+        self.verify_parsed(slot, password, dummy).await.map(|_| ())
+    }
+
+    async fn verify_parsed(
+        &self,
+        slot: Slot,
+        password: Plaintext,
+        stored: StoredHash,
+    ) -> Result<Verified, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(slot, password, Work::Verify(stored, reply))?;
+        answer.await.map_err(|_| HashError::Stopped)?
+    }
+
+    fn submit(&self, mut slot: Slot, password: Plaintext, work: Work) -> Result<(), HashError> {
         let job = Job {
             password,
-            reply,
+            work,
             span: tracing::Span::current(),
         };
         // The slot's count now belongs to the job: the worker that takes it decrements.
@@ -167,7 +245,7 @@ impl Hasher {
                 TrySendError::Disconnected(_) => HashError::Stopped,
             });
         }
-        answer.await.map_err(|_| HashError::Stopped)?
+        Ok(())
     }
 
     /// Whether a hash requested now would be refused as busy. Lets the service shed a
@@ -203,10 +281,10 @@ struct Counters {
     active: Arc<AtomicUsize>,
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params) {
+fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits: ForeignLimits) {
     mark_cpu_bound();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    // The one allocation this worker makes for hashing, reused for every job.
+    // The one allocation this worker keeps for hashing, reused for every job.
     let mut blocks = vec![Block::default(); params.block_count()];
     loop {
         // The lock is held only while waiting for the next job, never while hashing.
@@ -216,32 +294,43 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params) {
         };
         let Ok(job) = job else { return };
         counters.queued.fetch_sub(1, Ordering::AcqRel);
-        if job.reply.is_closed() {
+        if job.work.is_closed() {
             // The request was cancelled while queued: don't burn a hash on it.
             continue;
         }
         let _entered = job.span.enter();
         counters.active.fetch_add(1, Ordering::AcqRel);
-        // A panic in one job must neither kill the worker (the pool would shrink for good)
-        // nor leave its caller waiting: catch it, answer, carry on. The block buffer needs no
-        // repair: Argon2 overwrites every block it reads.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            hash_with(
-                &argon2,
-                &params,
-                job.password.expose().as_bytes(),
-                &mut blocks,
-            )
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!("a hash job panicked; the worker continues");
-            Err(HashError::Panicked)
-        });
-        counters.active.fetch_sub(1, Ordering::AcqRel);
-        counters.computed.fetch_add(1, Ordering::AcqRel);
-        // The receiver may have gone away meanwhile; nothing to do then.
-        let _ = job.reply.send(result);
+        let password = job.password.expose().as_bytes();
+        // The counters are settled before the answer goes out, so a caller that has its
+        // answer sees its hash counted.
+        let done = || {
+            counters.active.fetch_sub(1, Ordering::AcqRel);
+            counters.computed.fetch_add(1, Ordering::AcqRel);
+        };
+        match job.work {
+            Work::Hash(reply) => {
+                let result = guarded(|| hash_with(&argon2, &params, password, &mut blocks));
+                done();
+                let _ = reply.send(result);
+            }
+            Work::Verify(stored, reply) => {
+                let result =
+                    guarded(|| verify_with(&stored, &params, &limits, password, &mut blocks));
+                done();
+                let _ = reply.send(result);
+            }
+        }
     }
+}
+
+/// A panic in one job must neither kill the worker (the pool would shrink for good) nor
+/// leave its caller waiting: catch it, answer, carry on. The block buffer needs no repair:
+/// Argon2 overwrites every block it reads.
+fn guarded<T>(job: impl FnOnce() -> Result<T, HashError>) -> Result<T, HashError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|_| {
+        tracing::error!("a hash job panicked; the worker continues");
+        Err(HashError::Panicked)
+    })
 }
 
 /// Marks this thread as background CPU work for the Linux scheduler: `SCHED_BATCH` (not
@@ -282,14 +371,51 @@ fn hash_with(
     argon2
         .hash_password_into_with_memory(password, &salt, &mut out, &mut *blocks)
         .map_err(|e| err(&e))?;
-    let phc = PasswordHash {
-        algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(params).map_err(|e| err(&e))?,
-        salt: Some(Salt::new(&salt).map_err(|e| err(&e))?),
-        hash: Some(Output::new(&out).map_err(|e| err(&e))?),
-    };
-    Ok(phc.to_string())
+    format::encode(Algorithm::Argon2id, params, &salt, &out).map_err(HashError::Argon2)
+}
+
+/// Recomputes the stored hash from `password` and compares in constant time (`Output`'s
+/// `PartialEq`). The worker's own buffer serves hashes with the configured memory cost; any
+/// other gets a buffer for this job only, within `limits` (checked again here so the pool
+/// never allocates past them whoever calls it).
+fn verify_with(
+    stored: &StoredHash,
+    configured: &Params,
+    limits: &ForeignLimits,
+    password: &[u8],
+    blocks: &mut [Block],
+) -> Result<Verified, HashError> {
+    let err = |e: &dyn std::fmt::Display| HashError::Argon2(e.to_string());
+    #[cfg(test)]
+    if password == PANIC_FOR_TESTS {
+        panic!("test-only: a job that panics");
+    }
+    stored.check_cost(configured, limits)?;
+    let needs_rehash = stored.needs_rehash(configured);
+    let StoredHash::Argon2 {
+        algorithm,
+        version,
+        params,
+        salt,
+        hash,
+    } = stored;
+    let argon2 = Argon2::new(*algorithm, *version, params.clone());
+    let mut out = vec![0u8; hash.len()];
+    if stored.uses_configured_memory(configured) {
+        argon2
+            .hash_password_into_with_memory(password, salt, &mut out, &mut *blocks)
+            .map_err(|e| err(&e))?;
+    } else {
+        let mut own = vec![Block::default(); params.block_count()];
+        argon2
+            .hash_password_into_with_memory(password, salt, &mut out, &mut own)
+            .map_err(|e| err(&e))?;
+    }
+    let matches = Output::new(&out).map_err(|e| err(&e))? == *hash;
+    Ok(Verified {
+        matches,
+        needs_rehash,
+    })
 }
 
 /// A password the test build's workers panic on, to prove the pool survives a panic.
@@ -305,13 +431,13 @@ mod tests {
     async fn a_panicking_job_is_answered_and_the_worker_goes_on() {
         let hasher = Hasher::start(&cheap()).unwrap();
         let panicked = hasher
-            .hash(Password::new_unchecked(
+            .hash(Plaintext::new(
                 String::from_utf8(PANIC_FOR_TESTS.to_vec()).unwrap(),
             ))
             .await;
         assert!(matches!(panicked, Err(HashError::Panicked)), "{panicked:?}");
         // The only worker is still there and hashing.
-        let next = hasher.hash(Password::new_unchecked("after".into())).await;
+        let next = hasher.hash(Plaintext::new("after".into())).await;
         assert!(next.unwrap().starts_with("$argon2id$"));
         assert_eq!(hasher.computed(), 2);
     }
@@ -323,6 +449,7 @@ mod tests {
             argon2_parallelism: 1,
             hash_workers: 1,
             hash_queue: 1,
+            argon2_max_verify_memory_kib: 1024,
         }
     }
 
@@ -330,11 +457,11 @@ mod tests {
     async fn hashes_verify_with_the_stock_argon2_verifier() {
         let hasher = Hasher::start(&cheap()).unwrap();
         let phc = hasher
-            .hash(Password::new_unchecked("correct horse".into()))
+            .hash(Plaintext::new("correct horse".into()))
             .await
             .unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
-        let parsed = PasswordHash::new(&phc).unwrap();
+        let parsed = argon2::password_hash::phc::PasswordHash::new(&phc).unwrap();
         assert!(
             Argon2::default()
                 .verify_password(b"correct horse", &parsed)
@@ -350,8 +477,8 @@ mod tests {
     #[tokio::test]
     async fn every_hash_gets_its_own_salt() {
         let hasher = Hasher::start(&cheap()).unwrap();
-        let a = hasher.hash(Password::new_unchecked("same".into())).await;
-        let b = hasher.hash(Password::new_unchecked("same".into())).await;
+        let a = hasher.hash(Plaintext::new("same".into())).await;
+        let b = hasher.hash(Plaintext::new("same".into())).await;
         assert_ne!(a.unwrap(), b.unwrap());
     }
 
@@ -368,6 +495,70 @@ mod tests {
         assert!(hasher.is_saturated());
         drop(a);
         assert!(hasher.reserve().is_ok());
+    }
+
+    #[tokio::test]
+    async fn verifies_own_and_foreign_hashes_and_says_when_to_upgrade() {
+        let hasher = Hasher::start(&cheap()).unwrap();
+        let own = hasher.hash(Plaintext::new("pw".into())).await.unwrap();
+        let verify = |stored: String, pw: &'static str| {
+            let hasher = hasher.clone();
+            async move {
+                let slot = hasher.reserve().unwrap();
+                hasher
+                    .verify_reserved(slot, Plaintext::new(pw.into()), &stored)
+                    .await
+            }
+        };
+        let ok = verify(own.clone(), "pw").await.unwrap();
+        assert_eq!(
+            ok,
+            Verified {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        assert!(!verify(own, "pW").await.unwrap().matches);
+
+        // Made by a pool with other parameters (an earlier setting): verified with a buffer of
+        // its own, and flagged for an upgrade.
+        let other = Hasher::start(&HashingConfig {
+            argon2_memory_kib: 256,
+            argon2_iterations: 2,
+            ..cheap()
+        })
+        .unwrap();
+        let foreign = other.hash(Plaintext::new("pw".into())).await.unwrap();
+        let v = verify(foreign.clone(), "pw").await.unwrap();
+        assert!(v.matches && v.needs_rehash, "{v:?}");
+        assert!(!verify(foreign, "nope").await.unwrap().matches);
+
+        // Past the foreign-memory bound (1024 KiB in `cheap`): refused, nothing computed.
+        let costly = Hasher::start(&HashingConfig {
+            argon2_memory_kib: 2048,
+            argon2_max_verify_memory_kib: 4096,
+            ..cheap()
+        })
+        .unwrap();
+        let big = costly.hash(Plaintext::new("pw".into())).await.unwrap();
+        let before = hasher.computed();
+        assert!(matches!(
+            verify(big, "pw").await,
+            Err(HashError::Unverifiable(_))
+        ));
+        assert!(matches!(
+            verify("not a hash".into(), "pw").await,
+            Err(HashError::Unverifiable(_))
+        ));
+        assert_eq!(hasher.computed(), before);
+
+        // The dummy never matches, and costs one computation.
+        let slot = hasher.reserve().unwrap();
+        hasher
+            .verify_dummy(slot, Plaintext::new("pw".into()))
+            .await
+            .unwrap();
+        assert_eq!(hasher.computed(), before + 1);
     }
 
     #[test]

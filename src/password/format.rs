@@ -1,0 +1,205 @@
+use argon2::password_hash::phc::{Output, PasswordHash, Salt};
+use argon2::{Algorithm, Params, Version};
+
+/// A stored password hash, parsed. One enum for every format roster can verify, so
+/// "verify" and "does it need an upgrade" are one `match` each (Django's formats join it
+/// when users are imported).
+#[derive(Debug, Clone)]
+pub enum StoredHash {
+    /// `$argon2{id,i,d}$v=…$m=…,t=…,p=…$salt$hash`, roster's own or another system's.
+    Argon2 {
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+        salt: Vec<u8>,
+        hash: Output,
+    },
+}
+
+/// How much a stored hash whose parameters differ from the configured ones may cost to
+/// verify. The workers keep one block buffer sized to the configured parameters; a hash made
+/// with other parameters (an older `--argon2-*` setting, an imported user) gets a buffer of
+/// its own for that one job, freed afterwards, so these bounds are what one job may allocate
+/// and burn: at most `workers × max_memory_kib` KiB at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignLimits {
+    pub max_memory_kib: u32,
+    pub max_iterations: u32,
+    pub max_parallelism: u32,
+}
+
+/// Why a stored hash cannot be verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("the stored hash is not in a known format")]
+    Unknown,
+    #[error("the stored hash asks for more than the foreign-parameter limits allow")]
+    TooCostly,
+}
+
+impl StoredHash {
+    /// Parses a stored hash; `Unknown` for anything roster cannot verify.
+    pub fn parse(stored: &str) -> Result<Self, FormatError> {
+        let phc = PasswordHash::new(stored).map_err(|_| FormatError::Unknown)?;
+        let algorithm =
+            Algorithm::try_from(phc.algorithm.as_str()).map_err(|_| FormatError::Unknown)?;
+        let version = match phc.version {
+            Some(v) => Version::try_from(v).map_err(|_| FormatError::Unknown)?,
+            None => Version::V0x10,
+        };
+        let params = Params::try_from(&phc).map_err(|_| FormatError::Unknown)?;
+        let salt = phc.salt.ok_or(FormatError::Unknown)?;
+        let hash = phc.hash.ok_or(FormatError::Unknown)?;
+        Ok(Self::Argon2 {
+            algorithm,
+            version,
+            params,
+            salt: salt.as_ref().to_vec(),
+            hash,
+        })
+    }
+
+    /// Django's `must_update`: anything but Argon2id v1.3 with exactly the configured
+    /// parameters is rehashed at the next successful login.
+    pub fn needs_rehash(&self, configured: &Params) -> bool {
+        match self {
+            Self::Argon2 {
+                algorithm,
+                version,
+                params,
+                ..
+            } => {
+                *algorithm != Algorithm::Argon2id
+                    || *version != Version::V0x13
+                    || !same_cost(params, configured)
+            }
+        }
+    }
+
+    /// Whether the worker's own buffer (sized for `configured`) fits this hash.
+    pub(super) fn uses_configured_memory(&self, configured: &Params) -> bool {
+        match self {
+            Self::Argon2 { params, .. } => {
+                params.m_cost() == configured.m_cost() && params.p_cost() == configured.p_cost()
+            }
+        }
+    }
+
+    /// Refuses parameters beyond `limits` (unless they are the configured ones).
+    pub(super) fn check_cost(
+        &self,
+        configured: &Params,
+        limits: &ForeignLimits,
+    ) -> Result<(), FormatError> {
+        match self {
+            Self::Argon2 { params, .. } => {
+                if same_cost(params, configured)
+                    || (params.m_cost() <= limits.max_memory_kib.max(configured.m_cost())
+                        && params.t_cost() <= limits.max_iterations.max(configured.t_cost())
+                        && params.p_cost() <= limits.max_parallelism.max(configured.p_cost()))
+                {
+                    Ok(())
+                } else {
+                    Err(FormatError::TooCostly)
+                }
+            }
+        }
+    }
+}
+
+fn same_cost(a: &Params, b: &Params) -> bool {
+    a.m_cost() == b.m_cost()
+        && a.t_cost() == b.t_cost()
+        && a.p_cost() == b.p_cost()
+        && a.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+            == b.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+}
+
+/// A PHC string that verifies nothing: configured parameters, a random salt and a random
+/// "hash". Verifying against it costs exactly what verifying a real hash costs, which is
+/// what a login for an unknown identifier must spend so it cannot be told apart by time.
+pub(super) fn dummy(params: &Params) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut out).map_err(|e| e.to_string())?;
+    encode(Algorithm::Argon2id, params, &salt, &out)
+}
+
+/// Encodes an Argon2 PHC string.
+pub(super) fn encode(
+    algorithm: Algorithm,
+    params: &Params,
+    salt: &[u8],
+    out: &[u8],
+) -> Result<String, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let phc = PasswordHash {
+        algorithm: algorithm.ident(),
+        version: Some(Version::V0x13.into()),
+        params: argon2::password_hash::phc::ParamsString::try_from(params).map_err(|e| err(&e))?,
+        salt: Some(Salt::new(salt).map_err(|e| err(&e))?),
+        hash: Some(Output::new(out).map_err(|e| err(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(m: u32, t: u32, p: u32) -> Params {
+        Params::new(m, t, p, None).unwrap()
+    }
+
+    #[test]
+    fn parses_roster_hashes_and_knows_when_to_upgrade() {
+        let configured = params(64, 1, 1);
+        let own = dummy(&configured).unwrap();
+        let parsed = StoredHash::parse(&own).unwrap();
+        assert!(!parsed.needs_rehash(&configured));
+        assert!(parsed.needs_rehash(&params(128, 1, 1)));
+        assert!(parsed.needs_rehash(&params(64, 2, 1)));
+        let argon2i = own.replacen("$argon2id$", "$argon2i$", 1);
+        assert!(
+            StoredHash::parse(&argon2i)
+                .unwrap()
+                .needs_rehash(&configured)
+        );
+    }
+
+    #[test]
+    fn unknown_formats_are_refused() {
+        for s in [
+            "",
+            "plain",
+            "pbkdf2_sha256$1$salt$hash",
+            "$argon2id$v=19$m=64,t=1,p=1$",
+        ] {
+            assert_eq!(
+                StoredHash::parse(s).unwrap_err(),
+                FormatError::Unknown,
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_parameters_are_bounded() {
+        let configured = params(64, 1, 1);
+        let limits = ForeignLimits {
+            max_memory_kib: 1024,
+            max_iterations: 4,
+            max_parallelism: 2,
+        };
+        let within = StoredHash::parse(&dummy(&params(1024, 4, 2)).unwrap()).unwrap();
+        assert_eq!(within.check_cost(&configured, &limits), Ok(()));
+        for too_much in [params(2048, 1, 1), params(64, 5, 1), params(64, 1, 3)] {
+            let h = StoredHash::parse(&dummy(&too_much).unwrap()).unwrap();
+            assert_eq!(
+                h.check_cost(&configured, &limits),
+                Err(FormatError::TooCostly)
+            );
+        }
+    }
+}

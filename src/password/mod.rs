@@ -1,0 +1,18 @@
+//! Password hashing and verification, knowing nothing of accounts.
+//!
+//! [`Plaintext`] is what a caller hands in (zeroized on drop, never printed); the [`Hasher`]
+//! pool runs `Hash` and `Verify` jobs on a fixed set of threads; [`StoredHash`] parses what
+//! the database keeps and says whether it must be upgraded. The accounts domain wraps
+//! `Plaintext` in its own policy-checked newtype, so dependencies point one way: accounts →
+//! password, never back.
+
+/// Stored hash formats: parse, verify, "needs an upgrade".
+mod format;
+/// The plaintext newtype.
+mod plaintext;
+/// The bounded worker pool.
+mod pool;
+
+pub use format::{ForeignLimits, StoredHash};
+pub use plaintext::Plaintext;
+pub use pool::{HashError, Hasher, Slot, Verified};

@@ -68,6 +68,42 @@ pub struct Config {
 
     #[command(flatten)]
     pub limits: LimitsConfig,
+
+    #[command(flatten)]
+    pub sessions: SessionConfig,
+}
+
+/// Sessions, the session cookie, and login throttling.
+#[derive(Debug, Clone, Args)]
+pub struct SessionConfig {
+    /// A session not used for this long ends: `14d`, `12h`, `90s`.
+    #[arg(long, env = "ROSTER_SESSION_IDLE_TTL", default_value = "14d",
+          value_parser = parse_duration)]
+    pub session_idle_ttl: Duration,
+
+    /// Every session ends this long after login, used or not.
+    #[arg(long, env = "ROSTER_SESSION_MAX_TTL", default_value = "30d",
+          value_parser = parse_duration)]
+    pub session_max_ttl: Duration,
+
+    /// `login` also sets the session in an HttpOnly cookie `roster_session`.
+    #[arg(long, env = "ROSTER_SESSION_COOKIE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub session_cookie: bool,
+
+    /// Mark the cookie `Secure` (sent over HTTPS only); turn off for plain-HTTP development.
+    #[arg(long, env = "ROSTER_SESSION_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub session_cookie_secure: bool,
+
+    /// Per-client limit on `login` attempts, successful or not, in the `N/PERIOD` form; or `off`.
+    #[arg(long, env = "ROSTER_LOGIN_RATE_LIMIT", default_value = "30/5m",
+          value_parser = parse_rate_limit)]
+    pub login_rate_limit: RateLimit,
+
+    /// Failed logins per account (username and email together; an unknown identifier by its
+    /// canonical form) before further attempts are refused until the window passes.
+    #[arg(long, env = "ROSTER_LOGIN_FAILURE_LIMIT", default_value = "10/15m",
+          value_parser = parse_rate_limit)]
+    pub login_failure_limit: RateLimit,
 }
 
 /// Log output format.
@@ -316,11 +352,17 @@ pub fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
     let err = || format!("expected N/PERIOD such as 30/5m, or off; got {s:?}");
     let (count, period) = s.split_once('/').ok_or_else(err)?;
     let burst: NonZeroU32 = count.trim().parse().map_err(|_| err())?;
-    let period = period.trim();
-    let split = period
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(period.len());
-    let (num, unit) = period.split_at(split);
+    let period = parse_duration(period).map_err(|_| err())?;
+    Ok(RateLimit::PerPeriod { burst, period })
+}
+
+/// Parses `90s`, `5m`, `24h`, `14d` (a bare unit means 1 of it): between one second and a
+/// year, so the arithmetic cannot wrap and a typo is caught.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let err = || format!("expected a duration such as 90s, 5m, 24h or 14d; got {s:?}");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
     let num: u64 = if num.is_empty() {
         1
     } else {
@@ -330,17 +372,14 @@ pub fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
+        "d" => 86_400,
         _ => return Err(err()),
     };
-    // At most a year: a longer period is a typo, and the multiplication cannot wrap.
     let secs = num
         .checked_mul(unit_secs)
-        .filter(|s| (1..=365 * 24 * 3600).contains(s))
+        .filter(|s| (1..=365 * 86_400).contains(s))
         .ok_or_else(err)?;
-    Ok(RateLimit::PerPeriod {
-        burst,
-        period: Duration::from_secs(secs),
-    })
+    Ok(Duration::from_secs(secs))
 }
 
 impl Config {
@@ -418,6 +457,13 @@ impl Config {
         for origin in &l.cors_origins {
             check_origin(origin)?;
         }
+        if self.sessions.session_idle_ttl > self.sessions.session_max_ttl {
+            return Err(format!(
+                "--session-idle-ttl ({}s) must not exceed --session-max-ttl ({}s)",
+                self.sessions.session_idle_ttl.as_secs(),
+                self.sessions.session_max_ttl.as_secs()
+            ));
+        }
         Ok(())
     }
 
@@ -491,11 +537,29 @@ mod tests {
             "30/5",
             "30/0m",
             "x/5m",
-            "30/5d",
+            "30/5w",
             "1/18446744073709551615h",
             "1/9999999h",
         ] {
             assert!(parse_rate_limit(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("h"), Ok(Duration::from_secs(3600)));
+        for bad in [
+            "",
+            "0s",
+            "10",
+            "10w",
+            "-1s",
+            "366d",
+            "18446744073709551615d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -32,11 +32,20 @@ impl FieldError {
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// `BAD_USER_INPUT` with `extensions.fields`: every violated rule of every field.
-    #[error("invalid registration input")]
+    #[error("invalid input")]
     InvalidInput(Vec<FieldError>),
 
+    /// `INVALID_CREDENTIALS`: one answer for an unknown identifier, a wrong password and a
+    /// deactivated account, so none can be told from the others.
+    #[error("Invalid username/email or password.")]
+    InvalidCredentials,
+
+    /// `UNAUTHENTICATED`: the field needs a signed-in caller.
+    #[error("You must be signed in.")]
+    Unauthenticated,
+
     /// `RATE_LIMITED` with `extensions.retryAfter` (seconds) and an HTTP `Retry-After`.
-    #[error("too many registrations from this address; retry later")]
+    #[error("too many attempts; retry later")]
     RateLimited { retry_after: Duration },
 
     /// `SERVER_BUSY`: every hash worker is busy and the queue is full (HTTP 503).
@@ -58,6 +67,8 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidInput(_) => codes::BAD_USER_INPUT,
+            Self::InvalidCredentials => codes::INVALID_CREDENTIALS,
+            Self::Unauthenticated => codes::UNAUTHENTICATED,
             Self::RateLimited { .. } => codes::RATE_LIMITED,
             Self::ServerBusy => codes::SERVER_BUSY,
             Self::Internal(_) => codes::INTERNAL_SERVER_ERROR,
@@ -75,6 +86,8 @@ impl From<sea_orm::DbErr> for AppError {
 /// `accounts`.
 pub mod codes {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const SERVER_BUSY: &str = "SERVER_BUSY";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";

@@ -14,10 +14,12 @@ pub mod error;
 pub mod graphql;
 /// The HTTP layer in front of the schema.
 pub mod http;
-/// Argon2id hashing on a bounded worker pool.
+/// Password hashing and verification on a bounded worker pool.
 pub mod password;
 /// Per-client rate limits keyed by IP or IPv6 prefix, with bounded memory.
 pub mod ratelimit;
+/// Sessions: hashed opaque tokens, expiry, revocation.
+pub mod sessions;
 /// Connect, migrate, bind, serve, shut down.
 pub mod startup;
 /// Log output.

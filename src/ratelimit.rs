@@ -160,6 +160,122 @@ impl Inner {
     }
 }
 
+/// Failed attempts per key (an account, or an unknown identifier's canonical form): after
+/// `limit` failures within `window` of the first one, further attempts are refused until the
+/// window has passed; a success clears the key. No permanent lockout: the worst a stranger
+/// can do to a victim is keep them waiting one window at a time, and only while they keep
+/// failing for them (the per-IP login limit bounds how fast).
+///
+/// Fixed windows rather than GCRA: the question is "how many failures lately", and a
+/// success must be able to reset it, which governor's buckets cannot do. Memory is bounded:
+/// past `max_keys`, expired windows are dropped, then the oldest.
+#[derive(Clone)]
+pub struct FailureThrottle {
+    inner: Option<Arc<FailureInner>>,
+}
+
+struct FailureInner {
+    limit: u32,
+    window: Duration,
+    max_keys: usize,
+    keys: Mutex<std::collections::HashMap<String, (Instant, u32)>>,
+}
+
+impl FailureThrottle {
+    pub fn new(rate: RateLimit, max_keys: usize) -> Self {
+        let inner = match rate {
+            RateLimit::Off => None,
+            RateLimit::PerPeriod { burst, period } => Some(Arc::new(FailureInner {
+                limit: burst.get(),
+                window: period,
+                max_keys: max_keys.max(1),
+                keys: Mutex::new(std::collections::HashMap::new()),
+            })),
+        };
+        Self { inner }
+    }
+
+    /// `Err(wait)` when `key` has used up its failures in the current window.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let Ok(keys) = inner.keys.lock() else {
+            return Ok(());
+        };
+        match keys.get(key) {
+            Some(&(start, count)) if count >= inner.limit => {
+                let elapsed = start.elapsed();
+                if elapsed < inner.window {
+                    Err(inner.window - elapsed)
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one failure for `key`.
+    pub fn record_failure(&self, key: &str) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        let Ok(mut keys) = inner.keys.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if !keys.contains_key(key) && keys.len() >= inner.max_keys {
+            keys.retain(|_, (start, _)| now.duration_since(*start) < inner.window);
+            if keys.len() >= inner.max_keys
+                && let Some(oldest) = keys
+                    .iter()
+                    .min_by_key(|(_, (start, _))| *start)
+                    .map(|(k, _)| k.clone())
+            {
+                keys.remove(&oldest);
+            }
+        }
+        let entry = keys.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= inner.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Clears `key` (after a success).
+    pub fn reset(&self, key: &str) {
+        if let Some(inner) = &self.inner
+            && let Ok(mut keys) = inner.keys.lock()
+        {
+            keys.remove(key);
+        }
+    }
+
+    /// Drops windows that have passed (called periodically).
+    pub fn forget_idle(&self) {
+        if let Some(inner) = &self.inner
+            && let Ok(mut keys) = inner.keys.lock()
+        {
+            let window = inner.window;
+            keys.retain(|_, (start, _)| start.elapsed() < window);
+            keys.shrink_to_fit();
+        }
+    }
+
+    /// Keys remembered (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.inner
+            .as_ref()
+            .and_then(|i| i.keys.lock().ok().map(|k| k.len()))
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +313,41 @@ mod tests {
             let _ = limiter.check(IpAddr::from(n.to_be_bytes()));
         }
         assert!(limiter.len() <= 201, "{} clients remembered", limiter.len());
+    }
+
+    #[test]
+    fn failures_throttle_until_the_window_passes_and_a_success_resets() {
+        let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 10);
+        for _ in 0..3 {
+            assert!(t.check("alice").is_ok());
+            t.record_failure("alice");
+        }
+        let wait = t.check("alice").unwrap_err();
+        assert!(wait > Duration::from_secs(3500), "{wait:?}");
+        assert!(t.check("bob").is_ok(), "keys are separate");
+        t.reset("alice");
+        assert!(t.check("alice").is_ok());
+
+        let short = FailureThrottle {
+            inner: Some(Arc::new(FailureInner {
+                limit: 1,
+                window: Duration::from_millis(50),
+                max_keys: 10,
+                keys: Mutex::default(),
+            })),
+        };
+        short.record_failure("k");
+        assert!(short.check("k").is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(short.check("k").is_ok(), "no permanent lockout");
+    }
+
+    #[test]
+    fn the_failure_table_is_bounded() {
+        let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 100);
+        for n in 0..10_000 {
+            t.record_failure(&format!("key{n}"));
+        }
+        assert!(t.len() <= 100, "{}", t.len());
     }
 }

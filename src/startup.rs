@@ -13,11 +13,12 @@ use tokio::net::TcpListener;
 
 use crate::accounts::{AccountService, RegistrationPolicy};
 use crate::config::Config;
-use crate::graphql::{self, RegisterRateLimiter};
+use crate::graphql::{self, LoginRateLimiter, RegisterRateLimiter, SessionCookie};
 use crate::http::serve::ServeSettings;
 use crate::http::{self, AppState};
 use crate::password::Hasher;
-use crate::ratelimit::ClientLimiter;
+use crate::ratelimit::{ClientLimiter, FailureThrottle};
+use crate::sessions::{SessionPolicy, Sessions};
 
 /// Why the server could not start. Printed as is: no secrets inside.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct Application {
     router: axum::Router,
     db: DatabaseConnection,
     limiters: Vec<ClientLimiter>,
+    failures: FailureThrottle,
+    sessions: Sessions,
     serve: ServeSettings,
     hasher: Hasher,
 }
@@ -76,8 +79,23 @@ impl Application {
         let statement_timeout = config.limits.request_timeout().max(Duration::from_secs(10));
         let db = connect(&config, Some(statement_timeout)).await?;
 
-        let service = AccountService::new(db.clone(), hasher.clone(), policy);
         let limits = &config.limits;
+        let sc = &config.sessions;
+        let sessions = Sessions::new(
+            db.clone(),
+            SessionPolicy {
+                idle_ttl: sc.session_idle_ttl,
+                max_ttl: sc.session_max_ttl,
+            },
+        );
+        let failures = FailureThrottle::new(sc.login_failure_limit, limits.rate_limit_max_clients);
+        let service = AccountService::new(
+            db.clone(),
+            hasher.clone(),
+            policy,
+            sessions.clone(),
+            failures.clone(),
+        );
         let limiter = |name, rate| {
             ClientLimiter::new(
                 name,
@@ -88,9 +106,16 @@ impl Application {
         };
         let register_limiter = limiter("register", limits.register_rate_limit);
         let request_limiter = limiter("request", limits.request_rate_limit);
+        let login_limiter = limiter("login", sc.login_rate_limit);
         let schema = graphql::schema_builder(limits, config.introspection)
             .data(service.clone())
             .data(RegisterRateLimiter(register_limiter.clone()))
+            .data(LoginRateLimiter(login_limiter.clone()))
+            .data(SessionCookie {
+                enabled: sc.session_cookie,
+                secure: sc.session_cookie_secure,
+                max_age: sc.session_max_ttl,
+            })
             .finish();
         let state = AppState {
             schema,
@@ -101,6 +126,8 @@ impl Application {
             checker: graphql::document_checker(limits),
             trusted_proxies: Arc::from(limits.trusted_proxies.clone()),
             request_limiter: request_limiter.clone(),
+            sessions: sessions.clone(),
+            session_cookie: sc.session_cookie,
         };
         let router = http::router(state, &config);
         let listener =
@@ -122,7 +149,9 @@ impl Application {
             listener,
             router,
             db,
-            limiters: vec![register_limiter, request_limiter],
+            limiters: vec![register_limiter, request_limiter, login_limiter],
+            failures,
+            sessions,
             serve,
             hasher,
         })
@@ -147,13 +176,28 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let limiters = self.limiters.clone();
+        let failures = self.failures.clone();
+        let sessions = self.sessions.clone();
+        // Housekeeping beside the server, stopped with it: idle rate-limit entries are
+        // forgotten every minute, expired sessions deleted every ten (they are refused
+        // already; this reclaims the rows).
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut ticks: u64 = 0;
             loop {
                 tick.tick().await;
                 for limiter in &limiters {
                     limiter.forget_idle();
                 }
+                failures.forget_idle();
+                if ticks.is_multiple_of(10) {
+                    match sessions.purge_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sessions = n, "expired sessions purged"),
+                        Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                    }
+                }
+                ticks = ticks.wrapping_add(1);
             }
         });
         let result = http::serve::serve(self.listener, self.router, self.serve, shutdown).await;

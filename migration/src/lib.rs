@@ -6,6 +6,8 @@ pub use sea_orm_migration::prelude::*;
 pub mod m20261124_000001_create_users;
 /// Adds `users.username_skeleton{,_lower,_upper}` (TR39 look-alike keys), uniquely indexed.
 pub mod m20261125_000001_add_username_skeleton;
+/// Adds `users.is_active` and `users.last_login`; creates `sessions` (token stored hashed).
+pub mod m20261126_000001_create_sessions;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -16,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_users::Migration),
             Box::new(m20261125_000001_add_username_skeleton::Migration),
+            Box::new(m20261126_000001_create_sessions::Migration),
         ]
     }
 }

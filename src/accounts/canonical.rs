@@ -24,6 +24,19 @@ pub fn canonical(s: &str) -> String {
     current
 }
 
+/// The canonical form an email address would be stored under, for lookups of input that was
+/// not validated (a login identifier): the domain IDNA-mapped as [`super::Email`] stores it,
+/// then [`canonical`]. Input that is no address at all is simply canonicalized.
+pub fn email_canonical(s: &str) -> String {
+    match s.rsplit_once('@') {
+        Some((local, domain)) => match idna::domain_to_ascii(domain) {
+            Ok(ascii) if !ascii.is_empty() => canonical(&format!("{local}@{ascii}")),
+            _ => canonical(s),
+        },
+        None => canonical(s),
+    }
+}
+
 fn once(s: &str) -> String {
     let nfkc: String = s.nfkc().collect();
     caseless::default_case_fold_str(&nfkc).nfkc().collect()
@@ -53,6 +66,18 @@ mod tests {
             );
         }
         assert_ne!(canonical("alice"), canonical("alicia"));
+    }
+
+    #[test]
+    fn email_lookups_match_the_stored_form() {
+        let stored = crate::accounts::Email::parse("Alice@BÜCHER.example").unwrap();
+        for typed in [
+            "alice@bücher.example",
+            "ALICE@xn--bcher-kva.example",
+            "Alice@BÜCHER.EXAMPLE",
+        ] {
+            assert_eq!(super::email_canonical(typed), stored.canonical(), "{typed}");
+        }
     }
 
     proptest! {

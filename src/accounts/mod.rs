@@ -5,8 +5,12 @@
 
 /// The canonical (normalized, case-folded) form used for uniqueness.
 pub mod canonical;
+/// `changePassword`: check the current password, apply the policy, revoke other sessions.
+mod change_password;
 /// Email addresses: syntax, length, IDNA domain, canonical form.
 mod email;
+/// `login`: identifier + password → session, with throttling and hash upgrades.
+mod login;
 /// Passwords: the secret newtype and Django's validators plus a zxcvbn strength floor.
 mod password;
 /// Thresholds of the registration policy, read from the configuration.
@@ -21,6 +25,7 @@ mod username;
 mod validation;
 
 pub use email::Email;
+pub use login::{LoggedIn, Login};
 pub use password::Password;
 pub use policy::{PasswordPolicy, RegistrationPolicy};
 pub use service::{AccountService, NewUser, User, backfill_skeletons};

@@ -10,6 +10,8 @@ use super::{Email, Password, Registration, RegistrationPolicy, Username, codes};
 use crate::entity::user;
 use crate::error::{AppError, FieldError};
 use crate::password::{HashError, Hasher, Plaintext};
+use crate::ratelimit::FailureThrottle;
+use crate::sessions::Sessions;
 
 /// A registered user, as the service returns it (never the hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,17 @@ pub struct User {
     pub date_joined: DateTime<Utc>,
 }
 
+impl From<user::Model> for User {
+    fn from(m: user::Model) -> Self {
+        Self {
+            id: m.id,
+            username: m.username,
+            email: m.email,
+            date_joined: m.date_joined,
+        }
+    }
+}
+
 /// A registration that passed every rule, ready to store.
 #[derive(Debug)]
 pub struct NewUser {
@@ -28,21 +41,38 @@ pub struct NewUser {
     pub password: Password,
 }
 
-/// Owns the registration rules: validation, uniqueness, hashing, insert.
+/// The account use cases (`register` here; `login` and `change_password` in their own
+/// files): each validates, hashes on the pool, and owns its database work.
 #[derive(Clone)]
 pub struct AccountService {
-    db: DatabaseConnection,
-    hasher: Hasher,
-    policy: std::sync::Arc<RegistrationPolicy>,
+    pub(super) db: DatabaseConnection,
+    pub(super) hasher: Hasher,
+    pub(super) policy: std::sync::Arc<RegistrationPolicy>,
+    pub(super) sessions: Sessions,
+    /// Failed password checks per account (`--login-failure-limit`).
+    pub(super) failures: FailureThrottle,
 }
 
 impl AccountService {
-    pub fn new(db: DatabaseConnection, hasher: Hasher, policy: RegistrationPolicy) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        hasher: Hasher,
+        policy: RegistrationPolicy,
+        sessions: Sessions,
+        failures: FailureThrottle,
+    ) -> Self {
         Self {
             db,
             hasher,
             policy: std::sync::Arc::new(policy),
+            sessions,
+            failures,
         }
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// The policy in force.
@@ -93,6 +123,8 @@ impl AccountService {
             password_hash: Set(password_hash),
             // Both databases store microseconds; truncate so the answer equals the row.
             date_joined: Set(Utc::now().trunc_subsecs(6)),
+            is_active: Set(true),
+            last_login: Set(None),
         };
         // From here the request deadline lets the insert finish and be answered: a client
         // must never be told "timed out" about a row that exists.
@@ -229,6 +261,11 @@ impl AccountService {
             }),
             email_taken: email.is_some_and(|e| rows.iter().any(|r| r.1 == e.canonical())),
         })
+    }
+
+    /// Ends every session of a user (`logoutEverywhere`); answers how many were live.
+    pub async fn revoke_all_sessions(&self, user_id: Uuid) -> Result<u64, AppError> {
+        Ok(self.sessions.revoke_all(&self.db, user_id, None).await?)
     }
 
     /// Whether the database answers (for readiness probes).

@@ -22,6 +22,9 @@ pub struct Model {
     pub username_skeleton_upper: Option<String>,
     pub password_hash: String,
     pub date_joined: DateTimeUtc,
+    /// A deactivated user cannot log in, and their sessions stop working.
+    pub is_active: bool,
+    pub last_login: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::guard::{AllowAny, register_admission};
+use super::guard::register_admission;
 use crate::accounts::{self, AccountService, Registration};
 
 /// What a client submits to `register`.
@@ -79,7 +79,7 @@ pub struct AccountsQuery;
 
 #[Object]
 impl AccountsQuery {
-    /// The active password policy.
+    /// The active password policy. Permission: anyone.
     async fn password_policy(&self, ctx: &Context<'_>) -> PasswordPolicy {
         let p = &ctx.data_unchecked::<AccountService>().policy().password;
         let rule = |code: &str, description: String| PasswordRule {
@@ -134,9 +134,10 @@ impl AccountsMutation {
     /// Creates an account. On invalid input, one `BAD_USER_INPUT` error lists every violated
     /// rule of every field in `extensions.fields` (`{field, code, message}`).
     ///
-    /// Costs 1000 complexity points, so a document can hold only one `register`. Limited per
-    /// client (`--register-rate-limit`), checked once the hash queue has room for it.
-    #[graphql(guard = "AllowAny", complexity = "1000 + child_complexity")]
+    /// Costs 1000 complexity points, so a document can hold only one hashing mutation.
+    /// Limited per client (`--register-rate-limit`), checked once the hash queue has room
+    /// for it. Permission: anyone.
+    #[graphql(complexity = "1000 + child_complexity")]
     async fn register(
         &self,
         ctx: &Context<'_>,

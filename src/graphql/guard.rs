@@ -1,20 +1,169 @@
-use std::net::IpAddr;
+//! Who may call what: every root field's permission in one table, enforced by an extension
+//! that refuses any root field the table does not name (deny by default); the signed-in
+//! caller, resolved once per request; and the per-client admission checks.
 
-use async_graphql::{Context, Guard};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
+};
+use async_graphql::{Context, PathSegment, ServerError, ServerResult, Value};
+use tokio::sync::OnceCell;
 
 use crate::error::AppError;
 use crate::ratelimit::ClientLimiter;
+use crate::sessions::{Caller, Sessions, Token};
 
-/// Permission: anyone, signed in or not, may call the field.
-///
-/// The GraphQL counterpart of DRF's `permission_classes = [AllowAny]` on the registration
-/// view. It is spelled out on `register` so that the decision is visible and reviewable at the
-/// field, and so that changing it is a one-word diff rather than a missing line.
-pub struct AllowAny;
+/// What a root field requires of its caller; the GraphQL counterpart of DRF's
+/// `permission_classes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Anyone, signed in or not.
+    AllowAny,
+    /// A live session of an active user; otherwise one `UNAUTHENTICATED` error and nothing
+    /// runs.
+    IsAuthenticated,
+}
 
-impl Guard for AllowAny {
-    async fn check(&self, _ctx: &Context<'_>) -> async_graphql::Result<()> {
-        Ok(())
+/// Every root field and its permission, reviewable in one place. A root field missing here
+/// is refused at run time (`INTERNAL_SERVER_ERROR`, logged), and the schema-walk test names
+/// it, so a new field cannot ship open by omission.
+pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
+    ("Query", "me", Permission::AllowAny),
+    ("Query", "passwordPolicy", Permission::AllowAny),
+    ("Query", "sessions", Permission::IsAuthenticated),
+    ("Mutation", "register", Permission::AllowAny),
+    ("Mutation", "login", Permission::AllowAny),
+    ("Mutation", "logout", Permission::IsAuthenticated),
+    ("Mutation", "revokeSession", Permission::IsAuthenticated),
+    ("Mutation", "logoutEverywhere", Permission::IsAuthenticated),
+    ("Mutation", "changePassword", Permission::IsAuthenticated),
+];
+
+/// The permission declared for `type_name.field`, if any.
+pub fn permission(type_name: &str, field: &str) -> Option<Permission> {
+    PERMISSIONS
+        .iter()
+        .find(|(t, f, _)| *t == type_name && *f == field)
+        .map(|(_, _, p)| *p)
+}
+
+/// The request's credentials and, once asked for, the caller they stand for. The lookup
+/// happens at most once per request and only if a field needs it.
+pub struct Auth {
+    token: Option<Token>,
+    sessions: Option<Sessions>,
+    caller: OnceCell<Option<Caller>>,
+    /// The token came from the session cookie (so logging out should clear it).
+    pub from_cookie: bool,
+}
+
+impl Auth {
+    pub fn new(token: Option<Token>, from_cookie: bool, sessions: Sessions) -> Self {
+        Self {
+            token,
+            sessions: Some(sessions),
+            caller: OnceCell::new(),
+            from_cookie,
+        }
+    }
+
+    /// No credentials (requests outside HTTP).
+    pub fn anonymous() -> Self {
+        Self {
+            token: None,
+            sessions: None,
+            caller: OnceCell::new(),
+            from_cookie: false,
+        }
+    }
+
+    /// The signed-in caller, or `None`: a missing, unknown, expired or revoked token, or a
+    /// deactivated user, all make the caller anonymous.
+    pub async fn caller(&self) -> Result<Option<&Caller>, AppError> {
+        let (Some(token), Some(sessions)) = (&self.token, &self.sessions) else {
+            return Ok(None);
+        };
+        let caller = self
+            .caller
+            .get_or_try_init(|| sessions.authenticate(token))
+            .await?;
+        Ok(caller.as_ref())
+    }
+
+    /// The caller, or `UNAUTHENTICATED`.
+    pub async fn require(&self) -> Result<&Caller, AppError> {
+        self.caller().await?.ok_or(AppError::Unauthenticated)
+    }
+}
+
+/// The [`Auth`] of the request being resolved (anonymous when there is none).
+pub fn auth<'a>(ctx: &'a Context<'_>) -> &'a Auth {
+    static ANONYMOUS: std::sync::LazyLock<Auth> = std::sync::LazyLock::new(Auth::anonymous);
+    ctx.data_opt::<Auth>().unwrap_or(&ANONYMOUS)
+}
+
+/// Enforces [`PERMISSIONS`] on every root field before its resolver runs.
+pub struct DenyByDefault;
+
+impl ExtensionFactory for DenyByDefault {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DenyByDefault)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DenyByDefault {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        // Only root fields carry permissions; introspection (`__schema`, `__type`) is governed
+        // by its own setting.
+        if info.path_node.parent.is_some()
+            || info.is_for_introspection
+            || info.name.starts_with("__")
+        {
+            return next.run(ctx, info).await;
+        }
+        let refuse = |e: AppError| {
+            let mut error: ServerError =
+                async_graphql::Error::from(e).into_server_error(Default::default());
+            error.locations.clear();
+            error.path = vec![PathSegment::Field(
+                info.alias.unwrap_or(info.name).to_owned(),
+            )];
+            Err(error)
+        };
+        match permission(info.parent_type, info.name) {
+            Some(Permission::AllowAny) => next.run(ctx, info).await,
+            Some(Permission::IsAuthenticated) => {
+                let auth = ctx.data_opt::<Auth>();
+                let caller = match auth {
+                    Some(auth) => auth.caller().await,
+                    None => Ok(None),
+                };
+                match caller {
+                    Ok(Some(_)) => next.run(ctx, info).await,
+                    Ok(None) => refuse(AppError::Unauthenticated),
+                    Err(e) => refuse(e),
+                }
+            }
+            None => {
+                tracing::error!(
+                    type_name = info.parent_type,
+                    field = info.name,
+                    "root field without a declared permission refused"
+                );
+                refuse(AppError::internal(format!(
+                    "{}.{} has no declared permission",
+                    info.parent_type, info.name
+                )))
+            }
+        }
     }
 }
 
@@ -23,23 +172,44 @@ impl Guard for AllowAny {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+/// The request's `User-Agent`, kept with a new session. Absent outside HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAgent(pub String);
+
 /// The per-client limit on `register` (`--register-rate-limit`), as schema data.
 #[derive(Clone)]
 pub struct RegisterRateLimiter(pub ClientLimiter);
 
-/// The admission check `register` hands to the service: one token of the caller's
-/// `register` budget, or `RATE_LIMITED` (the HTTP layer adds status 429 and `Retry-After`).
+/// The per-client limit on `login` attempts (`--login-rate-limit`), as schema data.
+#[derive(Clone)]
+pub struct LoginRateLimiter(pub ClientLimiter);
+
+/// The admission check a use case is handed: one token of the caller's budget in
+/// `limiter`, or `RATE_LIMITED` (the HTTP layer adds status 429 and `Retry-After`).
 ///
 /// Not a guard: a guard runs before the resolver, so it would spend the token before the
 /// service knows whether the hash queue has room. The service calls this after reserving a
 /// queue slot, so an answer of `SERVER_BUSY` costs the client nothing.
-pub fn register_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
-    let limiter = ctx.data_opt::<RegisterRateLimiter>().cloned();
+pub fn admission(
+    ctx: &Context<'_>,
+    limiter: Option<&ClientLimiter>,
+) -> impl FnOnce() -> Result<(), AppError> + use<> {
+    let limiter = limiter.cloned();
     let ip = ctx.data_opt::<ClientIp>().copied();
     move || match (limiter, ip) {
-        (Some(RegisterRateLimiter(limiter)), Some(ClientIp(ip))) => limiter
+        (Some(limiter), Some(ClientIp(ip))) => limiter
             .check(ip)
             .map_err(|retry_after| AppError::RateLimited { retry_after }),
         _ => Ok(()),
     }
+}
+
+/// [`admission`] for `register`.
+pub fn register_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
+    admission(ctx, ctx.data_opt::<RegisterRateLimiter>().map(|l| &l.0))
+}
+
+/// [`admission`] for `login`.
+pub fn login_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
+    admission(ctx, ctx.data_opt::<LoginRateLimiter>().map(|l| &l.0))
 }

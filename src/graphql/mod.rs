@@ -9,22 +9,25 @@ mod accounts;
 pub mod document;
 /// `AppError` → GraphQL error with `extensions.code`, and request-error tagging.
 pub mod errors;
-/// Named permissions (`AllowAny`) and the per-IP registration rate limit.
+/// Permissions (deny by default), the signed-in caller, per-client admission checks.
 pub mod guard;
+/// Login, sessions, `me`, logout, change password.
+pub mod sessions;
 
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 
 use crate::config::LimitsConfig;
 
-pub use guard::{ClientIp, RegisterRateLimiter};
+pub use guard::{Auth, ClientIp, LoginRateLimiter, RegisterRateLimiter, UserAgent};
+pub use sessions::{COOKIE_NAME, SessionCookie};
 
 /// The Query root; one object per domain, merged.
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery);
+pub struct Query(accounts::AccountsQuery, sessions::SessionsQuery);
 
 /// The Mutation root.
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation);
+pub struct Mutation(accounts::AccountsMutation, sessions::SessionsMutation);
 
 pub type RosterSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -38,7 +41,8 @@ pub fn schema_builder(
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(limits.max_recursion)
         .limit_directives(limits.max_directives)
-        .extension(errors::RequestErrorCodes);
+        .extension(errors::RequestErrorCodes)
+        .extension(guard::DenyByDefault);
     if !introspection {
         // Without introspection, "did you mean …" hints would leak the schema piecemeal.
         builder = builder.disable_introspection().disable_suggestions();

@@ -27,8 +27,9 @@ use serde_json::{Value, json};
 use super::negotiate::{ResponseType, negotiate};
 use super::{AppState, graphiql};
 use crate::error::codes;
-use crate::graphql::ClientIp;
 use crate::graphql::errors::HttpHint;
+use crate::graphql::{Auth, COOKIE_NAME, ClientIp, UserAgent};
+use crate::sessions::Token;
 
 /// At most this many errors are returned; the rest are summarised in one more.
 pub const MAX_ERRORS: usize = 20;
@@ -111,7 +112,7 @@ pub async fn post(
             );
         }
     };
-    execute(&state, params, ip, response_type, false).await
+    execute(&state, params, ip, &headers, response_type, false).await
 }
 
 #[derive(Deserialize)]
@@ -191,7 +192,7 @@ pub async fn get(
             );
         }
     };
-    execute(&state, params, ip, response_type, true).await
+    execute(&state, params, ip, &headers, response_type, true).await
 }
 
 /// A decoded GraphQL-over-HTTP request.
@@ -237,6 +238,7 @@ async fn execute(
     state: &AppState,
     params: GraphqlParams,
     ip: IpAddr,
+    headers: &HeaderMap,
     response_type: ResponseType,
     from_get: bool,
 ) -> Response {
@@ -266,15 +268,70 @@ async fn execute(
         return response;
     }
     request.set_parsed_query(prepared.document);
-    let request = request.data(ClientIp(ip));
+    // The cookie counts only on POST (which must be `application/json`, so no other site
+    // can send it without a CORS preflight); a GET is never signed in by a cookie.
+    let (token, from_cookie) = credentials(headers, state.session_cookie && !from_get);
+    let mut request =
+        request
+            .data(ClientIp(ip))
+            .data(Auth::new(token, from_cookie, state.sessions.clone()));
+    if let Some(agent) = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        request = request.data(UserAgent(agent.to_owned()));
+    }
     let response = state.schema.execute(request).await;
     graphql_response(response, response_type, state.max_response_bytes)
+}
+
+/// The session token of a request: `Authorization: Bearer <token>` first, else the
+/// `roster_session` cookie when `cookies` is on. Anything that is not a well-formed token
+/// is ignored, leaving the caller anonymous.
+fn credentials(headers: &HeaderMap, cookies: bool) -> (Option<Token>, bool) {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let bearer = auth.to_str().ok().and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        return (bearer.and_then(Token::parse), false);
+    }
+    if !cookies {
+        return (None, false);
+    }
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .and_then(|(_, value)| Token::parse(value.trim()));
+    let found = token.is_some();
+    (token, found)
 }
 
 /// Turns an executed (or refused) request into HTTP: status from typed error data, error
 /// list capped, untagged errors masked, size capped.
 fn graphql_response(
     mut response: async_graphql::Response,
+    response_type: ResponseType,
+    max_bytes: usize,
+) -> Response {
+    // Headers set during execution (`Set-Cookie` from `login`/`logout`) go out whatever the
+    // body becomes.
+    let mut http = body_response(&mut response, response_type, max_bytes);
+    for (name, value) in std::mem::take(&mut response.http_headers).iter() {
+        http.headers_mut().append(name, value.clone());
+    }
+    // Answers may carry a session token or personal data: never cached.
+    http.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    http
+}
+
+fn body_response(
+    response: &mut async_graphql::Response,
     response_type: ResponseType,
     max_bytes: usize,
 ) -> Response {
@@ -326,7 +383,7 @@ fn graphql_response(
         }
     };
 
-    let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
+    let mut body = serde_json::to_value(&*response).unwrap_or_else(|_| json!({}));
     if request_error && let Value::Object(map) = &mut body {
         map.remove("data");
     }

@@ -47,6 +47,10 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// The per-client budget for every request but the probes.
     pub request_limiter: ClientLimiter,
+    /// Resolves a request's token to its caller.
+    pub sessions: crate::sessions::Sessions,
+    /// Whether the `roster_session` cookie is read (`--session-cookie`).
+    pub session_cookie: bool,
 }
 
 /// Builds the router with every layer. Serve it with
@@ -76,7 +80,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST])
-                .allow_headers([header::CONTENT_TYPE, header::ACCEPT])
+                .allow_headers([header::CONTENT_TYPE, header::ACCEPT, header::AUTHORIZATION])
                 .max_age(Duration::from_secs(600)),
         );
     }

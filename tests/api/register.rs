@@ -60,7 +60,7 @@ async fn every_violation_of_every_field_comes_back_in_one_error() {
     assert!(answer.body["data"].is_null());
     let errors = answer.body["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "one error carries every field problem");
-    assert_eq!(errors[0]["message"], "invalid registration input");
+    assert_eq!(errors[0]["message"], "invalid input");
     assert_eq!(errors[0]["path"], json!(["register"]));
     let codes = answer.field_codes();
     let expected = [

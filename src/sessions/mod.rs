@@ -1,0 +1,261 @@
+//! Sessions: opaque bearer tokens, stored only as a SHA-256, with an idle and an absolute
+//! expiry, revocable one by one or all at once.
+//!
+//! Knows the `users` table only to check that a session's user is still active; the rules
+//! about who may log in live in `accounts`.
+
+/// The token: 256 bits from the OS, URL-safe text, hashed at rest.
+mod token;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set,
+};
+use uuid::Uuid;
+
+pub use token::Token;
+
+use crate::entity::{session, user};
+
+/// `last_seen_at` is written at most this often per session: a request does not cost a
+/// write, and the idle expiry is exact to within this much.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Longest `User-Agent` kept with a session, in bytes (cut at a character boundary).
+pub const MAX_USER_AGENT_BYTES: usize = 256;
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Ends a session not used for this long (Django's `SESSION_COOKIE_AGE`: 14 days).
+    pub idle_ttl: Duration,
+    /// Ends every session this long after login, used or not.
+    pub max_ttl: Duration,
+}
+
+/// A session as callers see it (never the token or its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<session::Model> for Session {
+    fn from(m: session::Model) -> Self {
+        Self {
+            id: m.id,
+            user_id: m.user_id,
+            created_at: m.created_at,
+            last_seen_at: m.last_seen_at,
+            expires_at: m.expires_at,
+            ip: m.ip,
+            user_agent: m.user_agent,
+        }
+    }
+}
+
+/// A request's signed-in caller: a live session of an active user.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub session: Session,
+    pub user: user::Model,
+}
+
+/// The session store. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    db: DatabaseConnection,
+    policy: SessionPolicy,
+}
+
+impl Sessions {
+    pub fn new(db: DatabaseConnection, policy: SessionPolicy) -> Self {
+        Self { db, policy }
+    }
+
+    pub fn policy(&self) -> SessionPolicy {
+        self.policy
+    }
+
+    /// Starts a session for `user_id` inside the caller's transaction; returns the token
+    /// (shown to the client once, never stored) and the session.
+    pub async fn create(
+        &self,
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) -> Result<(Token, Session), DbErr> {
+        let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
+        let now = now();
+        let row = session::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            token_hash: Set(token.digest()),
+            created_at: Set(now),
+            last_seen_at: Set(now),
+            expires_at: Set(self.expiry(now, now)),
+            ip: Set(ip.map(|ip| ip.to_string())),
+            user_agent: Set(user_agent.and_then(clean_user_agent)),
+        };
+        let model = row.insert(conn).await?;
+        Ok((token, model.into()))
+    }
+
+    /// The caller a token stands for, or `None` when the token is unknown, expired, revoked
+    /// or its user deactivated. Refreshes `last_seen_at` (and with it the idle expiry) at
+    /// most once per [`TOUCH_INTERVAL`].
+    pub async fn authenticate(&self, token: &Token) -> Result<Option<Caller>, DbErr> {
+        let now = now();
+        let Some(found) = session::Entity::find()
+            .filter(session::Column::TokenHash.eq(token.digest()))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if found.expires_at <= now {
+            return Ok(None);
+        }
+        let Some(user) = user::Entity::find_by_id(found.user_id)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !user.is_active {
+            return Ok(None);
+        }
+        let mut session: Session = found.into();
+        let stale = now.signed_duration_since(session.last_seen_at);
+        if stale.to_std().is_ok_and(|d| d >= TOUCH_INTERVAL) {
+            let expires_at = self.expiry(session.created_at, now);
+            // Conditional on the value read: of concurrent requests, one writes.
+            session::Entity::update_many()
+                .col_expr(session::Column::LastSeenAt, Expr::value(now))
+                .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
+                .filter(session::Column::Id.eq(session.id))
+                .filter(session::Column::LastSeenAt.eq(session.last_seen_at))
+                .exec(&self.db)
+                .await?;
+            session.last_seen_at = now;
+            session.expires_at = expires_at;
+        }
+        Ok(Some(Caller { session, user }))
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<Session>, DbErr> {
+        Ok(session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::ExpiresAt.gt(now()))
+            .order_by_desc(session::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Session::from)
+            .collect())
+    }
+
+    /// Ends one of the user's sessions; `false` when `id` is not one of theirs.
+    pub async fn revoke(&self, user_id: Uuid, id: Uuid) -> Result<bool, DbErr> {
+        let done = session::Entity::delete_many()
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::UserId.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(done.rows_affected > 0)
+    }
+
+    /// Ends every session of the user but `keep` (all of them when `keep` is `None`), inside
+    /// the caller's transaction; returns how many were live.
+    pub async fn revoke_all(
+        &self,
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+    ) -> Result<u64, DbErr> {
+        let delete = || {
+            let mut query =
+                session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
+            if let Some(keep) = keep {
+                query = query.filter(session::Column::Id.ne(keep));
+            }
+            query
+        };
+        let live = delete()
+            .filter(session::Column::ExpiresAt.gt(now()))
+            .exec(conn)
+            .await?
+            .rows_affected;
+        // The expired ones too: nothing of the user's old sessions should outlive this.
+        delete().exec(conn).await?;
+        Ok(live)
+    }
+
+    /// Deletes expired sessions (they are already refused; this reclaims the rows).
+    pub async fn purge_expired(&self) -> Result<u64, DbErr> {
+        let done = session::Entity::delete_many()
+            .filter(session::Column::ExpiresAt.lte(now()))
+            .exec(&self.db)
+            .await?;
+        Ok(done.rows_affected)
+    }
+
+    /// The earlier of the idle and the absolute expiry.
+    fn expiry(&self, created_at: DateTime<Utc>, last_seen_at: DateTime<Utc>) -> DateTime<Utc> {
+        let add = |t: DateTime<Utc>, d: Duration| {
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| t.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
+        add(last_seen_at, self.policy.idle_ttl).min(add(created_at, self.policy.max_ttl))
+    }
+}
+
+/// Both databases store microseconds; truncate so what is answered equals the row.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A `User-Agent` worth keeping: control characters dropped, at most
+/// [`MAX_USER_AGENT_BYTES`], `None` when nothing is left.
+fn clean_user_agent(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in raw.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_USER_AGENT_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    let out = out.trim().to_owned();
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_are_cleaned_and_bounded() {
+        assert_eq!(
+            clean_user_agent("curl/8\r\nX: y").as_deref(),
+            Some("curl/8X: y")
+        );
+        assert_eq!(clean_user_agent("  \t "), None);
+        let long = "é".repeat(500);
+        let kept = clean_user_agent(&long).unwrap();
+        assert!(kept.len() <= MAX_USER_AGENT_BYTES && kept.chars().all(|c| c == 'é'));
+    }
+}

@@ -213,3 +213,51 @@ pub fn register_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppE
 pub fn login_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
     admission(ctx, ctx.data_opt::<LoginRateLimiter>().map(|l| &l.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+
+    use super::DenyByDefault;
+
+    struct Query;
+
+    #[Object]
+    impl Query {
+        /// Declared `AllowAny` in the table.
+        async fn me(&self) -> i32 {
+            1
+        }
+        /// Declared `IsAuthenticated`.
+        async fn sessions(&self) -> i32 {
+            2
+        }
+        /// Declared nowhere.
+        async fn undeclared(&self) -> i32 {
+            3
+        }
+    }
+
+    #[tokio::test]
+    async fn a_root_field_without_a_declared_permission_is_refused() {
+        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
+            .extension(DenyByDefault)
+            .finish();
+        let code = |r: &async_graphql::Response| {
+            r.errors[0]
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get("code"))
+                .cloned()
+        };
+        let open = schema.execute("{ me }").await;
+        assert!(open.errors.is_empty(), "{:?}", open.errors);
+        let refused = schema.execute("{ undeclared }").await;
+        assert_eq!(code(&refused), Some("INTERNAL_SERVER_ERROR".into()));
+        assert_eq!(refused.data, async_graphql::Value::Null);
+        let anonymous = schema.execute("{ sessions }").await;
+        assert_eq!(code(&anonymous), Some("UNAUTHENTICATED".into()));
+        let typename = schema.execute("{ __typename }").await;
+        assert!(typename.errors.is_empty());
+    }
+}

@@ -108,6 +108,7 @@ pub fn test_config(database_url: String) -> Config {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.database_url = database_url;
     config.limits.register_rate_limit = RateLimit::Off;
+    config.sessions.login_rate_limit = RateLimit::Off;
     config
 }
 

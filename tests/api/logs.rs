@@ -46,6 +46,44 @@ async fn logs_and_answers_never_contain_passwords_hashes_or_submitted_names() {
     );
     bodies.push(app.graphql(&listed, json!({})).await.body);
     let stored_hash = app.users().await[0].password_hash.clone();
+    // Logins (right, wrong, unknown) and a password change, canaries everywhere.
+    let login = "mutation($i: LoginInput!) { login(input: $i) { token } }";
+    let ok = app
+        .graphql(
+            login,
+            json!({ "i": { "identifier": username, "password": password } }),
+        )
+        .await
+        .body;
+    let token = ok["data"]["login"]["token"]
+        .as_str()
+        .expect("logged in")
+        .to_owned();
+    for (identifier, pw) in [
+        (username, "LOGCANARY-wrong"),
+        ("ghost.LOGCANARY@x.example", password),
+    ] {
+        bodies.push(
+            app.graphql(
+                login,
+                json!({ "i": { "identifier": identifier, "password": pw } }),
+            )
+            .await
+            .body,
+        );
+    }
+    let change = format!(
+        "mutation {{ changePassword(input: {{currentPassword: \"{password}\", newPassword: \"LOGCANARY-new-violet-harbor\"}}) {{ id }} }}"
+    );
+    let changed = app
+        .client
+        .post(app.url())
+        .bearer_auth(&token)
+        .json(&json!({ "query": change }))
+        .send()
+        .await
+        .unwrap();
+    bodies.push(changed.json().await.unwrap());
 
     assert_eq!(
         bodies[0]["data"]["register"]["email"], email,
@@ -72,6 +110,7 @@ async fn logs_and_answers_never_contain_passwords_hashes_or_submitted_names() {
         "FORGED-LINE",
         stored_hash.as_str(),
         "$argon2id$",
+        token.as_str(),
     ] {
         assert!(!logs.contains(secret), "{secret:?} found in the logs");
     }

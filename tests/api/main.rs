@@ -10,3 +10,4 @@ mod policy;
 mod register;
 mod resilience;
 mod schema;
+mod sessions;

@@ -1,0 +1,800 @@
+//! Login, sessions, `me`, logout, revocation, change password, throttling and the
+//! deny-by-default permissions, over HTTP against a real database.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use roster::entity::{session, user};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait, Set};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::helpers::{
+    Answer, GOOD_PASSWORD, TestApp, fresh_client, spawn_app, spawn_app_on, spawn_app_with,
+};
+
+const LOGIN: &str = "mutation Login($input: LoginInput!) {
+    login(input: $input) { token session { id current createdAt lastSeenAt expiresAt userAgent ip } user { id username email } }
+}";
+const NEW_PASSWORD: &str = "purple elephant dancing quietly";
+
+impl TestApp {
+    async fn login(&self, identifier: &str, password: &str) -> Answer {
+        self.post_as(
+            LOGIN,
+            json!({ "input": { "identifier": identifier, "password": password } }),
+            &[],
+        )
+        .await
+    }
+
+    /// Logs in and returns the token.
+    async fn token(&self, identifier: &str, password: &str) -> String {
+        let answer = self.login(identifier, password).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["data"]["login"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", answer.body))
+            .to_owned()
+    }
+
+    /// POSTs on a fresh connection with extra headers.
+    async fn post_as(&self, query: &str, variables: Value, headers: &[(&str, String)]) -> Answer {
+        let mut request = fresh_client()
+            .post(self.url())
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        Answer::from(request.send().await.expect("request")).await
+    }
+
+    async fn with_bearer(&self, query: &str, token: &str) -> Answer {
+        self.post_as(
+            query,
+            json!({}),
+            &[("authorization", format!("Bearer {token}"))],
+        )
+        .await
+    }
+
+    /// `me.username` for a bearer token (`Null` when anonymous).
+    async fn me(&self, token: &str) -> Value {
+        let answer = self.with_bearer("{ me { username } }", token).await;
+        assert!(answer.body.get("errors").is_none(), "{}", answer.body);
+        answer.body["data"]["me"]["username"].clone()
+    }
+
+    async fn session_rows(&self) -> Vec<session::Model> {
+        session::Entity::find().all(&self.db).await.unwrap()
+    }
+
+    /// Registers alice (username `Alice`, email `Alice@Example.com`).
+    async fn alice(&self) {
+        let answer = self
+            .register("Alice", "Alice@Example.com", GOOD_PASSWORD)
+            .await;
+        assert!(
+            answer.body["data"]["register"]["id"].is_string(),
+            "{}",
+            answer.body
+        );
+    }
+}
+
+fn set_cookie(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn login_by_username_or_email_in_any_case_or_width() {
+    let app = spawn_app().await;
+    app.alice().await;
+    for identifier in [
+        "Alice",
+        "ALICE",
+        "ａｌｉｃｅ",
+        "alice@example.com",
+        "ALICE@EXAMPLE.COM",
+    ] {
+        let answer = app.login(identifier, GOOD_PASSWORD).await;
+        assert_eq!(answer.status, 200, "{identifier}: {}", answer.body);
+        let login = &answer.body["data"]["login"];
+        assert_eq!(login["user"]["username"], "Alice", "{identifier}");
+        assert_eq!(login["session"]["current"], true);
+        assert_eq!(login["session"]["ip"], "127.0.0.1");
+        assert!(login["token"].as_str().unwrap().len() >= 43, "256 bits");
+    }
+    assert_eq!(app.session_rows().await.len(), 5);
+    let user = &app.users().await[0];
+    assert!(user.last_login.is_some(), "last_login is recorded");
+}
+
+#[tokio::test]
+async fn bearer_and_cookie_both_sign_in_and_anonymous_is_null() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let answer = app.login("alice", GOOD_PASSWORD).await;
+    let token = answer.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookies = set_cookie(&answer.headers);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(
+        cookie.starts_with(&format!("roster_session={token};")),
+        "{cookie}"
+    );
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=2592000",
+    ] {
+        assert!(
+            cookie.split("; ").any(|a| a == attribute),
+            "{attribute} missing: {cookie}"
+        );
+    }
+    assert_eq!(answer.headers["cache-control"], "no-store");
+
+    assert_eq!(app.me(&token).await, "Alice");
+    let by_cookie = app
+        .post_as(
+            "{ me { username } }",
+            json!({}),
+            &[("cookie", format!("theme=dark; roster_session={token}"))],
+        )
+        .await;
+    assert_eq!(
+        by_cookie.body["data"]["me"]["username"], "Alice",
+        "{}",
+        by_cookie.body
+    );
+
+    // Anonymous, unknown, malformed: `me` is null and there is no error.
+    let anonymous = app.post_as("{ me { username } }", json!({}), &[]).await;
+    assert_eq!(anonymous.body, json!({ "data": { "me": null } }));
+    let unknown = roster::sessions::Token::generate().unwrap();
+    assert_eq!(app.me(unknown.expose()).await, Value::Null);
+    assert_eq!(app.me("not-a-token").await, Value::Null);
+    assert_eq!(app.me(&"x".repeat(5000)).await, Value::Null);
+}
+
+#[tokio::test]
+async fn the_cookie_can_be_turned_off_or_made_plain_http() {
+    let app = spawn_app_with(|c| c.sessions.session_cookie = false).await;
+    app.alice().await;
+    let answer = app.login("alice", GOOD_PASSWORD).await;
+    assert!(set_cookie(&answer.headers).is_empty());
+    let token = answer.body["data"]["login"]["token"].as_str().unwrap();
+    let by_cookie = app
+        .post_as(
+            "{ me { username } }",
+            json!({}),
+            &[("cookie", format!("roster_session={token}"))],
+        )
+        .await;
+    assert_eq!(
+        by_cookie.body["data"]["me"],
+        Value::Null,
+        "cookies are not read when off"
+    );
+    assert_eq!(app.me(token).await, "Alice", "bearer still works");
+
+    let app = spawn_app_with(|c| c.sessions.session_cookie_secure = false).await;
+    app.alice().await;
+    let cookie = set_cookie(&app.login("alice", GOOD_PASSWORD).await.headers).remove(0);
+    assert!(
+        !cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_never_signs_in_a_request_another_site_could_send() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let token = app.token("alice", GOOD_PASSWORD).await;
+    let cookie = format!("roster_session={token}");
+    // A cross-site form or a no-preflight fetch: text/plain or form-encoded bodies.
+    for (content_type, body) in [
+        ("text/plain", r#"{"query":"mutation { logout }"}"#.to_owned()),
+        ("application/x-www-form-urlencoded", "query=mutation%20%7B%20logout%20%7D".to_owned()),
+        ("multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"query\"\r\n\r\nmutation { logout }\r\n--x--".to_owned()),
+    ] {
+        let response = fresh_client()
+            .post(app.url())
+            .header("content-type", content_type)
+            .header("cookie", &cookie)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 415, "{content_type}");
+    }
+    // A GET (an <img> or a link) is never signed in by the cookie.
+    let response = fresh_client()
+        .get(format!("{}?query=%7Bme%7Busername%7D%7D", app.url()))
+        .header("accept", "application/json")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["me"], Value::Null, "{body}");
+    // Nothing was logged out.
+    assert_eq!(app.me(&token).await, "Alice");
+    assert_eq!(app.session_rows().await.len(), 1);
+}
+
+#[tokio::test]
+async fn every_protected_field_refuses_an_anonymous_caller_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let token = app.token("alice", GOOD_PASSWORD).await;
+    let session_id = app.session_rows().await[0].id.to_string();
+    let hash_before = app.users().await[0].password_hash.clone();
+    let fields = [
+        ("{ sessions { id } }".to_owned(), "sessions"),
+        ("mutation { logout }".to_owned(), "logout"),
+        (
+            format!("mutation {{ revokeSession(id: \"{session_id}\") }}"),
+            "revokeSession",
+        ),
+        (
+            "mutation { logoutEverywhere }".to_owned(),
+            "logoutEverywhere",
+        ),
+        (
+            format!(
+                "mutation {{ changePassword(input: {{currentPassword: \"{GOOD_PASSWORD}\", newPassword: \"{NEW_PASSWORD}\"}}) {{ id }} }}"
+            ),
+            "changePassword",
+        ),
+    ];
+    for bad_token in [
+        None,
+        Some("garbage".to_owned()),
+        Some(
+            roster::sessions::Token::generate()
+                .unwrap()
+                .expose()
+                .to_owned(),
+        ),
+    ] {
+        for (query, field) in &fields {
+            let headers: Vec<(&str, String)> = bad_token
+                .iter()
+                .map(|t| ("authorization", format!("Bearer {t}")))
+                .collect();
+            let answer = app.post_as(query, json!({}), &headers).await;
+            let errors = answer.body["errors"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{field}: {}", answer.body));
+            assert_eq!(errors.len(), 1, "{field}: {}", answer.body);
+            assert_eq!(answer.code(), "UNAUTHENTICATED", "{field}: {}", answer.body);
+            assert_eq!(errors[0]["message"], "You must be signed in.");
+            assert_eq!(errors[0]["path"], json!([field]));
+        }
+    }
+    assert_eq!(app.me(&token).await, "Alice", "the session survived");
+    assert_eq!(app.session_rows().await.len(), 1);
+    assert_eq!(app.users().await[0].password_hash, hash_before);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_clears_the_cookie() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let token = app.token("alice", GOOD_PASSWORD).await;
+    let other = app.token("alice", GOOD_PASSWORD).await;
+    let answer = app.with_bearer("mutation { logout }", &token).await;
+    assert_eq!(answer.body, json!({ "data": { "logout": true } }));
+    let cleared = set_cookie(&answer.headers).remove(0);
+    assert!(
+        cleared.starts_with("roster_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert_eq!(app.me(&token).await, Value::Null);
+    assert_eq!(app.me(&other).await, "Alice", "only that session ended");
+    let again = app.with_bearer("mutation { logout }", &token).await;
+    assert_eq!(again.code(), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn revoke_session_ends_ones_own_sessions_only() {
+    let app = spawn_app().await;
+    app.alice().await;
+    app.register("bob", "bob@example.com", GOOD_PASSWORD).await;
+    let first = app.token("alice", GOOD_PASSWORD).await;
+    let second = app.token("alice@example.com", GOOD_PASSWORD).await;
+    let bobs = app.token("bob", GOOD_PASSWORD).await;
+
+    let listed = app.with_bearer("{ sessions { id current } }", &first).await;
+    let sessions = listed.body["data"]["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{}", listed.body);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let second_id = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bobs_list = app.with_bearer("{ sessions { id } }", &bobs).await;
+    let bobs_id = bobs_list.body["data"]["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Someone else's session, a made-up id, a malformed id: false, nothing changes.
+    for id in [
+        bobs_id.as_str(),
+        "01a21086-a06e-732c-80ca-0bd15cc20bc9",
+        "nope",
+    ] {
+        let answer = app
+            .with_bearer(
+                &format!("mutation {{ revokeSession(id: \"{id}\") }}"),
+                &first,
+            )
+            .await;
+        assert_eq!(
+            answer.body,
+            json!({ "data": { "revokeSession": false } }),
+            "{id}"
+        );
+    }
+    assert_eq!(app.me(&bobs).await, "bob");
+    assert_eq!(app.session_rows().await.len(), 3);
+
+    let answer = app
+        .with_bearer(
+            &format!("mutation {{ revokeSession(id: \"{second_id}\") }}"),
+            &first,
+        )
+        .await;
+    assert_eq!(answer.body, json!({ "data": { "revokeSession": true } }));
+    assert_eq!(app.me(&second).await, Value::Null);
+    assert_eq!(app.me(&first).await, "Alice");
+}
+
+#[tokio::test]
+async fn logout_everywhere_ends_every_session_and_counts_them() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let tokens = [
+        app.token("alice", GOOD_PASSWORD).await,
+        app.token("alice", GOOD_PASSWORD).await,
+        app.token("alice", GOOD_PASSWORD).await,
+    ];
+    let answer = app
+        .with_bearer("mutation { logoutEverywhere }", &tokens[0])
+        .await;
+    assert_eq!(answer.body, json!({ "data": { "logoutEverywhere": 3 } }));
+    assert!(set_cookie(&answer.headers)[0].contains("Max-Age=0"));
+    for token in &tokens {
+        assert_eq!(app.me(token).await, Value::Null);
+    }
+    assert!(app.session_rows().await.is_empty());
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle_and_are_purged() {
+    let app = spawn_app_with(|c| {
+        c.sessions.session_idle_ttl = Duration::from_secs(1);
+        c.sessions.session_max_ttl = Duration::from_secs(1);
+    })
+    .await;
+    app.alice().await;
+    let answer = app.login("alice", GOOD_PASSWORD).await;
+    let session = &answer.body["data"]["login"]["session"];
+    let created: chrono::DateTime<chrono::Utc> =
+        session["createdAt"].as_str().unwrap().parse().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        session["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires - created, chrono::Duration::seconds(1));
+    let token = answer.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.me(&token).await, "Alice");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.me(&token).await, Value::Null, "expired is refused");
+    assert_eq!(
+        app.with_bearer("mutation { logout }", &token).await.code(),
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(
+        app.session_rows().await.len(),
+        1,
+        "refused before it is purged"
+    );
+    let sessions = roster::sessions::Sessions::new(
+        app.db.clone(),
+        roster::sessions::SessionPolicy {
+            idle_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(1),
+        },
+    );
+    assert_eq!(sessions.purge_expired().await.unwrap(), 1);
+    assert!(app.session_rows().await.is_empty());
+}
+
+#[tokio::test]
+async fn expiry_is_the_earlier_of_idle_and_absolute() {
+    let app = spawn_app_with(|c| {
+        c.sessions.session_idle_ttl = Duration::from_secs(3600);
+        c.sessions.session_max_ttl = Duration::from_secs(7200);
+    })
+    .await;
+    app.alice().await;
+    let answer = app.login("alice", GOOD_PASSWORD).await;
+    let session = &answer.body["data"]["login"]["session"];
+    let created: chrono::DateTime<chrono::Utc> =
+        session["createdAt"].as_str().unwrap().parse().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        session["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires - created, chrono::Duration::seconds(3600));
+    // A session last seen long ago: its next use refreshes lastSeenAt, capped by the max.
+    let mut row = app.session_rows().await.remove(0).into_active_model();
+    let long_ago = (chrono::Utc::now() - chrono::Duration::seconds(5000)).trunc_subsecs_to_micros();
+    row.created_at = Set(long_ago);
+    row.last_seen_at = Set(long_ago);
+    row.update(&app.db).await.unwrap();
+    let token = answer.body["data"]["login"]["token"].as_str().unwrap();
+    let listed = app
+        .with_bearer("{ sessions { lastSeenAt expiresAt createdAt } }", token)
+        .await;
+    let s = &listed.body["data"]["sessions"][0];
+    let seen: chrono::DateTime<chrono::Utc> = s["lastSeenAt"].as_str().unwrap().parse().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> = s["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        chrono::Utc::now() - seen < chrono::Duration::seconds(30),
+        "touched: {s}"
+    );
+    let cap = long_ago + chrono::Duration::seconds(7200);
+    assert_eq!(expires, cap, "the absolute limit wins: {s}");
+    // Touched at most once a minute: an immediate second use writes nothing.
+    let before = app.session_rows().await[0].last_seen_at;
+    app.me(token).await;
+    assert_eq!(app.session_rows().await[0].last_seen_at, before);
+}
+
+trait Micros {
+    fn trunc_subsecs_to_micros(self) -> Self;
+}
+impl Micros for chrono::DateTime<chrono::Utc> {
+    fn trunc_subsecs_to_micros(self) -> Self {
+        chrono::SubsecRound::trunc_subsecs(self, 6)
+    }
+}
+
+#[tokio::test]
+async fn unknown_wrong_and_deactivated_are_indistinguishable() {
+    let app = spawn_app().await;
+    app.alice().await;
+    app.register("carol", "carol@example.com", GOOD_PASSWORD)
+        .await;
+    let carols = app.token("carol", GOOD_PASSWORD).await;
+    let mut carol = app
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u.username == "carol")
+        .unwrap()
+        .into_active_model();
+    carol.is_active = Set(false);
+    carol.update(&app.db).await.unwrap();
+
+    let before = app.hasher.computed();
+    let answers = [
+        app.login("nobody", GOOD_PASSWORD).await,
+        app.login("alice", "wrong password").await,
+        app.login("carol", GOOD_PASSWORD).await,
+    ];
+    // Each cost exactly one Argon2id verification, the unknown one included.
+    assert_eq!(app.hasher.computed() - before, 3);
+    for answer in &answers {
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.body,
+            json!({ "data": null, "errors": [{
+                "message": "Invalid username/email or password.",
+                "locations": [{ "line": 2, "column": 5 }],
+                "path": ["login"],
+                "extensions": { "code": "INVALID_CREDENTIALS" },
+            }] })
+        );
+        assert!(set_cookie(&answer.headers).is_empty());
+    }
+    assert_eq!(
+        app.me(&carols).await,
+        Value::Null,
+        "a deactivated user's sessions stop working"
+    );
+    assert_eq!(
+        app.session_rows().await.len(),
+        1,
+        "no session for a failed login"
+    );
+}
+
+#[tokio::test]
+async fn the_database_holds_no_token_in_clear() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let token = app.token("alice", GOOD_PASSWORD).await;
+    let row = app.session_rows().await.remove(0);
+    let digest: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(row.token_hash, digest);
+    let everything = format!("{row:?} {:?}", app.users().await);
+    assert!(
+        !everything.contains(&token),
+        "the token is stored somewhere in clear"
+    );
+}
+
+#[tokio::test]
+async fn change_password_applies_the_policy_and_revokes_other_sessions() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let current = app.token("alice", GOOD_PASSWORD).await;
+    let other = app.token("alice", GOOD_PASSWORD).await;
+    let change = |current_password: &str, new_password: &str| {
+        format!(
+            "mutation {{ changePassword(input: {{currentPassword: \"{current_password}\", newPassword: \"{new_password}\"}}) {{ username }} }}"
+        )
+    };
+    let hash_before = app.users().await[0].password_hash.clone();
+
+    let answer = app
+        .with_bearer(&change(GOOD_PASSWORD, "short"), &current)
+        .await;
+    assert_eq!(
+        answer.field_codes(),
+        vec![
+            ("newPassword".to_owned(), "password_too_short".to_owned()),
+            ("newPassword".to_owned(), "password_too_weak".to_owned())
+        ]
+    );
+    let answer = app.with_bearer(&change("not it", "alice"), &current).await;
+    let codes = answer.field_codes();
+    assert_eq!(
+        codes[0],
+        ("currentPassword".to_owned(), "invalid".to_owned())
+    );
+    assert!(
+        codes[1..]
+            .iter()
+            .any(|c| c == &("newPassword".to_owned(), "password_too_similar".to_owned())),
+        "{codes:?}"
+    );
+    let answer = app
+        .with_bearer(&change("not it", NEW_PASSWORD), &current)
+        .await;
+    assert_eq!(
+        answer.field_codes(),
+        vec![("currentPassword".to_owned(), "invalid".to_owned())]
+    );
+    assert_eq!(
+        app.users().await[0].password_hash,
+        hash_before,
+        "nothing changed"
+    );
+    assert_eq!(app.me(&other).await, "Alice");
+
+    let answer = app
+        .with_bearer(&change(GOOD_PASSWORD, NEW_PASSWORD), &current)
+        .await;
+    assert_eq!(
+        answer.body,
+        json!({ "data": { "changePassword": { "username": "Alice" } } })
+    );
+    assert_eq!(
+        app.me(&current).await,
+        "Alice",
+        "the caller's session stays"
+    );
+    assert_eq!(
+        app.me(&other).await,
+        Value::Null,
+        "every other session ends"
+    );
+    assert_eq!(
+        app.login("alice", GOOD_PASSWORD).await.code(),
+        "INVALID_CREDENTIALS"
+    );
+    app.token("alice", NEW_PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_login_rehashes_with_the_configured_parameters() {
+    let cheap = |c: &mut roster::config::Config| {
+        c.hashing.argon2_memory_kib = 1024;
+        c.hashing.argon2_iterations = 1;
+    };
+    let first = spawn_app_with(cheap).await;
+    first.alice().await;
+    let old = first.users().await[0].password_hash.clone();
+    assert!(old.contains("$m=1024,t=1,p=1$"), "{old}");
+    let url = first.database_url.clone();
+    let second = spawn_app_on(url, |c| {
+        c.hashing.argon2_memory_kib = 2048;
+        c.hashing.argon2_iterations = 2;
+    })
+    .await;
+    second.token("alice", GOOD_PASSWORD).await;
+    let new = second.users().await[0].password_hash.clone();
+    assert!(new.contains("$m=2048,t=2,p=1$"), "{new}");
+    // The upgraded hash verifies, and an unchanged one is left alone.
+    second.token("alice", GOOD_PASSWORD).await;
+    assert_eq!(second.users().await[0].password_hash, new);
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_client() {
+    let app = spawn_app_with(|c| {
+        c.sessions.login_rate_limit = roster::config::parse_rate_limit("3/1h").unwrap();
+    })
+    .await;
+    app.alice().await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.login("alice", "wrong").await.code(),
+            "INVALID_CREDENTIALS"
+        );
+    }
+    app.token("alice", GOOD_PASSWORD).await;
+    let answer = app.login("alice", GOOD_PASSWORD).await;
+    assert_eq!(answer.status, 429, "successes count too: {}", answer.body);
+    assert_eq!(answer.code(), "RATE_LIMITED");
+    assert!(
+        answer.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 1000
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account_then_forgiven() {
+    let app = spawn_app_with(|c| {
+        c.sessions.login_failure_limit = roster::config::parse_rate_limit("3/2s").unwrap();
+    })
+    .await;
+    app.alice().await;
+    // The username and the email of one account count together.
+    for identifier in ["alice", "ALICE@example.com", "Alice"] {
+        assert_eq!(
+            app.login(identifier, "wrong").await.code(),
+            "INVALID_CREDENTIALS"
+        );
+    }
+    // An unknown identifier behaves the same way, keyed by its canonical form.
+    for identifier in ["ghost", "GHOST", "ｇｈｏｓｔ"] {
+        assert_eq!(
+            app.login(identifier, "wrong").await.code(),
+            "INVALID_CREDENTIALS"
+        );
+    }
+    let hashes = app.hasher.computed();
+    for identifier in ["alice@example.com", "ghost"] {
+        // Even the right password: the account is throttled, and the pool is not touched.
+        let answer = app.login(identifier, GOOD_PASSWORD).await;
+        assert_eq!(answer.status, 429, "{identifier}: {}", answer.body);
+        assert_eq!(answer.code(), "RATE_LIMITED");
+        assert!(answer.headers.contains_key("retry-after"));
+    }
+    assert_eq!(
+        app.hasher.computed(),
+        hashes,
+        "throttled attempts never reach the hash pool"
+    );
+    // Another account is not affected.
+    app.register("bob", "bob@example.com", GOOD_PASSWORD).await;
+    app.token("bob", GOOD_PASSWORD).await;
+    // No permanent lockout: after the window the victim logs in.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.token("alice", GOOD_PASSWORD).await;
+    // And a success resets the count.
+    for _ in 0..2 {
+        app.login("alice", "wrong").await;
+    }
+    app.token("alice", GOOD_PASSWORD).await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.login("alice", "wrong").await.code(),
+            "INVALID_CREDENTIALS"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_full_hash_queue_answers_login_with_503() {
+    let app = std::sync::Arc::new(
+        spawn_app_with(|c| {
+            c.hashing.hash_workers = 1;
+            c.hashing.hash_queue = 1;
+            c.hashing.argon2_memory_kib = 64 * 1024;
+            c.hashing.argon2_iterations = 3;
+        })
+        .await,
+    );
+    app.alice().await;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.login("alice", GOOD_PASSWORD).await })
+        })
+        .collect();
+    let (mut ok, mut busy) = (0, 0);
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match answer.status.as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(answer.code(), "SERVER_BUSY");
+                busy += 1;
+            }
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "ok={ok} busy={busy}");
+    assert_eq!(session::Entity::find().count(&app.db).await.unwrap(), ok);
+}
+
+/// Deny by default: every root field of the schema has a declared permission.
+#[test]
+fn every_root_field_declares_a_permission() {
+    let sdl = roster::graphql::sdl();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for root in ["Query", "Mutation"] {
+        let start = sdl
+            .find(&format!("type {root} {{"))
+            .unwrap_or_else(|| panic!("no {root}"));
+        let body = &sdl[start..start + sdl[start..].find("\n}").unwrap()];
+        let mut in_doc = false;
+        for line in body.lines().skip(1) {
+            let line = line.trim();
+            if line.starts_with("\"\"\"") {
+                in_doc = !in_doc;
+                continue;
+            }
+            if in_doc || line.is_empty() {
+                continue;
+            }
+            let name = line.split(['(', ':']).next().unwrap().trim();
+            seen += 1;
+            if roster::graphql::guard::permission(root, name).is_none() {
+                missing.push(format!("{root}.{name}"));
+            }
+        }
+    }
+    assert!(seen >= 9, "the walk found {seen} fields");
+    assert!(
+        missing.is_empty(),
+        "root fields without a declared permission: {missing:?}"
+    );
+}
+
+/// The user table row for a username, for tests that change it behind the API's back.
+#[allow(dead_code)]
+async fn user_named(app: &TestApp, name: &str) -> user::Model {
+    app.users()
+        .await
+        .into_iter()
+        .find(|u| u.username == name)
+        .unwrap()
+}

@@ -9,7 +9,8 @@
 //!
 //! Method (details in BENCHMARKS.md): the server is the `roster` binary in a child process with
 //! default settings except `--register-rate-limit off --request-rate-limit off
-//! --max-connections-per-ip 100000` (one load generator is one client address). The load generator is a minimal
+//! --max-connections-per-ip 100000 --login-rate-limit off --login-failure-limit off` (one load
+//! generator is one client address, logging in to one account). The load generator is a minimal
 //! HTTP/1.1 keep-alive client on one thread, so it takes as little CPU from the server as
 //! possible. The raw Argon2id rate is measured in the same run, same parameters, one thread per
 //! core, with the server idle; throughput is reported as a ratio to it. Peak RSS is the
@@ -44,6 +45,9 @@ struct Plan {
     duplicate_secs: f64,
     flood_secs: f64,
     flood_clients: usize,
+    login_secs: f64,
+    login_clients: usize,
+    timing_secs: f64,
 }
 
 const FULL: Plan = Plan {
@@ -57,6 +61,9 @@ const FULL: Plan = Plan {
     duplicate_secs: 3.0,
     flood_secs: 6.0,
     flood_clients: 500,
+    login_secs: 10.0,
+    login_clients: 64,
+    timing_secs: 10.0,
 };
 
 const SMOKE: Plan = Plan {
@@ -70,6 +77,9 @@ const SMOKE: Plan = Plan {
     duplicate_secs: 0.3,
     flood_secs: 0.5,
     flood_clients: 50,
+    login_secs: 1.0,
+    login_clients: 8,
+    timing_secs: 1.0,
 };
 
 fn main() {
@@ -136,9 +146,9 @@ fn main() {
                 row.target
             );
         }
-        failed |= runs
-            .iter()
-            .any(|r| r.register_other > 0 || r.register_ok == 0);
+        failed |= runs.iter().any(|r| {
+            r.register_other > 0 || r.register_ok == 0 || r.login_other > 0 || r.login_ok == 0
+        });
         println!(
             "\nCPU seconds during the register phase (server threads by name; bench = this load generator):"
         );
@@ -202,6 +212,20 @@ struct RunResult {
     /// The two raw-rate measurements behind `raw_hash_rate`.
     raw_spread: String,
     invalid_named_rate: f64,
+    /// Raw Argon2id rate measured right after the login phases (bracketing them with the
+    /// measurement after the register phase).
+    raw_after_login: f64,
+    login_rate: f64,
+    login_ok: u64,
+    login_other: u64,
+    login_p50_ms: f64,
+    login_p99_ms: f64,
+    unknown_p50_ms: f64,
+    unknown_p99_ms: f64,
+    wrong_p50_ms: f64,
+    wrong_p99_ms: f64,
+    /// The raw rate after the register phase (first half of the login bracket).
+    raw_after_register: f64,
 }
 
 struct Row {
@@ -327,6 +351,66 @@ const ROWS: &[Row] = &[
         target: "≫ hash rate",
     },
     Row {
+        name: "login throughput, req/s (64 clients, right password)",
+        get: |r| r.login_rate,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "**login throughput ÷ raw hash rate**",
+        get: |r| r.login_rate / ((r.raw_after_register + r.raw_after_login) / 2.0),
+        decimals: 3,
+        target: "≥ 0.9",
+    },
+    Row {
+        name: "login latency p50, ms (64 clients)",
+        get: |r| r.login_p50_ms,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "login latency p99, ms",
+        get: |r| r.login_p99_ms,
+        decimals: 1,
+        target: "",
+    },
+    Row {
+        name: "failed login p50, unknown identifier, ms (interleaved)",
+        get: |r| r.unknown_p50_ms,
+        decimals: 2,
+        target: "",
+    },
+    Row {
+        name: "failed login p50, wrong password, ms (interleaved)",
+        get: |r| r.wrong_p50_ms,
+        decimals: 2,
+        target: "",
+    },
+    Row {
+        name: "**p50 unknown ÷ p50 wrong password**",
+        get: |r| r.unknown_p50_ms / r.wrong_p50_ms,
+        decimals: 3,
+        target: "0.9–1.1",
+    },
+    Row {
+        name: "failed login p99, unknown identifier, ms",
+        get: |r| r.unknown_p99_ms,
+        decimals: 2,
+        target: "",
+    },
+    Row {
+        name: "failed login p99, wrong password, ms",
+        get: |r| r.wrong_p99_ms,
+        decimals: 2,
+        target: "",
+    },
+    Row {
+        name: "**p99 unknown ÷ p99 wrong password**",
+        get: |r| r.unknown_p99_ms / r.wrong_p99_ms,
+        decimals: 3,
+        target: "0.9–1.1",
+    },
+    Row {
         name: "**start-up to first answer (migrated DB), ms**",
         get: |r| r.startup_ms,
         decimals: 1,
@@ -405,6 +489,7 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
     result.register_peak_rss_mib = sampler.stop();
     if !only_register {
         let raw_after = raw_hash_rate(plan.hash_secs);
+        result.raw_after_register = raw_after;
         result.raw_hash_rate = (raw_before + raw_after) / 2.0;
         result.raw_spread = format!("{raw_before:.1} before, {raw_after:.1} after");
     }
@@ -429,6 +514,39 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
         database.drop_it().await;
         return result;
     }
+
+    // Logins: one account, the right password, as many clients as the register phase; then
+    // failed logins, an unknown identifier and a wrong password interleaved on each
+    // connection so both see the same load, for the timing comparison.
+    let mut conn = Conn::open(server.addr).await.expect("connect");
+    let (status, body) = conn
+        .send(&register_body(Payload::LoginAccount))
+        .await
+        .expect("register the login account");
+    assert!(
+        status == 200 && contains(&body, b"\"register\":{\"id\""),
+        "login account: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let login = register_load(
+        server.addr,
+        plan.login_clients,
+        plan.warmup_secs,
+        plan.login_secs,
+        Payload::Login,
+    )
+    .await;
+    result.login_rate = login.ok_in_window as f64 / plan.login_secs;
+    result.login_ok = login.ok_in_window;
+    result.login_other = login.other;
+    result.login_p50_ms = percentile(&login.latencies_ms, 50.0);
+    result.login_p99_ms = percentile(&login.latencies_ms, 99.0);
+    let (unknown, wrong) = failed_login_timing(server.addr, cores() * 2, plan.timing_secs).await;
+    result.unknown_p50_ms = percentile(&unknown, 50.0);
+    result.unknown_p99_ms = percentile(&unknown, 99.0);
+    result.wrong_p50_ms = percentile(&wrong, 50.0);
+    result.wrong_p99_ms = percentile(&wrong, 99.0);
+    result.raw_after_login = raw_hash_rate(plan.hash_secs);
 
     // Invalid input: validation errors only, nothing to hash.
     let invalid = register_load(
@@ -622,6 +740,11 @@ impl Server {
                 // per-address connection cap instead.
                 "--max-connections-per-ip",
                 "100000",
+                // One load generator logs in to one account, over and over.
+                "--login-rate-limit",
+                "off",
+                "--login-failure-limit",
+                "off",
             ])
             .env("DATABASE_URL", database_url)
             .env_remove("RUST_LOG")
@@ -746,6 +869,64 @@ enum Payload {
     InvalidNamed,
     /// A taken username with otherwise valid input: caught by the pre-check.
     Duplicate,
+    /// Registers the account the login phases use.
+    LoginAccount,
+    /// A login with the right password: one verification, one session row.
+    Login,
+}
+
+fn login_body(identifier: &str, password: &str) -> Vec<u8> {
+    let body = format!(
+        r#"{{"query":"mutation L($i: LoginInput!) {{ login(input: $i) {{ token }} }}","variables":{{"i":{{"identifier":"{identifier}","password":"{password}"}}}}}}"#
+    );
+    graphql_request(&body)
+}
+
+/// Failed logins on `clients` connections, each alternating an unknown identifier and a
+/// wrong password for the login account; the latencies of each kind.
+async fn failed_login_timing(addr: SocketAddr, clients: usize, secs: f64) -> (Vec<f64>, Vec<f64>) {
+    let run = std::process::id();
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            tokio::spawn(async move {
+                let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+                let Ok(mut conn) = Conn::open(addr).await else {
+                    return (unknown, wrong);
+                };
+                let mut n = c;
+                while Instant::now() < end {
+                    n += 1;
+                    let is_unknown = n % 2 == 0;
+                    let request = if is_unknown {
+                        login_body(&format!("nobody_{run}_{n}"), &format!("{PASSWORD_BASE}-x"))
+                    } else {
+                        login_body(&format!("bench_login_{run}"), &format!("{PASSWORD_BASE}-x"))
+                    };
+                    let sent = Instant::now();
+                    let Ok((200, body)) = conn.send(&request).await else {
+                        continue;
+                    };
+                    let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    if contains(&body, b"INVALID_CREDENTIALS") {
+                        if is_unknown {
+                            unknown.push(ms);
+                        } else {
+                            wrong.push(ms);
+                        }
+                    }
+                }
+                (unknown, wrong)
+            })
+        })
+        .collect();
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (u, w) = task.await.unwrap();
+        unknown.extend(u);
+        wrong.extend(w);
+    }
+    (unknown, wrong)
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -753,6 +934,12 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 fn register_body(payload: Payload) -> Vec<u8> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let run = std::process::id();
+    if payload == Payload::Login {
+        return login_body(
+            &format!("BENCH_LOGIN_{run}"),
+            &format!("{PASSWORD_BASE}-login"),
+        );
+    }
     let (username, email, password) = match payload {
         Payload::Unique => (
             format!("bench_{run}_{n}"),
@@ -773,6 +960,11 @@ fn register_body(payload: Payload) -> Vec<u8> {
             format!("bench_{run}_0"),
             format!("dup_{run}_{n}@example.com"),
             format!("{PASSWORD_BASE}-{n}"),
+        ),
+        Payload::LoginAccount | Payload::Login => (
+            format!("bench_login_{run}"),
+            format!("bench_login_{run}@example.com"),
+            format!("{PASSWORD_BASE}-login"),
         ),
     };
     let body = format!(
@@ -821,7 +1013,10 @@ async fn register_load(
                     let done = Instant::now();
                     let in_window = sent >= window_start && done <= end;
                     match answer {
-                        Ok((200, body)) if contains(&body, b"\"register\":{\"id\"") => {
+                        Ok((200, body))
+                            if contains(&body, b"\"register\":{\"id\"")
+                                || contains(&body, b"\"login\":{\"token\"") =>
+                        {
                             if in_window {
                                 result.ok_in_window += 1;
                                 result.answered_in_window += 1;

@@ -154,10 +154,11 @@ fn main() {
         );
         for (i, r) in runs.iter().enumerate() {
             println!(
-                "- run {}: {}; raw Argon2id {}",
+                "- run {}: {}; raw Argon2id {}; login phase: {}",
                 i + 1,
                 r.cpu_split,
-                r.raw_spread
+                r.raw_spread,
+                r.login_cpu_split
             );
         }
     }
@@ -226,6 +227,8 @@ struct RunResult {
     wrong_p99_ms: f64,
     /// The raw rate after the register phase (first half of the login bracket).
     raw_after_register: f64,
+    /// Where the CPU went during the login phase.
+    login_cpu_split: String,
 }
 
 struct Row {
@@ -528,6 +531,8 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
         "login account: {}",
         String::from_utf8_lossy(&body)
     );
+    let cpu_before = thread_cpu(server.pid);
+    let self_before = thread_cpu(std::process::id());
     let login = register_load(
         server.addr,
         plan.login_clients,
@@ -536,6 +541,12 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
         Payload::Login,
     )
     .await;
+    result.login_cpu_split = cpu_split(
+        &cpu_before,
+        &thread_cpu(server.pid),
+        &self_before,
+        &thread_cpu(std::process::id()),
+    );
     result.login_rate = login.ok_in_window as f64 / plan.login_secs;
     result.login_ok = login.ok_in_window;
     result.login_other = login.other;

@@ -160,15 +160,30 @@ impl Inner {
     }
 }
 
-/// Failed attempts per key (an account, or an unknown identifier's canonical form): after
-/// `limit` failures within `window` of the first one, further attempts are refused until the
-/// window has passed; a success clears the key. No permanent lockout: the worst a stranger
-/// can do to a victim is keep them waiting one window at a time, and only while they keep
-/// failing for them (the per-IP login limit bounds how fast).
+/// Whose password attempts are counted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureKey {
+    /// Logins to an existing account (its username and email together).
+    Account(uuid::Uuid),
+    /// `changePassword` attempts of a signed-in user: a key of its own, so a stranger's
+    /// failed logins cannot stop the owner from changing the password.
+    PasswordChange(uuid::Uuid),
+    /// Logins naming no account, by the identifier's canonical form.
+    Unknown(String),
+}
+
+/// Password attempts per key: an attempt is counted as a failure **before** the password is
+/// checked (so concurrent attempts cannot all slip past the check) and the count is cleared
+/// when it succeeds. After `limit` in `window` (counted from the first), further attempts are
+/// refused until the window has passed. No permanent lockout: the worst a stranger can do to
+/// a victim is keep them waiting one window at a time, and only while they keep failing for
+/// them (the per-IP login limit bounds how fast).
 ///
 /// Fixed windows rather than GCRA: the question is "how many failures lately", and a
-/// success must be able to reset it, which governor's buckets cannot do. Memory is bounded:
-/// past `max_keys`, expired windows are dropped, then the oldest.
+/// success must be able to clear it, which governor's buckets cannot do. Memory is bounded:
+/// accounts and unknown identifiers live in separate tables of `max_keys` each, so spraying
+/// made-up identifiers can never evict an account's count; a full table first drops expired
+/// windows (at most once a second), then an arbitrary entry of its own kind.
 #[derive(Clone)]
 pub struct FailureThrottle {
     inner: Option<Arc<FailureInner>>,
@@ -178,101 +193,109 @@ struct FailureInner {
     limit: u32,
     window: Duration,
     max_keys: usize,
-    keys: Mutex<std::collections::HashMap<String, (Instant, u32)>>,
+    accounts: Mutex<FailureTable>,
+    unknown: Mutex<FailureTable>,
+}
+
+struct FailureTable {
+    map: std::collections::HashMap<FailureKey, (Instant, u32)>,
+    last_sweep: Instant,
 }
 
 impl FailureThrottle {
     pub fn new(rate: RateLimit, max_keys: usize) -> Self {
+        let table = || {
+            Mutex::new(FailureTable {
+                map: std::collections::HashMap::new(),
+                last_sweep: Instant::now(),
+            })
+        };
         let inner = match rate {
             RateLimit::Off => None,
             RateLimit::PerPeriod { burst, period } => Some(Arc::new(FailureInner {
                 limit: burst.get(),
                 window: period,
                 max_keys: max_keys.max(1),
-                keys: Mutex::new(std::collections::HashMap::new()),
+                accounts: table(),
+                unknown: table(),
             })),
         };
         Self { inner }
     }
 
-    /// `Err(wait)` when `key` has used up its failures in the current window.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
+    /// Counts an attempt for `key`, or answers `Err(wait)` when the key has used up its
+    /// attempts in the current window (nothing is counted then).
+    pub fn begin(&self, key: &FailureKey) -> Result<(), Duration> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let Ok(keys) = inner.keys.lock() else {
-            return Ok(());
-        };
-        match keys.get(key) {
-            Some(&(start, count)) if count >= inner.limit => {
-                let elapsed = start.elapsed();
-                if elapsed < inner.window {
-                    Err(inner.window - elapsed)
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts one failure for `key`.
-    pub fn record_failure(&self, key: &str) {
-        let Some(inner) = &self.inner else {
-            return;
-        };
-        let Ok(mut keys) = inner.keys.lock() else {
-            return;
-        };
+        let mut table = inner.table(key);
         let now = Instant::now();
-        if !keys.contains_key(key) && keys.len() >= inner.max_keys {
-            keys.retain(|_, (start, _)| now.duration_since(*start) < inner.window);
-            if keys.len() >= inner.max_keys
-                && let Some(oldest) = keys
-                    .iter()
-                    .min_by_key(|(_, (start, _))| *start)
-                    .map(|(k, _)| k.clone())
+        if !table.map.contains_key(key) && table.map.len() >= inner.max_keys {
+            if now.duration_since(table.last_sweep) >= Duration::from_secs(1) {
+                table.last_sweep = now;
+                let window = inner.window;
+                table
+                    .map
+                    .retain(|_, (start, _)| now.duration_since(*start) < window);
+            }
+            if table.map.len() >= inner.max_keys
+                && let Some(any) = table.map.keys().next().cloned()
             {
-                keys.remove(&oldest);
+                table.map.remove(&any);
             }
         }
-        let entry = keys.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= inner.window {
+        let entry = table.map.entry(key.clone()).or_insert((now, 0));
+        let elapsed = now.duration_since(entry.0);
+        if elapsed >= inner.window {
             *entry = (now, 0);
+        } else if entry.1 >= inner.limit {
+            return Err(inner.window - elapsed);
         }
-        entry.1 = entry.1.saturating_add(1);
+        entry.1 += 1;
+        Ok(())
     }
 
-    /// Clears `key` (after a success).
-    pub fn reset(&self, key: &str) {
-        if let Some(inner) = &self.inner
-            && let Ok(mut keys) = inner.keys.lock()
-        {
-            keys.remove(key);
+    /// Clears `key` after a successful attempt.
+    pub fn succeeded(&self, key: &FailureKey) {
+        if let Some(inner) = &self.inner {
+            inner.table(key).map.remove(key);
         }
     }
 
     /// Drops windows that have passed (called periodically).
     pub fn forget_idle(&self) {
-        if let Some(inner) = &self.inner
-            && let Ok(mut keys) = inner.keys.lock()
-        {
-            let window = inner.window;
-            keys.retain(|_, (start, _)| start.elapsed() < window);
-            keys.shrink_to_fit();
+        if let Some(inner) = &self.inner {
+            for table in [&inner.accounts, &inner.unknown] {
+                let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+                let window = inner.window;
+                table.map.retain(|_, (start, _)| start.elapsed() < window);
+                table.map.shrink_to_fit();
+            }
         }
     }
 
-    /// Keys remembered (for tests and metrics).
+    /// Keys remembered, both tables (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.inner
-            .as_ref()
-            .and_then(|i| i.keys.lock().ok().map(|k| k.len()))
-            .unwrap_or(0)
+        self.inner.as_ref().map_or(0, |i| {
+            i.accounts.lock().map_or(0, |t| t.map.len())
+                + i.unknown.lock().map_or(0, |t| t.map.len())
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl FailureInner {
+    /// The key's table. A poisoned lock is recovered, never a reason to stop counting.
+    fn table(&self, key: &FailureKey) -> std::sync::MutexGuard<'_, FailureTable> {
+        let table = match key {
+            FailureKey::Unknown(_) => &self.unknown,
+            _ => &self.accounts,
+        };
+        table.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -316,38 +339,51 @@ mod tests {
     }
 
     #[test]
-    fn failures_throttle_until_the_window_passes_and_a_success_resets() {
+    fn attempts_are_counted_up_front_until_the_window_passes_and_a_success_clears_them() {
         let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 10);
+        let alice = FailureKey::Account(uuid::Uuid::nil());
         for _ in 0..3 {
-            assert!(t.check("alice").is_ok());
-            t.record_failure("alice");
+            assert!(t.begin(&alice).is_ok());
         }
-        let wait = t.check("alice").unwrap_err();
+        // The fourth is refused before anything is checked: concurrent attempts cannot all
+        // pass a check that only later failures would close.
+        let wait = t.begin(&alice).unwrap_err();
         assert!(wait > Duration::from_secs(3500), "{wait:?}");
-        assert!(t.check("bob").is_ok(), "keys are separate");
-        t.reset("alice");
-        assert!(t.check("alice").is_ok());
+        assert!(
+            t.begin(&FailureKey::Unknown("bob".into())).is_ok(),
+            "keys are separate"
+        );
+        t.succeeded(&alice);
+        assert!(t.begin(&alice).is_ok());
 
-        let short = FailureThrottle {
-            inner: Some(Arc::new(FailureInner {
-                limit: 1,
-                window: Duration::from_millis(50),
-                max_keys: 10,
-                keys: Mutex::default(),
-            })),
-        };
-        short.record_failure("k");
-        assert!(short.check("k").is_err());
+        let short = FailureThrottle::new(
+            RateLimit::PerPeriod {
+                burst: std::num::NonZeroU32::new(1).unwrap(),
+                period: Duration::from_millis(50),
+            },
+            10,
+        );
+        let k = FailureKey::Unknown("k".into());
+        short.begin(&k).unwrap();
+        assert!(short.begin(&k).is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(short.check("k").is_ok(), "no permanent lockout");
+        assert!(short.begin(&k).is_ok(), "no permanent lockout");
     }
 
     #[test]
-    fn the_failure_table_is_bounded() {
+    fn the_failure_tables_are_bounded_and_unknown_keys_never_evict_an_account() {
         let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 100);
-        for n in 0..10_000 {
-            t.record_failure(&format!("key{n}"));
+        let victim = FailureKey::Account(uuid::Uuid::nil());
+        for _ in 0..3 {
+            t.begin(&victim).unwrap();
         }
-        assert!(t.len() <= 100, "{}", t.len());
+        for n in 0..10_000 {
+            let _ = t.begin(&FailureKey::Unknown(format!("key{n}")));
+        }
+        assert!(t.len() <= 101, "{}", t.len());
+        assert!(
+            t.begin(&victim).is_err(),
+            "the account's count survived the spray"
+        );
     }
 }

@@ -5,9 +5,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use super::login::pool_error;
 use super::{AccountService, Password, User, codes};
-use crate::entity::user;
+use crate::entity::{session, user};
 use crate::error::{AppError, FieldError};
 use crate::password::{HashError, Plaintext};
+use crate::ratelimit::FailureKey;
 use crate::sessions::Caller;
 
 impl AccountService {
@@ -16,19 +17,23 @@ impl AccountService {
     /// `currentPassword` and `newPassword`. On success the new hash is stored and every
     /// other session of the user is revoked, in one transaction; the caller's session stays.
     ///
-    /// A wrong current password counts as a failed login for the account, so a stolen
-    /// session cannot be used to guess the password faster than the login form allows.
+    /// Attempts are throttled like logins (`--login-failure-limit`, on a key of the user's
+    /// own that strangers' failed logins do not touch), so a stolen session cannot guess the
+    /// current password faster than the login form allows; `admit` is the caller's per-client
+    /// budget (`--login-rate-limit`), since each attempt costs two hashes.
     #[tracing::instrument(name = "change_password", skip_all, fields(user_id = %caller.user.id))]
     pub async fn change_password(
         &self,
         caller: &Caller,
         current: Plaintext,
         new: Plaintext,
+        admit: impl FnOnce() -> Result<(), AppError>,
     ) -> Result<User, AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        let key = format!("user:{}", caller.user.id);
+        admit()?;
+        let key = FailureKey::PasswordChange(caller.user.id);
         self.failures
-            .check(&key)
+            .begin(&key)
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
 
         let policy = self.policy.clone();
@@ -45,15 +50,8 @@ impl AccountService {
             .verify_reserved(slot, current, &caller.user.password_hash)
             .await;
         match verified {
-            Ok(v) if v.matches => self.failures.reset(&key),
-            Ok(_) | Err(HashError::Unverifiable(_)) => {
-                self.failures.record_failure(&key);
-                errors.push(FieldError::new(
-                    "currentPassword",
-                    codes::INVALID,
-                    "The current password is not correct.",
-                ));
-            }
+            Ok(v) if v.matches => {}
+            Ok(_) | Err(HashError::Unverifiable(_)) => errors.push(wrong_current()),
             Err(e) => return Err(pool_error(e)),
         }
         let new = match parsed {
@@ -75,17 +73,47 @@ impl AccountService {
             .map_err(pool_error)?;
         crate::deadline::commit_started();
         let txn = self.db.begin().await?;
-        user::Entity::update_many()
-            .col_expr(user::Column::PasswordHash, Expr::value(hash))
-            .filter(user::Column::Id.eq(caller.user.id))
+        // The caller's session must still exist, and the stored hash still be the one just
+        // verified: a change racing a logout-everywhere or another change must not win after
+        // it. Touching the session row locks it on PostgreSQL, so a concurrent revocation
+        // waits for this transaction or makes it find nothing.
+        let live = session::Entity::update_many()
+            .col_expr(
+                session::Column::LastSeenAt,
+                Expr::col(session::Column::LastSeenAt),
+            )
+            .filter(session::Column::Id.eq(caller.session.id))
             .exec(&txn)
             .await?;
+        if live.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(AppError::Unauthenticated);
+        }
+        let changed = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .filter(user::Column::Id.eq(caller.user.id))
+            .filter(user::Column::PasswordHash.eq(&caller.user.password_hash))
+            .exec(&txn)
+            .await?;
+        if changed.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(AppError::InvalidInput(vec![wrong_current()]));
+        }
         let revoked = self
             .sessions
             .revoke_all(&txn, caller.user.id, Some(caller.session.id))
             .await?;
         txn.commit().await?;
+        self.failures.succeeded(&key);
         tracing::info!(other_sessions_revoked = revoked, "password changed");
         Ok(caller.user.clone().into())
     }
+}
+
+fn wrong_current() -> FieldError {
+    FieldError::new(
+        "currentPassword",
+        codes::INVALID,
+        "The current password is not correct.",
+    )
 }

@@ -10,7 +10,8 @@ use super::canonical::{canonical, email_canonical};
 use super::{AccountService, User};
 use crate::entity::user;
 use crate::error::AppError;
-use crate::password::{HashError, Plaintext, Verified};
+use crate::password::{HashError, Plaintext};
+use crate::ratelimit::FailureKey;
 use crate::sessions::{Session, Token};
 
 /// No stored username (150) or email (254) is longer than this, so a longer identifier is
@@ -40,10 +41,10 @@ impl AccountService {
     ///
     /// An unknown identifier, a wrong password and a deactivated account get the same
     /// answer, [`AppError::InvalidCredentials`], after the same work: one Argon2id
-    /// verification (against a dummy hash when there is no account) and one failure counted
-    /// against the account, or against the identifier's canonical form when there is none.
-    /// A key that has used up `--login-failure-limit` is answered `RATE_LIMITED` before the
-    /// hash pool is touched.
+    /// verification (against a dummy hash when there is no account) and one attempt counted
+    /// against the account, or against the identifier's canonical form when there is none
+    /// (cleared by a success). A key that has used up `--login-failure-limit` is answered
+    /// `RATE_LIMITED` before the hash pool is touched.
     ///
     /// `admit` is the per-client limit (`--login-rate-limit`), spent only once a hash-queue
     /// slot is reserved, as for `register`. A stored hash with other parameters than the
@@ -63,36 +64,39 @@ impl AccountService {
             .take(MAX_IDENTIFIER_CHARS)
             .collect();
         let too_long = login.identifier.chars().nth(MAX_IDENTIFIER_CHARS).is_some();
-        let username_key = canonical(&identifier);
         let account = if identifier.is_empty() || too_long {
             None
         } else {
-            self.find_for_login(&username_key, &email_canonical(&identifier))
+            self.find_for_login(&canonical(&identifier), &email_canonical(&identifier))
                 .await?
         };
-        // Username and email of one account share a key; an unknown identifier has its own.
+        // Username and email of one account share a key. An unknown identifier is keyed by
+        // the broadest form the lookup uses (the email canonical form, which also maps IDNA
+        // dots and widths), so two spellings that would find the same account share a key
+        // whether or not it exists.
         let key = match &account {
-            Some(u) => format!("user:{}", u.id),
-            None => format!("unknown:{username_key}"),
+            Some(u) => FailureKey::Account(u.id),
+            None => FailureKey::Unknown(email_canonical(&identifier)),
         };
+        // Counted before the password is checked, so concurrent attempts cannot all pass.
         self.failures
-            .check(&key)
+            .begin(&key)
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
 
-        let verified = match &account {
+        let matches = match &account {
             Some(u) => {
                 let result = self
                     .hasher
                     .verify_reserved(slot, login.password.clone(), &u.password_hash)
                     .await;
                 match result {
-                    Ok(v) => v,
-                    Err(HashError::Unverifiable(e)) => {
+                    Ok(v) => Some(v),
+                    Err(e @ (HashError::Unverifiable(_) | HashError::Argon2(_))) => {
+                        // A stored hash roster cannot check: refuse, after the same work as
+                        // an unknown identifier so the answer takes as long.
                         tracing::warn!(user_id = %u.id, error = %e, "stored password hash cannot be verified; login refused");
-                        Verified {
-                            matches: false,
-                            needs_rehash: false,
-                        }
+                        self.spend_dummy(login.password.clone()).await?;
+                        None
                     }
                     Err(e) => return Err(pool_error(e)),
                 }
@@ -102,20 +106,13 @@ impl AccountService {
                     .verify_dummy(slot, login.password.clone())
                     .await
                     .map_err(pool_error)?;
-                Verified {
-                    matches: false,
-                    needs_rehash: false,
-                }
+                None
             }
         };
-        let user = match account {
-            Some(u) if verified.matches && u.is_active => u,
-            _ => {
-                self.failures.record_failure(&key);
-                return Err(AppError::InvalidCredentials);
-            }
+        let (user, verified) = match (account, matches) {
+            (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
+            _ => return Err(AppError::InvalidCredentials),
         };
-        self.failures.reset(&key);
 
         // Upgrade the stored hash while the plaintext is at hand. Best effort: a busy pool
         // or a failure leaves the old hash, which still verifies, for the next login.
@@ -131,31 +128,42 @@ impl AccountService {
         crate::deadline::commit_started();
         let now = Utc::now().trunc_subsecs(6);
         let txn = self.db.begin().await?;
-        user::Entity::update_many()
+        // Only while the password checked is still the stored one and the user still active:
+        // a login racing a password change or a deactivation gets no session (the row lock
+        // orders them on PostgreSQL; SQLite runs one writer at a time).
+        let mut update = user::Entity::update_many()
             .col_expr(user::Column::LastLogin, Expr::value(now))
             .filter(user::Column::Id.eq(user.id))
-            .exec(&txn)
-            .await?;
+            .filter(user::Column::PasswordHash.eq(&user.password_hash))
+            .filter(user::Column::IsActive.eq(true));
         if let Some(hash) = &upgraded {
-            // Only over the hash that was verified: a concurrent password change wins.
-            user::Entity::update_many()
-                .col_expr(user::Column::PasswordHash, Expr::value(hash.clone()))
-                .filter(user::Column::Id.eq(user.id))
-                .filter(user::Column::PasswordHash.eq(&user.password_hash))
-                .exec(&txn)
-                .await?;
+            update = update.col_expr(user::Column::PasswordHash, Expr::value(hash.clone()));
+        }
+        if update.exec(&txn).await?.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(AppError::InvalidCredentials);
         }
         let (token, session) = self
             .sessions
             .create(&txn, user.id, login.ip, login.user_agent.as_deref())
             .await?;
         txn.commit().await?;
+        self.failures.succeeded(&key);
         tracing::info!(user_id = %user.id, session_id = %session.id, rehashed = upgraded.is_some(), "logged in");
         Ok(LoggedIn {
             token,
             session,
             user: user.into(),
         })
+    }
+
+    /// One verification against the dummy hash, on a slot of its own.
+    async fn spend_dummy(&self, password: Plaintext) -> Result<(), AppError> {
+        let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
+        self.hasher
+            .verify_dummy(slot, password)
+            .await
+            .map_err(pool_error)
     }
 
     /// The account whose canonical username or canonical email matches; a username match

@@ -265,6 +265,7 @@ impl AccountService {
 
     /// Ends every session of a user (`logoutEverywhere`); answers how many were live.
     pub async fn revoke_all_sessions(&self, user_id: Uuid) -> Result<u64, AppError> {
+        crate::deadline::commit_started();
         Ok(self.sessions.revoke_all(&self.db, user_id, None).await?)
     }
 

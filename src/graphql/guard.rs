@@ -55,17 +55,18 @@ pub struct Auth {
     token: Option<Token>,
     sessions: Option<Sessions>,
     caller: OnceCell<Option<Caller>>,
-    /// The token came from the session cookie (so logging out should clear it).
-    pub from_cookie: bool,
+    /// Set once the request ended its own session: later fields of the same document run
+    /// as anonymous.
+    forgotten: std::sync::atomic::AtomicBool,
 }
 
 impl Auth {
-    pub fn new(token: Option<Token>, from_cookie: bool, sessions: Sessions) -> Self {
+    pub fn new(token: Option<Token>, sessions: Sessions) -> Self {
         Self {
             token,
             sessions: Some(sessions),
             caller: OnceCell::new(),
-            from_cookie,
+            forgotten: Default::default(),
         }
     }
 
@@ -75,7 +76,7 @@ impl Auth {
             token: None,
             sessions: None,
             caller: OnceCell::new(),
-            from_cookie: false,
+            forgotten: Default::default(),
         }
     }
 
@@ -85,11 +86,20 @@ impl Auth {
         let (Some(token), Some(sessions)) = (&self.token, &self.sessions) else {
             return Ok(None);
         };
+        if self.forgotten.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(None);
+        }
         let caller = self
             .caller
             .get_or_try_init(|| sessions.authenticate(token))
             .await?;
         Ok(caller.as_ref())
+    }
+
+    /// The request's session has ended (logout, revocation): from now on it is anonymous.
+    pub fn forget(&self) {
+        self.forgotten
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The caller, or `UNAUTHENTICATED`.

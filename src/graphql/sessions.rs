@@ -194,6 +194,7 @@ impl SessionsMutation {
             .revoke(caller.user.id, caller.session.id)
             .await
             .map_err(AppError::from)?;
+        auth(ctx).forget();
         cookie(ctx).clear(ctx);
         Ok(true)
     }
@@ -212,6 +213,7 @@ impl SessionsMutation {
             .await
             .map_err(AppError::from)?;
         if revoked && id == caller.session.id {
+            auth(ctx).forget();
             cookie(ctx).clear(ctx);
         }
         Ok(revoked)
@@ -244,6 +246,7 @@ impl SessionsMutation {
                 caller,
                 Plaintext::new(input.current_password),
                 Plaintext::new(input.new_password),
+                login_admission(ctx),
             )
             .await?;
         Ok(user.into())

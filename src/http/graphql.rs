@@ -270,11 +270,10 @@ async fn execute(
     request.set_parsed_query(prepared.document);
     // The cookie counts only on POST (which must be `application/json`, so no other site
     // can send it without a CORS preflight); a GET is never signed in by a cookie.
-    let (token, from_cookie) = credentials(headers, state.session_cookie && !from_get);
-    let mut request =
-        request
-            .data(ClientIp(ip))
-            .data(Auth::new(token, from_cookie, state.sessions.clone()));
+    let token = credentials(headers, state.session_cookie && !from_get);
+    let mut request = request
+        .data(ClientIp(ip))
+        .data(Auth::new(token, state.sessions.clone()));
     if let Some(agent) = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -288,27 +287,31 @@ async fn execute(
 /// The session token of a request: `Authorization: Bearer <token>` first, else the
 /// `roster_session` cookie when `cookies` is on. Anything that is not a well-formed token
 /// is ignored, leaving the caller anonymous.
-fn credentials(headers: &HeaderMap, cookies: bool) -> (Option<Token>, bool) {
+fn credentials(headers: &HeaderMap, cookies: bool) -> Option<Token> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let bearer = auth.to_str().ok().and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-        return (bearer.and_then(Token::parse), false);
+        return bearer.and_then(Token::parse);
     }
     if !cookies {
-        return (None, false);
+        return None;
     }
-    let token = headers
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .and_then(|(_, value)| Token::parse(value.trim()));
-    let found = token.is_some();
-    (token, found)
+        .filter(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim());
+    // Two cookies of that name mean one was planted (a sibling subdomain can set one with
+    // a narrower path, which the browser sends first): trust neither.
+    match (values.next(), values.next()) {
+        (Some(value), None) => Token::parse(value),
+        _ => None,
+    }
 }
 
 /// Turns an executed (or refused) request into HTTP: status from typed error data, error

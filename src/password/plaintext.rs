@@ -3,7 +3,8 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 /// A password as typed, before or without any policy: what login and "current password"
-/// carry. Its memory is wiped when dropped, and `Debug` never shows it (there is no
+/// carry. The buffer it owns is wiped when dropped (copies made before it existed — the
+/// request body, the parsed JSON — are not), and `Debug` never shows it (there is no
 /// `Display`), so it cannot reach a log or an error message by accident.
 #[derive(Clone)]
 pub struct Plaintext(Zeroizing<String>);

@@ -721,6 +721,119 @@ async fn failed_logins_are_throttled_per_account_then_forgiven() {
 }
 
 #[tokio::test]
+async fn concurrent_wrong_passwords_cannot_outrun_the_account_limit() {
+    let app = std::sync::Arc::new(
+        spawn_app_with(|c| {
+            c.sessions.login_failure_limit = roster::config::parse_rate_limit("3/1h").unwrap();
+        })
+        .await,
+    );
+    app.alice().await;
+    let hashes = app.hasher.computed();
+    let tasks: Vec<_> = (0..12)
+        .map(|n| {
+            let app = app.clone();
+            let identifier = if n % 2 == 0 {
+                "alice"
+            } else {
+                "alice@example.com"
+            };
+            tokio::spawn(async move { app.login(identifier, "wrong").await.code().to_owned() })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(task.await.unwrap());
+    }
+    let invalid = codes.iter().filter(|c| *c == "INVALID_CREDENTIALS").count();
+    let limited = codes.iter().filter(|c| *c == "RATE_LIMITED").count();
+    assert_eq!((invalid, limited), (3, 9), "{codes:?}");
+    assert_eq!(
+        app.hasher.computed() - hashes,
+        3,
+        "only the admitted attempts hashed"
+    );
+}
+
+#[tokio::test]
+async fn spellings_of_one_unknown_address_share_a_count_as_a_real_accounts_do() {
+    let app = spawn_app_with(|c| {
+        c.sessions.login_failure_limit = roster::config::parse_rate_limit("2/1h").unwrap();
+    })
+    .await;
+    app.alice().await;
+    // U+3002 (ideographic full stop) is a dot to IDNA: both spellings name one address, so
+    // whether the address exists must not change how the second spelling is counted.
+    for (first, second) in [
+        ("alice@example.com", "alice@example\u{3002}com"),
+        ("ghost@example.com", "ghost@example\u{3002}com"),
+    ] {
+        assert_eq!(
+            app.login(first, "wrong").await.code(),
+            "INVALID_CREDENTIALS"
+        );
+        assert_eq!(
+            app.login(first, "wrong").await.code(),
+            "INVALID_CREDENTIALS"
+        );
+        let answer = app.login(second, "wrong").await;
+        assert_eq!(answer.code(), "RATE_LIMITED", "{second}: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn a_session_ended_by_the_document_is_anonymous_for_the_rest_of_it() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let token = app.token("alice", GOOD_PASSWORD).await;
+    let query = format!(
+        "mutation {{ logout changePassword(input: {{currentPassword: \"{GOOD_PASSWORD}\", newPassword: \"{NEW_PASSWORD}\"}}) {{ id }} }}"
+    );
+    let answer = app.with_bearer(&query, &token).await;
+    assert_eq!(answer.body["data"]["logout"], true, "{}", answer.body);
+    assert!(
+        answer.body["data"]
+            .get("changePassword")
+            .is_none_or(Value::is_null),
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        answer.body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["errors"][0]["path"], json!(["changePassword"]));
+    let hash = app.users().await[0].password_hash.clone();
+    app.token("alice", GOOD_PASSWORD).await;
+    assert_eq!(
+        app.users().await[0].password_hash,
+        hash,
+        "the password did not change"
+    );
+}
+
+#[tokio::test]
+async fn two_session_cookies_sign_in_nobody() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let token = app.token("alice", GOOD_PASSWORD).await;
+    let planted = roster::sessions::Token::generate().unwrap();
+    for cookie in [
+        format!(
+            "roster_session={}; roster_session={token}",
+            planted.expose()
+        ),
+        format!("roster_session={token}; roster_session={token}"),
+    ] {
+        let answer = app
+            .post_as("{ me { username } }", json!({}), &[("cookie", cookie)])
+            .await;
+        assert_eq!(answer.body["data"]["me"], Value::Null, "{}", answer.body);
+    }
+}
+
+#[tokio::test]
 async fn a_full_hash_queue_answers_login_with_503() {
     let app = std::sync::Arc::new(
         spawn_app_with(|c| {

@@ -156,10 +156,50 @@ impl Checker {
         }
         drop(operations);
         Ok(Prepared {
-            document,
+            document: narrow(document, operation_name),
             is_mutation,
         })
     }
+}
+
+/// Keeps only the operation that will run, and the fragments it reaches. async-graphql
+/// validates (and sums the complexity and depth of) every operation of a document, so a
+/// document holding several — GraphiQL's example has `register`, `login` and
+/// `changePassword`, 1000 points each — would be refused as too complex whichever one is
+/// run. The others never execute; they have passed every limit above already.
+fn narrow(mut document: ExecutableDocument, name: Option<&str>) -> ExecutableDocument {
+    let (Some(name), DocumentOperations::Multiple(ops)) = (name, &mut document.operations) else {
+        return document;
+    };
+    if ops.len() < 2 {
+        return document;
+    }
+    let Some((key, op)) = ops.remove_entry(name) else {
+        return document;
+    };
+    let mut reached: HashSet<Name> = HashSet::new();
+    let mut pending: Vec<&SelectionSet> = vec![&op.node.selection_set.node];
+    while let Some(set) = pending.pop() {
+        for selection in &set.items {
+            match &selection.node {
+                Selection::Field(f) => pending.push(&f.node.selection_set.node),
+                Selection::InlineFragment(f) => pending.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(s) => {
+                    let fragment = &s.node.fragment_name.node;
+                    if reached.insert(fragment.clone())
+                        && let Some(definition) = document.fragments.get(fragment)
+                    {
+                        pending.push(&definition.node.selection_set.node);
+                    }
+                }
+            }
+        }
+    }
+    document.fragments.retain(|name, _| reached.contains(name));
+    let mut only = HashMap::new();
+    only.insert(key, op);
+    document.operations = DocumentOperations::Multiple(only);
+    document
 }
 
 type Operation = Positioned<async_graphql::parser::types::OperationDefinition>;

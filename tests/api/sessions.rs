@@ -911,3 +911,51 @@ async fn user_named(app: &TestApp, name: &str) -> user::Model {
         .find(|u| u.username == name)
         .unwrap()
 }
+
+/// GraphiQL's example holds `register`, `login` and `changePassword` (1000 complexity points
+/// each) as separate operations; the one named runs, and only it counts.
+#[tokio::test]
+async fn a_document_of_several_hashing_operations_runs_the_one_named() {
+    let app = spawn_app().await;
+    let document = format!(
+        "mutation Register {{ register(input: {{username: \"ada\", email: \"ada@example.com\", password: \"{GOOD_PASSWORD}\"}}) {{ username }} }}
+         mutation Login {{ login(input: {{identifier: \"ADA\", password: \"{GOOD_PASSWORD}\"}}) {{ ...Who }} }}
+         mutation ChangePassword {{ changePassword(input: {{currentPassword: \"x\", newPassword: \"y\"}}) {{ username }} }}
+         fragment Who on LoginPayload {{ user {{ username }} }}
+         fragment Unused on User {{ id }}"
+    );
+    for (operation, expected) in [
+        ("Register", json!({ "register": { "username": "ada" } })),
+        (
+            "Login",
+            json!({ "login": { "user": { "username": "ada" } } }),
+        ),
+    ] {
+        let answer = app.post_as_operation(&document, operation).await;
+        assert_eq!(answer.body, json!({ "data": expected }), "{operation}");
+    }
+    // Two hashing fields in one operation are still refused.
+    let two = format!(
+        "mutation Two {{ a: login(input: {{identifier: \"ada\", password: \"{GOOD_PASSWORD}\"}}) {{ token }} b: login(input: {{identifier: \"ada\", password: \"{GOOD_PASSWORD}\"}}) {{ token }} }}"
+    );
+    let answer = app.post_as_operation(&two, "Two").await;
+    assert_eq!(
+        answer.code(),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{}",
+        answer.body
+    );
+}
+
+impl TestApp {
+    async fn post_as_operation(&self, document: &str, operation: &str) -> Answer {
+        let response = fresh_client()
+            .post(self.url())
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": document, "operationName": operation }))
+            .send()
+            .await
+            .expect("request");
+        Answer::from(response).await
+    }
+}

@@ -32,10 +32,7 @@ impl TestApp {
     async fn token(&self, identifier: &str, password: &str) -> String {
         let answer = self.login(identifier, password).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body["data"]["login"]["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{}", answer.body))
-            .to_owned()
+        token_of(&answer)
     }
 
     /// POSTs on a fresh connection with extra headers.
@@ -83,6 +80,21 @@ impl TestApp {
     }
 }
 
+/// A `DateTime` field of an answer.
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a DateTime: {v}"))
+}
+
+/// The token of a successful `login` answer.
+fn token_of(answer: &Answer) -> String {
+    answer.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", answer.body))
+        .to_owned()
+}
+
 fn set_cookie(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all("set-cookie")
@@ -120,10 +132,7 @@ async fn bearer_and_cookie_both_sign_in_and_anonymous_is_null() {
     let app = spawn_app().await;
     app.alice().await;
     let answer = app.login("alice", GOOD_PASSWORD).await;
-    let token = answer.body["data"]["login"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = token_of(&answer);
     let cookies = set_cookie(&answer.headers);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let cookie = &cookies[0];
@@ -394,15 +403,9 @@ async fn sessions_expire_when_idle_and_are_purged() {
     app.alice().await;
     let answer = app.login("alice", GOOD_PASSWORD).await;
     let session = &answer.body["data"]["login"]["session"];
-    let created: chrono::DateTime<chrono::Utc> =
-        session["createdAt"].as_str().unwrap().parse().unwrap();
-    let expires: chrono::DateTime<chrono::Utc> =
-        session["expiresAt"].as_str().unwrap().parse().unwrap();
+    let (created, expires) = (time(&session["createdAt"]), time(&session["expiresAt"]));
     assert_eq!(expires - created, chrono::Duration::seconds(1));
-    let token = answer.body["data"]["login"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = token_of(&answer);
     assert_eq!(app.me(&token).await, "Alice");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.me(&token).await, Value::Null, "expired is refused");
@@ -436,10 +439,7 @@ async fn expiry_is_the_earlier_of_idle_and_absolute() {
     app.alice().await;
     let answer = app.login("alice", GOOD_PASSWORD).await;
     let session = &answer.body["data"]["login"]["session"];
-    let created: chrono::DateTime<chrono::Utc> =
-        session["createdAt"].as_str().unwrap().parse().unwrap();
-    let expires: chrono::DateTime<chrono::Utc> =
-        session["expiresAt"].as_str().unwrap().parse().unwrap();
+    let (created, expires) = (time(&session["createdAt"]), time(&session["expiresAt"]));
     assert_eq!(expires - created, chrono::Duration::seconds(3600));
     // A session last seen long ago: its next use refreshes lastSeenAt, capped by the max.
     let mut row = app.session_rows().await.remove(0).into_active_model();
@@ -452,8 +452,8 @@ async fn expiry_is_the_earlier_of_idle_and_absolute() {
         .with_bearer("{ sessions { lastSeenAt expiresAt createdAt } }", token)
         .await;
     let s = &listed.body["data"]["sessions"][0];
-    let seen: chrono::DateTime<chrono::Utc> = s["lastSeenAt"].as_str().unwrap().parse().unwrap();
-    let expires: chrono::DateTime<chrono::Utc> = s["expiresAt"].as_str().unwrap().parse().unwrap();
+    let seen = time(&s["lastSeenAt"]);
+    let expires = time(&s["expiresAt"]);
     assert!(
         chrono::Utc::now() - seen < chrono::Duration::seconds(30),
         "touched: {s}"

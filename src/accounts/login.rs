@@ -113,6 +113,9 @@ impl AccountService {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
             _ => return Err(AppError::InvalidCredentials),
         };
+        if verified.algorithm == "md5" {
+            tracing::warn!(user_id = %user.id, "password stored as salted MD5 (a legacy Django hash); upgrading it now");
+        }
 
         // Upgrade the stored hash while the plaintext is at hand. Best effort: a busy pool
         // or a failure leaves the old hash, which still verifies, for the next login.
@@ -149,7 +152,12 @@ impl AccountService {
             .await?;
         txn.commit().await?;
         self.failures.succeeded(&key);
-        tracing::info!(user_id = %user.id, session_id = %session.id, rehashed = upgraded.is_some(), "logged in");
+        tracing::info!(
+            user_id = %user.id,
+            session_id = %session.id,
+            upgraded_from = upgraded.as_ref().map(|_| verified.algorithm),
+            "logged in"
+        );
         Ok(LoggedIn {
             token,
             session,

@@ -1,12 +1,14 @@
 use argon2::password_hash::phc::{Output, PasswordHash, Salt};
 use argon2::{Algorithm, Params, Version};
 
+use super::django::DjangoHash;
+
 /// A stored password hash, parsed. One enum for every format roster can verify, so
-/// "verify" and "does it need an upgrade" are one `match` each (Django's formats join it
-/// when users are imported).
+/// "verify" and "does it need an upgrade" are one `match` each.
 #[derive(Debug, Clone)]
 pub enum StoredHash {
-    /// `$argon2{id,i,d}$v=…$m=…,t=…,p=…$salt$hash`, roster's own or another system's.
+    /// `$argon2{id,i,d}$v=…$m=…,t=…,p=…$salt$hash`: roster's own, another system's, or
+    /// Django's (`argon2$argon2id$…`, the same string behind a prefix).
     Argon2 {
         algorithm: Algorithm,
         version: Version,
@@ -14,6 +16,8 @@ pub enum StoredHash {
         salt: Vec<u8>,
         hash: Output,
     },
+    /// One of Django's other formats (PBKDF2, bcrypt, scrypt, salted MD5).
+    Django(DjangoHash),
 }
 
 /// How much a stored hash whose parameters differ from the configured ones may cost to
@@ -35,11 +39,27 @@ pub enum FormatError {
     Unknown,
     #[error("the stored hash asks for more than the foreign-parameter limits allow")]
     TooCostly,
+    /// Django's "unusable password" (`!…`): set for users who must not log in by password.
+    #[error("the account has an unusable password")]
+    Unusable,
 }
 
 impl StoredHash {
     /// Parses a stored hash; `Unknown` for anything roster cannot verify.
     pub fn parse(stored: &str) -> Result<Self, FormatError> {
+        if stored.starts_with('!') {
+            return Err(FormatError::Unusable);
+        }
+        if let Some(phc) = stored.strip_prefix("argon2$") {
+            return Self::parse_phc(&format!("${phc}"));
+        }
+        if let Some(django) = DjangoHash::parse(stored) {
+            return django.map(Self::Django);
+        }
+        Self::parse_phc(stored)
+    }
+
+    fn parse_phc(stored: &str) -> Result<Self, FormatError> {
         let phc = PasswordHash::new(stored).map_err(|_| FormatError::Unknown)?;
         let algorithm =
             Algorithm::try_from(phc.algorithm.as_str()).map_err(|_| FormatError::Unknown)?;
@@ -73,6 +93,15 @@ impl StoredHash {
                     || *version != Version::V0x13
                     || !same_cost(params, configured)
             }
+            Self::Django(_) => true,
+        }
+    }
+
+    /// The format's name, for logs and reports (`argon2id`, `pbkdf2_sha256`, …).
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Self::Argon2 { algorithm, .. } => algorithm.as_str(),
+            Self::Django(d) => d.algorithm(),
         }
     }
 
@@ -82,6 +111,7 @@ impl StoredHash {
             Self::Argon2 { params, .. } => {
                 params.m_cost() == configured.m_cost() && params.p_cost() == configured.p_cost()
             }
+            Self::Django(_) => false,
         }
     }
 
@@ -103,6 +133,7 @@ impl StoredHash {
                     Err(FormatError::TooCostly)
                 }
             }
+            Self::Django(d) => d.check_cost(limits),
         }
     }
 }
@@ -173,7 +204,9 @@ mod tests {
         for s in [
             "",
             "plain",
-            "pbkdf2_sha256$1$salt$hash",
+            "pbkdf2_sha256$1$salt$not base64!",
+            "bcrypt$$nothing",
+            "sha1$$a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
             "$argon2id$v=19$m=64,t=1,p=1$",
         ] {
             assert_eq!(

@@ -6,6 +6,8 @@
 //! `Plaintext` in its own policy-checked newtype, so dependencies point one way: accounts →
 //! password, never back.
 
+/// Django's hash formats (PBKDF2, bcrypt, scrypt, MD5).
+pub mod django;
 /// Stored hash formats: parse, verify, "needs an upgrade".
 mod format;
 /// The plaintext newtype.
@@ -13,6 +15,6 @@ mod plaintext;
 /// The bounded worker pool.
 mod pool;
 
-pub use format::{ForeignLimits, StoredHash};
+pub use format::{ForeignLimits, FormatError, StoredHash};
 pub use plaintext::Plaintext;
 pub use pool::{HashError, Hasher, Slot, Verified};

@@ -48,6 +48,8 @@ pub struct Verified {
     /// The stored hash's format or parameters differ from the configured ones: hash the
     /// password again and store the new hash (only meaningful when `matches`).
     pub needs_rehash: bool,
+    /// The stored hash's format (`argon2id`, `pbkdf2_sha256`, `md5`, …), for logs.
+    pub algorithm: &'static str,
 }
 
 enum Work {
@@ -392,13 +394,22 @@ fn verify_with(
     }
     stored.check_cost(configured, limits)?;
     let needs_rehash = stored.needs_rehash(configured);
-    let StoredHash::Argon2 {
-        algorithm,
-        version,
-        params,
-        salt,
-        hash,
-    } = stored;
+    let (algorithm, version, params, salt, hash) = match stored {
+        StoredHash::Argon2 {
+            algorithm,
+            version,
+            params,
+            salt,
+            hash,
+        } => (algorithm, version, params, salt, hash),
+        StoredHash::Django(django) => {
+            return Ok(Verified {
+                matches: django.verify(password).map_err(HashError::Argon2)?,
+                needs_rehash,
+                algorithm: stored.algorithm(),
+            });
+        }
+    };
     let argon2 = Argon2::new(*algorithm, *version, params.clone());
     let mut out = vec![0u8; hash.len()];
     if stored.uses_configured_memory(configured) {
@@ -415,6 +426,7 @@ fn verify_with(
     Ok(Verified {
         matches,
         needs_rehash,
+        algorithm: stored.algorithm(),
     })
 }
 
@@ -515,7 +527,8 @@ mod tests {
             ok,
             Verified {
                 matches: true,
-                needs_rehash: false
+                needs_rehash: false,
+                algorithm: "argon2id",
             }
         );
         assert!(!verify(own, "pW").await.unwrap().matches);
@@ -559,6 +572,80 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(hasher.computed(), before + 1);
+    }
+
+    /// Hashes made by Django 5.2's own hashers (`tests/django/make_hashes.py`), at cheap and at
+    /// shipped parameters (PBKDF2 1,000,000 iterations, Argon2 100 MiB × 8 lanes, bcrypt 12,
+    /// scrypt N=16384 r=8 p=5): each verifies with its password, not with another, and asks
+    /// for an upgrade.
+    #[tokio::test]
+    async fn django_hashes_verify_through_the_pool_and_ask_for_an_upgrade() {
+        let hasher = Hasher::start(&HashingConfig {
+            argon2_max_verify_memory_kib: 131_072,
+            hash_queue: 4,
+            ..cheap()
+        })
+        .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in include_str!("../../tests/django/hashes.jsonl").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Some(encoded) = v["encoded"].as_str() else {
+                continue;
+            };
+            let password = v["password"].as_str().unwrap();
+            for (attempt, expected) in
+                [(password.to_owned(), true), (format!("!{password}"), false)]
+            {
+                let slot = hasher.reserve().unwrap();
+                let verified = hasher
+                    .verify_reserved(slot, Plaintext::new(attempt), encoded)
+                    .await
+                    .unwrap_or_else(|e| panic!("{encoded}: {e}"));
+                assert_eq!(verified.matches, expected, "{encoded}");
+                assert!(verified.needs_rehash, "{encoded}");
+            }
+            seen.insert(v["hasher"].as_str().unwrap().to_owned());
+        }
+        let all: std::collections::BTreeSet<String> = [
+            "argon2",
+            "bcrypt",
+            "bcrypt_sha256",
+            "md5",
+            "pbkdf2_sha1",
+            "pbkdf2_sha256",
+            "scrypt",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(seen, all);
+    }
+
+    #[tokio::test]
+    async fn unusable_and_oversized_django_hashes_are_refused_without_work() {
+        let hasher = Hasher::start(&cheap()).unwrap();
+        for stored in [
+            "!Ro5gXKtHbaY3zOSPqMkTOqImPcGCvTomWG2xZvLr",
+            "pbkdf2_sha256$4000001$salt$M2AviTTCImeAM2FiTa9qBGqlFo3QmIJGeV+dE1mgSlE=",
+            "bcrypt$$2b$17$ZsVZo56IFFr9GInI9FolMONh1JQIq2pqw4e41nfO2YGm.rTNEneRS",
+            // scrypt asking for 128 · 2^20 · 8 bytes = 1 GiB.
+            "scrypt$1048576$salt$8$1$8ewG61YvEb2K+vYivduWqOi3IHzr6q+mpKELfA6P7xU=",
+            // Django's argon2 at 2 GiB.
+            "argon2$argon2id$v=19$m=2097152,t=2,p=8$cHV2NFlqdjBOMmRyZ3BhdnpraEdDag$GHPtMcgg5aIbT7HpQ9LpuNY/iCI",
+            "pbkdf2_sha256$notanumber$salt$aGFzaA==",
+            "scrypt$1000$salt$8$1$aGFzaA==",
+            "md5$salt$nothex",
+        ] {
+            let slot = hasher.reserve().unwrap();
+            let result = hasher
+                .verify_reserved(slot, Plaintext::new("pw".into()), stored)
+                .await;
+            assert!(
+                matches!(result, Err(HashError::Unverifiable(_))),
+                "{stored}: {result:?}"
+            );
+        }
+        assert_eq!(hasher.computed(), 0);
     }
 
     #[test]

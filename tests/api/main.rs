@@ -2,6 +2,7 @@
 //! database of its own (a fresh SQLite file, or a fresh Postgres database when
 //! `ROSTER_TEST_DATABASE_URL` is set).
 
+mod django;
 mod helpers;
 mod hostile;
 mod http;

@@ -1,0 +1,238 @@
+//! Django's password hash formats (`django.contrib.auth.hashers`), verified so imported users
+//! can log in with the passwords they have; each is replaced by roster's Argon2id at the first
+//! successful login. Django's `argon2$…` is Argon2 in PHC form and is handled as such by
+//! [`super::StoredHash`]; the rest are here. Every primitive comes from a RustCrypto (or the
+//! `bcrypt`) crate; comparisons are constant-time.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+use super::format::{ForeignLimits, FormatError};
+
+/// Most PBKDF2 iterations a stored hash may ask for: 4× Django 5.2's 1,000,000 (Django raises
+/// its default every release), about a second of one worker's time.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 4_000_000;
+/// Highest bcrypt cost accepted (Django's default is 12; each step doubles the work).
+pub const MAX_BCRYPT_COST: u32 = 16;
+/// Most scrypt lanes accepted (Django's default is 5), computed one after another.
+pub const MAX_SCRYPT_PARALLELISM: u32 = 16;
+
+/// A Django hash other than Argon2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DjangoHash {
+    /// `pbkdf2_sha256$<iterations>$<salt>$<base64>` and `pbkdf2_sha1$…`.
+    Pbkdf2 {
+        sha1: bool,
+        iterations: u32,
+        salt: String,
+        hash: Vec<u8>,
+    },
+    /// `bcrypt_sha256$$2b$…` (bcrypt of the hex SHA-256 of the password) and `bcrypt$$2b$…`.
+    Bcrypt {
+        sha256: bool,
+        hash: String,
+        cost: u32,
+    },
+    /// `scrypt$<n>$<salt>$<r>$<p>$<base64>`.
+    Scrypt {
+        log_n: u8,
+        r: u32,
+        p: u32,
+        salt: String,
+        hash: Vec<u8>,
+    },
+    /// `md5$<salt>$<hex>`: salted MD5, Django's legacy hasher; upgraded at the first login.
+    Md5 { salt: String, hash: Vec<u8> },
+}
+
+impl DjangoHash {
+    /// Parses the Django forms above; `None` when `stored` is none of them.
+    pub fn parse(stored: &str) -> Option<Result<Self, FormatError>> {
+        let (algorithm, rest) = stored.split_once('$')?;
+        let bad = || Some(Err(FormatError::Unknown));
+        Some(Ok(match algorithm {
+            "pbkdf2_sha256" | "pbkdf2_sha1" => {
+                let mut parts = rest.splitn(3, '$');
+                let (Some(iterations), Some(salt), Some(hash)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return bad();
+                };
+                let (Ok(iterations), Ok(hash)) = (iterations.parse(), STANDARD.decode(hash)) else {
+                    return bad();
+                };
+                if iterations == 0 || hash.is_empty() {
+                    return bad();
+                }
+                Self::Pbkdf2 {
+                    sha1: algorithm == "pbkdf2_sha1",
+                    iterations,
+                    salt: salt.to_owned(),
+                    hash,
+                }
+            }
+            "bcrypt_sha256" | "bcrypt" => {
+                // `bcrypt$` + bcrypt's own modular-crypt string `$2b$12$…`.
+                let hash = rest;
+                if !hash.starts_with("$2") {
+                    return bad();
+                }
+                let Some(cost) = hash.split('$').nth(2).and_then(|c| c.parse().ok()) else {
+                    return bad();
+                };
+                Self::Bcrypt {
+                    sha256: algorithm == "bcrypt_sha256",
+                    hash: hash.to_owned(),
+                    cost,
+                }
+            }
+            "scrypt" => {
+                let parts: Vec<&str> = rest.splitn(5, '$').collect();
+                let [n, salt, r, p, hash] = parts[..] else {
+                    return bad();
+                };
+                let (Ok(n), Ok(r), Ok(p), Ok(hash)) = (
+                    n.parse::<u64>(),
+                    r.parse::<u32>(),
+                    p.parse::<u32>(),
+                    STANDARD.decode(hash),
+                ) else {
+                    return bad();
+                };
+                if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || hash.is_empty() {
+                    return bad();
+                }
+                Self::Scrypt {
+                    log_n: n.trailing_zeros() as u8,
+                    r,
+                    p,
+                    salt: salt.to_owned(),
+                    hash,
+                }
+            }
+            "md5" => {
+                let Some((salt, hex)) = rest.split_once('$') else {
+                    return bad();
+                };
+                let Some(hash) = decode_hex(hex).filter(|h| h.len() == 16) else {
+                    return bad();
+                };
+                Self::Md5 {
+                    salt: salt.to_owned(),
+                    hash,
+                }
+            }
+            _ => return None,
+        }))
+    }
+
+    /// The Django hasher name, for logs and reports.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Self::Pbkdf2 { sha1: false, .. } => "pbkdf2_sha256",
+            Self::Pbkdf2 { sha1: true, .. } => "pbkdf2_sha1",
+            Self::Bcrypt { sha256: true, .. } => "bcrypt_sha256",
+            Self::Bcrypt { sha256: false, .. } => "bcrypt",
+            Self::Scrypt { .. } => "scrypt",
+            Self::Md5 { .. } => "md5",
+        }
+    }
+
+    /// Refuses parameters that would let one stored row cost unbounded time or memory.
+    pub fn check_cost(&self, limits: &ForeignLimits) -> Result<(), FormatError> {
+        let ok = match self {
+            Self::Pbkdf2 { iterations, .. } => *iterations <= MAX_PBKDF2_ITERATIONS,
+            Self::Bcrypt { cost, .. } => (4..=MAX_BCRYPT_COST).contains(cost),
+            Self::Scrypt { log_n, r, p, .. } => {
+                // scrypt needs 128 · N · r bytes.
+                let bytes = 128u64
+                    .checked_shl(u32::from(*log_n))
+                    .and_then(|b| b.checked_mul(u64::from(*r)));
+                bytes.is_some_and(|b| b <= u64::from(limits.max_memory_kib) * 1024)
+                    && *p <= MAX_SCRYPT_PARALLELISM
+            }
+            Self::Md5 { .. } => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(FormatError::TooCostly)
+        }
+    }
+
+    /// Recomputes the hash from `password` and compares in constant time.
+    pub fn verify(&self, password: &[u8]) -> Result<bool, String> {
+        Ok(match self {
+            Self::Pbkdf2 {
+                sha1,
+                iterations,
+                salt,
+                hash,
+            } => {
+                let mut out = vec![0u8; hash.len()];
+                if *sha1 {
+                    pbkdf2::pbkdf2_hmac::<sha1::Sha1>(
+                        password,
+                        salt.as_bytes(),
+                        *iterations,
+                        &mut out,
+                    );
+                } else {
+                    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+                        password,
+                        salt.as_bytes(),
+                        *iterations,
+                        &mut out,
+                    );
+                }
+                bool::from(out.ct_eq(hash))
+            }
+            Self::Bcrypt { sha256, hash, .. } => {
+                let input: Vec<u8> = if *sha256 {
+                    hex(&sha2::Sha256::digest(password)).into_bytes()
+                } else {
+                    password.to_vec()
+                };
+                // bcrypt reads at most 72 bytes; Django's `bcrypt` module truncated longer
+                // passwords silently, and so does `bcrypt::verify` — said here, not relied on.
+                let input = &input[..input.len().min(72)];
+                bcrypt::verify(input, hash).map_err(|e| e.to_string())?
+            }
+            Self::Scrypt {
+                log_n,
+                r,
+                p,
+                salt,
+                hash,
+            } => {
+                let params = scrypt::Params::new(*log_n, *r, *p).map_err(|e| e.to_string())?;
+                let mut out = vec![0u8; hash.len()];
+                scrypt::scrypt(password, salt.as_bytes(), &params, &mut out)
+                    .map_err(|e| e.to_string())?;
+                bool::from(out.ct_eq(hash))
+            }
+            Self::Md5 { salt, hash } => {
+                let mut md5 = md5::Md5::new();
+                md5.update(salt.as_bytes());
+                md5.update(password);
+                bool::from(md5.finalize().as_slice().ct_eq(hash))
+            }
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}

@@ -27,6 +27,9 @@ pub enum Command {
     Serve,
     /// Print the GraphQL schema (SDL) to stdout; `schema.graphql` is this output.
     Schema,
+    /// Import users from Django (`auth_user`) with their password hashes, into the database
+    /// of `--database-url`; problem rows are listed as JSON lines.
+    ImportDjango(crate::import::ImportArgs),
 }
 
 /// Server settings. Every field has a default that works on a fresh machine.

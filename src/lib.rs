@@ -14,6 +14,8 @@ pub mod error;
 pub mod graphql;
 /// The HTTP layer in front of the schema.
 pub mod http;
+/// `roster import-django`: Django users and their hashes into roster.
+pub mod import;
 /// Password hashing and verification on a bounded worker pool.
 pub mod password;
 /// Per-client rate limits keyed by IP or IPv6 prefix, with bounded memory.

@@ -10,6 +10,9 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     roster::telemetry::init(cli.config.log_format);
+    if let Some(Command::ImportDjango(args)) = &cli.command {
+        return roster::startup::import_django(&cli.config, args).await;
+    }
     let app = match Application::build(cli.config).await {
         Ok(app) => app,
         Err(e) => {

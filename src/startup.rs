@@ -73,6 +73,7 @@ impl Application {
                 "look-alike keys filled in for existing users"
             );
         }
+        report_legacy_hashes(&admin).await;
         if let Err(e) = admin.close().await {
             tracing::warn!(error = %e, "closing the migration pool failed");
         }
@@ -206,6 +207,105 @@ impl Application {
             tracing::warn!(error = %e, "closing the database pool failed");
         }
         result
+    }
+}
+
+/// Says at start-up how many users still carry a hash that is not roster's Argon2id (imported
+/// from Django, or made with other parameters): each is upgraded at that user's next login.
+async fn report_legacy_hashes(db: &DatabaseConnection) {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let legacy = crate::entity::user::Entity::find()
+        .filter(crate::entity::user::Column::PasswordHash.not_like("$argon2id$%"))
+        .count(db)
+        .await;
+    match legacy {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            users = n,
+            "users still on imported (non-Argon2id) password hashes; each is upgraded at its next login"
+        ),
+        Err(e) => tracing::warn!(error = %e, "counting users on legacy hashes failed"),
+    }
+}
+
+/// `roster import-django`: migrates the target database, imports, prints a summary.
+/// Exit status 0 when the import ran (conflicts listed), 1 when `--on-conflict fail` refused
+/// it, 2 when it could not run.
+pub async fn import_django(
+    config: &Config,
+    args: &crate::import::ImportArgs,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let result = async {
+        config.validate().map_err(|e| e.to_string())?;
+        let params = argon2::Params::new(
+            config.hashing.argon2_memory_kib,
+            config.hashing.argon2_iterations,
+            config.hashing.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let db = connect(config, None).await.map_err(|e| e.to_string())?;
+        Migrator::up(&db, None).await.map_err(|e| e.to_string())?;
+        let mut report: Box<dyn std::io::Write> = match &args.report {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            )),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        let started = std::time::Instant::now();
+        let summary = crate::import::run(
+            &db,
+            args,
+            config.hashing.foreign_limits(),
+            &params,
+            &mut report,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = db.close().await;
+        Ok::<_, String>((summary, started.elapsed()))
+    }
+    .await;
+    match result {
+        Ok((s, took)) => {
+            let algorithms: Vec<String> = s
+                .by_algorithm
+                .iter()
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect();
+            eprintln!(
+                "import-django: {} read, {} imported, {} skipped (already imported), {} conflicts, {} warnings in {:.1} s ({:.0} rows/s); by hash: {}",
+                s.read,
+                s.imported,
+                s.skipped,
+                s.conflicts,
+                s.warnings,
+                took.as_secs_f64(),
+                s.read as f64 / took.as_secs_f64().max(1e-9),
+                if algorithms.is_empty() {
+                    "none".to_owned()
+                } else {
+                    algorithms.join(", ")
+                }
+            );
+            if s.committed {
+                ExitCode::SUCCESS
+            } else if args.dry_run {
+                eprintln!("import-django: dry run, nothing written");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "import-django: {} conflicts and --on-conflict fail: nothing written",
+                    s.conflicts
+                );
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("import-django: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -8,6 +8,8 @@ pub mod m20261124_000001_create_users;
 pub mod m20261125_000001_add_username_skeleton;
 /// Adds `users.is_active` and `users.last_login`; creates `sessions` (token stored hashed).
 pub mod m20261126_000001_create_sessions;
+/// Adds `users.legacy_id`, `is_staff`, `is_superuser` for users imported from Django.
+pub mod m20261126_000002_add_import_fields;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -19,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_users::Migration),
             Box::new(m20261125_000001_add_username_skeleton::Migration),
             Box::new(m20261126_000001_create_sessions::Migration),
+            Box::new(m20261126_000002_add_import_fields::Migration),
         ]
     }
 }

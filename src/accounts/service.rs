@@ -125,6 +125,9 @@ impl AccountService {
             date_joined: Set(Utc::now().trunc_subsecs(6)),
             is_active: Set(true),
             last_login: Set(None),
+            legacy_id: Set(None),
+            is_staff: Set(false),
+            is_superuser: Set(false),
         };
         // From here the request deadline lets the insert finish and be answered: a client
         // must never be told "timed out" about a row that exists.

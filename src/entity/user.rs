@@ -9,7 +9,10 @@ pub struct Model {
     pub username: String,
     #[sea_orm(unique)]
     pub username_canonical: String,
+    /// Empty for an imported user who had no email in Django.
     pub email: String,
+    /// Unique; for a user without email, `!none:<id>` (never a valid address, so it collides
+    /// with nothing), since the column predates users without one.
     #[sea_orm(unique)]
     pub email_canonical: String,
     /// TR39 look-alike keys (`accounts::skeleton`) of the name as written, lower-cased and
@@ -25,6 +28,12 @@ pub struct Model {
     /// A deactivated user cannot log in, and their sessions stop working.
     pub is_active: bool,
     pub last_login: Option<DateTimeUtc>,
+    /// Django's `auth_user.id` for imported users (unique); `None` for roster's own.
+    #[sea_orm(unique)]
+    pub legacy_id: Option<i64>,
+    /// Django's flags, kept as data for imported users; nothing reads them yet.
+    pub is_staff: bool,
+    pub is_superuser: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,8 +33,9 @@ pub struct User {
     pub id: ID,
     /// The username as stored (NFKC-normalized).
     pub username: String,
-    /// The email address as stored (domain lowercased, IDNA-encoded).
-    pub email: String,
+    /// The email address as stored (domain lowercased, IDNA-encoded); `null` only for a user
+    /// imported from Django without one.
+    pub email: Option<String>,
     /// When the account was created (UTC).
     pub date_joined: DateTime<Utc>,
 }
@@ -44,7 +45,7 @@ impl From<accounts::User> for User {
         Self {
             id: ID(u.id.to_string()),
             username: u.username,
-            email: u.email,
+            email: (!u.email.is_empty()).then_some(u.email),
             date_joined: u.date_joined,
         }
     }

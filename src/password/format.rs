@@ -116,7 +116,7 @@ impl StoredHash {
     }
 
     /// Refuses parameters beyond `limits` (unless they are the configured ones).
-    pub(super) fn check_cost(
+    pub fn check_cost(
         &self,
         configured: &Params,
         limits: &ForeignLimits,

@@ -42,6 +42,9 @@ async fn insert_user(app: &TestApp, username: &str, password_hash: &str) -> uuid
         date_joined: Set(chrono::Utc::now()),
         is_active: Set(true),
         last_login: Set(None),
+        legacy_id: Set(None),
+        is_staff: Set(false),
+        is_superuser: Set(false),
     }
     .insert(&app.db)
     .await
@@ -125,4 +128,175 @@ async fn an_unusable_django_password_never_logs_in_and_costs_what_a_wrong_one_do
         1,
         "one dummy verification, as for a stranger"
     );
+}
+
+/// The users `tests/django/make_auth_db.py` created, with their passwords.
+fn fixture_users() -> Vec<Value> {
+    include_str!("../django/auth_users.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs `roster import-django` (the real binary) against the app's database.
+async fn import(app: &TestApp, source: &str, extra: &[&str]) -> (i32, Vec<Value>, String) {
+    let report = std::env::temp_dir().join(format!("report_{}.jsonl", uuid::Uuid::now_v7()));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .args(["--database-url", &app.database_url, "import-django", source])
+        .args(["--report", report.to_str().unwrap()])
+        .args(extra)
+        .env_remove("RUST_LOG");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run roster import-django");
+    let lines = std::fs::read_to_string(&report)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&report);
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/django/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Django SQLite file, copied so the import can open it read-only wherever it runs.
+fn django_sqlite() -> String {
+    let copy = std::env::temp_dir().join(format!("django_{}.sqlite3", uuid::Uuid::now_v7()));
+    std::fs::copy(fixture("auth_user.sqlite3"), &copy).unwrap();
+    format!("sqlite://{}", copy.display())
+}
+
+fn kinds(report: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = report
+        .iter()
+        .map(|p| {
+            (
+                p["username"].as_str().unwrap().to_owned(),
+                p["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_django_database_is_imported_and_its_users_log_in() {
+    let app = spawn_app().await;
+    let (code, report, stderr) = import(&app, &django_sqlite(), &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let expected: Vec<(String, String)> = [
+        ("alice", "conflict"),
+        ("bigargon", "conflict"),
+        ("blank1", "warning"),
+        ("blank2", "warning"),
+        ("dup2", "conflict"),
+        ("nopass", "warning"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(kinds(&report), expected, "{report:?}");
+    assert!(stderr.contains("18 read, 15 imported"), "{stderr}");
+    assert_eq!(app.user_count().await, 15);
+
+    let users = app.users().await;
+    let admin = users.iter().find(|u| u.username == "admin").unwrap();
+    assert!(admin.is_staff && admin.is_superuser && admin.legacy_id.is_some());
+    let sleeper = users.iter().find(|u| u.username == "sleeper").unwrap();
+    assert!(!sleeper.is_active);
+
+    // Every hasher's user logs in with the Django password; inactive and unusable do not.
+    for u in fixture_users() {
+        let name = u["username"].as_str().unwrap();
+        let Some(password) = u["password"].as_str() else {
+            continue;
+        };
+        let answer = login(&app, name, password).await;
+        let imported = users.iter().any(|x| x.username == name);
+        let should = imported && name != "sleeper";
+        assert_eq!(
+            answer["data"]["login"]["user"]["username"].as_str() == Some(name),
+            should,
+            "{name}: {answer}"
+        );
+    }
+    // A user without email has `email: null`.
+    let blank = app
+        .graphql(
+            "mutation { login(input: {identifier: \"blank1\", password: \"correct horse battery staple\"}) { user { email } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        blank.body["data"]["login"]["user"]["email"],
+        Value::Null,
+        "{}",
+        blank.body
+    );
+    // The unusable password never logs in.
+    let nopass = login(&app, "nopass", "").await;
+    assert_eq!(
+        nopass["errors"][0]["extensions"]["code"],
+        "INVALID_CREDENTIALS"
+    );
+}
+
+#[tokio::test]
+async fn a_dumpdata_file_imports_the_same_and_a_rerun_duplicates_nothing() {
+    let app = spawn_app().await;
+    let (code, report, stderr) = import(&app, &fixture("auth_user.json"), &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report.len(), 6, "{report:?}");
+    assert_eq!(app.user_count().await, 15);
+    let hashes: Vec<String> = app
+        .users()
+        .await
+        .into_iter()
+        .map(|u| u.password_hash)
+        .collect();
+    assert!(
+        login(&app, "user_scrypt", "correct horse battery staple").await["data"]["login"]
+            .is_object()
+    );
+
+    let (code, _, stderr) = import(&app, &django_sqlite(), &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 imported, 15 skipped"), "{stderr}");
+    assert_eq!(app.user_count().await, 15);
+    let after: Vec<String> = app
+        .users()
+        .await
+        .into_iter()
+        .map(|u| u.password_hash)
+        .collect();
+    assert_eq!(hashes.len(), after.len());
+}
+
+#[tokio::test]
+async fn dry_runs_and_refused_imports_write_nothing() {
+    let app = spawn_app().await;
+    let (code, report, stderr) = import(&app, &django_sqlite(), &["--dry-run"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report.len(), 6);
+    assert!(stderr.contains("dry run"), "{stderr}");
+    assert_eq!(app.user_count().await, 0);
+
+    let (code, report, stderr) = import(&app, &django_sqlite(), &["--on-conflict", "fail"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report.iter().filter(|p| p["kind"] == "conflict").count(), 3);
+    assert_eq!(app.user_count().await, 0);
+
+    let (code, _, stderr) = import(&app, "/nonexistent/dump.json", &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(app.user_count().await, 0);
 }

@@ -1,0 +1,366 @@
+//! `roster import-django`: users from a Django `auth_user` table (a database URL, read-only,
+//! or a `dumpdata auth.user` JSON file, streamed) into roster, with their password hashes as
+//! they are; each is upgraded to Argon2id at the user's first login.
+//!
+//! Rows are read in pages of [`BATCH`], checked against the target database (which already
+//! holds the earlier pages: the import runs in one transaction) and inserted with one
+//! multi-row INSERT per page, so memory does not grow with the input and a failed or refused
+//! import leaves nothing behind.
+
+/// Reading `auth_user` from a database or a dumpdata file.
+mod source;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::time::Instant;
+
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    Set, TransactionTrait,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::accounts::canonical::{canonical, email_canonical};
+use crate::accounts::skeleton::Keys;
+use crate::entity::user;
+use crate::password::{ForeignLimits, FormatError, StoredHash};
+pub use source::DjangoUser;
+
+/// Rows read, checked and inserted at a time.
+pub const BATCH: usize = 500;
+
+/// What to do when some rows cannot be imported as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnConflict {
+    /// Import every row that can be, list the others, succeed.
+    Skip,
+    /// Write nothing if any row conflicts; list them; fail.
+    Fail,
+}
+
+/// `roster import-django` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// A Django database URL (`sqlite:///path/db.sqlite3`, `postgres://…/django_db`; read
+    /// only) or a JSON file from `python manage.py dumpdata auth.user`.
+    pub source: String,
+    /// Check everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `skip`: import what can be and list the rest; `fail`: import nothing if any row
+    /// conflicts.
+    #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
+    pub on_conflict: OnConflict,
+    /// Write the problem rows here, one JSON object per line (default: standard output).
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+}
+
+/// One problem row of the report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    pub legacy_id: i64,
+    pub username: String,
+    pub reason: String,
+    /// `conflict` (not imported) or `warning` (imported, with a remark).
+    pub kind: &'static str,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub read: u64,
+    pub imported: u64,
+    /// Already imported by an earlier run (same `legacy_id`).
+    pub skipped: u64,
+    pub conflicts: u64,
+    pub warnings: u64,
+    /// Imported users by the algorithm of their hash.
+    pub by_algorithm: BTreeMap<String, u64>,
+    /// Whether the rows were written (not a dry run, not refused by `--on-conflict fail`).
+    pub committed: bool,
+}
+
+/// Why an import could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read the source: {0}")]
+    Source(String),
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("cannot write the report: {0}")]
+    Report(#[from] std::io::Error),
+}
+
+/// Runs an import into `target`; problem rows go to `report` as they are found.
+pub async fn run(
+    target: &DatabaseConnection,
+    args: &ImportArgs,
+    limits: ForeignLimits,
+    configured: &argon2::Params,
+    report: &mut dyn Write,
+) -> Result<Summary, ImportError> {
+    let mut rows = source::open(&args.source).await?;
+    let txn = target.begin().await?;
+    let mut summary = Summary::default();
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    while let Some(batch) = rows.next_batch(BATCH).await? {
+        summary.read += batch.len() as u64;
+        let problems = import_batch(&txn, batch, limits, configured, &mut summary).await?;
+        for p in problems {
+            serde_json::to_writer(&mut *report, &p).map_err(std::io::Error::other)?;
+            report.write_all(b"\n")?;
+        }
+        if last_progress.elapsed().as_secs_f64() >= 2.0 {
+            last_progress = Instant::now();
+            eprintln!(
+                "import: {} rows read, {} imported ({:.0} rows/s)",
+                summary.read,
+                summary.imported,
+                summary.read as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let refused = args.on_conflict == OnConflict::Fail && summary.conflicts > 0;
+    if args.dry_run || refused {
+        txn.rollback().await?;
+    } else {
+        txn.commit().await?;
+        summary.committed = true;
+    }
+    report.flush()?;
+    Ok(summary)
+}
+
+/// A row ready to insert, with what it must not collide with.
+struct Candidate {
+    row: DjangoUser,
+    username_canonical: String,
+    email_canonical: Option<String>,
+    keys: Keys,
+    algorithm: &'static str,
+}
+
+async fn import_batch(
+    txn: &DatabaseTransaction,
+    batch: Vec<DjangoUser>,
+    limits: ForeignLimits,
+    configured: &argon2::Params,
+    summary: &mut Summary,
+) -> Result<Vec<Problem>, ImportError> {
+    let mut problems = Vec::new();
+    let problem = |row: &DjangoUser, reason: String, kind| Problem {
+        legacy_id: row.legacy_id,
+        username: row.username.clone(),
+        reason,
+        kind,
+    };
+
+    // Already imported (a re-run): skipped, never duplicated.
+    let ids: Vec<i64> = batch.iter().map(|r| r.legacy_id).collect();
+    let done: HashSet<i64> = user::Entity::find()
+        .select_only()
+        .column(user::Column::LegacyId)
+        .filter(user::Column::LegacyId.is_in(ids))
+        .into_tuple::<Option<i64>>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+
+    let mut candidates = Vec::new();
+    for row in batch {
+        if done.contains(&row.legacy_id) {
+            summary.skipped += 1;
+            continue;
+        }
+        let algorithm = match importable(&row.password, limits, configured) {
+            Ok(a) => a,
+            Err(reason) => {
+                problems.push(problem(&row, reason, "conflict"));
+                continue;
+            }
+        };
+        if row.username.is_empty() {
+            problems.push(problem(&row, "empty username".into(), "conflict"));
+            continue;
+        }
+        let email = row.email.trim();
+        let email_canonical = (!email.is_empty()).then(|| email_canonical(email));
+        candidates.push(Candidate {
+            username_canonical: canonical(&row.username),
+            email_canonical,
+            keys: Keys::of(&row.username),
+            algorithm,
+            row,
+        });
+    }
+
+    // Collisions with users already in roster (earlier pages of this import included).
+    let names: Vec<&str> = candidates
+        .iter()
+        .map(|c| c.username_canonical.as_str())
+        .collect();
+    let emails: Vec<&str> = candidates
+        .iter()
+        .filter_map(|c| c.email_canonical.as_deref())
+        .collect();
+    let taken_names: HashMap<String, Option<i64>> = user::Entity::find()
+        .select_only()
+        .column(user::Column::UsernameCanonical)
+        .column(user::Column::LegacyId)
+        .filter(user::Column::UsernameCanonical.is_in(names))
+        .into_tuple::<(String, Option<i64>)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    let taken_emails: HashMap<String, Option<i64>> = user::Entity::find()
+        .select_only()
+        .column(user::Column::EmailCanonical)
+        .column(user::Column::LegacyId)
+        .filter(user::Column::EmailCanonical.is_in(emails))
+        .into_tuple::<(String, Option<i64>)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    let written: Vec<&str> = candidates.iter().map(|c| c.keys.written.as_str()).collect();
+    let lower: Vec<&str> = candidates.iter().map(|c| c.keys.lower.as_str()).collect();
+    let upper: Vec<&str> = candidates.iter().map(|c| c.keys.upper.as_str()).collect();
+    let mut looks: HashSet<String> = HashSet::new();
+    for (column, values) in [
+        (user::Column::UsernameSkeleton, written),
+        (user::Column::UsernameSkeletonLower, lower),
+        (user::Column::UsernameSkeletonUpper, upper),
+    ] {
+        let found: Vec<Option<String>> = user::Entity::find()
+            .select_only()
+            .column(column)
+            .filter(column.is_in(values))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        looks.extend(found.into_iter().flatten());
+    }
+
+    let by = |legacy: Option<i64>| match legacy {
+        Some(id) => format!("the user imported from legacy_id {id}"),
+        None => "an existing roster user".to_owned(),
+    };
+    let mut batch_names: HashMap<String, i64> = HashMap::new();
+    let mut batch_emails: HashMap<String, i64> = HashMap::new();
+    let mut batch_looks: HashSet<String> = HashSet::new();
+    let mut models = Vec::new();
+    for c in candidates {
+        let row = &c.row;
+        if let Some(other) = taken_names.get(&c.username_canonical) {
+            let reason = format!(
+                "username collides (ignoring case and width) with {}",
+                by(*other)
+            );
+            problems.push(problem(row, reason, "conflict"));
+            continue;
+        }
+        if let Some(other) = batch_names.get(&c.username_canonical) {
+            let reason = format!(
+                "username collides (ignoring case and width) with {}",
+                by(Some(*other))
+            );
+            problems.push(problem(row, reason, "conflict"));
+            continue;
+        }
+        if let Some(e) = &c.email_canonical {
+            let other = taken_emails
+                .get(e)
+                .copied()
+                .or_else(|| batch_emails.get(e).map(|id| Some(*id)));
+            if let Some(other) = other {
+                let reason = format!("email collides (ignoring case) with {}", by(other));
+                problems.push(problem(row, reason, "conflict"));
+                continue;
+            }
+        }
+        batch_names.insert(c.username_canonical.clone(), row.legacy_id);
+        if let Some(e) = &c.email_canonical {
+            batch_emails.insert(e.clone(), row.legacy_id);
+        }
+        let id = Uuid::now_v7();
+        let email_canonical = match &c.email_canonical {
+            Some(e) => e.clone(),
+            None => {
+                problems.push(problem(
+                    row,
+                    "no email address: imported without one".into(),
+                    "warning",
+                ));
+                format!("!none:{id}")
+            }
+        };
+        if c.algorithm == "unusable" {
+            problems.push(problem(
+                row,
+                "unusable password: the user must reset it to log in".into(),
+                "warning",
+            ));
+        }
+        // A look-alike of another user is not a conflict (Django allowed it and both
+        // accounts exist); the later one just carries no look-alike key, as rows from before
+        // the keys existed.
+        let k = &c.keys;
+        let alike = [&k.written, &k.lower, &k.upper]
+            .iter()
+            .any(|key| looks.contains(key.as_str()) || batch_looks.contains(key.as_str()));
+        if !alike {
+            batch_looks.extend([k.written.clone(), k.lower.clone(), k.upper.clone()]);
+        }
+        let key = |s: &String| Set((!alike).then(|| s.clone()));
+        *summary
+            .by_algorithm
+            .entry(c.algorithm.to_owned())
+            .or_default() += 1;
+        summary.imported += 1;
+        models.push(user::ActiveModel {
+            id: Set(id),
+            username: Set(row.username.clone()),
+            username_canonical: Set(c.username_canonical.clone()),
+            email: Set(row.email.trim().to_owned()),
+            email_canonical: Set(email_canonical),
+            username_skeleton: key(&k.written),
+            username_skeleton_lower: key(&k.lower),
+            username_skeleton_upper: key(&k.upper),
+            password_hash: Set(row.password.clone()),
+            date_joined: Set(row.date_joined),
+            is_active: Set(row.is_active),
+            last_login: Set(row.last_login),
+            legacy_id: Set(Some(row.legacy_id)),
+            is_staff: Set(row.is_staff),
+            is_superuser: Set(row.is_superuser),
+        });
+    }
+    summary.conflicts += problems.iter().filter(|p| p.kind == "conflict").count() as u64;
+    summary.warnings += problems.iter().filter(|p| p.kind == "warning").count() as u64;
+    if !models.is_empty() {
+        user::Entity::insert_many(models).exec(txn).await?;
+    }
+    Ok(problems)
+}
+
+/// The algorithm of a hash roster can verify within its bounds, or why not.
+fn importable(
+    stored: &str,
+    limits: ForeignLimits,
+    configured: &argon2::Params,
+) -> Result<&'static str, String> {
+    match StoredHash::parse(stored) {
+        Ok(hash) => match hash.check_cost(configured, &limits) {
+            Ok(()) => Ok(hash.algorithm()),
+            Err(e) => Err(format!("password hash refused: {e}")),
+        },
+        Err(FormatError::Unusable) => Ok("unusable"),
+        Err(e) => Err(format!("password hash refused: {e}")),
+    }
+}

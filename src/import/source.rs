@@ -1,0 +1,226 @@
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::ImportError;
+
+/// One row of Django's `auth_user`, as roster keeps it (names, flags, dates, the hash as is).
+#[derive(Debug, Clone)]
+pub struct DjangoUser {
+    pub legacy_id: i64,
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: DateTime<Utc>,
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+/// Where rows come from.
+pub enum Rows {
+    /// `auth_user`, read page by page in primary-key order.
+    Database { db: DatabaseConnection, after: i64 },
+    /// A dumpdata file parsed on a blocking thread and handed over through a bounded
+    /// channel: the file is never held in memory whole.
+    Json(mpsc::Receiver<Result<DjangoUser, String>>),
+}
+
+/// Opens `source`: a database URL, or a path to a dumpdata JSON file.
+pub async fn open(source: &str) -> Result<Rows, ImportError> {
+    if source.starts_with("sqlite:") || source.starts_with("postgres") {
+        let url = if source.starts_with("sqlite:") && !source.contains('?') {
+            // Read-only: the import never writes to the Django database.
+            format!("{source}?mode=ro")
+        } else {
+            source.to_owned()
+        };
+        let mut options = sea_orm::ConnectOptions::new(url);
+        options.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| ImportError::Source(e.to_string()))?;
+        return Ok(Rows::Database {
+            db,
+            after: i64::MIN,
+        });
+    }
+    let file =
+        std::fs::File::open(source).map_err(|e| ImportError::Source(format!("{source}: {e}")))?;
+    let (tx, rx) = mpsc::channel(2 * super::BATCH);
+    tokio::task::spawn_blocking(move || {
+        let reader = std::io::BufReader::new(file);
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let result = serde::Deserializer::deserialize_seq(&mut de, Fixture { tx: tx.clone() });
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(format!("not a dumpdata JSON array: {e}")));
+        }
+    });
+    Ok(Rows::Json(rx))
+}
+
+impl Rows {
+    /// The next page of at most `size` rows; `None` at the end.
+    pub async fn next_batch(
+        &mut self,
+        size: usize,
+    ) -> Result<Option<Vec<DjangoUser>>, ImportError> {
+        match self {
+            Self::Database { db, after } => {
+                let backend = db.get_database_backend();
+                let placeholder = match backend {
+                    DatabaseBackend::Postgres => "$1",
+                    _ => "?",
+                };
+                let sql = format!(
+                    "SELECT id, username, email, password, is_active, is_staff, is_superuser, \
+                     date_joined, last_login FROM auth_user WHERE id > {placeholder} \
+                     ORDER BY id LIMIT {size}"
+                );
+                let rows = db
+                    .query_all_raw(Statement::from_sql_and_values(
+                        backend,
+                        sql,
+                        [(*after).into()],
+                    ))
+                    .await
+                    .map_err(|e| ImportError::Source(e.to_string()))?;
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let get_time = |name: &str| -> Result<Option<DateTime<Utc>>, ImportError> {
+                        // PostgreSQL has timestamptz; Django's SQLite stores text in UTC.
+                        if let Ok(t) = r.try_get::<Option<DateTime<Utc>>>("", name) {
+                            return Ok(t);
+                        }
+                        let text: Option<String> = r
+                            .try_get("", name)
+                            .map_err(|e| ImportError::Source(e.to_string()))?;
+                        text.map(|t| parse_time(&t))
+                            .transpose()
+                            .map_err(ImportError::Source)
+                    };
+                    let get = |e: sea_orm::DbErr| ImportError::Source(e.to_string());
+                    let user = DjangoUser {
+                        legacy_id: r.try_get("", "id").map_err(get)?,
+                        username: r.try_get("", "username").map_err(get)?,
+                        email: r.try_get("", "email").map_err(get)?,
+                        password: r.try_get("", "password").map_err(get)?,
+                        is_active: r.try_get("", "is_active").map_err(get)?,
+                        is_staff: r.try_get("", "is_staff").map_err(get)?,
+                        is_superuser: r.try_get("", "is_superuser").map_err(get)?,
+                        date_joined: get_time("date_joined")?
+                            .ok_or_else(|| ImportError::Source("date_joined is NULL".into()))?,
+                        last_login: get_time("last_login")?,
+                    };
+                    *after = user.legacy_id;
+                    out.push(user);
+                }
+                Ok(Some(out))
+            }
+            Self::Json(rx) => {
+                let mut out = Vec::new();
+                while out.len() < size {
+                    match rx.recv().await {
+                        Some(Ok(user)) => out.push(user),
+                        Some(Err(e)) => return Err(ImportError::Source(e)),
+                        None => break,
+                    }
+                }
+                Ok((!out.is_empty()).then_some(out))
+            }
+        }
+    }
+}
+
+/// Django's text timestamps: `2026-11-25 03:28:29.824816` (SQLite, UTC) or RFC 3339
+/// (`2026-11-25T03:28:29.824Z` in dumpdata).
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map(|t| t.and_utc())
+        })
+        .map_err(|_| format!("unreadable timestamp {text:?}"))
+}
+
+/// One element of a dumpdata array.
+#[derive(Deserialize)]
+struct Entry {
+    model: String,
+    pk: i64,
+    fields: Fields,
+}
+
+#[derive(Deserialize)]
+struct Fields {
+    username: String,
+    #[serde(default)]
+    email: String,
+    password: String,
+    #[serde(default = "yes")]
+    is_active: bool,
+    #[serde(default)]
+    is_staff: bool,
+    #[serde(default)]
+    is_superuser: bool,
+    date_joined: String,
+    last_login: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Visits the top-level array element by element, sending each user on.
+struct Fixture {
+    tx: mpsc::Sender<Result<DjangoUser, String>>,
+}
+
+impl<'de> serde::de::Visitor<'de> for Fixture {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a dumpdata JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        // Other models in the same file are skipped; their fields are not read into memory
+        // beyond one element at a time.
+        while let Some(entry) = seq.next_element::<serde_json::Value>()? {
+            let entry: Entry = match serde_json::from_value(entry) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = self.tx.blocking_send(Err(format!("malformed entry: {e}")));
+                    return Ok(());
+                }
+            };
+            if entry.model != "auth.user" {
+                continue;
+            }
+            let f = entry.fields;
+            let user = (|| {
+                Ok(DjangoUser {
+                    legacy_id: entry.pk,
+                    username: f.username,
+                    email: f.email,
+                    password: f.password,
+                    is_active: f.is_active,
+                    is_staff: f.is_staff,
+                    is_superuser: f.is_superuser,
+                    date_joined: parse_time(&f.date_joined)?,
+                    last_login: f.last_login.as_deref().map(parse_time).transpose()?,
+                })
+            })();
+            if self.tx.blocking_send(user).is_err() {
+                // The importer stopped reading: stop parsing.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}

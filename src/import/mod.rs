@@ -2,9 +2,10 @@
 //! or a `dumpdata auth.user` JSON file, streamed) into roster, with their password hashes as
 //! they are; each is upgraded to Argon2id at the user's first login.
 //!
-//! Rows are read in pages of [`BATCH`], checked against the target database (which already
-//! holds the earlier pages: the import runs in one transaction) and inserted with one
-//! multi-row INSERT per page, so memory does not grow with the input and a failed or refused
+//! Rows are read in pages of [`BATCH`] and inserted with one multi-row INSERT per page inside
+//! a savepoint, trusting the unique indexes; a page that violates one is rolled back to the
+//! savepoint and sorted out against what the target holds (earlier pages included: the
+//! import is one transaction). Memory does not grow with the input, and a failed or refused
 //! import leaves nothing behind.
 
 /// Reading `auth_user` from a database or a dumpdata file.
@@ -151,32 +152,8 @@ async fn import_batch(
     summary: &mut Summary,
 ) -> Result<Vec<Problem>, ImportError> {
     let mut problems = Vec::new();
-    let problem = |row: &DjangoUser, reason: String, kind| Problem {
-        legacy_id: row.legacy_id,
-        username: row.username.clone(),
-        reason,
-        kind,
-    };
-
-    // Already imported (a re-run): skipped, never duplicated.
-    let ids: Vec<i64> = batch.iter().map(|r| r.legacy_id).collect();
-    let done: HashSet<i64> = user::Entity::find()
-        .select_only()
-        .column(user::Column::LegacyId)
-        .filter(user::Column::LegacyId.is_in(ids))
-        .into_tuple::<Option<i64>>()
-        .all(txn)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
-
     let mut candidates = Vec::new();
     for row in batch {
-        if done.contains(&row.legacy_id) {
-            summary.skipped += 1;
-            continue;
-        }
         let algorithm = match importable(&row.password, limits, configured) {
             Ok(a) => a,
             Err(reason) => {
@@ -199,100 +176,132 @@ async fn import_batch(
         });
     }
 
-    // Collisions with users already in roster (earlier pages of this import included).
-    let names: Vec<&str> = candidates
-        .iter()
-        .map(|c| c.username_canonical.as_str())
-        .collect();
-    let emails: Vec<&str> = candidates
-        .iter()
-        .filter_map(|c| c.email_canonical.as_deref())
-        .collect();
-    let taken_names: HashMap<String, Option<i64>> = user::Entity::find()
-        .select_only()
-        .column(user::Column::UsernameCanonical)
-        .column(user::Column::LegacyId)
-        .filter(user::Column::UsernameCanonical.is_in(names))
-        .into_tuple::<(String, Option<i64>)>()
-        .all(txn)
-        .await?
-        .into_iter()
-        .collect();
-    let taken_emails: HashMap<String, Option<i64>> = user::Entity::find()
-        .select_only()
-        .column(user::Column::EmailCanonical)
-        .column(user::Column::LegacyId)
-        .filter(user::Column::EmailCanonical.is_in(emails))
-        .into_tuple::<(String, Option<i64>)>()
-        .all(txn)
-        .await?
-        .into_iter()
-        .collect();
-    let written: Vec<&str> = candidates.iter().map(|c| c.keys.written.as_str()).collect();
-    let lower: Vec<&str> = candidates.iter().map(|c| c.keys.lower.as_str()).collect();
-    let upper: Vec<&str> = candidates.iter().map(|c| c.keys.upper.as_str()).collect();
-    let mut looks: HashSet<String> = HashSet::new();
-    for (column, values) in [
-        (user::Column::UsernameSkeleton, written),
-        (user::Column::UsernameSkeletonLower, lower),
-        (user::Column::UsernameSkeletonUpper, upper),
-    ] {
-        let found: Vec<Option<String>> = user::Entity::find()
-            .select_only()
-            .column(column)
-            .filter(column.is_in(values))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        looks.extend(found.into_iter().flatten());
+    // Fast path: assume the page meets nothing already in the target (true for most pages
+    // of most imports) and let the unique indexes say otherwise; the page is inserted inside
+    // a savepoint, so a violation undoes only this attempt.
+    let attempt = classify(&candidates, &Known::default());
+    let savepoint = txn.begin().await?;
+    let inserted = if attempt.models.is_empty() {
+        Ok(())
+    } else {
+        user::Entity::insert_many(attempt.models.clone())
+            .exec(&savepoint)
+            .await
+            .map(|_| ())
+    };
+    let outcome = match inserted {
+        Ok(()) => {
+            savepoint.commit().await?;
+            attempt
+        }
+        Err(e)
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
+            savepoint.rollback().await?;
+            // Slow path: ask what the target holds, classify again, insert what is left.
+            let known = Known::load(txn, &candidates).await?;
+            let outcome = classify(&candidates, &known);
+            if !outcome.models.is_empty() {
+                user::Entity::insert_many(outcome.models.clone())
+                    .exec(txn)
+                    .await?;
+            }
+            outcome
+        }
+        Err(e) => return Err(e.into()),
+    };
+    summary.skipped += outcome.skipped;
+    summary.imported += outcome.models.len() as u64;
+    for algorithm in outcome.algorithms {
+        *summary
+            .by_algorithm
+            .entry(algorithm.to_owned())
+            .or_default() += 1;
     }
+    problems.extend(outcome.problems);
+    summary.conflicts += problems.iter().filter(|p| p.kind == "conflict").count() as u64;
+    summary.warnings += problems.iter().filter(|p| p.kind == "warning").count() as u64;
+    Ok(problems)
+}
 
+fn problem(row: &DjangoUser, reason: String, kind: &'static str) -> Problem {
+    Problem {
+        legacy_id: row.legacy_id,
+        username: row.username.clone(),
+        reason,
+        kind,
+    }
+}
+
+/// What a page comes to, given what the target holds.
+struct Outcome {
+    models: Vec<user::ActiveModel>,
+    problems: Vec<Problem>,
+    skipped: u64,
+    /// The hash algorithm of each model, in order.
+    algorithms: Vec<&'static str>,
+}
+
+/// Decides each candidate: skip (already imported), conflict (collides with the target or an
+/// earlier row of the page), or a row to insert (with warnings).
+fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
     let by = |legacy: Option<i64>| match legacy {
         Some(id) => format!("the user imported from legacy_id {id}"),
         None => "an existing roster user".to_owned(),
     };
-    let mut batch_names: HashMap<String, i64> = HashMap::new();
-    let mut batch_emails: HashMap<String, i64> = HashMap::new();
-    let mut batch_looks: HashSet<String> = HashSet::new();
-    let mut models = Vec::new();
+    let mut out = Outcome {
+        models: Vec::new(),
+        problems: Vec::new(),
+        skipped: 0,
+        algorithms: Vec::new(),
+    };
+    let mut page_names: HashMap<&str, i64> = HashMap::new();
+    let mut page_emails: HashMap<&str, i64> = HashMap::new();
+    let mut page_looks: HashSet<&str> = HashSet::new();
     for c in candidates {
         let row = &c.row;
-        if let Some(other) = taken_names.get(&c.username_canonical) {
-            let reason = format!(
-                "username collides (ignoring case and width) with {}",
-                by(*other)
-            );
-            problems.push(problem(row, reason, "conflict"));
+        if known.imported.contains(&row.legacy_id) {
+            // A re-run: skipped, never duplicated.
+            out.skipped += 1;
             continue;
         }
-        if let Some(other) = batch_names.get(&c.username_canonical) {
+        let name_holder = known.names.get(&c.username_canonical).copied().or_else(|| {
+            page_names
+                .get(c.username_canonical.as_str())
+                .map(|id| Some(*id))
+        });
+        if let Some(other) = name_holder {
             let reason = format!(
                 "username collides (ignoring case and width) with {}",
-                by(Some(*other))
+                by(other)
             );
-            problems.push(problem(row, reason, "conflict"));
+            out.problems.push(problem(row, reason, "conflict"));
             continue;
         }
         if let Some(e) = &c.email_canonical {
-            let other = taken_emails
+            let holder = known
+                .emails
                 .get(e)
                 .copied()
-                .or_else(|| batch_emails.get(e).map(|id| Some(*id)));
-            if let Some(other) = other {
+                .or_else(|| page_emails.get(e.as_str()).map(|id| Some(*id)));
+            if let Some(other) = holder {
                 let reason = format!("email collides (ignoring case) with {}", by(other));
-                problems.push(problem(row, reason, "conflict"));
+                out.problems.push(problem(row, reason, "conflict"));
                 continue;
             }
         }
-        batch_names.insert(c.username_canonical.clone(), row.legacy_id);
+        page_names.insert(&c.username_canonical, row.legacy_id);
         if let Some(e) = &c.email_canonical {
-            batch_emails.insert(e.clone(), row.legacy_id);
+            page_emails.insert(e, row.legacy_id);
         }
         let id = Uuid::now_v7();
         let email_canonical = match &c.email_canonical {
             Some(e) => e.clone(),
             None => {
-                problems.push(problem(
+                out.problems.push(problem(
                     row,
                     "no email address: imported without one".into(),
                     "warning",
@@ -301,7 +310,7 @@ async fn import_batch(
             }
         };
         if c.algorithm == "unusable" {
-            problems.push(problem(
+            out.problems.push(problem(
                 row,
                 "unusable password: the user must reset it to log in".into(),
                 "warning",
@@ -311,19 +320,16 @@ async fn import_batch(
         // accounts exist); the later one just carries no look-alike key, as rows from before
         // the keys existed.
         let k = &c.keys;
-        let alike = [&k.written, &k.lower, &k.upper]
+        let keys = [k.written.as_str(), k.lower.as_str(), k.upper.as_str()];
+        let alike = keys
             .iter()
-            .any(|key| looks.contains(key.as_str()) || batch_looks.contains(key.as_str()));
+            .any(|key| known.looks.contains(*key) || page_looks.contains(key));
         if !alike {
-            batch_looks.extend([k.written.clone(), k.lower.clone(), k.upper.clone()]);
+            page_looks.extend(keys);
         }
         let key = |s: &String| Set((!alike).then(|| s.clone()));
-        *summary
-            .by_algorithm
-            .entry(c.algorithm.to_owned())
-            .or_default() += 1;
-        summary.imported += 1;
-        models.push(user::ActiveModel {
+        out.algorithms.push(c.algorithm);
+        out.models.push(user::ActiveModel {
             id: Set(id),
             username: Set(row.username.clone()),
             username_canonical: Set(c.username_canonical.clone()),
@@ -341,12 +347,88 @@ async fn import_batch(
             is_superuser: Set(row.is_superuser),
         });
     }
-    summary.conflicts += problems.iter().filter(|p| p.kind == "conflict").count() as u64;
-    summary.warnings += problems.iter().filter(|p| p.kind == "warning").count() as u64;
-    if !models.is_empty() {
-        user::Entity::insert_many(models).exec(txn).await?;
+    out
+}
+
+/// What the target database already holds that a page of candidates could meet.
+#[derive(Default)]
+struct Known {
+    /// `legacy_id`s already imported.
+    imported: HashSet<i64>,
+    /// Canonical usernames and emails taken, with the `legacy_id` of their holder.
+    names: HashMap<String, Option<i64>>,
+    emails: HashMap<String, Option<i64>>,
+    /// Look-alike keys taken.
+    looks: HashSet<String>,
+}
+
+impl Known {
+    /// Asks the target, one indexed question per column.
+    async fn load(txn: &DatabaseTransaction, page: &[Candidate]) -> Result<Self, ImportError> {
+        let ids: Vec<i64> = page.iter().map(|c| c.row.legacy_id).collect();
+        let imported: HashSet<i64> = user::Entity::find()
+            .select_only()
+            .column(user::Column::LegacyId)
+            .filter(user::Column::LegacyId.is_in(ids))
+            .into_tuple::<Option<i64>>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        let names: Vec<&str> = page.iter().map(|c| c.username_canonical.as_str()).collect();
+        let emails: Vec<&str> = page
+            .iter()
+            .filter_map(|c| c.email_canonical.as_deref())
+            .collect();
+        let holders = |column: user::Column, values: Vec<&str>| {
+            user::Entity::find()
+                .select_only()
+                .column(column)
+                .column(user::Column::LegacyId)
+                .filter(column.is_in(values))
+                .into_tuple::<(String, Option<i64>)>()
+                .all(txn)
+        };
+        let names: HashMap<String, Option<i64>> = holders(user::Column::UsernameCanonical, names)
+            .await?
+            .into_iter()
+            .collect();
+        let emails: HashMap<String, Option<i64>> = holders(user::Column::EmailCanonical, emails)
+            .await?
+            .into_iter()
+            .collect();
+        let mut looks = HashSet::new();
+        let columns = [
+            (user::Column::UsernameSkeleton, 0),
+            (user::Column::UsernameSkeletonLower, 1),
+            (user::Column::UsernameSkeletonUpper, 2),
+        ];
+        for (column, which) in columns {
+            let values: Vec<&str> = page
+                .iter()
+                .map(|c| match which {
+                    0 => c.keys.written.as_str(),
+                    1 => c.keys.lower.as_str(),
+                    _ => c.keys.upper.as_str(),
+                })
+                .collect();
+            let found: Vec<Option<String>> = user::Entity::find()
+                .select_only()
+                .column(column)
+                .filter(column.is_in(values))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            looks.extend(found.into_iter().flatten());
+        }
+        Ok(Self {
+            imported,
+            names,
+            emails,
+            looks,
+        })
     }
-    Ok(problems)
 }
 
 /// The algorithm of a hash roster can verify within its bounds, or why not.

@@ -113,8 +113,11 @@ impl AccountService {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
             _ => return Err(AppError::InvalidCredentials),
         };
-        if verified.algorithm == "md5" {
-            tracing::warn!(user_id = %user.id, "password stored as salted MD5 (a legacy Django hash); upgrading it now");
+        if matches!(
+            verified.algorithm,
+            "md5" | "unsalted_md5" | "sha1" | "unsalted_sha1"
+        ) {
+            tracing::warn!(user_id = %user.id, algorithm = verified.algorithm, "password stored with a weak legacy Django hash; upgrading it now");
         }
 
         // Upgrade the stored hash while the plaintext is at hand. Best effort: a busy pool

@@ -43,13 +43,25 @@ pub enum DjangoHash {
         salt: String,
         hash: Vec<u8>,
     },
-    /// `md5$<salt>$<hex>`: salted MD5, Django's legacy hasher; upgraded at the first login.
+    /// `md5$<salt>$<hex>`: salted MD5, Django's legacy hasher; also unsalted MD5, written
+    /// `md5$$<hex>` or as 32 bare hex digits (Django before 5.0). Upgraded at the first login.
     Md5 { salt: String, hash: Vec<u8> },
+    /// `sha1$<salt>$<hex>` (salted SHA-1) and `sha1$$<hex>` (unsalted), Django before 5.0.
+    Sha1 { salt: String, hash: Vec<u8> },
 }
 
 impl DjangoHash {
     /// Parses the Django forms above; `None` when `stored` is none of them.
     pub fn parse(stored: &str) -> Option<Result<Self, FormatError>> {
+        if stored.len() == 32
+            && let Some(hash) = decode_hex(stored)
+        {
+            // Django's UnsaltedMD5PasswordHasher stored the bare hex digest.
+            return Some(Ok(Self::Md5 {
+                salt: String::new(),
+                hash,
+            }));
+        }
         let (algorithm, rest) = stored.split_once('$')?;
         let bad = || Some(Err(FormatError::Unknown));
         Some(Ok(match algorithm {
@@ -112,16 +124,19 @@ impl DjangoHash {
                     hash,
                 }
             }
-            "md5" => {
+            "md5" | "sha1" => {
                 let Some((salt, hex)) = rest.split_once('$') else {
                     return bad();
                 };
-                let Some(hash) = decode_hex(hex).filter(|h| h.len() == 16) else {
+                let len = if algorithm == "md5" { 16 } else { 20 };
+                let Some(hash) = decode_hex(hex).filter(|h| h.len() == len) else {
                     return bad();
                 };
-                Self::Md5 {
-                    salt: salt.to_owned(),
-                    hash,
+                let salt = salt.to_owned();
+                if algorithm == "md5" {
+                    Self::Md5 { salt, hash }
+                } else {
+                    Self::Sha1 { salt, hash }
                 }
             }
             _ => return None,
@@ -136,7 +151,10 @@ impl DjangoHash {
             Self::Bcrypt { sha256: true, .. } => "bcrypt_sha256",
             Self::Bcrypt { sha256: false, .. } => "bcrypt",
             Self::Scrypt { .. } => "scrypt",
+            Self::Md5 { salt, .. } if salt.is_empty() => "unsalted_md5",
             Self::Md5 { .. } => "md5",
+            Self::Sha1 { salt, .. } if salt.is_empty() => "unsalted_sha1",
+            Self::Sha1 { .. } => "sha1",
         }
     }
 
@@ -153,7 +171,7 @@ impl DjangoHash {
                 bytes.is_some_and(|b| b <= u64::from(limits.max_memory_kib) * 1024)
                     && *p <= MAX_SCRYPT_PARALLELISM
             }
-            Self::Md5 { .. } => true,
+            Self::Md5 { .. } | Self::Sha1 { .. } => true,
         };
         if ok {
             Ok(())
@@ -218,6 +236,12 @@ impl DjangoHash {
                 md5.update(salt.as_bytes());
                 md5.update(password);
                 bool::from(md5.finalize().as_slice().ct_eq(hash))
+            }
+            Self::Sha1 { salt, hash } => {
+                let mut sha1 = sha1::Sha1::new();
+                sha1.update(salt.as_bytes());
+                sha1.update(password);
+                bool::from(sha1.finalize().as_slice().ct_eq(hash))
             }
         })
     }

@@ -206,7 +206,7 @@ mod tests {
             "plain",
             "pbkdf2_sha256$1$salt$not base64!",
             "bcrypt$$nothing",
-            "sha1$$a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
+            "sha1$$a94a8fe5",
             "$argon2id$v=19$m=64,t=1,p=1$",
         ] {
             assert_eq!(

@@ -11,19 +11,23 @@ use crate::helpers::{TestApp, spawn_app};
 /// One Django hash per hasher, at cheap parameters, from `tests/django/hashes.jsonl`.
 fn django_hashes() -> Vec<(String, String, String)> {
     let mut seen = std::collections::BTreeSet::new();
-    include_str!("../django/hashes.jsonl")
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|v| v["default"] == false)
-        .filter(|v| seen.insert(v["hasher"].as_str().unwrap_or("").to_owned()))
-        .map(|v| {
-            (
-                v["hasher"].as_str().unwrap().to_owned(),
-                v["password"].as_str().unwrap().to_owned(),
-                v["encoded"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    [
+        include_str!("../django/hashes.jsonl"),
+        include_str!("../django/hashes_legacy.jsonl"),
+    ]
+    .iter()
+    .flat_map(|f| f.lines())
+    .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+    .filter(|v| v["default"] == false)
+    .filter(|v| seen.insert(v["hasher"].as_str().unwrap_or("").to_owned()))
+    .map(|v| {
+        (
+            v["hasher"].as_str().unwrap().to_owned(),
+            v["password"].as_str().unwrap().to_owned(),
+            v["encoded"].as_str().unwrap().to_owned(),
+        )
+    })
+    .collect()
 }
 
 async fn insert_user(app: &TestApp, username: &str, password_hash: &str) -> uuid::Uuid {
@@ -74,7 +78,11 @@ async fn stored_hash(app: &TestApp, username: &str) -> String {
 async fn each_django_hasher_logs_in_once_then_the_hash_is_argon2id() {
     let app = spawn_app().await;
     let hashes = django_hashes();
-    assert_eq!(hashes.len(), 7, "one per Django 5.2 hasher: {hashes:?}");
+    assert_eq!(
+        hashes.len(),
+        10,
+        "one per Django 5.2 hasher and per legacy one: {hashes:?}"
+    );
     for (hasher, password, encoded) in &hashes {
         let username = format!("django_{hasher}");
         insert_user(&app, &username, encoded).await;

@@ -75,8 +75,8 @@ impl Rows {
                     _ => "?",
                 };
                 let sql = format!(
-                    "SELECT id, username, email, password, is_active, is_staff, is_superuser, \
-                     date_joined, last_login FROM auth_user WHERE id > {placeholder} \
+                    "SELECT CAST(id AS BIGINT) AS id, username, email, password, is_active, is_staff, \
+                     is_superuser, date_joined, last_login FROM auth_user WHERE id > {placeholder} \
                      ORDER BY id LIMIT {size}"
                 );
                 let rows = db

@@ -308,3 +308,71 @@ async fn dry_runs_and_refused_imports_write_nothing() {
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(app.user_count().await, 0);
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (the source is a Django database on PostgreSQL): run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn a_django_database_on_postgres_is_a_source_too() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    assert!(
+        crate::helpers::on_postgres(),
+        "this test builds a Django database on PostgreSQL; set ROSTER_TEST_DATABASE_URL"
+    );
+    // Django's table on PostgreSQL, filled with the rows Django wrote to the SQLite fixture.
+    let (url, _) = crate::helpers::fresh_database_url().await;
+    let django = Database::connect(&url).await.unwrap();
+    django
+        .execute_unprepared(include_str!("../django/auth_user_postgres.sql"))
+        .await
+        .unwrap();
+    let fixture = Database::connect(format!("{}?mode=ro", django_sqlite()))
+        .await
+        .unwrap();
+    let rows = fixture
+        .query_all_raw(Statement::from_string(
+            fixture.get_database_backend(),
+            "SELECT id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined FROM auth_user",
+        ))
+        .await
+        .unwrap();
+    for r in rows {
+        let text = |c: &str| r.try_get::<String>("", c).unwrap();
+        let time = |c: &str| r.try_get::<Option<String>>("", c).unwrap();
+        let flag = |c: &str| r.try_get::<bool>("", c).unwrap();
+        django
+            .execute_raw(Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined) \
+                 VALUES ($1, $2, $3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz)",
+                [
+                    r.try_get::<i32>("", "id").unwrap().into(),
+                    text("password").into(),
+                    time("last_login").map(|t| format!("{t}+00")).into(),
+                    flag("is_superuser").into(),
+                    text("username").into(),
+                    text("first_name").into(),
+                    text("last_name").into(),
+                    text("email").into(),
+                    flag("is_staff").into(),
+                    flag("is_active").into(),
+                    format!("{}+00", time("date_joined").unwrap()).into(),
+                ],
+            ))
+            .await
+            .unwrap();
+    }
+    django.close().await.ok();
+
+    let app = spawn_app().await;
+    let (code, report, stderr) = import(&app, &url, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report.len(), 6, "{report:?}");
+    assert!(stderr.contains("18 read, 15 imported"), "{stderr}");
+    let answer = login(&app, "user_bcrypt_sha256", "correct horse battery staple").await;
+    assert_eq!(
+        answer["data"]["login"]["user"]["username"], "user_bcrypt_sha256",
+        "{answer}"
+    );
+    let imported = app.users().await;
+    let sleeper = imported.iter().find(|u| u.username == "sleeper").unwrap();
+    assert!(!sleeper.is_active);
+}

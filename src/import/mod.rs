@@ -103,10 +103,9 @@ pub async fn run(
     report: &mut dyn Write,
 ) -> Result<Summary, ImportError> {
     let mut rows = source::open(&args.source).await?;
+    let progress = Progress::new(rows.total().await);
     let txn = target.begin().await?;
     let mut summary = Summary::default();
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
     while let Some(batch) = rows.next_batch(BATCH).await? {
         summary.read += batch.len() as u64;
         let problems = import_batch(&txn, batch, limits, configured, &mut summary).await?;
@@ -114,16 +113,9 @@ pub async fn run(
             serde_json::to_writer(&mut *report, &p).map_err(std::io::Error::other)?;
             report.write_all(b"\n")?;
         }
-        if last_progress.elapsed().as_secs_f64() >= 2.0 {
-            last_progress = Instant::now();
-            eprintln!(
-                "import: {} rows read, {} imported ({:.0} rows/s)",
-                summary.read,
-                summary.imported,
-                summary.read as f64 / started.elapsed().as_secs_f64()
-            );
-        }
+        progress.update(&summary);
     }
+    progress.finish();
     let refused = args.on_conflict == OnConflict::Fail && summary.conflicts > 0;
     if args.dry_run || refused {
         txn.rollback().await?;
@@ -133,6 +125,61 @@ pub async fn run(
     }
     report.flush()?;
     Ok(summary)
+}
+
+/// Progress on standard error: a bar with rows/s and ETA on a terminal (a spinner when the
+/// total is unknown), a plain line every 2 s otherwise (logs, CI).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    last_line: std::cell::Cell<Instant>,
+}
+
+impl Progress {
+    fn new(total: Option<u64>) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let (bar, template) = match total {
+                Some(n) => (
+                    indicatif::ProgressBar::new(n),
+                    "{bar:40} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+                ),
+                None => (
+                    indicatif::ProgressBar::new_spinner(),
+                    "{spinner} {human_pos} rows  {per_sec}",
+                ),
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self {
+            bar,
+            started: Instant::now(),
+            last_line: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn update(&self, summary: &Summary) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(summary.read);
+        } else if self.last_line.get().elapsed().as_secs_f64() >= 2.0 {
+            self.last_line.set(Instant::now());
+            eprintln!(
+                "import: {} rows read, {} imported ({:.0} rows/s)",
+                summary.read,
+                summary.imported,
+                summary.read as f64 / self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// A row ready to insert, with what it must not collide with.

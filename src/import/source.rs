@@ -62,6 +62,25 @@ pub async fn open(source: &str) -> Result<Rows, ImportError> {
 }
 
 impl Rows {
+    /// How many rows there are, when the source can say without reading them all (a
+    /// database can; a dumpdata stream cannot).
+    pub async fn total(&self) -> Option<u64> {
+        let Self::Database { db, .. } = self else {
+            return None;
+        };
+        let backend = db.get_database_backend();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM auth_user",
+            ))
+            .await
+            .ok()??;
+        row.try_get::<i64>("", "n")
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+    }
+
     /// The next page of at most `size` rows; `None` at the end.
     pub async fn next_batch(
         &mut self,

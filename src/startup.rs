@@ -60,7 +60,7 @@ impl Application {
         let hasher = Hasher::start(&config.hashing).map_err(StartupError::Hasher)?;
         // Migrations and the look-alike backfill run on a pool of their own, without the
         // statement timeout the serving pool has: an index build may take longer.
-        let admin = connect(&config, None).await?;
+        let admin = connect(&config, Vec::new()).await?;
         Migrator::up(&admin, None)
             .await
             .map_err(StartupError::Migration)?;
@@ -78,7 +78,10 @@ impl Application {
             tracing::warn!(error = %e, "closing the migration pool failed");
         }
         let statement_timeout = config.limits.request_timeout().max(Duration::from_secs(10));
-        let db = connect(&config, Some(statement_timeout)).await?;
+        // Bounds every statement: a registration past its request deadline waits for its
+        // INSERT (see `crate::deadline`), so that INSERT must itself end.
+        let timeout = format!("{}ms", statement_timeout.as_millis());
+        let db = connect(&config, vec![("statement_timeout", timeout)]).await?;
 
         let limits = &config.limits;
         let sc = &config.sessions;
@@ -245,27 +248,15 @@ pub async fn import_django(
             None,
         )
         .map_err(|e| e.to_string())?;
-        let db = connect(config, None).await.map_err(|e| e.to_string())?;
-        Migrator::up(&db, None).await.map_err(|e| e.to_string())?;
-        let _ = db.close().await;
         // The import asks PostgreSQL the same `IN (…500 values…)` questions page after page
         // while the table grows inside its transaction; a cached generic plan for those
         // turns into a sequential scan per query (200 rows/s measured). Custom plans use
         // the unique indexes.
-        let mut options = ConnectOptions::new(config.database_url.clone());
-        options
-            .max_connections(1)
-            .sqlx_logging(false)
-            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]))
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true)
-            });
-        let db = Database::connect(options)
+        let custom_plans = vec![("plan_cache_mode", "force_custom_plan".to_owned())];
+        let db = connect(config, custom_plans)
             .await
             .map_err(|e| e.to_string())?;
+        Migrator::up(&db, None).await.map_err(|e| e.to_string())?;
         let mut report: Box<dyn std::io::Write> = match &args.report {
             Some(path) => Box::new(std::io::BufWriter::new(
                 std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -373,11 +364,11 @@ fn fit_connections_to_fd_limit(wanted: usize) -> usize {
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout (a
 /// writer waits for the lock instead of failing) and `synchronous=NORMAL` (safe with WAL).
 ///
-/// `statement_timeout` bounds every PostgreSQL statement: a registration past its request
-/// deadline waits for its INSERT (see [`crate::deadline`]), so that INSERT must itself end.
+/// `postgres_settings` are session settings for every PostgreSQL connection of the pool
+/// (ignored on SQLite): the serving pool's `statement_timeout`, the importer's plan mode.
 pub async fn connect(
     config: &Config,
-    statement_timeout: Option<Duration>,
+    postgres_settings: Vec<(&'static str, String)>,
 ) -> Result<DatabaseConnection, StartupError> {
     let workers = config.hashing.workers() as u32;
     let max = if config.db_max_connections > 0 {
@@ -394,10 +385,7 @@ pub async fn connect(
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false)
-        .map_sqlx_postgres_opts(move |o| match statement_timeout {
-            Some(t) => o.options([("statement_timeout", format!("{}ms", t.as_millis()))]),
-            None => o,
-        })
+        .map_sqlx_postgres_opts(move |o| o.options(postgres_settings.clone()))
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)

@@ -446,20 +446,14 @@ impl Known {
             .into_iter()
             .collect();
         let mut looks = HashSet::new();
-        let columns = [
-            (user::Column::UsernameSkeleton, 0),
-            (user::Column::UsernameSkeletonLower, 1),
-            (user::Column::UsernameSkeletonUpper, 2),
+        type KeyOf = fn(&Keys) -> &str;
+        let columns: [(user::Column, KeyOf); 3] = [
+            (user::Column::UsernameSkeleton, |k| &k.written),
+            (user::Column::UsernameSkeletonLower, |k| &k.lower),
+            (user::Column::UsernameSkeletonUpper, |k| &k.upper),
         ];
-        for (column, which) in columns {
-            let values: Vec<&str> = page
-                .iter()
-                .map(|c| match which {
-                    0 => c.keys.written.as_str(),
-                    1 => c.keys.lower.as_str(),
-                    _ => c.keys.upper.as_str(),
-                })
-                .collect();
+        for (column, key) in columns {
+            let values: Vec<&str> = page.iter().map(|c| key(&c.keys)).collect();
             let found: Vec<Option<String>> = user::Entity::find()
                 .select_only()
                 .column(column)

@@ -112,6 +112,19 @@ pub fn test_config(database_url: String) -> Config {
     config
 }
 
+/// One hash worker and a hash of a few hundred milliseconds: requests visibly overlap.
+pub fn slow_hash(c: &mut Config) {
+    c.hashing.hash_workers = 1;
+    c.hashing.argon2_memory_kib = 64 * 1024;
+    c.hashing.argon2_iterations = 3;
+}
+
+/// [`slow_hash`] with a single queue slot: the next hash is refused as busy.
+pub fn full_hash_queue(c: &mut Config) {
+    slow_hash(c);
+    c.hashing.hash_queue = 1;
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }

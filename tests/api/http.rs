@@ -428,15 +428,7 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
 #[tokio::test]
 async fn a_full_hash_queue_answers_503_at_once() {
     // One worker, one queue slot, and a hash slow enough to keep them busy.
-    let app = std::sync::Arc::new(
-        spawn_app_with(|c| {
-            c.hashing.hash_workers = 1;
-            c.hashing.hash_queue = 1;
-            c.hashing.argon2_memory_kib = 64 * 1024;
-            c.hashing.argon2_iterations = 3;
-        })
-        .await,
-    );
+    let app = std::sync::Arc::new(spawn_app_with(crate::helpers::full_hash_queue).await);
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let app = app.clone();

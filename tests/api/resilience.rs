@@ -9,15 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
-    GOOD_PASSWORD, REGISTER, on_postgres, spawn_app_with, spawn_app_with_shutdown, unique_user,
+    GOOD_PASSWORD, REGISTER, on_postgres, slow_hash, spawn_app_with, spawn_app_with_shutdown,
+    unique_user,
 };
-
-fn slow_hash(c: &mut roster::config::Config) {
-    // One worker and a hash of a few hundred milliseconds: requests visibly overlap.
-    c.hashing.hash_workers = 1;
-    c.hashing.argon2_memory_kib = 64 * 1024;
-    c.hashing.argon2_iterations = 3;
-}
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_registrations() {

@@ -835,15 +835,7 @@ async fn two_session_cookies_sign_in_nobody() {
 
 #[tokio::test]
 async fn a_full_hash_queue_answers_login_with_503() {
-    let app = std::sync::Arc::new(
-        spawn_app_with(|c| {
-            c.hashing.hash_workers = 1;
-            c.hashing.hash_queue = 1;
-            c.hashing.argon2_memory_kib = 64 * 1024;
-            c.hashing.argon2_iterations = 3;
-        })
-        .await,
-    );
+    let app = std::sync::Arc::new(spawn_app_with(crate::helpers::full_hash_queue).await);
     app.alice().await;
     let tasks: Vec<_> = (0..6)
         .map(|_| {

@@ -40,6 +40,11 @@ pub enum AppError {
     #[error("Invalid username/email or password.")]
     InvalidCredentials,
 
+    /// `EMAIL_NOT_VERIFIED`: the password was right, but `--require-verified-email` is on and
+    /// the address is not verified yet.
+    #[error("Confirm your email address before signing in; ask for a new link if needed.")]
+    EmailNotVerified,
+
     /// `UNAUTHENTICATED`: the field needs a signed-in caller.
     #[error("You must be signed in.")]
     Unauthenticated,
@@ -68,6 +73,7 @@ impl AppError {
         match self {
             Self::InvalidInput(_) => codes::BAD_USER_INPUT,
             Self::InvalidCredentials => codes::INVALID_CREDENTIALS,
+            Self::EmailNotVerified => codes::EMAIL_NOT_VERIFIED,
             Self::Unauthenticated => codes::UNAUTHENTICATED,
             Self::RateLimited { .. } => codes::RATE_LIMITED,
             Self::ServerBusy => codes::SERVER_BUSY,
@@ -88,6 +94,7 @@ pub mod codes {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const EMAIL_NOT_VERIFIED: &str = "EMAIL_NOT_VERIFIED";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const SERVER_BUSY: &str = "SERVER_BUSY";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";

@@ -16,6 +16,10 @@ pub mod graphql;
 pub mod http;
 /// `roster import-django`: Django users and their hashes into roster.
 pub mod import;
+/// Email: templates, transports (SMTP, console), the outbox delivery worker.
+pub mod mail;
+/// The transactional outbox: emails queued in the transaction that needs them.
+pub mod outbox;
 /// Password hashing and verification on a bounded worker pool.
 pub mod password;
 /// Per-client rate limits keyed by IP or IPv6 prefix, with bounded memory.

@@ -299,6 +299,99 @@ impl FailureInner {
     }
 }
 
+/// Per-address limits (`--mail-address-limit`): GCRA buckets keyed by a SHA-256 prefix of
+/// the address's canonical form, so the table holds no address. Applied whether or not the
+/// address has an account, so being limited says nothing about that.
+///
+/// Bounded like [`ClientLimiter`]: at `max_keys` it forgets full buckets (at most once a
+/// second); if it is still full, new addresses pass unlimited (logged once) rather than
+/// sharing a bucket, which would let one sender block every other address's emails. The
+/// per-client limit still bounds each sender.
+#[derive(Clone)]
+pub struct AddressLimiter {
+    inner: Option<Arc<AddressInner>>,
+}
+
+struct AddressInner {
+    limiter: DefaultKeyedRateLimiter<[u8; 16]>,
+    max_keys: usize,
+    last_sweep: Mutex<Instant>,
+    full_logged: AtomicBool,
+}
+
+impl AddressLimiter {
+    pub fn new(rate: RateLimit, max_keys: usize) -> Self {
+        let inner = match rate {
+            RateLimit::Off => None,
+            RateLimit::PerPeriod { burst, period } => {
+                let replenish = period / burst.get();
+                Quota::with_period(replenish.max(Duration::from_millis(1))).map(|q| {
+                    Arc::new(AddressInner {
+                        limiter: RateLimiter::keyed(q.allow_burst(burst)),
+                        max_keys: max_keys.max(1),
+                        last_sweep: Mutex::new(Instant::now()),
+                        full_logged: AtomicBool::new(false),
+                    })
+                })
+            }
+        };
+        Self { inner }
+    }
+
+    /// Takes one token for `canonical_address`, or says how long until one is free.
+    pub fn check(&self, canonical_address: &str) -> Result<(), Duration> {
+        use sha2::Digest;
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let digest = sha2::Sha256::digest(canonical_address.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        if inner.limiter.len() >= inner.max_keys {
+            inner.sweep(false);
+            if inner.limiter.len() >= inner.max_keys {
+                if !inner.full_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        addresses = inner.limiter.len(),
+                        "per-address mail limiter is full; new addresses pass unlimited until entries expire"
+                    );
+                }
+                return Ok(());
+            }
+        }
+        inner
+            .limiter
+            .check_key(&key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets addresses whose bucket is full again.
+    pub fn forget_idle(&self) {
+        if let Some(inner) = &self.inner {
+            inner.sweep(true);
+        }
+    }
+}
+
+impl AddressInner {
+    fn sweep(&self, always: bool) {
+        {
+            let Ok(mut last) = self.last_sweep.lock() else {
+                return;
+            };
+            if !always && last.elapsed() < Duration::from_secs(1) {
+                return;
+            }
+            *last = Instant::now();
+        }
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        if self.limiter.len() < self.max_keys {
+            self.full_logged.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

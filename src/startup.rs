@@ -11,13 +11,15 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tokio::net::TcpListener;
 
-use crate::accounts::{AccountService, RegistrationPolicy};
+use crate::accounts::{AccountService, EmailPolicy, RegistrationPolicy};
 use crate::config::Config;
-use crate::graphql::{self, LoginRateLimiter, RegisterRateLimiter, SessionCookie};
+use crate::graphql::{self, LoginRateLimiter, MailRateLimiter, RegisterRateLimiter, SessionCookie};
 use crate::http::serve::ServeSettings;
 use crate::http::{self, AppState};
+use crate::mail::worker::{Delivery, DeliverySettings};
+use crate::outbox::Outbox;
 use crate::password::Hasher;
-use crate::ratelimit::{ClientLimiter, FailureThrottle};
+use crate::ratelimit::{AddressLimiter, ClientLimiter, FailureThrottle};
 use crate::sessions::{SessionPolicy, Sessions};
 
 /// Why the server could not start. Printed as is: no secrets inside.
@@ -37,6 +39,8 @@ pub enum StartupError {
     },
     #[error("cannot start the hash workers: {0}")]
     Hasher(#[source] crate::password::HashError),
+    #[error("cannot set up email: {0}")]
+    Mail(String),
 }
 
 /// A bound, ready-to-serve server.
@@ -49,6 +53,8 @@ pub struct Application {
     sessions: Sessions,
     serve: ServeSettings,
     hasher: Hasher,
+    address_limiter: AddressLimiter,
+    delivery: Delivery,
 }
 
 impl Application {
@@ -57,6 +63,17 @@ impl Application {
         config.validate().map_err(StartupError::Config)?;
         let policy =
             RegistrationPolicy::from_config(&config.policy).map_err(StartupError::Config)?;
+        let mc = &config.mail;
+        let templates = crate::mail::Templates::load(mc.mail_templates.as_deref())
+            .map_err(StartupError::Mail)?;
+        let transport = crate::mail::Transport::new(mc.smtp_url.as_ref(), mc.smtp_timeout)
+            .map_err(StartupError::Mail)?;
+        match &mc.smtp_url {
+            None => tracing::warn!(
+                "no --smtp-url: emails are printed to stdout, not sent (development only)"
+            ),
+            Some(url) => crate::mail::warn_if_plaintext_credentials(url),
+        }
         let hasher = Hasher::start(&config.hashing).map_err(StartupError::Hasher)?;
         // Migrations and the look-alike backfill run on a pool of their own, without the
         // statement timeout the serving pool has: an index build may take longer.
@@ -93,12 +110,20 @@ impl Application {
             },
         );
         let failures = FailureThrottle::new(sc.login_failure_limit, limits.rate_limit_max_clients);
+        let outbox = Outbox::new();
+        let address_limiter =
+            AddressLimiter::new(mc.mail_address_limit, limits.rate_limit_max_clients);
         let service = AccountService::new(
             db.clone(),
             hasher.clone(),
             policy,
             sessions.clone(),
             failures.clone(),
+            outbox.clone(),
+            EmailPolicy {
+                require_verified: mc.require_verified_email,
+                address_limiter: address_limiter.clone(),
+            },
         );
         let limiter = |name, rate| {
             ClientLimiter::new(
@@ -111,10 +136,12 @@ impl Application {
         let register_limiter = limiter("register", limits.register_rate_limit);
         let request_limiter = limiter("request", limits.request_rate_limit);
         let login_limiter = limiter("login", sc.login_rate_limit);
+        let mail_limiter = limiter("mail", mc.mail_rate_limit);
         let schema = graphql::schema_builder(limits, config.introspection)
             .data(service.clone())
             .data(RegisterRateLimiter(register_limiter.clone()))
             .data(LoginRateLimiter(login_limiter.clone()))
+            .data(MailRateLimiter(mail_limiter.clone()))
             .data(SessionCookie {
                 enabled: sc.session_cookie,
                 secure: sc.session_cookie_secure,
@@ -141,6 +168,30 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let bound = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let delivery = Delivery::new(
+            db.clone(),
+            outbox,
+            transport,
+            templates,
+            DeliverySettings {
+                from: mc
+                    .mail_from
+                    .parse()
+                    .map_err(|_| StartupError::Config("--mail-from is not an address".into()))?,
+                public_url: crate::mail::public_url(mc.public_url.as_deref(), bound),
+                verify_email_ttl: mc.verify_email_ttl,
+                reset_password_ttl: mc.reset_password_ttl,
+                max_attempts: mc.mail_max_attempts,
+                retry_base: mc.mail_retry_base,
+                lease: mc.mail_lease,
+                poll_interval: mc.mail_poll_interval,
+                smtp_timeout: mc.smtp_timeout,
+            },
+        );
         let serve = ServeSettings {
             header_timeout: limits.header_timeout(),
             max_connections: fit_connections_to_fd_limit(limits.max_connections),
@@ -153,11 +204,18 @@ impl Application {
             listener,
             router,
             db,
-            limiters: vec![register_limiter, request_limiter, login_limiter],
+            limiters: vec![
+                register_limiter,
+                request_limiter,
+                login_limiter,
+                mail_limiter,
+            ],
             failures,
             sessions,
             serve,
             hasher,
+            address_limiter,
+            delivery,
         })
     }
 
@@ -182,6 +240,12 @@ impl Application {
         let limiters = self.limiters.clone();
         let failures = self.failures.clone();
         let sessions = self.sessions.clone();
+        let address_limiter = self.address_limiter.clone();
+        let housekeeping_db = self.db.clone();
+        // The outbox worker runs beside the server and stops after it: an email being sent
+        // when the signal comes is finished, claimed ones not yet started are handed back.
+        let (stop_delivery, stopped) = tokio::sync::watch::channel(false);
+        let delivery = tokio::spawn(self.delivery.run(stopped));
         // Housekeeping beside the server, stopped with it: idle rate-limit entries are
         // forgotten every minute, expired sessions deleted every ten (they are refused
         // already; this reclaims the rows).
@@ -194,18 +258,45 @@ impl Application {
                     limiter.forget_idle();
                 }
                 failures.forget_idle();
+                address_limiter.forget_idle();
                 if ticks.is_multiple_of(10) {
                     match sessions.purge_expired().await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(sessions = n, "expired sessions purged"),
                         Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
                     }
+                    match crate::accounts::email_tokens::purge(&housekeeping_db).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(tokens = n, "used and expired email tokens purged"),
+                        Err(e) => tracing::warn!(error = %e, "purging email tokens failed"),
+                    }
+                    // Delivered emails are kept a week for `roster outbox`; failed ones stay.
+                    let week = Duration::from_secs(7 * 86_400);
+                    match crate::outbox::purge_finished(&housekeeping_db, week).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(
+                            emails = n,
+                            "delivered emails older than a week purged from the outbox"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "purging the outbox failed"),
+                    }
                 }
                 ticks = ticks.wrapping_add(1);
             }
         });
+        let drain = self.serve.drain_timeout;
         let result = http::serve::serve(self.listener, self.router, self.serve, shutdown).await;
         sweeper.abort();
+        let _ = stop_delivery.send(true);
+        // One email may be mid-send; it gets the SMTP timeout, bounded by the drain deadline.
+        if tokio::time::timeout(drain.max(Duration::from_secs(1)), delivery)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the email worker did not stop in time; its claimed emails are due again after their lease"
+            );
+        }
         if let Err(e) = self.db.close().await {
             tracing::warn!(error = %e, "closing the database pool failed");
         }

@@ -10,6 +10,8 @@ pub mod m20261125_000001_add_username_skeleton;
 pub mod m20261126_000001_create_sessions;
 /// Adds `users.legacy_id`, `is_staff`, `is_superuser` for users imported from Django.
 pub mod m20261126_000002_add_import_fields;
+/// Adds `users.email_verified`; creates `email_tokens` (hashed, single-use) and `outbox`.
+pub mod m20261202_000001_create_mail;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -22,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_add_username_skeleton::Migration),
             Box::new(m20261126_000001_create_sessions::Migration),
             Box::new(m20261126_000002_add_import_fields::Migration),
+            Box::new(m20261202_000001_create_mail::Migration),
         ]
     }
 }

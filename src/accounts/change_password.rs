@@ -103,6 +103,13 @@ impl AccountService {
             .sessions
             .revoke_all(&txn, caller.user.id, Some(caller.session.id))
             .await?;
+        // A reset link mailed before the change must not undo it.
+        super::email_tokens::invalidate(
+            &txn,
+            caller.user.id,
+            super::email_tokens::Purpose::ResetPassword,
+        )
+        .await?;
         txn.commit().await?;
         self.failures.succeeded(&key);
         tracing::info!(other_sessions_revoked = revoked, "password changed");

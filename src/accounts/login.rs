@@ -113,6 +113,12 @@ impl AccountService {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
             _ => return Err(AppError::InvalidCredentials),
         };
+        if self.email.require_verified && !user.email_verified {
+            // Only now, with the password right: a stranger learns nothing from it. The
+            // attempt was not a guess, so it does not count against the account.
+            self.failures.succeeded(&key);
+            return Err(AppError::EmailNotVerified);
+        }
         if matches!(
             verified.algorithm,
             "md5" | "unsalted_md5" | "sha1" | "unsalted_sha1"

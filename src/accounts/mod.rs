@@ -9,12 +9,16 @@ pub mod canonical;
 mod change_password;
 /// Email addresses: syntax, length, IDNA domain, canonical form.
 mod email;
+/// Single-use, expiring tokens for email links, stored hashed.
+pub mod email_tokens;
 /// `login`: identifier + password → session, with throttling and hash upgrades.
 mod login;
 /// Passwords: the secret newtype and Django's validators plus a zxcvbn strength floor.
 mod password;
 /// Thresholds of the registration policy, read from the configuration.
 mod policy;
+/// `requestPasswordReset` and `resetPassword`.
+mod reset_password;
 /// The registration service: validation, uniqueness, hashing, insert.
 mod service;
 /// TR39 look-alike keys for usernames.
@@ -23,12 +27,14 @@ pub mod skeleton;
 mod username;
 /// The `validator`-derived shape checks and their translation into field errors.
 mod validation;
+/// `verifyEmail` and `resendVerificationEmail`.
+mod verify_email;
 
 pub use email::Email;
 pub use login::{LoggedIn, Login};
 pub use password::Password;
 pub use policy::{PasswordPolicy, RegistrationPolicy};
-pub use service::{AccountService, NewUser, User, backfill_skeletons};
+pub use service::{AccountService, EmailPolicy, NewUser, User, backfill_skeletons};
 pub use username::Username;
 pub use validation::Registration;
 
@@ -54,6 +60,10 @@ pub mod codes {
     pub const PASSWORD_TOO_SIMILAR: &str = "password_too_similar";
     pub const PASSWORD_ENTIRELY_NUMERIC: &str = "password_entirely_numeric";
     pub const PASSWORD_TOO_WEAK: &str = "password_too_weak";
+    /// An email link's token that is unknown, used, or replaced by a newer one.
+    pub const TOKEN_INVALID: &str = "token_invalid";
+    /// An email link's token past its lifetime (`--verify-email-ttl`, `--reset-password-ttl`).
+    pub const TOKEN_EXPIRED: &str = "token_expired";
 }
 
 #[cfg(test)]

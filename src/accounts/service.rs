@@ -1,7 +1,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr,
+    QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -9,8 +9,9 @@ use super::validation::FIELDS;
 use super::{Email, Password, Registration, RegistrationPolicy, Username, codes};
 use crate::entity::user;
 use crate::error::{AppError, FieldError};
+use crate::outbox::{Kind, Outbox};
 use crate::password::{HashError, Hasher, Plaintext};
-use crate::ratelimit::FailureThrottle;
+use crate::ratelimit::{AddressLimiter, FailureThrottle};
 use crate::sessions::Sessions;
 
 /// A registered user, as the service returns it (never the hash).
@@ -20,6 +21,7 @@ pub struct User {
     pub username: String,
     pub email: String,
     pub date_joined: DateTime<Utc>,
+    pub email_verified: bool,
 }
 
 impl From<user::Model> for User {
@@ -29,8 +31,19 @@ impl From<user::Model> for User {
             username: m.username,
             email: m.email,
             date_joined: m.date_joined,
+            email_verified: m.email_verified,
         }
     }
+}
+
+/// The email rules: whether `login` needs a verified address, and the per-address limit on
+/// the mutations that send email on request.
+#[derive(Clone)]
+pub struct EmailPolicy {
+    /// `--require-verified-email`.
+    pub require_verified: bool,
+    /// `--mail-address-limit`.
+    pub address_limiter: AddressLimiter,
 }
 
 /// A registration that passed every rule, ready to store.
@@ -51,6 +64,11 @@ pub struct AccountService {
     pub(super) sessions: Sessions,
     /// Failed password checks per account (`--login-failure-limit`).
     pub(super) failures: FailureThrottle,
+    /// Emails to send, queued in the transaction that needs them.
+    pub(super) outbox: Outbox,
+    pub(super) email: EmailPolicy,
+    /// Bounds the password-reset requests being looked up in the background.
+    pub(super) background: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl AccountService {
@@ -60,6 +78,8 @@ impl AccountService {
         policy: RegistrationPolicy,
         sessions: Sessions,
         failures: FailureThrottle,
+        outbox: Outbox,
+        email: EmailPolicy,
     ) -> Self {
         Self {
             db,
@@ -67,6 +87,9 @@ impl AccountService {
             policy: std::sync::Arc::new(policy),
             sessions,
             failures,
+            outbox,
+            email,
+            background: std::sync::Arc::new(tokio::sync::Semaphore::new(64)),
         }
     }
 
@@ -80,7 +103,9 @@ impl AccountService {
         &self.policy
     }
 
-    /// Registers a user, or reports every violated rule of every field at once.
+    /// Registers a user, or reports every violated rule of every field at once. The
+    /// verification email is queued in the same transaction as the user: both exist, or
+    /// neither.
     ///
     /// Uniqueness is decided by the database's unique indexes: the pre-check only saves a
     /// hash (and lets `taken` be reported next to other errors); a concurrent registration
@@ -128,19 +153,26 @@ impl AccountService {
             legacy_id: Set(None),
             is_staff: Set(false),
             is_superuser: Set(false),
+            email_verified: Set(false),
         };
         // From here the request deadline lets the insert finish and be answered: a client
         // must never be told "timed out" about a row that exists.
         crate::deadline::commit_started();
-        match row.insert(&self.db).await {
+        let inserted = async {
+            let txn = self.db.begin().await?;
+            let model = row.insert(&txn).await?;
+            self.outbox
+                .enqueue(&txn, Kind::VerifyEmail, model.id, &model.email)
+                .await?;
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(model)
+        }
+        .await;
+        match inserted {
             Ok(model) => {
+                self.outbox.wake();
                 tracing::info!(user_id = %model.id, "user registered");
-                Ok(User {
-                    id: model.id,
-                    username: model.username,
-                    email: model.email,
-                    date_joined: model.date_joined,
-                })
+                Ok(model.into())
             }
             Err(e) => match unique_violation(&e) {
                 // The row that won the race is committed now: ask again, so a duplicate of

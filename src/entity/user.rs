@@ -34,6 +34,8 @@ pub struct Model {
     /// Django's flags, kept as data for imported users; nothing reads them yet.
     pub is_staff: bool,
     pub is_superuser: bool,
+    /// The user proved they read the address (`verifyEmail`, or a completed password reset).
+    pub email_verified: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

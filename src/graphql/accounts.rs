@@ -38,6 +38,9 @@ pub struct User {
     pub email: Option<String>,
     /// When the account was created (UTC).
     pub date_joined: DateTime<Utc>,
+    /// The user proved they read `email` (the link of the confirmation email, or a password
+    /// reset).
+    pub email_verified: bool,
 }
 
 impl From<accounts::User> for User {
@@ -47,6 +50,7 @@ impl From<accounts::User> for User {
             username: u.username,
             email: (!u.email.is_empty()).then_some(u.email),
             date_joined: u.date_joined,
+            email_verified: u.email_verified,
         }
     }
 }

@@ -32,7 +32,9 @@ impl From<AppError> for async_graphql::Error {
                 (None, Some(retry_after.as_secs().max(1)), 429)
             }
             AppError::ServerBusy => (None, Some(1), 503),
-            AppError::InvalidCredentials | AppError::Unauthenticated => (None, None, 200),
+            AppError::InvalidCredentials
+            | AppError::Unauthenticated
+            | AppError::EmailNotVerified => (None, None, 200),
             AppError::Internal(source) => {
                 tracing::error!(error = %chain(source.as_ref()), "internal error");
                 (None, None, 200)

@@ -39,6 +39,10 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("Mutation", "revokeSession", Permission::IsAuthenticated),
     ("Mutation", "logoutEverywhere", Permission::IsAuthenticated),
     ("Mutation", "changePassword", Permission::IsAuthenticated),
+    ("Mutation", "verifyEmail", Permission::AllowAny),
+    ("Mutation", "resendVerificationEmail", Permission::AllowAny),
+    ("Mutation", "requestPasswordReset", Permission::AllowAny),
+    ("Mutation", "resetPassword", Permission::AllowAny),
 ];
 
 /// The permission declared for `type_name.field`, if any.
@@ -194,6 +198,11 @@ pub struct RegisterRateLimiter(pub ClientLimiter);
 #[derive(Clone)]
 pub struct LoginRateLimiter(pub ClientLimiter);
 
+/// The per-client limit on the mutations that send email on request
+/// (`--mail-rate-limit`), as schema data.
+#[derive(Clone)]
+pub struct MailRateLimiter(pub ClientLimiter);
+
 /// The admission check a use case is handed: one token of the caller's budget in
 /// `limiter`, or `RATE_LIMITED` (the HTTP layer adds status 429 and `Retry-After`).
 ///
@@ -217,6 +226,11 @@ pub fn admission(
 /// [`admission`] for `register`.
 pub fn register_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
     admission(ctx, ctx.data_opt::<RegisterRateLimiter>().map(|l| &l.0))
+}
+
+/// [`admission`] for `resendVerificationEmail` and `requestPasswordReset`.
+pub fn mail_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
+    admission(ctx, ctx.data_opt::<MailRateLimiter>().map(|l| &l.0))
 }
 
 /// [`admission`] for `login`.

@@ -7,6 +7,8 @@
 mod accounts;
 /// Size, fan-out and argument-value checks on a document before execution.
 pub mod document;
+/// `verifyEmail`, `resendVerificationEmail`, `requestPasswordReset`, `resetPassword`.
+mod email;
 /// `AppError` → GraphQL error with `extensions.code`, and request-error tagging.
 pub mod errors;
 /// Permissions (deny by default), the signed-in caller, per-client admission checks.
@@ -18,7 +20,9 @@ use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, S
 
 use crate::config::LimitsConfig;
 
-pub use guard::{Auth, ClientIp, LoginRateLimiter, RegisterRateLimiter, UserAgent};
+pub use guard::{
+    Auth, ClientIp, LoginRateLimiter, MailRateLimiter, RegisterRateLimiter, UserAgent,
+};
 pub use sessions::{COOKIE_NAME, SessionCookie};
 
 /// The Query root; one object per domain, merged.
@@ -27,7 +31,11 @@ pub struct Query(accounts::AccountsQuery, sessions::SessionsQuery);
 
 /// The Mutation root.
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation, sessions::SessionsMutation);
+pub struct Mutation(
+    accounts::AccountsMutation,
+    sessions::SessionsMutation,
+    email::EmailMutation,
+);
 
 pub type RosterSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -392,6 +392,8 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
             legacy_id: Set(Some(row.legacy_id)),
             is_staff: Set(row.is_staff),
             is_superuser: Set(row.is_superuser),
+            // Django never proved the address; the user confirms it with roster's email.
+            email_verified: Set(false),
         });
     }
     out

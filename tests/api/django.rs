@@ -49,6 +49,7 @@ async fn insert_user(app: &TestApp, username: &str, password_hash: &str) -> uuid
         legacy_id: Set(None),
         is_staff: Set(false),
         is_superuser: Set(false),
+        email_verified: Set(false),
     }
     .insert(&app.db)
     .await

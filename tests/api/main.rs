@@ -3,10 +3,12 @@
 //! `ROSTER_TEST_DATABASE_URL` is set).
 
 mod django;
+mod email;
 mod helpers;
 mod hostile;
 mod http;
 mod logs;
+mod mailbox;
 mod policy;
 mod register;
 mod resilience;

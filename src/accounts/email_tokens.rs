@@ -1,0 +1,136 @@
+//! Tokens in email links: 256 bits from the OS RNG (the session token's format), stored only
+//! as a SHA-256, single-use, expiring. Minted by the delivery worker when it sends, so no
+//! token rests in clear anywhere, the outbox included; minting one invalidates the user's
+//! older unused tokens of the same purpose, so only the latest email's link works.
+
+use std::time::Duration;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+};
+use uuid::Uuid;
+
+use crate::entity::email_token;
+use crate::outbox::{add, now};
+use crate::sessions::Token;
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// A token as looked up.
+pub(super) enum Lookup {
+    /// Unused and unexpired.
+    Valid(email_token::Model),
+    /// Unknown, malformed, of another purpose, or used.
+    Invalid,
+    /// Unused but past its expiry.
+    Expired,
+}
+
+/// Mints a token for `user_id`, invalidating their unused ones of the same purpose, inside
+/// the caller's transaction. The token is returned once, to be put in the email.
+pub async fn mint(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    purpose: Purpose,
+    ttl: Duration,
+) -> Result<Token, DbErr> {
+    invalidate(conn, user_id, purpose).await?;
+    let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
+    let now = now();
+    email_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        purpose: Set(purpose.as_str().to_owned()),
+        token_hash: Set(token.digest()),
+        created_at: Set(now),
+        expires_at: Set(add(now, ttl)),
+        used_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(token)
+}
+
+/// Ends every unused token of `purpose` for the user (a newer one was asked for, or the
+/// password changed).
+pub async fn invalidate(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    purpose: Purpose,
+) -> Result<u64, DbErr> {
+    Ok(email_token::Entity::delete_many()
+        .filter(email_token::Column::UserId.eq(user_id))
+        .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+        .filter(email_token::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// Looks a token up; the raw text is checked for the exact token shape first, so garbage
+/// never reaches the database.
+pub(super) async fn find(
+    conn: &impl ConnectionTrait,
+    raw: &str,
+    purpose: Purpose,
+) -> Result<Lookup, DbErr> {
+    let Some(token) = Token::parse(raw) else {
+        return Ok(Lookup::Invalid);
+    };
+    let found = email_token::Entity::find()
+        .filter(email_token::Column::TokenHash.eq(token.digest()))
+        .one(conn)
+        .await?;
+    Ok(match found {
+        Some(t) if t.purpose == purpose.as_str() && t.used_at.is_none() => {
+            if t.expires_at <= now() {
+                Lookup::Expired
+            } else {
+                Lookup::Valid(t)
+            }
+        }
+        _ => Lookup::Invalid,
+    })
+}
+
+/// Marks the token used, inside the transaction of its effect; `false` when it was used (or
+/// removed) meanwhile, so of two concurrent uses one succeeds.
+pub(super) async fn consume(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    let now = now();
+    let done = email_token::Entity::update_many()
+        .col_expr(email_token::Column::UsedAt, Expr::value(now))
+        .filter(email_token::Column::Id.eq(id))
+        .filter(email_token::Column::UsedAt.is_null())
+        .filter(email_token::Column::ExpiresAt.gt(now))
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Deletes used and expired tokens (they can never work again).
+pub async fn purge(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    Ok(email_token::Entity::delete_many()
+        .filter(
+            sea_orm::Condition::any()
+                .add(email_token::Column::UsedAt.is_not_null())
+                .add(email_token::Column::ExpiresAt.lte(now())),
+        )
+        .exec(conn)
+        .await?
+        .rows_affected)
+}

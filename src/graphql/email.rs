@@ -1,0 +1,88 @@
+//! Email confirmation and password reset: thin resolvers over `accounts`. Permissions are
+//! in [`super::guard::PERMISSIONS`].
+
+use async_graphql::{Context, InputObject, Object};
+
+use super::accounts::User;
+use super::guard::{login_admission, mail_admission};
+use crate::accounts::AccountService;
+use crate::password::Plaintext;
+
+/// What a client submits to `resetPassword`.
+#[derive(InputObject)]
+pub struct ResetPasswordInput {
+    /// The `token` of the link in the password-reset email.
+    #[graphql(secret)]
+    pub token: String,
+    /// Judged by the registration password policy (`Query.passwordPolicy`).
+    #[graphql(secret)]
+    pub new_password: String,
+}
+
+#[derive(Default)]
+pub struct EmailMutation;
+
+#[Object]
+impl EmailMutation {
+    /// Confirms the address with the token of the confirmation email's link; the token then
+    /// stops working. A bad or used token is `BAD_USER_INPUT` on field `token` with code
+    /// `token_invalid`, an old one `token_expired`. Permission: anyone.
+    async fn verify_email(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> async_graphql::Result<User> {
+        let service = ctx.data_unchecked::<AccountService>();
+        Ok(service.verify_email(&token).await?.into())
+    }
+
+    /// Sends a new confirmation email if an active, unverified account has this address.
+    /// Always `true` (whether the address has an account is not revealed); limited per
+    /// client (`--mail-rate-limit`) and per address (`--mail-address-limit`). Permission:
+    /// anyone.
+    async fn resend_verification_email(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+    ) -> async_graphql::Result<bool> {
+        let service = ctx.data_unchecked::<AccountService>();
+        Ok(service
+            .resend_verification_email(&email, mail_admission(ctx))
+            .await?)
+    }
+
+    /// Sends a password-reset email if an active account has this address; older reset
+    /// links stop working. Always `true`, limited as `resendVerificationEmail`. Permission:
+    /// anyone.
+    async fn request_password_reset(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+    ) -> async_graphql::Result<bool> {
+        let service = ctx.data_unchecked::<AccountService>();
+        Ok(service
+            .request_password_reset(&email, mail_admission(ctx))
+            .await?)
+    }
+
+    /// Sets a new password with the token of a password-reset email: the password policy
+    /// applies (field `newPassword`; the token stays usable), then the token is used up,
+    /// the address counts as verified and every session of the user ends. Costs 1000
+    /// complexity points like the other hashing mutations; limited per client by
+    /// `--login-rate-limit`. Permission: anyone.
+    #[graphql(complexity = "1000 + child_complexity")]
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        input: ResetPasswordInput,
+    ) -> async_graphql::Result<bool> {
+        let service = ctx.data_unchecked::<AccountService>();
+        let ResetPasswordInput {
+            token,
+            new_password,
+        } = input;
+        Ok(service
+            .reset_password(&token, Plaintext::new(new_password), login_admission(ctx))
+            .await?)
+    }
+}

@@ -1,0 +1,285 @@
+//! The transactional outbox: a use case that needs an email inserts a row here in its own
+//! transaction (so the email exists exactly when the change that needs it does); the
+//! delivery worker (`crate::mail::worker`) claims due rows, sends them and records the
+//! outcome. A row says what to send to whom and nothing more: no token, no body.
+//!
+//! Claims are safe with several workers: on PostgreSQL `FOR UPDATE SKIP LOCKED` hands each
+//! row to one claimer; on SQLite the claim is one `UPDATE … RETURNING`, and SQLite runs one
+//! writer at a time. A claim is a lease: a row whose worker died is due again once
+//! `locked_until` has passed (at-least-once delivery; receivers de-duplicate by the
+//! `Message-ID`, which is fixed per row).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::entity::outbox;
+
+/// What an outbox row asks to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The link that proves the user reads the address (`verifyEmail`).
+    VerifyEmail,
+    /// The link that sets a new password (`resetPassword`).
+    ResetPassword,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "verify_email" => Some(Self::VerifyEmail),
+            "reset_password" => Some(Self::ResetPassword),
+            _ => None,
+        }
+    }
+}
+
+/// Row states.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const SENDING: &str = "sending";
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    /// Nothing to send any more (the address was verified meanwhile, the user deactivated).
+    pub const SKIPPED: &str = "skipped";
+}
+
+/// Longest `last_error` kept, in bytes.
+const MAX_ERROR_BYTES: usize = 500;
+
+/// The outbox handle a use case enqueues through; wakes the local worker after a commit.
+/// Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues an email inside the caller's transaction. Call [`Outbox::wake`] after the
+    /// commit so the local worker sends it at once (other processes find it by polling).
+    pub async fn enqueue(
+        &self,
+        conn: &impl ConnectionTrait,
+        kind: Kind,
+        user_id: Uuid,
+        recipient: &str,
+    ) -> Result<Uuid, DbErr> {
+        let now = now();
+        let id = Uuid::now_v7();
+        outbox::ActiveModel {
+            id: Set(id),
+            kind: Set(kind.as_str().to_owned()),
+            user_id: Set(user_id),
+            recipient: Set(recipient.to_owned()),
+            status: Set(status::PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            locked_until: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            delivered_at: Set(None),
+        }
+        .insert(conn)
+        .await?;
+        Ok(id)
+    }
+
+    /// Tells the local worker there is something to send.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when [`Outbox::wake`] was called (for the worker).
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+/// Claims up to `batch` due rows for `lease`: pending rows whose time has come, and rows
+/// whose previous claimer's lease ran out. Each claim counts one attempt.
+pub async fn claim(
+    db: &DatabaseConnection,
+    batch: u64,
+    lease: Duration,
+) -> Result<Vec<outbox::Model>, DbErr> {
+    let now = now();
+    let until = add(now, lease);
+    let backend = db.get_database_backend();
+    // One statement on both databases; only PostgreSQL needs (and has) row locks to keep
+    // two claimers apart.
+    let (p, lock) = match backend {
+        DatabaseBackend::Postgres => (["$1", "$2", "$3", "$4", "$5"], " FOR UPDATE SKIP LOCKED"),
+        _ => (["?", "?", "?", "?", "?"], ""),
+    };
+    let sql = format!(
+        "UPDATE outbox SET status = '{sending}', attempts = attempts + 1, locked_until = {p0} \
+         WHERE id IN (SELECT id FROM outbox \
+           WHERE (status = '{pending}' AND next_attempt_at <= {p1}) \
+              OR (status = '{sending}' AND locked_until <= {p2}) \
+           ORDER BY next_attempt_at LIMIT {p3}{lock}) \
+         AND (status = '{pending}' OR locked_until <= {p4}) \
+         RETURNING *",
+        sending = status::SENDING,
+        pending = status::PENDING,
+        p0 = p[0],
+        p1 = p[1],
+        p2 = p[2],
+        p3 = p[3],
+        p4 = p[4],
+    );
+    outbox::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                until.into(),
+                now.into(),
+                now.into(),
+                (batch as i64).into(),
+                now.into(),
+            ],
+        ))
+        .all(db)
+        .await
+}
+
+/// The claim of `row` (same attempt, still ours) ends in `status`.
+fn finish(row: &outbox::Model) -> sea_orm::UpdateMany<outbox::Entity> {
+    outbox::Entity::update_many()
+        .filter(outbox::Column::Id.eq(row.id))
+        .filter(outbox::Column::Status.eq(status::SENDING))
+        .filter(outbox::Column::Attempts.eq(row.attempts))
+        .col_expr(
+            outbox::Column::LockedUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+}
+
+/// The email was handed to the transport.
+pub async fn delivered(db: &DatabaseConnection, row: &outbox::Model) -> Result<(), DbErr> {
+    finish(row)
+        .col_expr(outbox::Column::Status, Expr::value(status::DELIVERED))
+        .col_expr(outbox::Column::DeliveredAt, Expr::value(now()))
+        .col_expr(outbox::Column::LastError, Expr::value(None::<String>))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Nothing needs sending any more; `why` is kept for `roster outbox list`.
+pub async fn skipped(db: &DatabaseConnection, row: &outbox::Model, why: &str) -> Result<(), DbErr> {
+    finish(row)
+        .col_expr(outbox::Column::Status, Expr::value(status::SKIPPED))
+        .col_expr(outbox::Column::LastError, Expr::value(bounded(why)))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// An attempt failed: due again at `retry_at`, or failed for good when `None`.
+pub async fn attempt_failed(
+    db: &DatabaseConnection,
+    row: &outbox::Model,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    let mut update = finish(row).col_expr(outbox::Column::LastError, Expr::value(bounded(error)));
+    update = match retry_at {
+        Some(at) => update
+            .col_expr(outbox::Column::Status, Expr::value(status::PENDING))
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(at)),
+        None => update.col_expr(outbox::Column::Status, Expr::value(status::FAILED)),
+    };
+    update.exec(db).await?;
+    Ok(())
+}
+
+/// Gives a claimed row back unsent and uncounted (the worker is stopping).
+pub async fn release(db: &DatabaseConnection, row: &outbox::Model) -> Result<(), DbErr> {
+    finish(row)
+        .col_expr(outbox::Column::Status, Expr::value(status::PENDING))
+        .col_expr(outbox::Column::Attempts, Expr::value(row.attempts - 1))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Rows still to send, being sent, or failed: what `roster outbox list` shows, oldest first.
+pub async fn unfinished(db: &DatabaseConnection, limit: u64) -> Result<Vec<outbox::Model>, DbErr> {
+    outbox::Entity::find()
+        .filter(outbox::Column::Status.is_in([status::PENDING, status::SENDING, status::FAILED]))
+        .order_by_asc(outbox::Column::CreatedAt)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Makes failed rows due now with a fresh attempt budget: one (`Some(id)`) or all of them.
+/// Returns how many rows were requeued.
+pub async fn retry_failed(db: &DatabaseConnection, id: Option<Uuid>) -> Result<u64, DbErr> {
+    let mut update = outbox::Entity::update_many()
+        .filter(outbox::Column::Status.eq(status::FAILED))
+        .col_expr(outbox::Column::Status, Expr::value(status::PENDING))
+        .col_expr(outbox::Column::Attempts, Expr::value(0))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(now()));
+    if let Some(id) = id {
+        update = update.filter(outbox::Column::Id.eq(id));
+    }
+    Ok(update.exec(db).await?.rows_affected)
+}
+
+/// Deletes delivered and skipped rows older than `age` (they are history).
+pub async fn purge_finished(db: &DatabaseConnection, age: Duration) -> Result<u64, DbErr> {
+    let before = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| now().checked_sub_signed(age))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let done = outbox::Entity::delete_many()
+        .filter(outbox::Column::Status.is_in([status::DELIVERED, status::SKIPPED]))
+        .filter(outbox::Column::CreatedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}
+
+fn bounded(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_ERROR_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Both databases store microseconds; truncate so what is compared equals the row.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+pub(crate) fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

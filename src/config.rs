@@ -30,6 +30,30 @@ pub enum Command {
     /// Import users from Django (`auth_user`) with their password hashes, into the database
     /// of `--database-url`; problem rows are listed as JSON lines.
     ImportDjango(crate::import::ImportArgs),
+    /// Inspect or requeue the outbox of confirmation and password-reset emails.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+/// `roster outbox …`: what operators need when email delivery fails.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OutboxCommand {
+    /// Emails not delivered yet (pending, being sent, failed), oldest first: id, kind,
+    /// recipient, attempts, next attempt, last error. Never a token or a body.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Makes failed emails due again now, with a fresh attempt budget.
+    Retry {
+        /// The id of one failed email (from `roster outbox list`).
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<uuid::Uuid>,
+        /// Every failed email.
+        #[arg(long)]
+        all_failed: bool,
+    },
 }
 
 /// Server settings. Every field has a default that works on a fresh machine.
@@ -90,17 +114,10 @@ impl std::fmt::Debug for SmtpUrl {
     }
 }
 
-fn parse_smtp_url(s: &str) -> Result<SmtpUrl, String> {
-    let s = s.trim();
-    if !(s.starts_with("smtp://") || s.starts_with("smtps://")) {
-        // Says nothing of the value: it may hold a password.
-        return Err(
-            "expected smtps://user:pass@host:465, smtp://user:pass@host:587?tls=required \
-             or smtp://host:port"
-                .into(),
-        );
-    }
-    Ok(SmtpUrl(s.to_owned()))
+/// Never fails: clap would quote a refused value, password included, in its error. The
+/// scheme is checked by [`Config::validate`], whose message leaves the value out.
+fn parse_smtp_url(s: &str) -> Result<SmtpUrl, std::convert::Infallible> {
+    Ok(SmtpUrl(s.trim().to_owned()))
 }
 
 /// Confirmation and password-reset emails: the outbox worker, its transport, token lifetimes
@@ -579,6 +596,14 @@ impl Config {
                 self.mail.mail_lease.as_secs(),
                 self.mail.smtp_timeout.as_secs()
             ));
+        }
+        if let Some(SmtpUrl(url)) = &self.mail.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            // Says nothing of the value: it may hold a password.
+            return Err("--smtp-url: expected smtps://user:pass@host:465, \
+                 smtp://user:pass@host:587?tls=required or smtp://host:port"
+                .into());
         }
         if let Some(url) = &self.mail.public_url {
             check_public_url(url)?;

@@ -410,6 +410,66 @@ pub async fn import_django(
     }
 }
 
+/// `roster outbox list|retry`: prints to stdout; exit 0, 1 when `retry ID` found no failed
+/// email with that id, 2 when the database could not be read.
+pub async fn outbox_command(
+    config: &Config,
+    command: &crate::config::OutboxCommand,
+) -> std::process::ExitCode {
+    use crate::config::OutboxCommand;
+    use std::process::ExitCode;
+    let db = match connect(config, Vec::new()).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("outbox: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        OutboxCommand::List { limit } => crate::outbox::unfinished(&db, *limit).await.map(|rows| {
+            println!(
+                "{:<36}  {:<14}  {:<9}  {:>8}  {:<25}  {:<30}  last error",
+                "id", "kind", "status", "attempts", "next attempt (UTC)", "recipient"
+            );
+            for r in &rows {
+                println!(
+                    "{:<36}  {:<14}  {:<9}  {:>8}  {:<25}  {:<30}  {}",
+                    r.id,
+                    r.kind,
+                    r.status,
+                    r.attempts,
+                    if r.status == crate::outbox::status::FAILED {
+                        "-".to_owned()
+                    } else {
+                        r.next_attempt_at.format("%Y-%m-%d %H:%M:%S").to_string()
+                    },
+                    r.recipient,
+                    r.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            eprintln!("outbox: {} not delivered", rows.len());
+            ExitCode::SUCCESS
+        }),
+        OutboxCommand::Retry { id, all_failed } => {
+            let target = if *all_failed { None } else { *id };
+            crate::outbox::retry_failed(&db, target).await.map(|n| {
+                eprintln!("outbox: {n} failed email(s) due again now");
+                if n == 0 && target.is_some() {
+                    eprintln!("outbox: no failed email has that id");
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            })
+        }
+    };
+    let _ = db.close().await;
+    result.unwrap_or_else(|e| {
+        eprintln!("outbox: cannot read the outbox: {e}");
+        ExitCode::from(2)
+    })
+}
+
 /// Raises the soft file-descriptor limit to the hard one, and lowers the connection cap to
 /// what the limit leaves room for (64 descriptors kept for the database pool, logs and the
 /// listener), so a connection flood is answered 503 instead of failing `accept` with EMFILE.

@@ -10,6 +10,8 @@ mod graphiql;
 mod graphql;
 /// `Accept` negotiation between `application/graphql-response+json` and `application/json`.
 mod negotiate;
+/// `/verify-email` and `/reset-password`: the pages email links open.
+mod pages;
 /// A request id on every request, its log span, and the access log line.
 mod request_id;
 /// The accept loop: header and idle timeouts, a connection cap, a bounded drain.
@@ -60,6 +62,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let mut app = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphiql/{file}", get(graphiql::asset))
+        .route("/verify-email", get(pages::verify_email))
+        .route("/reset-password", get(pages::reset_password))
+        .route("/pages/{file}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

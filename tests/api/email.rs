@@ -541,3 +541,323 @@ async fn concurrent_claims_hand_each_email_to_one_worker() {
     assert_eq!(all.len(), total, "an email was claimed twice");
     assert!(total >= 40, "{total}");
 }
+
+/// The real binary, as an operator runs it; stdout and stderr are collected as they come.
+struct Process {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Process {
+    async fn start(database_url: &str, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args(["--register-rate-limit", "off", "--mail-poll-interval", "1s"])
+            .args(args)
+            .env_remove("ROSTER_SMTP_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, stderr) = (
+            std::sync::Arc::new(std::sync::Mutex::new(String::new())),
+            std::sync::Arc::new(std::sync::Mutex::new(String::new())),
+        );
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("roster is ready: GraphiQL at http://") {
+                    let _ = ready_tx.send(url.trim_end_matches("/graphql").to_owned());
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(WAIT))
+            .await
+            .unwrap()
+            .expect("the binary starts")
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    async fn graphql(&self, query: &str, variables: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// SIGKILL: no shutdown, no cleanup.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn register_vars(name: &str, email: &str) -> Value {
+    json!({ "input": { "username": name, "email": email, "password": GOOD_PASSWORD } })
+}
+
+#[tokio::test]
+async fn emails_left_by_a_killed_server_are_delivered_by_the_next_one() {
+    let (url, sqlite_file) = crate::helpers::fresh_database_url().await;
+    let port = free_port();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let settings = [
+        "--smtp-url",
+        smtp_url.as_str(),
+        "--mail-retry-base",
+        "1s",
+        "--mail-lease",
+        "2s",
+        "--smtp-timeout",
+        "1s",
+    ];
+    let mut first = Process::start(&url, &settings).await;
+    let (name, email) = unique_user();
+    let answer = first
+        .graphql(crate::helpers::REGISTER, register_vars(&name, &email))
+        .await;
+    assert!(answer["errors"].is_null(), "{answer}");
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while outbox::Entity::find().all(&db).await.unwrap()[0].attempts < 1 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill();
+
+    let smtp = SmtpServer::start_on(port).await;
+    let second = Process::start(&url, &settings).await;
+    let mail = smtp.wait_for(1, WAIT).await;
+    assert_eq!(mail[0]["rcpt_tos"], json!([email]));
+    let token = link_token(&mail[0], "verify-email");
+    let verified = second.graphql(VERIFY, json!({ "token": token })).await;
+    assert_eq!(
+        verified["data"]["verifyEmail"]["emailVerified"], true,
+        "{verified}"
+    );
+    drop(second);
+    db.close().await.ok();
+    if let Some(path) = sqlite_file {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_smtp_the_email_is_printed_and_its_link_works() {
+    let (url, sqlite_file) = crate::helpers::fresh_database_url().await;
+    let server = Process::start(&url, &[]).await;
+    assert!(
+        server
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("emails are printed to stdout, not sent"),
+        "the start-up warning"
+    );
+    let (name, email) = unique_user();
+    let answer = server
+        .graphql(crate::helpers::REGISTER, register_vars(&name, &email))
+        .await;
+    assert!(answer["errors"].is_null(), "{answer}");
+    let deadline = std::time::Instant::now() + WAIT;
+    let printed = loop {
+        let out = server.stdout.lock().unwrap().clone();
+        if out.contains("===== end of email =====") {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing printed: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(printed.contains(&format!("To: {email}")), "{printed}");
+    let message = json!({ "text": printed, "html": printed });
+    let token = link_token(&message, "verify-email");
+    assert!(printed.contains(&format!(
+        "http://{}/verify-email?token={token}",
+        server.addr
+    )));
+    let verified = server.graphql(VERIFY, json!({ "token": token })).await;
+    assert_eq!(
+        verified["data"]["verifyEmail"]["emailVerified"], true,
+        "{verified}"
+    );
+    drop(server);
+    if let Some(path) = sqlite_file {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn operators_list_and_retry_failed_emails_without_seeing_a_token() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, |c| c.mail.mail_max_attempts = 1).await;
+    let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let answer = app
+        .register(
+            &format!("op_{tag}"),
+            &format!("bounce_{tag}@example.com"),
+            GOOD_PASSWORD,
+        )
+        .await;
+    assert!(answer.body["errors"].is_null(), "{}", answer.body);
+    let row = app.wait_for_status("failed").await;
+    let tokens: Vec<String> = email_token::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.token_hash)
+        .collect();
+
+    let roster = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["--database-url", &app.database_url])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, listed, _) = roster(&["outbox", "list"]);
+    assert_eq!(code, Some(0));
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&row.id.to_string()))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains("verify_email") && line.contains("failed") && line.contains("550"),
+        "{line}"
+    );
+    for hash in &tokens {
+        assert!(!listed.contains(hash.as_str()));
+    }
+
+    let (code, _, said) = roster(&["outbox", "retry", &uuid::Uuid::now_v7().to_string()]);
+    assert_eq!(code, Some(1), "{said}");
+    let (code, _, said) = roster(&["outbox", "retry", "--all-failed"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("1 failed email(s) due again"), "{said}");
+    // Due again: the worker tries once more (and the address bounces again).
+    let again = app.wait_for_status("failed").await;
+    assert_eq!(again.attempts, 1);
+    assert!(again.next_attempt_at > row.next_attempt_at);
+}
+
+#[test]
+fn the_smtp_password_never_shows_in_help_or_errors() {
+    let secret = "s3cret-Pa55word";
+    for args in [
+        vec!["--help"],
+        vec![
+            "--smtp-url",
+            "ftp://u:s3cret-Pa55word@host",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(&args)
+            .env(
+                "ROSTER_SMTP_URL",
+                format!("smtp://user:{secret}@mail.example:587"),
+            )
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("smtp-url"), "{all}");
+        assert!(!all.contains(secret), "{args:?}: {all}");
+    }
+}
+
+#[tokio::test]
+async fn opening_a_link_page_consumes_nothing_and_the_page_is_locked_down() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, |_| {}).await;
+    let (name, _) = app.new_user().await;
+    let token = link_token(&smtp.wait_for(1, WAIT).await[0], "verify-email");
+    for path in ["verify-email", "reset-password"] {
+        let page = reqwest::get(format!("http://{}/{path}?token={token}", app.addr))
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let h = page.headers().clone();
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["cache-control"], "no-store");
+        let body = page.text().await.unwrap();
+        assert!(
+            body.contains("pages/account.js") && !body.contains("http"),
+            "{body}"
+        );
+    }
+    for asset in ["account.js", "account.css"] {
+        let r = reqwest::get(format!("http://{}/pages/{asset}", app.addr))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+    }
+    let missing = reqwest::get(format!("http://{}/pages/x.js", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(
+        !app.user_by_name(&name).await.email_verified,
+        "a GET verified"
+    );
+    assert!(
+        app.verify(&token).await.body["errors"].is_null(),
+        "a GET used the token"
+    );
+}

@@ -1,0 +1,69 @@
+//! The two small pages that email links open: `/verify-email` and `/reset-password`.
+//! Compiled in, no external asset, a strict CSP. Opening one does nothing by itself: the
+//! token is used only when the person presses the button, since mail scanners prefetch
+//! links.
+
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+/// Only our own script, stylesheet and endpoint; nothing may frame the page.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+    img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn html(body: &'static str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The URL carries the token: never send it on as a Referer, never cache the page.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /verify-email?token=…`
+pub async fn verify_email() -> Response {
+    html(include_str!("pages/verify-email.html"))
+}
+
+/// `GET /reset-password?token=…`
+pub async fn reset_password() -> Response {
+    html(include_str!("pages/reset-password.html"))
+}
+
+/// `GET /pages/{file}`: the pages' script and stylesheet.
+pub async fn asset(uri: Uri) -> Response {
+    let file = uri.path().strip_prefix("/pages/").unwrap_or_default();
+    let (body, content_type): (&'static str, &str) = match file {
+        "account.js" => (
+            include_str!("pages/account.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "account.css" => (include_str!("pages/account.css"), "text/css; charset=utf-8"),
+        _ => {
+            return super::graphql::json_error(
+                StatusCode::NOT_FOUND,
+                crate::error::codes::BAD_REQUEST,
+                "no such file",
+            );
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -665,22 +665,24 @@ fn check_origin(origin: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `--public-url` is where people open links: `http(s)://host[:port][/path]`, no query.
-fn check_public_url(url: &str) -> Result<(), String> {
+/// `--public-url` is where people open links: `http(s)://host[:port][/path]`, no query,
+/// no credentials, nothing a template would expand.
+fn check_public_url(raw: &str) -> Result<(), String> {
     let bad = || {
         Err(format!(
-            "--public-url: {url:?} is not a URL such as https://accounts.example.com"
+            "--public-url: {raw:?} is not a URL such as https://accounts.example.com"
         ))
     };
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Ok(url) = url::Url::parse(raw) else {
         return bad();
     };
-    if !matches!(scheme, "http" | "https")
-        || rest.is_empty()
-        || rest.starts_with('/')
-        || rest.contains(['?', '#', '@', ' ', '"', '<', '>', '\\'])
-        || !url.is_ascii()
-        || url.chars().any(|c| c.is_ascii_control())
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none_or(str::is_empty)
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || raw.contains(['{', '}', '"', '<', '>', '\\', ' '])
     {
         return bad();
     }
@@ -793,6 +795,34 @@ mod tests {
                 Box::new(|c| c.limits.max_connections = 0),
                 "max-connections",
             ),
+            (
+                Box::new(|c| c.mail.public_url = Some("http://[::1".into())),
+                "public-url",
+            ),
+            (
+                Box::new(|c| c.mail.public_url = Some("http://a.example:99999".into())),
+                "public-url",
+            ),
+            (
+                Box::new(|c| c.mail.public_url = Some("https://a.example/{{email}}".into())),
+                "public-url",
+            ),
+            (
+                Box::new(|c| c.mail.public_url = Some("ftp://a.example".into())),
+                "public-url",
+            ),
+            (
+                Box::new(|c| c.mail.smtp_url = Some(SmtpUrl("ftp://u:p@h".into()))),
+                "smtp-url",
+            ),
+            (
+                Box::new(|c| c.mail.mail_from = "not an address".into()),
+                "mail-from",
+            ),
+            (
+                Box::new(|c| c.mail.mail_lease = c.mail.smtp_timeout),
+                "mail-lease",
+            ),
         ];
         for (adjust, name) in cases {
             let mut c = Config::defaults();
@@ -805,6 +835,7 @@ mod tests {
             "https://app.example.com".into(),
             "http://localhost:3000".into(),
         ];
+        c.mail.public_url = Some("https://accounts.example.com/roster/".into());
         assert_eq!(c.validate(), Ok(()));
     }
 

@@ -443,8 +443,8 @@ pub async fn outbox_command(
                     } else {
                         r.next_attempt_at.format("%Y-%m-%d %H:%M:%S").to_string()
                     },
-                    r.recipient,
-                    r.last_error.as_deref().unwrap_or("-")
+                    printable(&r.recipient),
+                    printable(r.last_error.as_deref().unwrap_or("-"))
                 );
             }
             eprintln!("outbox: {} not delivered", rows.len());
@@ -468,6 +468,13 @@ pub async fn outbox_command(
         eprintln!("outbox: cannot read the outbox: {e}");
         ExitCode::from(2)
     })
+}
+
+/// A stored value fit for a terminal: control characters (escapes, line breaks) shown as `?`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Raises the soft file-descriptor limit to the hard one, and lowers the connection cap to

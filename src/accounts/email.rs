@@ -71,7 +71,14 @@ impl Email {
         let ascii_domain = idna::domain_to_ascii(domain).ok().filter(|d| !d.is_empty());
         let value = ascii_domain.map(|d| format!("{local}@{d}"));
         match value {
-            Some(value) if value.validate_email() && value.chars().count() <= MAX_CHARS => {
+            // Also an address the mailer can send to (lettre's rules), and no domain literal
+            // (`x@[127.0.0.1]`): an account must be reachable by its confirmation email.
+            Some(value)
+                if value.validate_email()
+                    && value.chars().count() <= MAX_CHARS
+                    && !value.contains("@[")
+                    && value.parse::<lettre::Address>().is_ok() =>
+            {
                 let canonical = canonical(&value);
                 Ok(Self { value, canonical })
             }

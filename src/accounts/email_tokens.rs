@@ -122,13 +122,21 @@ pub(super) async fn consume(conn: &impl ConnectionTrait, id: Uuid) -> Result<boo
     Ok(done.rows_affected == 1)
 }
 
-/// Deletes used and expired tokens (they can never work again).
+/// How long an expired token is kept, so that using it still answers `token_expired`
+/// (rather than `token_invalid`) for a while.
+const KEEP_EXPIRED: Duration = Duration::from_secs(7 * 86_400);
+
+/// Deletes used tokens, and tokens expired more than a week ago (they can never work again).
 pub async fn purge(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let long_ago = chrono::Duration::from_std(KEEP_EXPIRED)
+        .ok()
+        .and_then(|keep| now().checked_sub_signed(keep))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     Ok(email_token::Entity::delete_many()
         .filter(
             sea_orm::Condition::any()
                 .add(email_token::Column::UsedAt.is_not_null())
-                .add(email_token::Column::ExpiresAt.lte(now())),
+                .add(email_token::Column::ExpiresAt.lte(long_ago)),
         )
         .exec(conn)
         .await?

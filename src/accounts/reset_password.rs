@@ -23,7 +23,7 @@ impl AccountService {
         raw_email: &str,
         admit: impl FnOnce() -> Result<(), AppError>,
     ) -> Result<bool, AppError> {
-        let canonical = self.admit_mail_request(raw_email, admit)?;
+        let canonical = self.admit_mail_request(raw_email, Kind::ResetPassword, admit)?;
         let (db, outbox) = (self.db.clone(), self.outbox.clone());
         self.in_background("queueing a password-reset email", async move {
             let Some(found) = active_user_by_email(&db, &canonical).await? else {

@@ -14,6 +14,10 @@ use crate::password::{HashError, Hasher, Plaintext};
 use crate::ratelimit::{AddressLimiter, FailureThrottle};
 use crate::sessions::Sessions;
 
+/// Email requests (`resendVerificationEmail`, `requestPasswordReset`) that may be pending
+/// in the background at once.
+pub(super) const BACKGROUND_SLOTS: usize = 1024;
+
 /// A registered user, as the service returns it (never the hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -67,7 +71,7 @@ pub struct AccountService {
     /// Emails to send, queued in the transaction that needs them.
     pub(super) outbox: Outbox,
     pub(super) email: EmailPolicy,
-    /// Bounds the password-reset requests being looked up in the background.
+    /// Bounds the email requests being looked up in the background.
     pub(super) background: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -89,7 +93,7 @@ impl AccountService {
             failures,
             outbox,
             email,
-            background: std::sync::Arc::new(tokio::sync::Semaphore::new(64)),
+            background: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SLOTS)),
         }
     }
 

@@ -29,11 +29,17 @@ impl AccountService {
             txn.rollback().await?;
             return Err(token_error(codes::TOKEN_INVALID));
         }
-        user::Entity::update_many()
+        // A deactivated account's link confirms nothing (and says nothing about it).
+        let verified = user::Entity::update_many()
             .col_expr(user::Column::EmailVerified, Expr::value(true))
             .filter(user::Column::Id.eq(token.user_id))
+            .filter(user::Column::IsActive.eq(true))
             .exec(&txn)
             .await?;
+        if verified.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(token_error(codes::TOKEN_INVALID));
+        }
         txn.commit().await?;
         let user = user::Entity::find_by_id(token.user_id)
             .one(&self.db)
@@ -56,7 +62,7 @@ impl AccountService {
         raw_email: &str,
         admit: impl FnOnce() -> Result<(), AppError>,
     ) -> Result<bool, AppError> {
-        let canonical = self.admit_mail_request(raw_email, admit)?;
+        let canonical = self.admit_mail_request(raw_email, Kind::VerifyEmail, admit)?;
         let (db, outbox) = (self.db.clone(), self.outbox.clone());
         self.in_background("queueing a verification email", async move {
             let Some(found) = active_user_by_email(&db, &canonical).await? else {
@@ -79,17 +85,20 @@ impl AccountService {
 
     /// The checks shared by the two mutations that send email on request: the per-client
     /// budget, the address's shape (nothing is looked up for garbage), the per-address
-    /// budget. Returns the canonical address to look up.
+    /// budget (a bucket per kind of email, so asking for one kind never blocks the other).
+    /// Returns the canonical address to look up.
     pub(super) fn admit_mail_request(
         &self,
         raw_email: &str,
+        kind: Kind,
         admit: impl FnOnce() -> Result<(), AppError>,
     ) -> Result<String, AppError> {
         admit()?;
         let trimmed = raw_email.trim();
         let plausible = !trimmed.is_empty()
             && trimmed.chars().nth(MAX_EMAIL_CHARS).is_none()
-            && trimmed.contains('@');
+            && trimmed.contains('@')
+            && !trimmed.chars().any(char::is_control);
         if !plausible {
             return Err(AppError::InvalidInput(vec![FieldError::new(
                 "email",
@@ -100,23 +109,28 @@ impl AccountService {
         let canonical = email_canonical(trimmed);
         self.email
             .address_limiter
-            .check(&canonical)
+            .check(&format!("{}:{canonical}", kind.as_str()))
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
         Ok(canonical)
     }
 
-    /// Runs `work` after the request has been answered, at most 64 at a time; a failure is
-    /// logged (the client was already told `true`, as it would be for an unknown address).
+    /// Runs `work` after the request has been answered; a failure is logged (the client was
+    /// already told `true`, as it would be for an unknown address). At most
+    /// [`super::service::BACKGROUND_SLOTS`] may be pending: past that the request is dropped
+    /// (logged), so a flood cannot pile up tasks without bound.
     pub(super) fn in_background(
         &self,
         what: &'static str,
         work: impl Future<Output = Result<(), sea_orm::DbErr>> + Send + 'static,
     ) {
         use tracing::Instrument;
-        let permits = self.background.clone();
+        let Ok(permit) = self.background.clone().try_acquire_owned() else {
+            tracing::warn!("too many email requests pending; this one is dropped");
+            return;
+        };
         tokio::spawn(
             async move {
-                let _permit = permits.acquire_owned().await;
+                let _permit = permit;
                 if let Err(e) = work.await {
                     tracing::error!(error = %e, "{what} failed");
                 }

@@ -65,20 +65,38 @@ impl Transport {
     pub async fn send(&self, from: &Mailbox, email: &Rendered) -> Result<(), SendError> {
         match self {
             Self::Console => {
+                // Nothing in an email may move the cursor or forge lines on a terminal.
+                let clean = |s: &str| -> String {
+                    s.chars()
+                        .filter(|c| !c.is_control() || *c == '\n')
+                        .collect()
+                };
                 let printed = format!(
                     "===== email (console transport: printed, not sent) =====\n\
                      Message-ID: {}\nFrom: {from}\nTo: {}\nSubject: {}\n\n{}\n\
                      ===== end of email =====\n",
-                    email.message_id, email.to, email.subject, email.text
+                    email.message_id,
+                    clean(&email.to).replace('\n', " "),
+                    clean(&email.subject).replace('\n', " "),
+                    clean(&email.text)
                 );
-                let mut out = std::io::stdout().lock();
-                out.write_all(printed.as_bytes())
-                    .and_then(|()| out.flush())
-                    .map_err(|e| SendError {
-                        kind: "console",
-                        code: None,
-                        detail: e.to_string(),
-                    })
+                // Off the runtime threads: a stdout pipe nobody reads would block the write,
+                // and the worker's timeout can only give up on a task it can leave behind.
+                let written = tokio::task::spawn_blocking(move || {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(printed.as_bytes()).and_then(|()| out.flush())
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+                .map_err(|detail| SendError {
+                    kind: "console",
+                    code: None,
+                    detail,
+                })
             }
             Self::Smtp(smtp) => {
                 let to: Mailbox = email.to.parse().map_err(|e| SendError {
@@ -269,25 +287,37 @@ pub fn public_url(configured: Option<&str>, bound: std::net::SocketAddr) -> Stri
 /// Warns when `--smtp-url` would send credentials unencrypted to a host that is not this
 /// machine (plain `smtp://` without `tls=required`).
 pub fn warn_if_plaintext_credentials(url: &SmtpUrl) {
+    if sends_credentials_in_clear(url) {
+        tracing::warn!(
+            "--smtp-url sends the SMTP credentials unencrypted to a host that is not this machine; use smtps:// or ?tls=required"
+        );
+    }
+}
+
+/// Credentials in the URL, no TLS required (`smtp://` with no `tls=required`; lettre's
+/// `opportunistic` can be stripped by anyone on the path), and a host other than loopback.
+fn sends_credentials_in_clear(url: &SmtpUrl) -> bool {
     let Ok(parsed) = url::Url::parse(&url.0) else {
-        return;
+        return false;
     };
     let has_credentials = !parsed.username().is_empty() || parsed.password().is_some();
     let tls_required = parsed.scheme() == "smtps"
         || parsed
             .query_pairs()
             .any(|(k, v)| k == "tls" && v == "required");
+    // `smtp:` is not a "special" scheme to the URL parser, so an IP comes back as a domain.
     let loopback = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     };
-    if has_credentials && !tls_required && !loopback {
-        tracing::warn!(
-            "--smtp-url sends the SMTP credentials unencrypted to a host that is not this machine; use smtps:// or ?tls=required"
-        );
-    }
+    has_credentials && !tls_required && !loopback
 }
 
 #[cfg(test)]
@@ -331,6 +361,19 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(90)), "90 seconds");
         assert_eq!(human_duration(Duration::from_secs(1800)), "30 minutes");
         assert_eq!(human_duration(Duration::from_secs(7 * 86_400)), "7 days");
+    }
+
+    #[test]
+    fn credentials_in_clear_to_another_host_are_recognised() {
+        let clear = |u: &str| sends_credentials_in_clear(&SmtpUrl(u.into()));
+        assert!(clear("smtp://user:pw@mail.example:587"));
+        assert!(clear("smtp://user:pw@mail.example:587?tls=opportunistic"));
+        assert!(!clear("smtp://user:pw@mail.example:587?tls=required"));
+        assert!(!clear("smtps://user:pw@mail.example:465"));
+        assert!(!clear("smtp://mail.example:25"));
+        assert!(!clear("smtp://user:pw@127.0.0.1:25"));
+        assert!(!clear("smtp://user:pw@localhost:25"));
+        assert!(!clear("smtp://user:pw@[::1]:25"));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::accounts::email_tokens::{self, Purpose};
 use crate::entity::{outbox as row, user};
 use crate::outbox::{self, Kind, Outbox};
 
-/// Rows claimed at once.
-const BATCH: u64 = 16;
+/// Most rows claimed at once.
+const MAX_BATCH: u64 = 16;
 /// Longest wait between retries, whatever the attempt count.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -61,15 +61,19 @@ impl Delivery {
     /// started are handed back.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut claim_failing = false;
+        // Every row of a claim must be sent before its lease ends, even if each send takes
+        // the whole SMTP timeout; otherwise another worker would claim it meanwhile.
+        let per_send = self.settings.smtp_timeout.as_secs().max(1);
+        let batch = (self.settings.lease.as_secs() / per_send / 2).clamp(1, MAX_BATCH);
         loop {
             if *stop.borrow() {
                 return;
             }
             let mut full = false;
-            match outbox::claim(&self.db, BATCH, self.settings.lease).await {
+            match outbox::claim(&self.db, batch, self.settings.lease).await {
                 Ok(rows) => {
                     claim_failing = false;
-                    full = rows.len() as u64 == BATCH;
+                    full = rows.len() as u64 == batch;
                     let mut rows = rows.into_iter();
                     while let Some(row) = rows.next() {
                         if *stop.borrow() {
@@ -80,7 +84,7 @@ impl Delivery {
                             }
                             return;
                         }
-                        self.deliver(row).await;
+                        self.deliver(row, &mut stop).await;
                     }
                 }
                 Err(e) => {
@@ -104,9 +108,11 @@ impl Delivery {
 
     /// One claimed row, start to finish. Errors end up on the row (and as a log line without
     /// the recipient), never in a panic.
-    async fn deliver(&self, claimed: row::Model) {
-        let outcome = self.attempt(&claimed).await;
+    async fn deliver(&self, claimed: row::Model, stop: &mut watch::Receiver<bool>) {
+        let outcome = self.attempt(&claimed, stop).await;
         let recorded = match outcome {
+            Outcome::Released => outbox::release(&self.db, &claimed).await,
+            Outcome::LeaseLost => Ok(()),
             Outcome::Sent => {
                 tracing::info!(outbox_id = %claimed.id, kind = %claimed.kind, attempt = claimed.attempts, "email delivered");
                 outbox::delivered(&self.db, &claimed).await
@@ -115,9 +121,14 @@ impl Delivery {
                 tracing::info!(outbox_id = %claimed.id, kind = %claimed.kind, reason = why, "email no longer needed; not sent");
                 outbox::skipped(&self.db, &claimed, why).await
             }
-            Outcome::Failed { kind, code, detail } => {
+            Outcome::Failed {
+                kind,
+                code,
+                detail,
+                last,
+            } => {
                 let attempts = u32::try_from(claimed.attempts).unwrap_or(u32::MAX);
-                let retry_at = (attempts < self.settings.max_attempts).then(|| {
+                let retry_at = (!last && attempts < self.settings.max_attempts).then(|| {
                     outbox::add(outbox::now(), backoff(self.settings.retry_base, attempts))
                 });
                 tracing::warn!(
@@ -139,9 +150,14 @@ impl Delivery {
         }
     }
 
-    async fn attempt(&self, claimed: &row::Model) -> Outcome {
+    async fn attempt(&self, claimed: &row::Model, stop: &mut watch::Receiver<bool>) -> Outcome {
         let Some(kind) = Kind::parse(&claimed.kind) else {
-            return Outcome::failed("outbox", "unknown email kind");
+            return Outcome::final_failure("outbox", "unknown email kind");
+        };
+        // A bare address: a stored value in `Name <addr>` form (an imported row) must not
+        // redirect the email, and nothing but the address reaches the transport.
+        let Ok(address) = claimed.recipient.trim().parse::<lettre::Address>() else {
+            return Outcome::final_failure("address", "the recipient is not a deliverable address");
         };
         let found = match user::Entity::find_by_id(claimed.user_id)
             .one(&self.db)
@@ -190,21 +206,33 @@ impl Delivery {
             token.expose()
         );
         let (subject, text, html) = self.templates.render(kind, &link, &claimed.recipient, ttl);
+        // The claim is renewed right before the send, so the time spent so far (database
+        // work, earlier rows of the batch) cannot eat into the lease the send needs.
+        match outbox::renew(&self.db, claimed, self.settings.lease).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::LeaseLost,
+            Err(e) => return Outcome::failed("database", e.to_string()),
+        }
         let email = Rendered {
-            to: claimed.recipient.clone(),
+            to: address.to_string(),
             subject,
             text,
             html,
             message_id: message_id(claimed.id, &self.settings.from),
         };
-        let sent = tokio::time::timeout(
-            self.settings.smtp_timeout,
-            self.transport.send(&self.settings.from, &email),
-        )
-        .await;
+        let sent = tokio::select! {
+            sent = tokio::time::timeout(
+                self.settings.smtp_timeout,
+                self.transport.send(&self.settings.from, &email),
+            ) => sent,
+            // Shutting down: give the row back rather than hold the process for a slow relay.
+            _ = stop.wait_for(|stopped| *stopped) => return Outcome::Released,
+        };
         match sent {
             Ok(Ok(())) => Outcome::Sent,
             Ok(Err(e)) => Outcome::Failed {
+                // The address or the message itself is wrong: no retry can change that.
+                last: matches!(e.kind, "address" | "message"),
                 kind: e.kind,
                 code: e.code,
                 detail: e.detail,
@@ -221,7 +249,13 @@ enum Outcome {
         kind: &'static str,
         code: Option<u16>,
         detail: String,
+        /// No retry could succeed.
+        last: bool,
     },
+    /// Handed back unsent (the worker is stopping).
+    Released,
+    /// Another worker owns the row now (this claim's lease ran out).
+    LeaseLost,
 }
 
 impl Outcome {
@@ -230,6 +264,16 @@ impl Outcome {
             kind,
             code: None,
             detail: detail.into(),
+            last: false,
+        }
+    }
+
+    fn final_failure(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::Failed {
+            kind,
+            code: None,
+            detail: detail.into(),
+            last: true,
         }
     }
 }

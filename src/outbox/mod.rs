@@ -174,6 +174,23 @@ fn finish(row: &outbox::Model) -> sea_orm::UpdateMany<outbox::Entity> {
         )
 }
 
+/// Extends a claim by `lease` from now; `false` when the claim is no longer ours (its lease
+/// ran out and another worker took the row).
+pub async fn renew(
+    db: &DatabaseConnection,
+    row: &outbox::Model,
+    lease: Duration,
+) -> Result<bool, DbErr> {
+    let done = outbox::Entity::update_many()
+        .filter(outbox::Column::Id.eq(row.id))
+        .filter(outbox::Column::Status.eq(status::SENDING))
+        .filter(outbox::Column::Attempts.eq(row.attempts))
+        .col_expr(outbox::Column::LockedUntil, Expr::value(add(now(), lease)))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
 /// The email was handed to the transport.
 pub async fn delivered(db: &DatabaseConnection, row: &outbox::Model) -> Result<(), DbErr> {
     finish(row)

@@ -27,6 +27,9 @@ pub enum Command {
     Serve,
     /// Print the GraphQL schema (SDL) to stdout; `schema.graphql` is this output.
     Schema,
+    /// Apply pending database migrations and exit (safe to run from several places at once
+    /// on PostgreSQL: they take turns under an advisory lock).
+    Migrate,
     /// Import users from Django (`auth_user`) with their password hashes, into the database
     /// of `--database-url`; problem rows are listed as JSON lines.
     ImportDjango(crate::import::ImportArgs),
@@ -63,6 +66,12 @@ pub struct Config {
     #[arg(long, env = "ROSTER_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
 
+    /// A second address for `/healthz`, `/readyz` and `/metrics`, which then leave the main
+    /// listener: probes and scrapes never queue behind public traffic, and metrics stay off
+    /// the internet. Unset: served on `--listen`.
+    #[arg(long, env = "ROSTER_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Database URL: `sqlite://path?mode=rwc` or `postgres://user@host/db`.
     #[arg(
         long,
@@ -70,6 +79,16 @@ pub struct Config {
         default_value = "sqlite://roster.db?mode=rwc"
     )]
     pub database_url: String,
+
+    /// Apply pending migrations at start-up. Fleets turn this off and run `roster migrate`
+    /// once per release; a process that then finds migrations missing refuses to start.
+    #[arg(long, env = "ROSTER_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+
+    /// Redis shared by every roster process (`redis://[:password@]host[:port][/db]`): every
+    /// rate limit is then enforced across all of them. Unset: each process limits alone.
+    #[arg(long, env = "ROSTER_REDIS_URL", hide_env_values = true, value_parser = parse_redis_url)]
+    pub redis_url: Option<RedisUrl>,
 
     /// Maximum database connections in the pool (0 = derived from the hash workers).
     #[arg(long, env = "ROSTER_DB_MAX_CONNECTIONS", default_value_t = 0)]
@@ -112,6 +131,21 @@ impl std::fmt::Debug for SmtpUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SmtpUrl(<redacted>)")
     }
+}
+
+/// A Redis URL. May hold a password, so it is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(pub String);
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisUrl(<redacted>)")
+    }
+}
+
+/// Never fails, like [`parse_smtp_url`]: checked when the client is built, without quoting.
+fn parse_redis_url(s: &str) -> Result<RedisUrl, std::convert::Infallible> {
+    Ok(RedisUrl(s.trim().to_owned()))
 }
 
 /// Never fails: clap would quote a refused value, password included, in its error. The

@@ -18,6 +18,10 @@ pub mod http;
 pub mod import;
 /// Email: templates, transports (SMTP, console), the outbox delivery worker.
 pub mod mail;
+/// Prometheus metrics, one registry per server.
+pub mod metrics;
+/// Migrations at start-up or by `roster migrate`, under a database lock.
+pub mod migrate;
 /// The transactional outbox: emails queued in the transaction that needs them.
 pub mod outbox;
 /// Password hashing and verification on a bounded worker pool.

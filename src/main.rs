@@ -13,6 +13,9 @@ async fn main() -> std::process::ExitCode {
     if let Some(Command::ImportDjango(args)) = &cli.command {
         return roster::startup::import_django(&cli.config, args).await;
     }
+    if let Some(Command::Migrate) = &cli.command {
+        return roster::startup::migrate_command(&cli.config).await;
+    }
     if let Some(Command::Outbox(command)) = &cli.command {
         return roster::startup::outbox_command(&cli.config, command).await;
     }

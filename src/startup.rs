@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tokio::net::TcpListener;
@@ -19,7 +18,7 @@ use crate::http::{self, AppState};
 use crate::mail::worker::{Delivery, DeliverySettings};
 use crate::outbox::Outbox;
 use crate::password::Hasher;
-use crate::ratelimit::{AddressLimiter, ClientLimiter, FailureThrottle};
+use crate::ratelimit::{AddressLimiter, ClientLimiter, FailureThrottle, Shared};
 use crate::sessions::{SessionPolicy, Sessions};
 
 /// Why the server could not start. Printed as is: no secrets inside.
@@ -31,6 +30,8 @@ pub enum StartupError {
     Database(#[source] sea_orm::DbErr),
     #[error("cannot apply migrations: {0}")]
     Migration(#[source] sea_orm::DbErr),
+    #[error("{0}")]
+    Schema(#[from] crate::migrate::SchemaError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -55,6 +56,10 @@ pub struct Application {
     hasher: Hasher,
     address_limiter: AddressLimiter,
     delivery: Delivery,
+    shared: Option<Shared>,
+    /// `--admin-listen`: its listener and router (probes and metrics).
+    admin: Option<(TcpListener, axum::Router)>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Application {
@@ -75,20 +80,15 @@ impl Application {
             Some(url) => crate::mail::warn_if_plaintext_credentials(url),
         }
         let hasher = Hasher::start(&config.hashing).map_err(StartupError::Hasher)?;
+        let metrics = crate::metrics::Metrics::new();
+        hasher.set_metrics(metrics.clone());
         // Migrations and the look-alike backfill run on a pool of their own, without the
         // statement timeout the serving pool has: an index build may take longer.
-        let admin = connect(&config, Vec::new()).await?;
-        Migrator::up(&admin, None)
-            .await
-            .map_err(StartupError::Migration)?;
-        let filled = crate::accounts::backfill_skeletons(&admin)
-            .await
-            .map_err(StartupError::Migration)?;
-        if filled > 0 {
-            tracing::info!(
-                users = filled,
-                "look-alike keys filled in for existing users"
-            );
+        let admin = connect_with(&config, Vec::new(), 1).await?;
+        if config.migrate_on_start {
+            migrate(&admin).await?;
+        } else {
+            crate::migrate::check(&admin).await?;
         }
         report_legacy_hashes(&admin).await;
         if let Err(e) = admin.close().await {
@@ -109,22 +109,31 @@ impl Application {
                 max_ttl: sc.session_max_ttl,
             },
         );
-        let failures = FailureThrottle::new(sc.login_failure_limit, limits.rate_limit_max_clients);
+        let shared = match &config.redis_url {
+            Some(url) => Some(Shared::new(&url.0).map_err(StartupError::Config)?),
+            None => None,
+        };
+        let failures = FailureThrottle::new(sc.login_failure_limit, limits.rate_limit_max_clients)
+            .with_shared(shared.clone())
+            .with_metrics(metrics.clone());
         let outbox = Outbox::new();
         let address_limiter =
-            AddressLimiter::new(mc.mail_address_limit, limits.rate_limit_max_clients);
-        let service = AccountService::new(
-            db.clone(),
-            hasher.clone(),
+            AddressLimiter::new(mc.mail_address_limit, limits.rate_limit_max_clients)
+                .with_shared(shared.clone())
+                .with_metrics(metrics.clone());
+        let service = AccountService::new(crate::accounts::Parts {
+            db: db.clone(),
+            hasher: hasher.clone(),
             policy,
-            sessions.clone(),
-            failures.clone(),
-            outbox.clone(),
-            EmailPolicy {
+            sessions: sessions.clone(),
+            failures: failures.clone(),
+            outbox: outbox.clone(),
+            email: EmailPolicy {
                 require_verified: mc.require_verified_email,
                 address_limiter: address_limiter.clone(),
             },
-        );
+            metrics: metrics.clone(),
+        });
         let limiter = |name, rate| {
             ClientLimiter::new(
                 name,
@@ -132,6 +141,8 @@ impl Application {
                 limits.ipv6_prefix,
                 limits.rate_limit_max_clients,
             )
+            .with_shared(shared.clone())
+            .with_metrics(metrics.clone())
         };
         let register_limiter = limiter("register", limits.register_rate_limit);
         let request_limiter = limiter("request", limits.request_rate_limit);
@@ -142,6 +153,7 @@ impl Application {
             .data(RegisterRateLimiter(register_limiter.clone()))
             .data(LoginRateLimiter(login_limiter.clone()))
             .data(MailRateLimiter(mail_limiter.clone()))
+            .data(metrics.clone())
             .data(SessionCookie {
                 enabled: sc.session_cookie,
                 secure: sc.session_cookie_secure,
@@ -159,8 +171,20 @@ impl Application {
             request_limiter: request_limiter.clone(),
             sessions: sessions.clone(),
             session_cookie: sc.session_cookie,
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            hasher: hasher.clone(),
         };
-        let router = http::router(state, &config);
+        let router = http::router(state.clone(), &config);
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?;
+                Some((listener, http::admin_router(state)))
+            }
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -174,6 +198,7 @@ impl Application {
         })?;
         let delivery = Delivery::new(
             db.clone(),
+            metrics.clone(),
             outbox,
             transport,
             templates,
@@ -216,7 +241,20 @@ impl Application {
             hasher,
             address_limiter,
             delivery,
+            shared,
+            admin,
+            metrics,
         })
+    }
+
+    /// The address `--admin-listen` bound, if set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        self.metrics.clone()
     }
 
     /// The hash pool, for tests that count the hashes it computed.
@@ -246,6 +284,7 @@ impl Application {
         // when the signal comes is finished, claimed ones not yet started are handed back.
         let (stop_delivery, stopped) = tokio::sync::watch::channel(false);
         let delivery = tokio::spawn(self.delivery.run(stopped));
+        let redis_probe = self.shared.clone().map(|s| tokio::spawn(s.run_probe()));
         // Housekeeping beside the server, stopped with it: idle rate-limit entries are
         // forgotten every minute, expired sessions deleted every ten (they are refused
         // already; this reclaims the rows).
@@ -284,12 +323,36 @@ impl Application {
                 ticks = ticks.wrapping_add(1);
             }
         });
-        let drain = self.serve.drain_timeout;
-        let result = http::serve::serve(self.listener, self.router, self.serve, shutdown).await;
+        // One signal stops everything at once: the listeners (which then drain in-flight
+        // requests), and the email worker, which hands back an email it is sending rather
+        // than hold the process for a slow relay.
+        let (stop_all, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_delivery.send(true);
+            let _ = stop_all.send(true);
+        });
+        let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let admin = self.admin.map(|(listener, router)| {
+            tokio::spawn(http::serve::serve(
+                listener,
+                router,
+                self.serve.clone(),
+                signal(stopping.clone()),
+            ))
+        });
+        let result =
+            http::serve::serve(self.listener, self.router, self.serve, signal(stopping)).await;
         sweeper.abort();
-        let _ = stop_delivery.send(true);
-        // One email may be mid-send; it gets the SMTP timeout, bounded by the drain deadline.
-        if tokio::time::timeout(drain.max(Duration::from_secs(1)), delivery)
+        if let Some(probe) = redis_probe {
+            probe.abort();
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        if tokio::time::timeout(Duration::from_secs(5), delivery)
             .await
             .is_err()
         {
@@ -301,6 +364,51 @@ impl Application {
             tracing::warn!(error = %e, "closing the database pool failed");
         }
         result
+    }
+}
+
+/// Applies pending migrations under the database lock, then fills data a migration left to
+/// code (look-alike keys of users created before they existed).
+async fn migrate(admin: &DatabaseConnection) -> Result<usize, StartupError> {
+    let applied = crate::migrate::apply(admin).await?;
+    let filled = crate::accounts::backfill_skeletons(admin)
+        .await
+        .map_err(StartupError::Migration)?;
+    if filled > 0 {
+        tracing::info!(
+            users = filled,
+            "look-alike keys filled in for existing users"
+        );
+    }
+    Ok(applied)
+}
+
+/// `roster migrate`: exit 0 once the schema is current, 1 when it cannot be (a newer schema,
+/// a failed migration), 2 when the database cannot be reached.
+pub async fn migrate_command(config: &Config) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let admin = match connect_with(config, Vec::new(), 1).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("migrate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = migrate(&admin).await;
+    let _ = admin.close().await;
+    match result {
+        Ok(0) => {
+            eprintln!("migrate: the schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(n) => {
+            eprintln!("migrate: {n} migration(s) applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrate: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -344,10 +452,14 @@ pub async fn import_django(
         // turns into a sequential scan per query (200 rows/s measured). Custom plans use
         // the unique indexes.
         let custom_plans = vec![("plan_cache_mode", "force_custom_plan".to_owned())];
+        let admin = connect_with(config, Vec::new(), 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        migrate(&admin).await.map_err(|e| e.to_string())?;
+        let _ = admin.close().await;
         let db = connect(config, custom_plans)
             .await
             .map_err(|e| e.to_string())?;
-        Migrator::up(&db, None).await.map_err(|e| e.to_string())?;
         let mut report: Box<dyn std::io::Write> = match &args.report {
             Some(path) => Box::new(std::io::BufWriter::new(
                 std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -536,6 +648,16 @@ pub async fn connect(
         // the workers fed without crowding Postgres when many instances share it.
         (workers * 4).max(4)
     };
+    connect_with(config, postgres_settings, max).await
+}
+
+/// [`connect`] with a pool of at most `max` connections (the migration pool has one: its
+/// advisory lock belongs to that connection).
+async fn connect_with(
+    config: &Config,
+    postgres_settings: Vec<(&'static str, String)>,
+    max: u32,
+) -> Result<DatabaseConnection, StartupError> {
     let mut options = ConnectOptions::new(config.database_url.clone());
     options
         .max_connections(max)

@@ -8,7 +8,7 @@ use super::{AccountService, Password, User, codes};
 use crate::entity::{session, user};
 use crate::error::{AppError, FieldError};
 use crate::password::{HashError, Plaintext};
-use crate::ratelimit::FailureKey;
+use crate::ratelimit::{Admission, FailureKey};
 use crate::sessions::Caller;
 
 impl AccountService {
@@ -27,13 +27,14 @@ impl AccountService {
         caller: &Caller,
         current: Plaintext,
         new: Plaintext,
-        admit: impl FnOnce() -> Result<(), AppError>,
+        admit: Admission,
     ) -> Result<User, AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        admit()?;
+        admit.check().await?;
         let key = FailureKey::PasswordChange(caller.user.id);
         self.failures
             .begin(&key)
+            .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
 
         let policy = self.policy.clone();
@@ -111,7 +112,7 @@ impl AccountService {
         )
         .await?;
         txn.commit().await?;
-        self.failures.succeeded(&key);
+        self.failures.succeeded(&key).await;
         tracing::info!(other_sessions_revoked = revoked, "password changed");
         Ok(caller.user.clone().into())
     }

@@ -11,7 +11,7 @@ use super::{AccountService, User};
 use crate::entity::user;
 use crate::error::AppError;
 use crate::password::{HashError, Plaintext};
-use crate::ratelimit::FailureKey;
+use crate::ratelimit::{Admission, FailureKey};
 use crate::sessions::{Session, Token};
 
 /// No stored username (150) or email (254) is longer than this, so a longer identifier is
@@ -51,13 +51,9 @@ impl AccountService {
     /// configured ones is replaced by a fresh Argon2id hash on success (Django's
     /// `must_update`), when the pool has room for it.
     #[tracing::instrument(name = "login", skip_all)]
-    pub async fn login(
-        &self,
-        login: Login,
-        admit: impl FnOnce() -> Result<(), AppError>,
-    ) -> Result<LoggedIn, AppError> {
+    pub async fn login(&self, login: Login, admit: Admission) -> Result<LoggedIn, AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        admit()?;
+        admit.check().await?;
         let identifier: String = login
             .identifier
             .chars()
@@ -81,6 +77,7 @@ impl AccountService {
         // Counted before the password is checked, so concurrent attempts cannot all pass.
         self.failures
             .begin(&key)
+            .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
 
         let matches = match &account {
@@ -116,7 +113,7 @@ impl AccountService {
         if self.email.require_verified && !user.email_verified {
             // Only now, with the password right: a stranger learns nothing from it. The
             // attempt was not a guess, so it does not count against the account.
-            self.failures.succeeded(&key);
+            self.failures.succeeded(&key).await;
             return Err(AppError::EmailNotVerified);
         }
         if matches!(
@@ -160,7 +157,8 @@ impl AccountService {
             .create(&txn, user.id, login.ip, login.user_agent.as_deref())
             .await?;
         txn.commit().await?;
-        self.failures.succeeded(&key);
+        self.metrics.session_created();
+        self.failures.succeeded(&key).await;
         tracing::info!(
             user_id = %user.id,
             session_id = %session.id,

@@ -34,7 +34,7 @@ pub use email::Email;
 pub use login::{LoggedIn, Login};
 pub use password::Password;
 pub use policy::{PasswordPolicy, RegistrationPolicy};
-pub use service::{AccountService, EmailPolicy, NewUser, User, backfill_skeletons};
+pub use service::{AccountService, EmailPolicy, NewUser, Parts, User, backfill_skeletons};
 pub use username::Username;
 pub use validation::Registration;
 

@@ -11,7 +11,7 @@ use crate::entity::user;
 use crate::error::{AppError, FieldError};
 use crate::outbox::Kind;
 use crate::password::Plaintext;
-use crate::ratelimit::FailureKey;
+use crate::ratelimit::{Admission, FailureKey};
 
 impl AccountService {
     /// Queues a password-reset email for the active account with this address and ends its
@@ -21,9 +21,11 @@ impl AccountService {
     pub async fn request_password_reset(
         &self,
         raw_email: &str,
-        admit: impl FnOnce() -> Result<(), AppError>,
+        admit: Admission,
     ) -> Result<bool, AppError> {
-        let canonical = self.admit_mail_request(raw_email, Kind::ResetPassword, admit)?;
+        let canonical = self
+            .admit_mail_request(raw_email, Kind::ResetPassword, admit)
+            .await?;
         let (db, outbox) = (self.db.clone(), self.outbox.clone());
         self.in_background("queueing a password-reset email", async move {
             let Some(found) = active_user_by_email(&db, &canonical).await? else {
@@ -54,10 +56,10 @@ impl AccountService {
         &self,
         raw_token: &str,
         new: Plaintext,
-        admit: impl FnOnce() -> Result<(), AppError>,
+        admit: Admission,
     ) -> Result<bool, AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        admit()?;
+        admit.check().await?;
         let token = match email_tokens::find(&self.db, raw_token, Purpose::ResetPassword).await? {
             Lookup::Valid(t) => t,
             Lookup::Invalid => return Err(token_error(codes::TOKEN_INVALID)),
@@ -109,7 +111,9 @@ impl AccountService {
         let revoked = self.sessions.revoke_all(&txn, found.id, None).await?;
         txn.commit().await?;
         // The owner proved control of the address: earlier failed logins no longer count.
-        self.failures.succeeded(&FailureKey::Account(found.id));
+        self.failures
+            .succeeded(&FailureKey::Account(found.id))
+            .await;
         tracing::info!(user_id = %found.id, sessions_revoked = revoked, "password reset");
         Ok(true)
     }

@@ -11,7 +11,7 @@ use crate::entity::user;
 use crate::error::{AppError, FieldError};
 use crate::outbox::{Kind, Outbox};
 use crate::password::{HashError, Hasher, Plaintext};
-use crate::ratelimit::{AddressLimiter, FailureThrottle};
+use crate::ratelimit::{AddressLimiter, Admission, FailureThrottle};
 use crate::sessions::Sessions;
 
 /// Email requests (`resendVerificationEmail`, `requestPasswordReset`) that may be pending
@@ -71,28 +71,34 @@ pub struct AccountService {
     /// Emails to send, queued in the transaction that needs them.
     pub(super) outbox: Outbox,
     pub(super) email: EmailPolicy,
+    pub(super) metrics: crate::metrics::Metrics,
     /// Bounds the email requests being looked up in the background.
     pub(super) background: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
+/// What the account use cases are built from (start-up wires them).
+pub struct Parts {
+    pub db: DatabaseConnection,
+    pub hasher: Hasher,
+    pub policy: RegistrationPolicy,
+    pub sessions: Sessions,
+    pub failures: FailureThrottle,
+    pub outbox: Outbox,
+    pub email: EmailPolicy,
+    pub metrics: crate::metrics::Metrics,
+}
+
 impl AccountService {
-    pub fn new(
-        db: DatabaseConnection,
-        hasher: Hasher,
-        policy: RegistrationPolicy,
-        sessions: Sessions,
-        failures: FailureThrottle,
-        outbox: Outbox,
-        email: EmailPolicy,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Self {
-            db,
-            hasher,
-            policy: std::sync::Arc::new(policy),
-            sessions,
-            failures,
-            outbox,
-            email,
+            metrics: parts.metrics,
+            db: parts.db,
+            hasher: parts.hasher,
+            policy: std::sync::Arc::new(parts.policy),
+            sessions: parts.sessions,
+            failures: parts.failures,
+            outbox: parts.outbox,
+            email: parts.email,
             background: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SLOTS)),
         }
     }
@@ -125,12 +131,12 @@ impl AccountService {
     pub async fn register(
         &self,
         registration: Registration,
-        admit: impl FnOnce() -> Result<(), AppError>,
+        admit: Admission,
     ) -> Result<User, AppError> {
         // Under overload, shed before validation: zxcvbn and the uniqueness lookup cost far
         // more than answering SERVER_BUSY, and the client must retry anyway.
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        admit()?;
+        admit.check().await?;
         let new_user = self.validate(registration).await?;
         let password_hash = self
             .hasher
@@ -306,6 +312,11 @@ impl AccountService {
     pub async fn revoke_all_sessions(&self, user_id: Uuid) -> Result<u64, AppError> {
         crate::deadline::commit_started();
         Ok(self.sessions.revoke_all(&self.db, user_id, None).await?)
+    }
+
+    /// The serving pool (for the metrics' pool gauges and outbox counts).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     /// Whether the database answers (for readiness probes).

@@ -9,6 +9,7 @@ use super::{AccountService, User, codes};
 use crate::entity::user;
 use crate::error::{AppError, FieldError};
 use crate::outbox::Kind;
+use crate::ratelimit::Admission;
 
 /// No stored address is longer (RFC 5321).
 const MAX_EMAIL_CHARS: usize = 254;
@@ -60,9 +61,11 @@ impl AccountService {
     pub async fn resend_verification_email(
         &self,
         raw_email: &str,
-        admit: impl FnOnce() -> Result<(), AppError>,
+        admit: Admission,
     ) -> Result<bool, AppError> {
-        let canonical = self.admit_mail_request(raw_email, Kind::VerifyEmail, admit)?;
+        let canonical = self
+            .admit_mail_request(raw_email, Kind::VerifyEmail, admit)
+            .await?;
         let (db, outbox) = (self.db.clone(), self.outbox.clone());
         self.in_background("queueing a verification email", async move {
             let Some(found) = active_user_by_email(&db, &canonical).await? else {
@@ -87,13 +90,13 @@ impl AccountService {
     /// budget, the address's shape (nothing is looked up for garbage), the per-address
     /// budget (a bucket per kind of email, so asking for one kind never blocks the other).
     /// Returns the canonical address to look up.
-    pub(super) fn admit_mail_request(
+    pub(super) async fn admit_mail_request(
         &self,
         raw_email: &str,
         kind: Kind,
-        admit: impl FnOnce() -> Result<(), AppError>,
+        admit: Admission,
     ) -> Result<String, AppError> {
-        admit()?;
+        admit.check().await?;
         let trimmed = raw_email.trim();
         let plausible = !trimmed.is_empty()
             && trimmed.chars().nth(MAX_EMAIL_CHARS).is_none()
@@ -110,6 +113,7 @@ impl AccountService {
         self.email
             .address_limiter
             .check(&format!("{}:{canonical}", kind.as_str()))
+            .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
         Ok(canonical)
     }

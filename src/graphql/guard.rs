@@ -12,7 +12,7 @@ use async_graphql::{Context, PathSegment, ServerError, ServerResult, Value};
 use tokio::sync::OnceCell;
 
 use crate::error::AppError;
-use crate::ratelimit::ClientLimiter;
+use crate::ratelimit::{Admission, ClientLimiter};
 use crate::sessions::{Caller, Sessions, Token};
 
 /// What a root field requires of its caller; the GraphQL counterpart of DRF's
@@ -207,34 +207,27 @@ pub struct MailRateLimiter(pub ClientLimiter);
 /// `limiter`, or `RATE_LIMITED` (the HTTP layer adds status 429 and `Retry-After`).
 ///
 /// Not a guard: a guard runs before the resolver, so it would spend the token before the
-/// service knows whether the hash queue has room. The service calls this after reserving a
+/// service knows whether the hash queue has room. The service checks it after reserving a
 /// queue slot, so an answer of `SERVER_BUSY` costs the client nothing.
-pub fn admission(
-    ctx: &Context<'_>,
-    limiter: Option<&ClientLimiter>,
-) -> impl FnOnce() -> Result<(), AppError> + use<> {
-    let limiter = limiter.cloned();
-    let ip = ctx.data_opt::<ClientIp>().copied();
-    move || match (limiter, ip) {
-        (Some(limiter), Some(ClientIp(ip))) => limiter
-            .check(ip)
-            .map_err(|retry_after| AppError::RateLimited { retry_after }),
-        _ => Ok(()),
-    }
+pub fn admission(ctx: &Context<'_>, limiter: Option<&ClientLimiter>) -> Admission {
+    Admission::new(
+        limiter.cloned(),
+        ctx.data_opt::<ClientIp>().map(|ClientIp(ip)| *ip),
+    )
 }
 
 /// [`admission`] for `register`.
-pub fn register_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
+pub fn register_admission(ctx: &Context<'_>) -> Admission {
     admission(ctx, ctx.data_opt::<RegisterRateLimiter>().map(|l| &l.0))
 }
 
 /// [`admission`] for `resendVerificationEmail` and `requestPasswordReset`.
-pub fn mail_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
+pub fn mail_admission(ctx: &Context<'_>) -> Admission {
     admission(ctx, ctx.data_opt::<MailRateLimiter>().map(|l| &l.0))
 }
 
 /// [`admission`] for `login`.
-pub fn login_admission(ctx: &Context<'_>) -> impl FnOnce() -> Result<(), AppError> + use<> {
+pub fn login_admission(ctx: &Context<'_>) -> Admission {
     admission(ctx, ctx.data_opt::<LoginRateLimiter>().map(|l| &l.0))
 }
 

@@ -13,6 +13,8 @@ mod email;
 pub mod errors;
 /// Permissions (deny by default), the signed-in caller, per-client admission checks.
 pub mod guard;
+/// Root-field outcomes and field errors into the metrics.
+mod observe;
 /// Login, sessions, `me`, logout, change password.
 pub mod sessions;
 
@@ -50,6 +52,8 @@ pub fn schema_builder(
         .limit_recursive_depth(limits.max_recursion)
         .limit_directives(limits.max_directives)
         .extension(errors::RequestErrorCodes)
+        // Outside the permission check, so refusals (`UNAUTHENTICATED`) are counted too.
+        .extension(observe::Observe)
         .extension(guard::DenyByDefault);
     if !introspection {
         // Without introspection, "did you mean …" hints would leak the schema piecemeal.

@@ -10,7 +10,7 @@ use crate::graphql::ClientIp;
 
 /// Resolves the client address once (handlers read it as `Extension<ClientIp>`), and spends
 /// one token of the client's request budget (`--request-rate-limit`) on every request but
-/// the health probes, so a load balancer's checks are never refused.
+/// the health probes and the metrics scrape, so a load balancer's checks are never refused.
 pub async fn middleware(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -21,7 +21,8 @@ pub async fn middleware(
     let path = request.uri().path();
     if path != "/healthz"
         && path != "/readyz"
-        && let Err(wait) = state.request_limiter.check(ip)
+        && path != "/metrics"
+        && let Err(wait) = state.request_limiter.check(ip).await
     {
         let secs = wait.as_secs().max(1);
         let mut response = graphql::json_error(

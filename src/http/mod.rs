@@ -53,6 +53,11 @@ pub struct AppState {
     pub sessions: crate::sessions::Sessions,
     /// Whether the `roster_session` cookie is read (`--session-cookie`).
     pub session_cookie: bool,
+    /// Redis, when limits are shared (`--redis-url`), for `/readyz`.
+    pub shared: Option<crate::ratelimit::Shared>,
+    pub metrics: crate::metrics::Metrics,
+    /// The hash pool, for the queue-depth gauge.
+    pub hasher: crate::password::Hasher,
 }
 
 /// Builds the router with every layer. Serve it with
@@ -64,9 +69,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/verify-email", get(pages::verify_email))
         .route("/reset-password", get(pages::reset_password))
-        .route("/pages/{file}", get(pages::asset))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/pages/{file}", get(pages::asset));
+    if config.admin_listen.is_none() {
+        app = admin_routes(app);
+    }
+    let mut app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -101,6 +108,68 @@ pub fn router(state: AppState, config: &Config) -> Router {
     )
 }
 
+/// `/healthz`, `/readyz` and `/metrics`: on the main router, or alone on `--admin-listen`.
+fn admin_routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The router of `--admin-listen`: probes and metrics only, so they never queue behind
+/// public traffic and the metrics need not face the internet.
+pub fn admin_router(state: AppState) -> Router {
+    admin_routes(Router::new())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text; the gauges are read now.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let db = state.service.db();
+    let (in_use, size) = pool_stats(db);
+    let backlog = tokio::time::timeout(Duration::from_secs(2), crate::outbox::backlog(db)).await;
+    let (pending, failed) = match backlog {
+        Ok(Ok(counts)) => counts,
+        // Unknown rather than a made-up zero.
+        _ => (-1, -1),
+    };
+    state.metrics.set_state(&crate::metrics::State {
+        hash_queue_depth: i64::try_from(state.hasher.queued()).unwrap_or(i64::MAX),
+        db_pool_in_use: in_use,
+        db_pool_size: size,
+        redis_fallback: state.shared.as_ref().is_some_and(|s| !s.is_healthy()),
+        outbox_pending: pending,
+        outbox_failed: failed,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Connections of the serving pool: in use, open.
+fn pool_stats(db: &sea_orm::DatabaseConnection) -> (i64, i64) {
+    let (size, idle) = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        sea_orm::DatabaseBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => (0, 0),
+    };
+    let size = i64::from(size);
+    (size - i64::try_from(idle).unwrap_or(0), size)
+}
+
 /// The whole-request timeout: 408 with a JSON body, except once a commit has begun
 /// (see [`crate::deadline`]).
 async fn request_deadline(timeout: Duration, request: Request, next: Next) -> Response {
@@ -127,13 +196,25 @@ async fn healthz() -> Response {
     json_status(StatusCode::OK, "ok")
 }
 
-/// Readiness: the database answers within two seconds.
+/// Readiness: the database answers within two seconds (503 otherwise); `degraded` (still
+/// 200) while the shared Redis is unreachable.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     let ping = tokio::time::timeout(Duration::from_secs(2), state.service.ping()).await;
-    if matches!(ping, Ok(true)) {
-        json_status(StatusCode::OK, "ready")
-    } else {
-        json_status(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    if !matches!(ping, Ok(true)) {
+        return json_status(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+    }
+    // Still ready without Redis: an outage must not pull every process out of the load
+    // balancer at once. The body says what is missing.
+    match &state.shared {
+        Some(redis) if !redis.is_healthy() => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({
+                "status": "degraded",
+                "redis": "unreachable: rate limits are enforced per process",
+            })),
+        )
+            .into_response(),
+        _ => json_status(StatusCode::OK, "ready"),
     }
 }
 

@@ -12,6 +12,8 @@ use crate::outbox::{self, Kind, Outbox};
 
 /// Most rows claimed at once.
 const MAX_BATCH: u64 = 16;
+/// How long the worker waits, once woken, for more emails to claim together.
+const LINGER: Duration = Duration::from_millis(50);
 /// Longest wait between retries, whatever the attempt count.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -34,6 +36,7 @@ pub struct DeliverySettings {
 /// Started beside the HTTP server and stopped with it.
 pub struct Delivery {
     db: DatabaseConnection,
+    metrics: crate::metrics::Metrics,
     outbox: Outbox,
     transport: Arc<Transport>,
     templates: Arc<Templates>,
@@ -43,6 +46,7 @@ pub struct Delivery {
 impl Delivery {
     pub fn new(
         db: DatabaseConnection,
+        metrics: crate::metrics::Metrics,
         outbox: Outbox,
         transport: Transport,
         templates: Templates,
@@ -50,6 +54,7 @@ impl Delivery {
     ) -> Self {
         Self {
             db,
+            metrics,
             outbox,
             transport: Arc::new(transport),
             templates: Arc::new(templates),
@@ -57,14 +62,11 @@ impl Delivery {
         }
     }
 
-    /// Runs until `stop` turns true: the email being sent is finished, rows claimed but not
-    /// started are handed back.
+    /// Runs until `stop` turns true: the email being sent is handed back, and so are rows
+    /// claimed but not started.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut claim_failing = false;
-        // Every row of a claim must be sent before its lease ends, even if each send takes
-        // the whole SMTP timeout; otherwise another worker would claim it meanwhile.
-        let per_send = self.settings.smtp_timeout.as_secs().max(1);
-        let batch = (self.settings.lease.as_secs() / per_send / 2).clamp(1, MAX_BATCH);
+        let batch = MAX_BATCH;
         loop {
             if *stop.borrow() {
                 return;
@@ -74,17 +76,8 @@ impl Delivery {
                 Ok(rows) => {
                     claim_failing = false;
                     full = rows.len() as u64 == batch;
-                    let mut rows = rows.into_iter();
-                    while let Some(row) = rows.next() {
-                        if *stop.borrow() {
-                            for unsent in std::iter::once(row).chain(rows.by_ref()) {
-                                if let Err(e) = outbox::release(&self.db, &unsent).await {
-                                    tracing::warn!(outbox_id = %unsent.id, error = %e, "could not hand a claimed email back; it is due again when its lease ends");
-                                }
-                            }
-                            return;
-                        }
-                        self.deliver(row, &mut stop).await;
+                    if !rows.is_empty() {
+                        self.deliver_batch(rows, &mut stop).await;
                     }
                 }
                 Err(e) => {
@@ -99,81 +92,139 @@ impl Delivery {
                 continue;
             }
             tokio::select! {
-                _ = self.outbox.woken() => {}
+                _ = self.outbox.woken() => {
+                    // Let a few more arrive: under load, one claim then carries a batch and
+                    // the database work per email shrinks; an email waits 50 ms more.
+                    tokio::time::sleep(LINGER).await;
+                }
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
                 _ = stop.changed() => {}
             }
         }
     }
 
-    /// One claimed row, start to finish. Errors end up on the row (and as a log line without
-    /// the recipient), never in a panic.
-    async fn deliver(&self, claimed: row::Model, stop: &mut watch::Receiver<bool>) {
-        let outcome = self.attempt(&claimed, stop).await;
-        let recorded = match outcome {
-            Outcome::Released => outbox::release(&self.db, &claimed).await,
-            Outcome::LeaseLost => Ok(()),
-            Outcome::Sent => {
-                tracing::info!(outbox_id = %claimed.id, kind = %claimed.kind, attempt = claimed.attempts, "email delivered");
-                outbox::delivered(&self.db, &claimed).await
+    /// One claim, start to finish, with the database work done once for the whole batch:
+    /// one read of the users, one transaction minting every token, one write marking what
+    /// was sent. Errors end up on the rows (and as log lines without the recipient), never
+    /// in a panic.
+    async fn deliver_batch(&self, claimed: Vec<row::Model>, stop: &mut watch::Receiver<bool>) {
+        let claimed_at = std::time::Instant::now();
+        let mut ready = Vec::new();
+        let users = self.users_of(&claimed).await;
+        for row in claimed {
+            let decided = match &users {
+                Ok(users) => self.prepare(&row, users.get(&row.user_id)),
+                Err(e) => Err(Outcome::failed("database", e.clone())),
+            };
+            match decided {
+                Ok(prepared) => ready.push((row, prepared)),
+                Err(outcome) => self.record(&row, outcome).await,
             }
-            Outcome::Skip(why) => {
-                tracing::info!(outbox_id = %claimed.id, kind = %claimed.kind, reason = why, "email no longer needed; not sent");
-                outbox::skipped(&self.db, &claimed, why).await
+        }
+        if ready.is_empty() {
+            return;
+        }
+        // Minted now, not at enqueue time: the outbox never holds a token, and a retried
+        // delivery carries a fresh one (the older ones stop working).
+        let tokens = async {
+            let txn = self.db.begin().await?;
+            let mut tokens = Vec::with_capacity(ready.len());
+            for (_, p) in &ready {
+                tokens.push(email_tokens::mint(&txn, p.user_id, p.purpose, p.ttl).await?);
             }
-            Outcome::Failed {
-                kind,
-                code,
-                detail,
-                last,
-            } => {
-                let attempts = u32::try_from(claimed.attempts).unwrap_or(u32::MAX);
-                let retry_at = (!last && attempts < self.settings.max_attempts).then(|| {
-                    outbox::add(outbox::now(), backoff(self.settings.retry_base, attempts))
-                });
-                tracing::warn!(
-                    outbox_id = %claimed.id,
-                    kind = %claimed.kind,
-                    attempt = claimed.attempts,
-                    error_kind = kind,
-                    smtp_code = code,
-                    retry_at = retry_at.map(|t| t.to_rfc3339()),
-                    "email delivery failed{}",
-                    if retry_at.is_some() { "; will retry" } else { "; giving up (see `roster outbox list`)" }
-                );
-                outbox::attempt_failed(&self.db, &claimed, &detail, retry_at).await
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(tokens)
+        }
+        .await;
+        let tokens = match tokens {
+            Ok(t) => t,
+            Err(e) => {
+                for (row, _) in &ready {
+                    self.record(row, Outcome::failed("database", e.to_string()))
+                        .await;
+                }
+                return;
             }
         };
-        if let Err(e) = recorded {
-            // The lease runs out and the row is claimed again: at-least-once.
-            tracing::warn!(outbox_id = %claimed.id, error = %e, "could not record an email's outcome");
+        let mut sent = Vec::new();
+        let mut pending = ready.into_iter().zip(tokens);
+        while let Some(((row, prepared), token)) = pending.next() {
+            if *stop.borrow() {
+                self.record(&row, Outcome::Released).await;
+                for ((unsent, _), _) in pending.by_ref() {
+                    self.record(&unsent, Outcome::Released).await;
+                }
+                break;
+            }
+            // A claim normally ends well inside its lease. When what is left of it could not
+            // cover a whole SMTP exchange, the row's claim is renewed first (or, if another
+            // worker took the row meanwhile, left to that worker): a row is never sent by two
+            // workers at once, whatever the batch size and however slow the relay.
+            if claimed_at.elapsed() + self.settings.smtp_timeout >= self.settings.lease {
+                match outbox::renew(&self.db, &row, self.settings.lease).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        self.record(&row, Outcome::failed("database", e.to_string()))
+                            .await;
+                        continue;
+                    }
+                }
+            }
+            match self.send(&row, prepared, &token, stop).await {
+                Outcome::Sent => {
+                    tracing::info!(outbox_id = %row.id, kind = %row.kind, attempt = row.attempts, "email delivered");
+                    let latency = (outbox::now() - row.created_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    self.metrics.email_delivered(&row.kind, latency);
+                    sent.push(row);
+                }
+                other => self.record(&row, other).await,
+            }
+        }
+        if let Err(e) = outbox::delivered_all(&self.db, &sent).await {
+            // The leases run out and the rows are claimed again: at-least-once.
+            tracing::warn!(error = %e, emails = sent.len(), "could not record delivered emails");
         }
     }
 
-    async fn attempt(&self, claimed: &row::Model, stop: &mut watch::Receiver<bool>) -> Outcome {
-        let Some(kind) = Kind::parse(&claimed.kind) else {
-            return Outcome::final_failure("outbox", "unknown email kind");
+    /// The users of a batch, by id.
+    async fn users_of(
+        &self,
+        rows: &[row::Model],
+    ) -> Result<std::collections::HashMap<uuid::Uuid, user::Model>, String> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.user_id).collect();
+        user::Entity::find()
+            .filter(user::Column::Id.is_in(ids))
+            .all(&self.db)
+            .await
+            .map(|users| users.into_iter().map(|u| (u.id, u)).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    /// What a row needs sending, or why it needs nothing (or can never be sent).
+    fn prepare(&self, row: &row::Model, found: Option<&user::Model>) -> Result<Prepared, Outcome> {
+        let Some(kind) = Kind::parse(&row.kind) else {
+            return Err(Outcome::final_failure("outbox", "unknown email kind"));
         };
         // A bare address: a stored value in `Name <addr>` form (an imported row) must not
         // redirect the email, and nothing but the address reaches the transport.
-        let Ok(address) = claimed.recipient.trim().parse::<lettre::Address>() else {
-            return Outcome::final_failure("address", "the recipient is not a deliverable address");
-        };
-        let found = match user::Entity::find_by_id(claimed.user_id)
-            .one(&self.db)
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => return Outcome::failed("database", e.to_string()),
+        let Ok(address) = row.recipient.trim().parse::<lettre::Address>() else {
+            return Err(Outcome::final_failure(
+                "address",
+                "the recipient is not a deliverable address",
+            ));
         };
         let Some(found) = found else {
-            return Outcome::Skip("the user no longer exists");
+            return Err(Outcome::Skip("the user no longer exists"));
         };
         if !found.is_active {
-            return Outcome::Skip("the user is deactivated");
+            return Err(Outcome::Skip("the user is deactivated"));
         }
         if kind == Kind::VerifyEmail && found.email_verified {
-            return Outcome::Skip("the address is already verified");
+            return Err(Outcome::Skip("the address is already verified"));
         }
         let (purpose, ttl, path) = match kind {
             Kind::VerifyEmail => (
@@ -187,38 +238,36 @@ impl Delivery {
                 "reset-password",
             ),
         };
-        // Minted now, not at enqueue time: the outbox never holds a token, and a retried
-        // delivery carries a fresh one (the older ones stop working).
-        let minted = async {
-            let txn = self.db.begin().await?;
-            let token = email_tokens::mint(&txn, found.id, purpose, ttl).await?;
-            txn.commit().await?;
-            Ok::<_, sea_orm::DbErr>(token)
-        }
-        .await;
-        let token = match minted {
-            Ok(t) => t,
-            Err(e) => return Outcome::failed("database", e.to_string()),
-        };
+        Ok(Prepared {
+            kind,
+            address,
+            user_id: found.id,
+            purpose,
+            ttl,
+            path,
+        })
+    }
+
+    async fn send(
+        &self,
+        row: &row::Model,
+        p: Prepared,
+        token: &crate::sessions::Token,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Outcome {
         let link = format!(
-            "{}/{path}?token={}",
+            "{}/{}?token={}",
             self.settings.public_url,
+            p.path,
             token.expose()
         );
-        let (subject, text, html) = self.templates.render(kind, &link, &claimed.recipient, ttl);
-        // The claim is renewed right before the send, so the time spent so far (database
-        // work, earlier rows of the batch) cannot eat into the lease the send needs.
-        match outbox::renew(&self.db, claimed, self.settings.lease).await {
-            Ok(true) => {}
-            Ok(false) => return Outcome::LeaseLost,
-            Err(e) => return Outcome::failed("database", e.to_string()),
-        }
+        let (subject, text, html) = self.templates.render(p.kind, &link, &row.recipient, p.ttl);
         let email = Rendered {
-            to: address.to_string(),
+            to: p.address.to_string(),
             subject,
             text,
             html,
-            message_id: message_id(claimed.id, &self.settings.from),
+            message_id: message_id(row.id, &self.settings.from),
         };
         let sent = tokio::select! {
             sent = tokio::time::timeout(
@@ -240,6 +289,55 @@ impl Delivery {
             Err(_) => Outcome::failed("timeout", "the SMTP exchange took too long"),
         }
     }
+
+    /// Writes a row's outcome (all but `Sent`, which is written for the batch at once).
+    async fn record(&self, claimed: &row::Model, outcome: Outcome) {
+        let recorded = match outcome {
+            Outcome::Released => outbox::release(&self.db, claimed).await,
+            Outcome::Sent => outbox::delivered_all(&self.db, std::slice::from_ref(claimed)).await,
+            Outcome::Skip(why) => {
+                tracing::info!(outbox_id = %claimed.id, kind = %claimed.kind, reason = why, "email no longer needed; not sent");
+                outbox::skipped(&self.db, claimed, why).await
+            }
+            Outcome::Failed {
+                kind,
+                code,
+                detail,
+                last,
+            } => {
+                self.metrics.email_attempt_failed(&claimed.kind);
+                let attempts = u32::try_from(claimed.attempts).unwrap_or(u32::MAX);
+                let retry_at = (!last && attempts < self.settings.max_attempts).then(|| {
+                    outbox::add(outbox::now(), backoff(self.settings.retry_base, attempts))
+                });
+                tracing::warn!(
+                    outbox_id = %claimed.id,
+                    kind = %claimed.kind,
+                    attempt = claimed.attempts,
+                    error_kind = kind,
+                    smtp_code = code,
+                    retry_at = retry_at.map(|t| t.to_rfc3339()),
+                    "email delivery failed{}",
+                    if retry_at.is_some() { "; will retry" } else { "; giving up (see `roster outbox list`)" }
+                );
+                outbox::attempt_failed(&self.db, claimed, &detail, retry_at).await
+            }
+        };
+        if let Err(e) = recorded {
+            // The lease runs out and the row is claimed again: at-least-once.
+            tracing::warn!(outbox_id = %claimed.id, error = %e, "could not record an email's outcome");
+        }
+    }
+}
+
+/// A claimed row ready to send.
+struct Prepared {
+    kind: Kind,
+    address: lettre::Address,
+    user_id: uuid::Uuid,
+    purpose: Purpose,
+    ttl: Duration,
+    path: &'static str,
 }
 
 enum Outcome {
@@ -254,8 +352,6 @@ enum Outcome {
     },
     /// Handed back unsent (the worker is stopping).
     Released,
-    /// Another worker owns the row now (this claim's lease ran out).
-    LeaseLost,
 }
 
 impl Outcome {

@@ -191,9 +191,27 @@ pub async fn renew(
     Ok(done.rows_affected == 1)
 }
 
-/// The email was handed to the transport.
-pub async fn delivered(db: &DatabaseConnection, row: &outbox::Model) -> Result<(), DbErr> {
-    finish(row)
+/// These emails were handed to the transport: one statement for a batch, each row only
+/// while its claim (same attempt) is still the one that sent it.
+pub async fn delivered_all(db: &DatabaseConnection, rows: &[outbox::Model]) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut claims = sea_orm::Condition::any();
+    for row in rows {
+        claims = claims.add(
+            sea_orm::Condition::all()
+                .add(outbox::Column::Id.eq(row.id))
+                .add(outbox::Column::Attempts.eq(row.attempts)),
+        );
+    }
+    outbox::Entity::update_many()
+        .filter(outbox::Column::Status.eq(status::SENDING))
+        .filter(claims)
+        .col_expr(
+            outbox::Column::LockedUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .col_expr(outbox::Column::Status, Expr::value(status::DELIVERED))
         .col_expr(outbox::Column::DeliveredAt, Expr::value(now()))
         .col_expr(outbox::Column::LastError, Expr::value(None::<String>))
@@ -262,6 +280,23 @@ pub async fn retry_failed(db: &DatabaseConnection, id: Option<Uuid>) -> Result<u
         update = update.filter(outbox::Column::Id.eq(id));
     }
     Ok(update.exec(db).await?.rows_affected)
+}
+
+/// How many emails wait (pending or being sent) and how many failed for good.
+pub async fn backlog(db: &DatabaseConnection) -> Result<(i64, i64), DbErr> {
+    use sea_orm::PaginatorTrait;
+    let waiting = outbox::Entity::find()
+        .filter(outbox::Column::Status.is_in([status::PENDING, status::SENDING]))
+        .count(db)
+        .await?;
+    let failed = outbox::Entity::find()
+        .filter(outbox::Column::Status.eq(status::FAILED))
+        .count(db)
+        .await?;
+    Ok((
+        i64::try_from(waiting).unwrap_or(i64::MAX),
+        i64::try_from(failed).unwrap_or(i64::MAX),
+    ))
 }
 
 /// Deletes delivered and skipped rows older than `age` (they are history).

@@ -70,6 +70,8 @@ struct Job {
     password: Plaintext,
     work: Work,
     span: tracing::Span,
+    /// When the job was queued, for the wait-time metric.
+    queued_at: std::time::Instant,
 }
 
 /// A place in the hash queue, taken by [`Hasher::reserve`]; given back when dropped unused.
@@ -107,6 +109,7 @@ struct Inner {
     workers: usize,
     /// What an unknown identifier's login verifies against (see [`Hasher::verify_dummy`]).
     dummy: StoredHash,
+    metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
 }
 
 impl Hasher {
@@ -128,12 +131,14 @@ impl Hasher {
         let queued = Arc::new(AtomicUsize::new(0));
         let computed = Arc::new(AtomicUsize::new(0));
         let active = Arc::new(AtomicUsize::new(0));
+        let metrics = Arc::new(std::sync::OnceLock::new());
         for n in 0..workers {
             let rx = Arc::clone(&rx);
             let counters = Counters {
                 queued: Arc::clone(&queued),
                 computed: Arc::clone(&computed),
                 active: Arc::clone(&active),
+                metrics: Arc::clone(&metrics),
             };
             let params = params.clone();
             let limits = config.foreign_limits();
@@ -156,8 +161,19 @@ impl Hasher {
                 params,
                 workers,
                 dummy,
+                metrics,
             }),
         })
+    }
+
+    /// Reports wait and hash times to `metrics` from now on (once; later calls are ignored).
+    pub fn set_metrics(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// Slots reserved plus jobs queued, not yet taken by a worker.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::Acquire)
     }
 
     /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
@@ -235,6 +251,7 @@ impl Hasher {
             password,
             work,
             span: tracing::Span::current(),
+            queued_at: std::time::Instant::now(),
         };
         // The slot's count now belongs to the job: the worker that takes it decrements.
         slot.used = true;
@@ -281,6 +298,8 @@ struct Counters {
     queued: Arc<AtomicUsize>,
     computed: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
+    /// Set once the server's metrics exist (the pool starts before them).
+    metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
 }
 
 fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits: ForeignLimits) {
@@ -301,6 +320,8 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits
             continue;
         }
         let _entered = job.span.enter();
+        let started = std::time::Instant::now();
+        let waited = started.duration_since(job.queued_at);
         counters.active.fetch_add(1, Ordering::AcqRel);
         let password = job.password.expose().as_bytes();
         // The counters are settled before the answer goes out, so a caller that has its
@@ -308,6 +329,9 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits
         let done = || {
             counters.active.fetch_sub(1, Ordering::AcqRel);
             counters.computed.fetch_add(1, Ordering::AcqRel);
+            if let Some(metrics) = counters.metrics.get() {
+                metrics.hashed(waited, started.elapsed());
+            }
         };
         match job.work {
             Work::Hash(reply) => {

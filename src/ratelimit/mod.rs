@@ -21,6 +21,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimit;
+use crate::error::AppError;
+
+/// Limits shared by every process through Redis, with the local limiters as fall-back.
+pub mod shared;
+pub use shared::Shared;
 
 /// Who a bucket belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,14 +63,21 @@ impl ClientKey {
     }
 }
 
-/// A keyed limiter; `RateLimit::Off` makes every check pass. Cheap to clone.
+/// A keyed limiter; `RateLimit::Off` makes every check pass. Cheap to clone. With a
+/// [`Shared`] (Redis) the bucket is shared by every process, and this process's own
+/// buckets serve only while Redis is unreachable.
 #[derive(Clone)]
 pub struct ClientLimiter {
     inner: Option<Arc<Inner>>,
+    shared: Option<Shared>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 struct Inner {
     limiter: DefaultKeyedRateLimiter<ClientKey>,
+    /// One token every `interval`, up to `burst` at once (the same GCRA in Redis).
+    interval: Duration,
+    burst: u32,
     ipv6_prefix: u8,
     max_clients: usize,
     last_sweep: Mutex<Instant>,
@@ -83,6 +95,8 @@ impl ClientLimiter {
                 Quota::with_period(replenish.max(Duration::from_millis(1))).map(|q| {
                     Arc::new(Inner {
                         limiter: RateLimiter::keyed(q.allow_burst(burst)),
+                        interval: replenish.max(Duration::from_millis(1)),
+                        burst: burst.get(),
                         ipv6_prefix,
                         max_clients: max_clients.max(1),
                         last_sweep: Mutex::new(Instant::now()),
@@ -92,11 +106,51 @@ impl ClientLimiter {
                 })
             }
         };
-        Self { inner }
+        Self {
+            inner,
+            shared: None,
+            metrics: None,
+        }
     }
 
-    /// Takes one token for `ip`'s bucket, or says how long until one is free.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// Shares the buckets through Redis (`None`: this process's own).
+    pub fn with_shared(mut self, shared: Option<Shared>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Counts refusals in `roster_rate_limited_total{limiter="<name>"}`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Takes one token for `ip`'s bucket, or says how long until one is free: in Redis when
+    /// it answers, else in this process.
+    pub async fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let mut decided = None;
+        if let Some(shared) = &self.shared {
+            let key = format!(
+                "roster:rl:{}:{:?}",
+                inner.name,
+                ClientKey::of(ip, inner.ipv6_prefix)
+            );
+            decided = shared.gcra(&key, inner.interval, inner.burst).await;
+        }
+        let decided = decided.unwrap_or_else(|| self.check_local(ip));
+        if decided.is_err()
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.rate_limited(inner.name);
+        }
+        decided
+    }
+
+    /// [`ClientLimiter::check`] in this process's own buckets.
+    pub fn check_local(&self, ip: IpAddr) -> Result<(), Duration> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
@@ -160,6 +214,38 @@ impl Inner {
     }
 }
 
+/// A use case's admission check: one token of the caller's budget in a per-client limiter,
+/// or `RATE_LIMITED`. Handed to the service, which spends it only once the hash queue has
+/// room (so an answer of `SERVER_BUSY` costs the client nothing).
+pub struct Admission {
+    limiter: Option<ClientLimiter>,
+    ip: Option<IpAddr>,
+}
+
+impl Admission {
+    pub fn new(limiter: Option<ClientLimiter>, ip: Option<IpAddr>) -> Self {
+        Self { limiter, ip }
+    }
+
+    /// Admits everyone (callers outside HTTP, tests of the service).
+    pub fn none() -> Self {
+        Self {
+            limiter: None,
+            ip: None,
+        }
+    }
+
+    pub async fn check(self) -> Result<(), AppError> {
+        match (self.limiter, self.ip) {
+            (Some(limiter), Some(ip)) => limiter
+                .check(ip)
+                .await
+                .map_err(|retry_after| AppError::RateLimited { retry_after }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Whose password attempts are counted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FailureKey {
@@ -187,6 +273,8 @@ pub enum FailureKey {
 #[derive(Clone)]
 pub struct FailureThrottle {
     inner: Option<Arc<FailureInner>>,
+    shared: Option<Shared>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 struct FailureInner {
@@ -220,12 +308,75 @@ impl FailureThrottle {
                 unknown: table(),
             })),
         };
-        Self { inner }
+        Self {
+            inner,
+            shared: None,
+            metrics: None,
+        }
+    }
+
+    /// Counts refusals in `roster_rate_limited_total{limiter="login_failures"}`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts through Redis (`None`: in this process).
+    pub fn with_shared(mut self, shared: Option<Shared>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The Redis key of `key`: ids as they are, an unknown identifier only as a digest.
+    fn redis_key(key: &FailureKey) -> String {
+        use sha2::Digest;
+        match key {
+            FailureKey::Account(id) => format!("roster:fail:acct:{id}"),
+            FailureKey::PasswordChange(id) => format!("roster:fail:pwchg:{id}"),
+            FailureKey::Unknown(identifier) => {
+                let digest = sha2::Sha256::digest(identifier.as_bytes());
+                let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+                format!("roster:fail:unk:{hex}")
+            }
+        }
     }
 
     /// Counts an attempt for `key`, or answers `Err(wait)` when the key has used up its
-    /// attempts in the current window (nothing is counted then).
-    pub fn begin(&self, key: &FailureKey) -> Result<(), Duration> {
+    /// attempts in the current window: in Redis when it answers, else in this process.
+    pub async fn begin(&self, key: &FailureKey) -> Result<(), Duration> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let mut decided = None;
+        if let Some(shared) = &self.shared {
+            decided = shared
+                .window_begin(&Self::redis_key(key), inner.window, inner.limit)
+                .await;
+        }
+        let decided = decided.unwrap_or_else(|| self.begin_local(key));
+        if decided.is_err()
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.rate_limited("login_failures");
+        }
+        decided
+    }
+
+    /// Clears `key` after a successful attempt (both places: the local count may have been
+    /// made while Redis was away).
+    pub async fn succeeded(&self, key: &FailureKey) {
+        if self.inner.is_none() {
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            shared.clear(&Self::redis_key(key)).await;
+        }
+        self.succeeded_local(key);
+    }
+
+    /// [`FailureThrottle::begin`] in this process's own tables (nothing is counted when
+    /// refused).
+    pub fn begin_local(&self, key: &FailureKey) -> Result<(), Duration> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
@@ -256,8 +407,8 @@ impl FailureThrottle {
         Ok(())
     }
 
-    /// Clears `key` after a successful attempt.
-    pub fn succeeded(&self, key: &FailureKey) {
+    /// [`FailureThrottle::succeeded`] in this process's own tables.
+    pub fn succeeded_local(&self, key: &FailureKey) {
         if let Some(inner) = &self.inner {
             inner.table(key).map.remove(key);
         }
@@ -310,10 +461,14 @@ impl FailureInner {
 #[derive(Clone)]
 pub struct AddressLimiter {
     inner: Option<Arc<AddressInner>>,
+    shared: Option<Shared>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 struct AddressInner {
     limiter: DefaultKeyedRateLimiter<[u8; 16]>,
+    interval: Duration,
+    burst: u32,
     max_keys: usize,
     last_sweep: Mutex<Instant>,
     full_logged: AtomicBool,
@@ -328,6 +483,8 @@ impl AddressLimiter {
                 Quota::with_period(replenish.max(Duration::from_millis(1))).map(|q| {
                     Arc::new(AddressInner {
                         limiter: RateLimiter::keyed(q.allow_burst(burst)),
+                        interval: replenish.max(Duration::from_millis(1)),
+                        burst: burst.get(),
                         max_keys: max_keys.max(1),
                         last_sweep: Mutex::new(Instant::now()),
                         full_logged: AtomicBool::new(false),
@@ -335,11 +492,28 @@ impl AddressLimiter {
                 })
             }
         };
-        Self { inner }
+        Self {
+            inner,
+            shared: None,
+            metrics: None,
+        }
     }
 
-    /// Takes one token for `canonical_address`, or says how long until one is free.
-    pub fn check(&self, canonical_address: &str) -> Result<(), Duration> {
+    /// Shares the buckets through Redis (`None`: this process's own).
+    pub fn with_shared(mut self, shared: Option<Shared>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Counts refusals in `roster_rate_limited_total{limiter="mail_address"}`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Takes one token for `canonical_address`, or says how long until one is free: in Redis
+    /// when it answers, else in this process.
+    pub async fn check(&self, canonical_address: &str) -> Result<(), Duration> {
         use sha2::Digest;
         let Some(inner) = &self.inner else {
             return Ok(());
@@ -347,6 +521,28 @@ impl AddressLimiter {
         let digest = sha2::Sha256::digest(canonical_address.as_bytes());
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
+        let mut decided = None;
+        if let Some(shared) = &self.shared {
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            decided = shared
+                .gcra(
+                    &format!("roster:rl:address:{hex}"),
+                    inner.interval,
+                    inner.burst,
+                )
+                .await;
+        }
+        let decided = decided.unwrap_or_else(|| self.check_key_local(inner, key));
+        if decided.is_err()
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.rate_limited("mail_address");
+        }
+        decided
+    }
+
+    /// This process's bucket for a hashed address.
+    fn check_key_local(&self, inner: &AddressInner, key: [u8; 16]) -> Result<(), Duration> {
         if inner.limiter.len() >= inner.max_keys {
             inner.sweep(false);
             if inner.limiter.len() >= inner.max_keys {
@@ -426,7 +622,7 @@ mod tests {
     fn a_full_limiter_stops_growing() {
         let limiter = ClientLimiter::new("test", parse_rate_limit("5/1h").unwrap(), 64, 100);
         for n in 0..10_000u32 {
-            let _ = limiter.check(IpAddr::from(n.to_be_bytes()));
+            let _ = limiter.check_local(IpAddr::from(n.to_be_bytes()));
         }
         assert!(limiter.len() <= 201, "{} clients remembered", limiter.len());
     }
@@ -436,18 +632,18 @@ mod tests {
         let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 10);
         let alice = FailureKey::Account(uuid::Uuid::nil());
         for _ in 0..3 {
-            assert!(t.begin(&alice).is_ok());
+            assert!(t.begin_local(&alice).is_ok());
         }
         // The fourth is refused before anything is checked: concurrent attempts cannot all
         // pass a check that only later failures would close.
-        let wait = t.begin(&alice).unwrap_err();
+        let wait = t.begin_local(&alice).unwrap_err();
         assert!(wait > Duration::from_secs(3500), "{wait:?}");
         assert!(
-            t.begin(&FailureKey::Unknown("bob".into())).is_ok(),
+            t.begin_local(&FailureKey::Unknown("bob".into())).is_ok(),
             "keys are separate"
         );
-        t.succeeded(&alice);
-        assert!(t.begin(&alice).is_ok());
+        t.succeeded_local(&alice);
+        assert!(t.begin_local(&alice).is_ok());
 
         let short = FailureThrottle::new(
             RateLimit::PerPeriod {
@@ -457,10 +653,10 @@ mod tests {
             10,
         );
         let k = FailureKey::Unknown("k".into());
-        short.begin(&k).unwrap();
-        assert!(short.begin(&k).is_err());
+        short.begin_local(&k).unwrap();
+        assert!(short.begin_local(&k).is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(short.begin(&k).is_ok(), "no permanent lockout");
+        assert!(short.begin_local(&k).is_ok(), "no permanent lockout");
     }
 
     #[test]
@@ -468,14 +664,14 @@ mod tests {
         let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 100);
         let victim = FailureKey::Account(uuid::Uuid::nil());
         for _ in 0..3 {
-            t.begin(&victim).unwrap();
+            t.begin_local(&victim).unwrap();
         }
         for n in 0..10_000 {
-            let _ = t.begin(&FailureKey::Unknown(format!("key{n}")));
+            let _ = t.begin_local(&FailureKey::Unknown(format!("key{n}")));
         }
         assert!(t.len() <= 101, "{}", t.len());
         assert!(
-            t.begin(&victim).is_err(),
+            t.begin_local(&victim).is_err(),
             "the account's count survived the spray"
         );
     }

@@ -66,6 +66,52 @@ pub async fn mint(
     Ok(token)
 }
 
+/// [`mint`] for a batch of emails in one round of statements: one `DELETE` per purpose for
+/// the users' unused tokens, one multi-row `INSERT`. Each `(user, purpose)` must appear at
+/// most once (the caller keeps the newest email of each).
+pub async fn mint_many(
+    conn: &impl ConnectionTrait,
+    wanted: &[(Uuid, Purpose, Duration)],
+) -> Result<Vec<Token>, DbErr> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    for purpose in [Purpose::VerifyEmail, Purpose::ResetPassword] {
+        let users: Vec<Uuid> = wanted
+            .iter()
+            .filter(|(_, p, _)| *p == purpose)
+            .map(|(u, _, _)| *u)
+            .collect();
+        if users.is_empty() {
+            continue;
+        }
+        email_token::Entity::delete_many()
+            .filter(email_token::Column::UserId.is_in(users))
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+            .filter(email_token::Column::UsedAt.is_null())
+            .exec(conn)
+            .await?;
+    }
+    let now = now();
+    let mut tokens = Vec::with_capacity(wanted.len());
+    let mut rows = Vec::with_capacity(wanted.len());
+    for (user_id, purpose, ttl) in wanted {
+        let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
+        rows.push(email_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(*user_id),
+            purpose: Set(purpose.as_str().to_owned()),
+            token_hash: Set(token.digest()),
+            created_at: Set(now),
+            expires_at: Set(add(now, *ttl)),
+            used_at: Set(None),
+        });
+        tokens.push(token);
+    }
+    email_token::Entity::insert_many(rows).exec(conn).await?;
+    Ok(tokens)
+}
+
 /// Ends every unused token of `purpose` for the user (a newer one was asked for, or the
 /// password changed).
 pub async fn invalidate(

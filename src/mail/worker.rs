@@ -13,7 +13,7 @@ use crate::outbox::{self, Kind, Outbox};
 /// Most rows claimed at once.
 const MAX_BATCH: u64 = 16;
 /// How long the worker waits, once woken, for more emails to claim together.
-const LINGER: Duration = Duration::from_millis(50);
+const LINGER: Duration = Duration::from_millis(200);
 /// Longest wait between retries, whatever the attempt count.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -94,7 +94,7 @@ impl Delivery {
             tokio::select! {
                 _ = self.outbox.woken() => {
                     // Let a few more arrive: under load, one claim then carries a batch and
-                    // the database work per email shrinks; an email waits 50 ms more.
+                    // the database work per email shrinks; an email waits 200 ms more.
                     tokio::time::sleep(LINGER).await;
                 }
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
@@ -109,15 +109,32 @@ impl Delivery {
     /// in a panic.
     async fn deliver_batch(&self, claimed: Vec<row::Model>, stop: &mut watch::Receiver<bool>) {
         let claimed_at = std::time::Instant::now();
-        let mut ready = Vec::new();
+        let mut ready: Vec<(row::Model, Prepared)> = Vec::new();
         let users = self.users_of(&claimed).await;
+        // Oldest first, so a newer email of the same kind to the same user replaces an older
+        // one of the batch: only the newest link could work anyway.
+        let mut claimed = claimed;
+        claimed.sort_by_key(|r| r.id);
         for row in claimed {
             let decided = match &users {
                 Ok(users) => self.prepare(&row, users.get(&row.user_id)),
                 Err(e) => Err(Outcome::failed("database", e.clone())),
             };
             match decided {
-                Ok(prepared) => ready.push((row, prepared)),
+                Ok(prepared) => {
+                    let same = ready.iter().position(|(_, p)| {
+                        p.user_id == prepared.user_id && p.purpose == prepared.purpose
+                    });
+                    if let Some(older) = same {
+                        let (older, _) = ready.remove(older);
+                        self.record(
+                            &older,
+                            Outcome::Skip("replaced by a newer email of the same kind"),
+                        )
+                        .await;
+                    }
+                    ready.push((row, prepared));
+                }
                 Err(outcome) => self.record(&row, outcome).await,
             }
         }
@@ -126,12 +143,13 @@ impl Delivery {
         }
         // Minted now, not at enqueue time: the outbox never holds a token, and a retried
         // delivery carries a fresh one (the older ones stop working).
+        let wanted: Vec<_> = ready
+            .iter()
+            .map(|(_, p)| (p.user_id, p.purpose, p.ttl))
+            .collect();
         let tokens = async {
             let txn = self.db.begin().await?;
-            let mut tokens = Vec::with_capacity(ready.len());
-            for (_, p) in &ready {
-                tokens.push(email_tokens::mint(&txn, p.user_id, p.purpose, p.ttl).await?);
-            }
+            let tokens = email_tokens::mint_many(&txn, &wanted).await?;
             txn.commit().await?;
             Ok::<_, sea_orm::DbErr>(tokens)
         }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Answer, GOOD_PASSWORD, LOGS, TestApp, spawn_app_with, unique_user};
 use crate::mailbox::{SmtpServer, free_port, link_token};
+use crate::process::Process;
 
 const VERIFY: &str =
     "mutation V($token: String!) { verifyEmail(token: $token) { id username emailVerified } }";
@@ -707,90 +708,6 @@ async fn concurrent_claims_hand_each_email_to_one_worker() {
     all.dedup();
     assert_eq!(all.len(), total, "an email was claimed twice");
     assert_eq!(total, 40);
-}
-
-/// The real binary, as an operator runs it; stdout and stderr are collected as they come.
-struct Process {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    stdout: std::sync::Arc<std::sync::Mutex<String>>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Process {
-    async fn start(database_url: &str, args: &[&str]) -> Self {
-        use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
-            .args(["--register-rate-limit", "off", "--mail-poll-interval", "1s"])
-            .args(args)
-            .env_remove("ROSTER_SMTP_URL")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (stdout, stderr) = (
-            std::sync::Arc::new(std::sync::Mutex::new(String::new())),
-            std::sync::Arc::new(std::sync::Mutex::new(String::new())),
-        );
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let err = BufReader::new(child.stderr.take().unwrap());
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("roster is ready: GraphiQL at http://") {
-                    let _ = ready_tx.send(url.trim_end_matches("/graphql").to_owned());
-                }
-                sink.lock().unwrap().push_str(&line);
-                sink.lock().unwrap().push('\n');
-            }
-        });
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&line);
-                sink.lock().unwrap().push('\n');
-            }
-        });
-        let addr = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(WAIT))
-            .await
-            .unwrap()
-            .expect("the binary starts")
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            addr,
-            stdout,
-            stderr,
-        }
-    }
-
-    async fn graphql(&self, query: &str, variables: Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("http://{}/graphql", self.addr))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// SIGKILL: no shutdown, no cleanup.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn register_vars(name: &str, email: &str) -> Value {

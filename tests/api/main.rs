@@ -4,12 +4,14 @@
 
 mod django;
 mod email;
+mod fleet;
 mod helpers;
 mod hostile;
 mod http;
 mod logs;
 mod mailbox;
 mod policy;
+mod process;
 mod register;
 mod resilience;
 mod schema;

@@ -82,6 +82,10 @@ const SMOKE: Plan = Plan {
     timing_secs: 1.0,
 };
 
+/// `fleet`: several processes on one PostgreSQL.
+#[path = "load/fleet.rs"]
+mod fleet;
+
 fn main() {
     // `cargo bench` passes `--bench`; take the first other word as the mode.
     let mode = std::env::args()
@@ -93,8 +97,9 @@ fn main() {
         "sqlite" => (FULL, vec![Backend::Sqlite]),
         "postgres" => (FULL, vec![Backend::Postgres]),
         "smoke" => (SMOKE, vec![Backend::Sqlite]),
+        "fleet" => (FULL, vec![]),
         other => {
-            eprintln!("unknown mode {other:?}: use all, sqlite, postgres or smoke");
+            eprintln!("unknown mode {other:?}: use all, sqlite, postgres, fleet or smoke");
             std::process::exit(2);
         }
     };
@@ -119,6 +124,10 @@ fn main() {
         cores(),
         cpu_model()
     );
+    if mode == "fleet" {
+        fleet::run(&runtime, plan);
+        return;
+    }
     let mut tables = Vec::new();
     for backend in backends {
         let mut runs = Vec::new();

@@ -32,34 +32,39 @@ pub fn page() -> Response {
 /// malformed percent-encoding would answer in plain text instead of our JSON error.
 pub async fn asset(uri: Uri) -> Response {
     let file = uri.path().strip_prefix("/graphiql/").unwrap_or_default();
-    let (body, content_type): (&'static [u8], &str) = match file {
-        "react.production.min.js" => (
-            include_bytes!("graphiql/react.production.min.js"),
+    static_file(match file {
+        "react.production.min.js" => Some((
+            include_bytes!("graphiql/react.production.min.js").as_slice(),
             "text/javascript; charset=utf-8",
-        ),
-        "react-dom.production.min.js" => (
-            include_bytes!("graphiql/react-dom.production.min.js"),
+        )),
+        "react-dom.production.min.js" => Some((
+            include_bytes!("graphiql/react-dom.production.min.js").as_slice(),
             "text/javascript; charset=utf-8",
-        ),
-        "graphiql.min.js" => (
-            include_bytes!("graphiql/graphiql.min.js"),
+        )),
+        "graphiql.min.js" => Some((
+            include_bytes!("graphiql/graphiql.min.js").as_slice(),
             "text/javascript; charset=utf-8",
-        ),
-        "graphiql.min.css" => (
-            include_bytes!("graphiql/graphiql.min.css"),
+        )),
+        "graphiql.min.css" => Some((
+            include_bytes!("graphiql/graphiql.min.css").as_slice(),
             "text/css; charset=utf-8",
-        ),
-        "init.js" => (
-            include_bytes!("graphiql/init.js"),
+        )),
+        "init.js" => Some((
+            include_bytes!("graphiql/init.js").as_slice(),
             "text/javascript; charset=utf-8",
-        ),
-        _ => {
-            return super::graphql::json_error(
-                StatusCode::NOT_FOUND,
-                crate::error::codes::BAD_REQUEST,
-                "no such file",
-            );
-        }
+        )),
+        _ => None,
+    })
+}
+
+/// A file compiled into the binary, cacheable for an hour, or the JSON 404.
+pub fn static_file(file: Option<(&'static [u8], &'static str)>) -> Response {
+    let Some((body, content_type)) = file else {
+        return super::graphql::json_error(
+            StatusCode::NOT_FOUND,
+            crate::error::codes::BAD_REQUEST,
+            "no such file",
+        );
     };
     (
         [

@@ -3,7 +3,7 @@
 //! token is used only when the person presses the button, since mail scanners prefetch
 //! links.
 
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// Only our own script, stylesheet and endpoint; nothing may frame the page.
@@ -43,27 +43,15 @@ pub async fn reset_password() -> Response {
 /// `GET /pages/{file}`: the pages' script and stylesheet.
 pub async fn asset(uri: Uri) -> Response {
     let file = uri.path().strip_prefix("/pages/").unwrap_or_default();
-    let (body, content_type): (&'static str, &str) = match file {
-        "account.js" => (
-            include_str!("pages/account.js"),
+    super::graphiql::static_file(match file {
+        "account.js" => Some((
+            include_bytes!("pages/account.js").as_slice(),
             "text/javascript; charset=utf-8",
-        ),
-        "account.css" => (include_str!("pages/account.css"), "text/css; charset=utf-8"),
-        _ => {
-            return super::graphql::json_error(
-                StatusCode::NOT_FOUND,
-                crate::error::codes::BAD_REQUEST,
-                "no such file",
-            );
-        }
-    };
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        body,
-    )
-        .into_response()
+        )),
+        "account.css" => Some((
+            include_bytes!("pages/account.css").as_slice(),
+            "text/css; charset=utf-8",
+        )),
+        _ => None,
+    })
 }

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use crate::entity::email_token;
@@ -41,33 +39,8 @@ pub(super) enum Lookup {
     Expired,
 }
 
-/// Mints a token for `user_id`, invalidating their unused ones of the same purpose, inside
-/// the caller's transaction. The token is returned once, to be put in the email.
-pub async fn mint(
-    conn: &impl ConnectionTrait,
-    user_id: Uuid,
-    purpose: Purpose,
-    ttl: Duration,
-) -> Result<Token, DbErr> {
-    invalidate(conn, user_id, purpose).await?;
-    let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
-    let now = now();
-    email_token::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(user_id),
-        purpose: Set(purpose.as_str().to_owned()),
-        token_hash: Set(token.digest()),
-        created_at: Set(now),
-        expires_at: Set(add(now, ttl)),
-        used_at: Set(None),
-    }
-    .insert(conn)
-    .await?;
-    Ok(token)
-}
-
-/// [`mint`] for a batch of emails in one round of statements: one `DELETE` per purpose for
-/// the users' unused tokens, one multi-row `INSERT`. Each `(user, purpose)` must appear at
+/// Mints one token per email of a batch, inside the caller's transaction, ending each user's
+/// older unused tokens of the same purpose: one `DELETE` per purpose, one multi-row `INSERT`. Each `(user, purpose)` must appear at
 /// most once (the caller keeps the newest email of each).
 pub async fn mint_many(
     conn: &impl ConnectionTrait,

@@ -13,11 +13,16 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
 
 /// The HTML page for `GET /graphql` from a browser.
 pub fn page() -> Response {
-    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response();
+    html_page(PAGE, CSP)
+}
+
+/// A compiled-in HTML page under `csp`, never sniffed as another type.
+pub fn html_page(body: &'static str, csp: &'static str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

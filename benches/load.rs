@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::{Algorithm, Argon2, Params, Version};
 use sea_orm::{ConnectionTrait, Database};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -459,9 +459,12 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
         .map_or(f64::NAN, |_| started.elapsed().as_secs_f64() * 1000.0);
 
     eprintln!("server pid {}", server.pid);
-    // `ROSTER_BENCH_ONLY=register` runs just the register phase (for attaching a profiler).
+    // `ROSTER_BENCH_ONLY=register` runs just the register phase (for attaching a profiler);
+    // `ratio` the register phase between its two raw-rate measurements, and nothing else
+    // (any build can serve it, see `ROSTER_BENCH_SERVER`).
     let only = std::env::var("ROSTER_BENCH_ONLY").unwrap_or_default();
     let only_register = only == "register";
+    let only_ratio = only == "ratio";
     if only == "invalid" {
         let invalid = register_load(
             server.addr,
@@ -521,7 +524,7 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
     result.typename_p99_ms = percentile(&typename, 99.0);
     result.healthz_p99_ms = percentile(&healthz, 99.0);
 
-    if only_register {
+    if only_register || only_ratio {
         server.stop();
         database.drop_it().await;
         return result;
@@ -650,7 +653,8 @@ fn raw_hash_rate(secs: f64) -> f64 {
             std::thread::spawn(move || {
                 let params = Params::new(19456, 2, 1, None).unwrap();
                 let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-                let mut blocks = vec![Block::default(); params.block_count()];
+                // The server's own buffer (huge pages where the kernel gives them).
+                let mut blocks = roster::password::BlockMemory::new(params.block_count());
                 let mut out = [0u8; 32];
                 let salt = [7u8; 16];
                 while !stop.load(Ordering::Relaxed) {
@@ -748,24 +752,21 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--register-rate-limit",
-                "off",
-                "--request-rate-limit",
-                "off",
-                // The flood models many clients; from one address it would mostly measure the
-                // per-address connection cap instead.
-                "--max-connections-per-ip",
-                "100000",
-                // One load generator logs in to one account, over and over.
-                "--login-rate-limit",
-                "off",
-                "--login-failure-limit",
-                "off",
-            ])
+        // `ROSTER_BENCH_SERVER` runs another build (an older release, for a before/after
+        // under one harness and one raw-rate reference). Settings go by environment so a
+        // build that predates one of them still starts (clap ignores unknown variables).
+        let binary = std::env::var("ROSTER_BENCH_SERVER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_roster").to_owned());
+        let mut child = Command::new(binary)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("ROSTER_REGISTER_RATE_LIMIT", "off")
+            .env("ROSTER_REQUEST_RATE_LIMIT", "off")
+            // The flood models many clients; from one address it would mostly measure the
+            // per-address connection cap instead.
+            .env("ROSTER_MAX_CONNECTIONS_PER_IP", "100000")
+            // One load generator logs in to one account, over and over.
+            .env("ROSTER_LOGIN_RATE_LIMIT", "off")
+            .env("ROSTER_LOGIN_FAILURE_LIMIT", "off")
             .env("DATABASE_URL", database_url)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -321,6 +321,16 @@ impl HashingConfig {
         }
     }
 
+    /// The configured Argon2id parameters, validated by the `argon2` crate.
+    pub fn params(&self) -> Result<argon2::Params, argon2::Error> {
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+    }
+
     /// The number of worker threads after resolving `0` to the core count.
     pub fn workers(&self) -> usize {
         if self.hash_workers > 0 {

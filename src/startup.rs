@@ -438,15 +438,12 @@ pub async fn import_django(
     args: &crate::import::ImportArgs,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
+    if args.status {
+        return import_status(config).await;
+    }
     let result = async {
         config.validate().map_err(|e| e.to_string())?;
-        let params = argon2::Params::new(
-            config.hashing.argon2_memory_kib,
-            config.hashing.argon2_iterations,
-            config.hashing.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+        let params = config.hashing.params().map_err(|e| e.to_string())?;
         // The import asks PostgreSQL the same `IN (…500 values…)` questions page after page
         // while the table grows inside its transaction; a cached generic plan for those
         // turns into a sequential scan per query (200 rows/s measured). Custom plans use
@@ -517,6 +514,42 @@ pub async fn import_django(
         }
         Err(e) => {
             eprintln!("import-django: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `roster import-django --status`: users by stored hash, on standard output; exit 0, or 2
+/// when the database could not be read. Reads only; migrates nothing.
+async fn import_status(config: &Config) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let result = async {
+        config.validate().map_err(|e| e.to_string())?;
+        let params = config.hashing.params().map_err(|e| e.to_string())?;
+        let db = connect(config, Vec::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = crate::import::status(&db, &params)
+            .await
+            .map_err(|e| e.to_string());
+        let _ = db.close().await;
+        status
+    }
+    .await;
+    match result {
+        Ok(s) => {
+            println!("users: {} ({} imported from Django)", s.users, s.imported);
+            for (algorithm, n) in &s.by_algorithm {
+                println!("  {algorithm:<30} {n:>10}");
+            }
+            println!(
+                "to upgrade at next login: {} (hashes other than Argon2id with the configured parameters)",
+                s.to_upgrade
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("import-django --status: {e}");
             ExitCode::from(2)
         }
     }

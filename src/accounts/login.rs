@@ -118,7 +118,7 @@ impl AccountService {
         }
         if matches!(
             verified.algorithm,
-            "md5" | "unsalted_md5" | "sha1" | "unsalted_sha1"
+            "md5" | "unsalted_md5" | "sha1" | "unsalted_sha1" | "crypt"
         ) {
             tracing::warn!(user_id = %user.id, algorithm = verified.algorithm, "password stored with a weak legacy Django hash; upgrading it now");
         }

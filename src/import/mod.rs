@@ -30,6 +30,8 @@ pub use source::DjangoUser;
 
 /// Rows read, checked and inserted at a time.
 pub const BATCH: usize = 500;
+/// Pages read and prepared ahead of the one being inserted.
+const PIPELINE: usize = 2;
 
 /// What to do when some rows cannot be imported as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -45,7 +47,12 @@ pub enum OnConflict {
 pub struct ImportArgs {
     /// A Django database URL (`sqlite:///path/db.sqlite3`, `postgres://…/django_db`; read
     /// only) or a JSON file from `python manage.py dumpdata auth.user`.
-    pub source: String,
+    #[arg(required_unless_present = "status")]
+    pub source: Option<String>,
+    /// Import nothing: count roster's users by password hash and say how many are still on
+    /// an imported or outdated one (each is upgraded at that user's next login).
+    #[arg(long, conflicts_with_all = ["source", "dry_run", "report"])]
+    pub status: bool,
     /// Check everything, write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -95,6 +102,11 @@ pub enum ImportError {
 }
 
 /// Runs an import into `target`; problem rows go to `report` as they are found.
+///
+/// Two stages overlap: a task reads the source and prepares each page (hash formats,
+/// canonical forms, look-alike keys: CPU work), a bounded channel of [`PIPELINE`] pages ahead,
+/// while this one inserts the previous page. Reading and inserting took about as long as
+/// each other when they ran one after the other.
 pub async fn run(
     target: &DatabaseConnection,
     args: &ImportArgs,
@@ -102,19 +114,44 @@ pub async fn run(
     configured: &argon2::Params,
     report: &mut dyn Write,
 ) -> Result<Summary, ImportError> {
-    let mut rows = source::open(&args.source).await?;
+    let source = args.source.as_deref().unwrap_or_default();
+    let mut rows = source::open(source).await?;
     let progress = Progress::new(rows.total().await);
+    let (pages, mut prepared) = tokio::sync::mpsc::channel(PIPELINE);
+    let configured_for_reader = configured.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            let page = match rows.next_batch(BATCH).await {
+                Ok(Some(batch)) => Ok(prepare(batch, limits, &configured_for_reader)),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            let failed = page.is_err();
+            if pages.send(page).await.is_err() || failed {
+                break;
+            }
+        }
+    });
     let txn = target.begin().await?;
     let mut summary = Summary::default();
-    while let Some(batch) = rows.next_batch(BATCH).await? {
-        summary.read += batch.len() as u64;
-        let problems = import_batch(&txn, batch, limits, configured, &mut summary).await?;
-        for p in problems {
-            serde_json::to_writer(&mut *report, &p).map_err(std::io::Error::other)?;
-            report.write_all(b"\n")?;
+    let imported = async {
+        while let Some(page) = prepared.recv().await {
+            let page = page?;
+            summary.read += page.read;
+            let problems = insert_page(&txn, page, &mut summary).await?;
+            for p in problems {
+                serde_json::to_writer(&mut *report, &p).map_err(std::io::Error::other)?;
+                report.write_all(b"\n")?;
+            }
+            progress.update(&summary);
         }
-        progress.update(&summary);
+        Ok::<_, ImportError>(())
     }
+    .await;
+    // On an error the reader stops at its next send (the channel is closed with `prepared`).
+    drop(prepared);
+    let _ = reader.await;
+    imported?;
     progress.finish();
     let refused = args.on_conflict == OnConflict::Fail && summary.conflicts > 0;
     if args.dry_run || refused {
@@ -125,6 +162,55 @@ pub async fn run(
     }
     report.flush()?;
     Ok(summary)
+}
+
+/// What `--status` reports: the users by the algorithm of their stored hash.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HashStatus {
+    pub users: u64,
+    /// Users that came from Django (`legacy_id` set).
+    pub imported: u64,
+    /// By algorithm: `argon2id` is roster's own with the configured parameters; anything else
+    /// (Django's hashers, Argon2 with other parameters as `argon2id (other parameters)`) is
+    /// replaced at the user's next login. `unusable` (Django's `!…`) and `unknown` never log in.
+    pub by_algorithm: BTreeMap<String, u64>,
+    /// Users whose next successful login rewrites their hash.
+    pub to_upgrade: u64,
+}
+
+/// Counts users by stored hash, reading only that column, as a stream (memory does not
+/// grow with the table).
+pub async fn status(
+    db: &DatabaseConnection,
+    configured: &argon2::Params,
+) -> Result<HashStatus, sea_orm::DbErr> {
+    use async_graphql::futures_util::TryStreamExt;
+    let mut status = HashStatus::default();
+    let mut hashes = user::Entity::find()
+        .select_only()
+        .column(user::Column::PasswordHash)
+        .column(user::Column::LegacyId)
+        .into_tuple::<(String, Option<i64>)>()
+        .stream(db)
+        .await?;
+    while let Some((hash, legacy_id)) = hashes.try_next().await? {
+        status.users += 1;
+        status.imported += u64::from(legacy_id.is_some());
+        let name = match StoredHash::parse(&hash) {
+            Ok(stored) if stored.needs_rehash(configured) => {
+                status.to_upgrade += 1;
+                match stored.algorithm() {
+                    "argon2id" => "argon2id (other parameters)",
+                    other => other,
+                }
+            }
+            Ok(stored) => stored.algorithm(),
+            Err(FormatError::Unusable) => "unusable",
+            Err(_) => "unknown",
+        };
+        *status.by_algorithm.entry(name.to_owned()).or_default() += 1;
+    }
+    Ok(status)
 }
 
 /// Progress on standard error: a bar with rows/s and ETA on a terminal (a spinner when the
@@ -191,13 +277,17 @@ struct Candidate {
     algorithm: &'static str,
 }
 
-async fn import_batch(
-    txn: &DatabaseTransaction,
-    batch: Vec<DjangoUser>,
-    limits: ForeignLimits,
-    configured: &argon2::Params,
-    summary: &mut Summary,
-) -> Result<Vec<Problem>, ImportError> {
+/// A page of the source, checked and given its canonical forms, ready to insert.
+struct Page {
+    read: u64,
+    candidates: Vec<Candidate>,
+    /// Rows refused before any database work (unusable hash format, empty username).
+    problems: Vec<Problem>,
+}
+
+/// The per-row work that needs no database: runs on the reading side of the pipeline.
+fn prepare(batch: Vec<DjangoUser>, limits: ForeignLimits, configured: &argon2::Params) -> Page {
+    let read = batch.len() as u64;
     let mut problems = Vec::new();
     let mut candidates = Vec::new();
     for row in batch {
@@ -222,6 +312,23 @@ async fn import_batch(
             row,
         });
     }
+    Page {
+        read,
+        candidates,
+        problems,
+    }
+}
+
+async fn insert_page(
+    txn: &DatabaseTransaction,
+    page: Page,
+    summary: &mut Summary,
+) -> Result<Vec<Problem>, ImportError> {
+    let Page {
+        candidates,
+        mut problems,
+        ..
+    } = page;
 
     // Fast path: assume the page meets nothing already in the target (true for most pages
     // of most imports) and let the unique indexes say otherwise; the page is inserted inside

@@ -48,6 +48,10 @@ pub enum DjangoHash {
     Md5 { salt: String, hash: Vec<u8> },
     /// `sha1$<salt>$<hex>` (salted SHA-1) and `sha1$$<hex>` (unsalted), Django before 5.0.
     Sha1 { salt: String, hash: Vec<u8> },
+    /// `crypt$<salt>$<13 characters>`: Unix DES crypt(3), Django before 5.0 (the only kind
+    /// its `CryptPasswordHasher` made: a two-character salt, which the hash repeats). Reads
+    /// only the first 8 bytes of a password, as crypt(3) does.
+    Crypt { hash: String },
 }
 
 impl DjangoHash {
@@ -139,6 +143,22 @@ impl DjangoHash {
                     Self::Sha1 { salt, hash }
                 }
             }
+            "crypt" => {
+                // Django verified with `crypt(password, hash)`: the salt is the hash's first
+                // two characters, whatever the middle field says.
+                let Some((_, hash)) = rest.split_once('$') else {
+                    return bad();
+                };
+                let crypt64 = |c: u8| c == b'.' || c == b'/' || c.is_ascii_alphanumeric();
+                if hash.len() != 13 || !hash.bytes().all(crypt64) {
+                    // MD5- or SHA-crypt (`$1$`, `$6$`…) would only be there if written by
+                    // hand: refused at import rather than verified at unbounded cost.
+                    return bad();
+                }
+                Self::Crypt {
+                    hash: hash.to_owned(),
+                }
+            }
             _ => return None,
         }))
     }
@@ -155,6 +175,7 @@ impl DjangoHash {
             Self::Md5 { .. } => "md5",
             Self::Sha1 { salt, .. } if salt.is_empty() => "unsalted_sha1",
             Self::Sha1 { .. } => "sha1",
+            Self::Crypt { .. } => "crypt",
         }
     }
 
@@ -171,7 +192,7 @@ impl DjangoHash {
                 bytes.is_some_and(|b| b <= u64::from(limits.max_memory_kib) * 1024)
                     && *p <= MAX_SCRYPT_PARALLELISM
             }
-            Self::Md5 { .. } | Self::Sha1 { .. } => true,
+            Self::Md5 { .. } | Self::Sha1 { .. } | Self::Crypt { .. } => true,
         };
         if ok {
             Ok(())
@@ -243,6 +264,13 @@ impl DjangoHash {
                 sha1.update(password);
                 bool::from(sha1.finalize().as_slice().ct_eq(hash))
             }
+            Self::Crypt { hash } => {
+                // Deprecated for new passwords, as it should be; this only checks old ones.
+                #[allow(deprecated)]
+                let computed = crypt3_rs::crypt::unix::hash_with(&hash[..2], password)
+                    .map_err(|e| e.to_string())?;
+                bool::from(computed.as_bytes().ct_eq(hash.as_bytes()))
+            }
         })
     }
 }
@@ -259,4 +287,25 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unix DES crypt reads the first 8 bytes of a password and nothing after them: Django's
+    /// `CryptPasswordHasher` behaved so, and an imported user keeps that weakness only until
+    /// the first login replaces the hash.
+    #[test]
+    fn crypt_reads_eight_bytes_as_crypt3_does() {
+        // From Django 4.2 (`tests/django/hashes_legacy.jsonl`).
+        let Some(Ok(hash)) = DjangoHash::parse("crypt$$FGN3T/0eNVM8o") else {
+            panic!("a Django crypt hash parses");
+        };
+        assert_eq!(hash.algorithm(), "crypt");
+        assert!(hash.verify(b"correct horse battery staple").unwrap());
+        assert!(hash.verify(b"correct whatever").unwrap());
+        assert!(!hash.verify(b"correcT horse battery staple").unwrap());
+        assert!(!hash.verify(b"").unwrap());
+    }
 }

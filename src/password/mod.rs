@@ -10,11 +10,14 @@
 pub mod django;
 /// Stored hash formats: parse, verify, "needs an upgrade".
 mod format;
+/// Argon2's block buffer, on huge pages.
+mod memory;
 /// The plaintext newtype.
 mod plaintext;
 /// The bounded worker pool.
 mod pool;
 
 pub use format::{ForeignLimits, FormatError, StoredHash};
+pub use memory::BlockMemory;
 pub use plaintext::Plaintext;
 pub use pool::{HashError, Hasher, Slot, Verified};

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::Output;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+
+use super::memory::BlockMemory;
 use tokio::sync::oneshot;
 
 use super::Plaintext;
@@ -115,13 +117,9 @@ struct Inner {
 impl Hasher {
     /// Validates the Argon2 parameters and starts the workers.
     pub fn start(config: &HashingConfig) -> Result<Self, HashError> {
-        let params = Params::new(
-            config.argon2_memory_kib,
-            config.argon2_iterations,
-            config.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let params = config
+            .params()
+            .map_err(|e| HashError::Argon2(e.to_string()))?;
         let workers = config.workers();
         // A zero-capacity sync_channel is a rendezvous channel: it would refuse every job
         // while the workers are between jobs. Keep at least one slot.
@@ -306,7 +304,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits
     mark_cpu_bound();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     // The one allocation this worker keeps for hashing, reused for every job.
-    let mut blocks = vec![Block::default(); params.block_count()];
+    let mut blocks = BlockMemory::new(params.block_count());
     loop {
         // The lock is held only while waiting for the next job, never while hashing.
         let job = match rx.lock() {
@@ -335,13 +333,13 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits
         };
         match job.work {
             Work::Hash(reply) => {
-                let result = guarded(|| hash_with(&argon2, &params, password, &mut blocks));
+                let result = guarded(|| hash_with(&argon2, &params, password, blocks.as_mut()));
                 done();
                 let _ = reply.send(result);
             }
             Work::Verify(stored, reply) => {
                 let result =
-                    guarded(|| verify_with(&stored, &params, &limits, password, &mut blocks));
+                    guarded(|| verify_with(&stored, &params, &limits, password, blocks.as_mut()));
                 done();
                 let _ = reply.send(result);
             }
@@ -441,7 +439,7 @@ fn verify_with(
             .hash_password_into_with_memory(password, salt, &mut out, &mut *blocks)
             .map_err(|e| err(&e))?;
     } else {
-        let mut own = vec![Block::default(); params.block_count()];
+        let mut own = BlockMemory::new(params.block_count());
         argon2
             .hash_password_into_with_memory(password, salt, &mut out, &mut own)
             .map_err(|e| err(&e))?;
@@ -638,6 +636,7 @@ mod tests {
             "argon2",
             "bcrypt",
             "bcrypt_sha256",
+            "crypt",
             "md5",
             "pbkdf2_sha1",
             "pbkdf2_sha256",
@@ -666,6 +665,9 @@ mod tests {
             "pbkdf2_sha256$notanumber$salt$aGFzaA==",
             "scrypt$1000$salt$8$1$aGFzaA==",
             "md5$salt$nothex",
+            // SHA-crypt, whose rounds a row could set to a billion: only DES crypt is read.
+            "crypt$$$6$rounds=999999999$salt$abcdefghijklmnopqrstuvwxyz",
+            "crypt$$FGN3T/0eNVM8",
         ] {
             let slot = hasher.reserve().unwrap();
             let result = hasher

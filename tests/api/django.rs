@@ -6,7 +6,7 @@ use roster::entity::user;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{GOOD_PASSWORD, TestApp, spawn_app};
 
 /// One Django hash per hasher, at cheap parameters, from `tests/django/hashes.jsonl`.
 fn django_hashes() -> Vec<(String, String, String)> {
@@ -81,13 +81,15 @@ async fn each_django_hasher_logs_in_once_then_the_hash_is_argon2id() {
     let hashes = django_hashes();
     assert_eq!(
         hashes.len(),
-        10,
+        11,
         "one per Django 5.2 hasher and per legacy one: {hashes:?}"
     );
     for (hasher, password, encoded) in &hashes {
         let username = format!("django_{hasher}");
         insert_user(&app, &username, encoded).await;
-        let wrong = login(&app, &username, &format!("{password}x")).await;
+        // Wrong in its first character: crypt(3) reads only 8 bytes and bcrypt 72, so a
+        // wrong *suffix* would pass both, in Django as here.
+        let wrong = login(&app, &username, &format!("x{password}")).await;
         assert_eq!(
             wrong["errors"][0]["extensions"]["code"], "INVALID_CREDENTIALS",
             "{hasher}"
@@ -289,6 +291,76 @@ async fn a_dumpdata_file_imports_the_same_and_a_rerun_duplicates_nothing() {
         .map(|u| u.password_hash)
         .collect();
     assert_eq!(hashes.len(), after.len());
+}
+
+/// `roster import-django --status` against the app's database: (exit code, stdout).
+async fn status(app: &TestApp) -> (i32, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .args([
+            "--database-url",
+            &app.database_url,
+            "import-django",
+            "--status",
+        ])
+        .env_remove("RUST_LOG");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run roster import-django --status");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The number after `label` on its line of the status output.
+fn count(out: &str, label: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no `{label}` in:\n{out}"));
+    line[line.find(label).unwrap() + label.len()..]
+        .trim_start_matches(':')
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after `{label}` in {line:?}"))
+}
+
+#[tokio::test]
+async fn status_counts_users_by_hash_and_a_login_moves_one_to_argon2id() {
+    let app = spawn_app().await;
+    // One user of roster's own, made by `register`.
+    let registered = app
+        .register("native", "native@example.com", GOOD_PASSWORD)
+        .await;
+    assert!(
+        registered.body["data"]["register"].is_object(),
+        "{}",
+        registered.body
+    );
+    let (code, _, stderr) = import(&app, &django_sqlite(), &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, out) = status(&app).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("users: 16 (15 imported from Django)"), "{out}");
+    assert_eq!(count(&out, "argon2id "), 1, "{out}");
+    assert_eq!(count(&out, "bcrypt_sha256"), 1, "{out}");
+    assert_eq!(count(&out, "unusable"), 1, "{out}");
+    let pbkdf2 = count(&out, "pbkdf2_sha256");
+    // Everyone but the registered user (roster's hash) and `nopass` (never logs in).
+    assert_eq!(count(&out, "to upgrade at next login"), 14, "{out}");
+
+    let answer = login(&app, "user_pbkdf2_sha256", "correct horse battery staple").await;
+    assert!(answer["data"]["login"].is_object(), "{answer}");
+    let (_, after) = status(&app).await;
+    assert_eq!(count(&after, "argon2id "), 2, "{after}");
+    assert_eq!(count(&after, "pbkdf2_sha256"), pbkdf2 - 1, "{after}");
+    assert_eq!(count(&after, "to upgrade at next login"), 13, "{after}");
+    // Reading only: the status neither writes nor needs a source.
+    assert_eq!(app.user_count().await, 16);
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 """Generate the legacy hashes older Django versions stored, with Django 4.2's own hashers
 (removed in Django 5.0, still found in long-lived user tables): salted SHA-1, unsalted SHA-1,
-unsalted MD5 (both of its spellings). Lines as in hashes.jsonl.
+unsalted MD5 (both of its spellings), and `crypt` (Unix DES crypt(3) through Python's `crypt`
+module, so this needs a Python that still has it: 3.12 or older). Lines as in hashes.jsonl.
 
-    python -m venv /tmp/dj42 && /tmp/dj42/bin/pip install "django==4.2.*"
+    /usr/bin/python3 -m venv /tmp/dj42 && /tmp/dj42/bin/pip install "django==4.2.*"
     /tmp/dj42/bin/python tests/django/make_legacy_hashes.py > tests/django/hashes_legacy.jsonl
 """
 import json
@@ -21,6 +22,7 @@ for password in PASSWORDS:
         (hashers.SHA1PasswordHasher(), None),
         (hashers.UnsaltedSHA1PasswordHasher(), ""),
         (hashers.UnsaltedMD5PasswordHasher(), ""),
+        (hashers.CryptPasswordHasher(), None),
     ]:
         encoded = hasher.encode(password, hasher.salt() if salt is None else salt)
         assert hasher.verify(password, encoded)

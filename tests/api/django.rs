@@ -382,6 +382,34 @@ async fn dry_runs_and_refused_imports_write_nothing() {
     assert_eq!(app.user_count().await, 0);
 }
 
+/// A source that breaks after more than a page has been read and inserted (reading runs
+/// ahead of inserting): the import stops with exit status 2 and its transaction leaves
+/// nothing behind.
+#[tokio::test]
+async fn a_source_that_breaks_midway_leaves_nothing_behind() {
+    let app = spawn_app().await;
+    let hash = "pbkdf2_sha256$1000$salt$aGFzaA==";
+    let mut entries: Vec<String> = (1..=1200)
+        .map(|n| {
+            json!({"model": "auth.user", "pk": n, "fields": {
+                "username": format!("user{n}"), "email": format!("user{n}@example.com"),
+                "password": hash, "date_joined": "2024-01-01T00:00:00Z", "last_login": null}})
+            .to_string()
+        })
+        .collect();
+    entries.insert(
+        1100,
+        r#"{"model": "auth.user", "pk": "not a number"}"#.to_owned(),
+    );
+    let path = std::env::temp_dir().join(format!("broken_{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&path, format!("[{}]", entries.join(","))).unwrap();
+    let (code, _, stderr) = import(&app, path.to_str().unwrap(), &[]).await;
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("malformed entry"), "{stderr}");
+    assert_eq!(app.user_count().await, 0);
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL (the source is a Django database on PostgreSQL): run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
 async fn a_django_database_on_postgres_is_a_source_too() {

@@ -529,6 +529,16 @@ async fn import_status(config: &Config) -> std::process::ExitCode {
         let db = connect(config, Vec::new())
             .await
             .map_err(|e| e.to_string())?;
+        // Read-only, so it does not migrate; it says so rather than "no such table".
+        match crate::migrate::check(&db).await {
+            Ok(()) => {}
+            Err(crate::migrate::SchemaError::Pending(n)) => {
+                return Err(format!(
+                    "the database lacks {n} migration(s): run `roster migrate` (or an import) first"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
         let status = crate::import::status(&db, &params)
             .await
             .map_err(|e| e.to_string());

@@ -364,6 +364,35 @@ async fn status_counts_users_by_hash_and_a_login_moves_one_to_argon2id() {
 }
 
 #[tokio::test]
+async fn status_on_an_unmigrated_database_says_to_migrate_and_creates_nothing() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let path = std::env::temp_dir().join(format!("unmigrated_{}.sqlite3", uuid::Uuid::now_v7()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .args(["--database-url", &url, "import-django", "--status"])
+        .env_remove("RUST_LOG");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run roster import-django --status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run `roster migrate`"), "{stderr}");
+    let db = Database::connect(&url).await.unwrap();
+    let tables = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT name FROM sqlite_master WHERE type = 'table'",
+        ))
+        .await
+        .unwrap();
+    db.close().await.ok();
+    let _ = std::fs::remove_file(&path);
+    assert!(tables.is_empty(), "{} tables were created", tables.len());
+}
+
+#[tokio::test]
 async fn dry_runs_and_refused_imports_write_nothing() {
     let app = spawn_app().await;
     let (code, report, stderr) = import(&app, &django_sqlite(), &["--dry-run"]).await;

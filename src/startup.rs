@@ -526,6 +526,12 @@ async fn import_status(config: &Config) -> std::process::ExitCode {
     let result = async {
         config.validate().map_err(|e| e.to_string())?;
         let params = config.hashing.params().map_err(|e| e.to_string())?;
+        // The default URL creates its SQLite file (`mode=rwc`); a status must not.
+        if let Some(path) = sqlite_file(&config.database_url)
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(format!("no database at {path}"));
+        }
         let db = connect(config, Vec::new())
             .await
             .map_err(|e| e.to_string())?;
@@ -563,6 +569,14 @@ async fn import_status(config: &Config) -> std::process::ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The file a `sqlite:` URL names, if it names one (not `:memory:`).
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
 /// `roster outbox list|retry`: prints to stdout; exit 0, 1 when `retry ID` found no failed

@@ -51,7 +51,7 @@ pub struct ImportArgs {
     pub source: Option<String>,
     /// Import nothing: count roster's users by password hash and say how many are still on
     /// an imported or outdated one (each is upgraded at that user's next login).
-    #[arg(long, conflicts_with_all = ["source", "dry_run", "report"])]
+    #[arg(long, conflicts_with_all = ["source", "dry_run", "report", "on_conflict"])]
     pub status: bool,
     /// Check everything, write nothing.
     #[arg(long)]
@@ -117,26 +117,33 @@ pub async fn run(
     let source = args.source.as_deref().unwrap_or_default();
     let mut rows = source::open(source).await?;
     let progress = Progress::new(rows.total().await);
+    let txn = target.begin().await?;
     let (pages, mut prepared) = tokio::sync::mpsc::channel(PIPELINE);
     let configured_for_reader = configured.clone();
-    let reader = tokio::spawn(async move {
+    // The reader ends the stream with `Ok(None)`: a channel that closes without it means the
+    // reader died (a panic), which must not pass for the end of the source.
+    let reader = AbortOnDrop(tokio::spawn(async move {
         loop {
             let page = match rows.next_batch(BATCH).await {
-                Ok(Some(batch)) => Ok(prepare(batch, limits, &configured_for_reader)),
-                Ok(None) => break,
+                Ok(Some(batch)) => Ok(Some(prepare(batch, limits, &configured_for_reader))),
+                Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
-            let failed = page.is_err();
-            if pages.send(page).await.is_err() || failed {
+            let last = !matches!(page, Ok(Some(_)));
+            if pages.send(page).await.is_err() || last {
                 break;
             }
         }
-    });
-    let txn = target.begin().await?;
+    }));
     let mut summary = Summary::default();
     let imported = async {
-        while let Some(page) = prepared.recv().await {
-            let page = page?;
+        loop {
+            let page = match prepared.recv().await {
+                Some(Ok(Some(page))) => page,
+                Some(Ok(None)) => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                None => return Err(ImportError::Source("the source reader stopped".into())),
+            };
             summary.read += page.read;
             let problems = insert_page(&txn, page, &mut summary).await?;
             for p in problems {
@@ -145,13 +152,14 @@ pub async fn run(
             }
             progress.update(&summary);
         }
-        Ok::<_, ImportError>(())
     }
     .await;
-    // On an error the reader stops at its next send (the channel is closed with `prepared`).
-    drop(prepared);
-    let _ = reader.await;
-    imported?;
+    // Whatever happened, the reader is done with or no longer wanted (dropping it aborts it).
+    drop(reader);
+    if let Err(e) = imported {
+        txn.rollback().await?;
+        return Err(e);
+    }
     progress.finish();
     let refused = args.on_conflict == OnConflict::Fail && summary.conflicts > 0;
     if args.dry_run || refused {
@@ -162,6 +170,15 @@ pub async fn run(
     }
     report.flush()?;
     Ok(summary)
+}
+
+/// Aborts the task when dropped: an import that fails stops reading its source at once.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What `--status` reports: the users by the algorithm of their stored hash.
@@ -594,5 +611,38 @@ fn importable(
         },
         Err(FormatError::Unusable) => Ok("unusable"),
         Err(e) => Err(format!("password hash refused: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ForeignLimits {
+        ForeignLimits {
+            max_memory_kib: 131_072,
+            max_iterations: 16,
+            max_parallelism: 16,
+        }
+    }
+
+    /// Every hash Django 4.2's legacy hashers made (`tests/django/hashes_legacy.jsonl`, `crypt$`
+    /// included) is importable under its own name; a SHA-crypt row in `crypt$` is not.
+    #[test]
+    fn legacy_hashes_are_importable_and_sha_crypt_is_a_conflict() {
+        let configured = argon2::Params::default();
+        for line in include_str!("../../tests/django/hashes_legacy.jsonl").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Some(encoded) = v["encoded"].as_str() else {
+                continue;
+            };
+            assert_eq!(
+                importable(encoded, limits(), &configured).as_deref(),
+                Ok(v["hasher"].as_str().unwrap()),
+                "{encoded}"
+            );
+        }
+        let sha_crypt = "crypt$$$6$rounds=999999999$salt$abcdefghijklmnopqrstuvwxyz";
+        assert!(importable(sha_crypt, limits(), &configured).is_err());
     }
 }

@@ -265,10 +265,11 @@ impl DjangoHash {
                 bool::from(sha1.finalize().as_slice().ct_eq(hash))
             }
             Self::Crypt { hash } => {
+                let salt = hash.get(..2).ok_or("crypt hash too short")?;
                 // Deprecated for new passwords, as it should be; this only checks old ones.
                 #[allow(deprecated)]
-                let computed = crypt3_rs::crypt::unix::hash_with(&hash[..2], password)
-                    .map_err(|e| e.to_string())?;
+                let computed =
+                    crypt3_rs::crypt::unix::hash_with(salt, password).map_err(|e| e.to_string())?;
                 bool::from(computed.as_bytes().ct_eq(hash.as_bytes()))
             }
         })

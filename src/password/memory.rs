@@ -3,8 +3,8 @@
 //!
 //! Why not a plain `vec![Block::default(); n]`: Argon2 reads a pseudo-random earlier block
 //! for every block it writes, so with 4 KiB pages nearly every reference is a TLB miss — and
-//! on a virtual machine a miss walks two page tables. With 2 MiB pages the whole 19 MiB
-//! buffer needs ten TLB entries. Most distributions set transparent huge pages to
+//! on a virtual machine a miss walks two page tables. With 2 MiB pages the 2 MiB-aligned
+//! part of the 19 MiB buffer (nearly all of it) needs about ten TLB entries. Most distributions set transparent huge pages to
 //! `madvise`, so the buffer must ask for them, and must ask *before* its pages are first
 //! touched (zeroing a `Vec` would fault them in as small pages). No crate does this for
 //! `argon2::Block`, hence these few lines; the hashing itself is the `argon2` crate's.
@@ -148,5 +148,10 @@ mod tests {
             assert_eq!(a, b);
         }
         assert_eq!(mapped.as_mut().len(), params.block_count());
+        #[cfg(target_os = "linux")]
+        assert!(
+            matches!(mapped.map, Mapping::Mapped { .. }),
+            "the mapped path, not the fallback"
+        );
     }
 }

@@ -439,7 +439,8 @@ fn verify_with(
             .hash_password_into_with_memory(password, salt, &mut out, &mut *blocks)
             .map_err(|e| err(&e))?;
     } else {
-        let mut own = BlockMemory::new(params.block_count());
+        // A one-off buffer: no huge-page advice, which could stall this login in compaction.
+        let mut own = vec![Block::default(); params.block_count()];
         argon2
             .hash_password_into_with_memory(password, salt, &mut out, &mut own)
             .map_err(|e| err(&e))?;

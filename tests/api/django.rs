@@ -314,18 +314,24 @@ async fn status(app: &TestApp) -> (i32, String) {
     )
 }
 
-/// The number after `label` on its line of the status output.
+/// The count of one algorithm's line (`  <label padded>  <count>`) of the status output; 0
+/// when the line is absent.
 fn count(out: &str, label: &str) -> u64 {
+    out.lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.trim().rsplit_once(' '))
+        .find(|(name, _)| name.trim_end() == label)
+        .map(|(_, n)| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// The "to upgrade at next login" count of the status output.
+fn to_upgrade(out: &str) -> u64 {
     let line = out
         .lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .unwrap_or_else(|| panic!("no `{label}` in:\n{out}"));
-    line[line.find(label).unwrap() + label.len()..]
-        .trim_start_matches(':')
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count after `{label}` in {line:?}"))
+        .find_map(|l| l.strip_prefix("to upgrade at next login: "))
+        .unwrap_or_else(|| panic!("no upgrade count in:\n{out}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -346,19 +352,20 @@ async fn status_counts_users_by_hash_and_a_login_moves_one_to_argon2id() {
     let (code, out) = status(&app).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("users: 16 (15 imported from Django)"), "{out}");
-    assert_eq!(count(&out, "argon2id "), 1, "{out}");
+    assert_eq!(count(&out, "argon2id"), 1, "{out}");
+    assert_eq!(count(&out, "argon2id (other parameters)"), 1, "{out}");
     assert_eq!(count(&out, "bcrypt_sha256"), 1, "{out}");
     assert_eq!(count(&out, "unusable"), 1, "{out}");
     let pbkdf2 = count(&out, "pbkdf2_sha256");
     // Everyone but the registered user (roster's hash) and `nopass` (never logs in).
-    assert_eq!(count(&out, "to upgrade at next login"), 14, "{out}");
+    assert_eq!(to_upgrade(&out), 14, "{out}");
 
     let answer = login(&app, "user_pbkdf2_sha256", "correct horse battery staple").await;
     assert!(answer["data"]["login"].is_object(), "{answer}");
     let (_, after) = status(&app).await;
-    assert_eq!(count(&after, "argon2id "), 2, "{after}");
+    assert_eq!(count(&after, "argon2id"), 2, "{after}");
     assert_eq!(count(&after, "pbkdf2_sha256"), pbkdf2 - 1, "{after}");
-    assert_eq!(count(&after, "to upgrade at next login"), 13, "{after}");
+    assert_eq!(to_upgrade(&after), 13, "{after}");
     // Reading only: the status neither writes nor needs a source.
     assert_eq!(app.user_count().await, 16);
 }
@@ -367,6 +374,8 @@ async fn status_counts_users_by_hash_and_a_login_moves_one_to_argon2id() {
 async fn status_on_an_unmigrated_database_says_to_migrate_and_creates_nothing() {
     use sea_orm::{ConnectionTrait, Database, Statement};
     let path = std::env::temp_dir().join(format!("unmigrated_{}.sqlite3", uuid::Uuid::now_v7()));
+    // An empty file is an empty SQLite database.
+    std::fs::File::create(&path).unwrap();
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
     command
@@ -390,6 +399,22 @@ async fn status_on_an_unmigrated_database_says_to_migrate_and_creates_nothing() 
     db.close().await.ok();
     let _ = std::fs::remove_file(&path);
     assert!(tables.is_empty(), "{} tables were created", tables.len());
+
+    // A SQLite file that is not there is not created (the default URL has `mode=rwc`).
+    let missing = std::env::temp_dir().join(format!("missing_{}.sqlite3", uuid::Uuid::now_v7()));
+    let url = format!("sqlite://{}?mode=rwc", missing.display());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .args(["--database-url", &url, "import-django", "--status"])
+        .env_remove("RUST_LOG");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no database at"), "{stderr}");
+    assert!(!missing.exists());
 }
 
 #[tokio::test]

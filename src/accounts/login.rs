@@ -116,10 +116,7 @@ impl AccountService {
             self.failures.succeeded(&key).await;
             return Err(AppError::EmailNotVerified);
         }
-        if matches!(
-            verified.algorithm,
-            "md5" | "unsalted_md5" | "sha1" | "unsalted_sha1" | "crypt"
-        ) {
+        if crate::password::django::WEAK_ALGORITHMS.contains(&verified.algorithm) {
             tracing::warn!(user_id = %user.id, algorithm = verified.algorithm, "password stored with a weak legacy Django hash; upgrading it now");
         }
 

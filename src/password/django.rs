@@ -19,6 +19,10 @@ pub const MAX_BCRYPT_COST: u32 = 16;
 /// Most scrypt lanes accepted (Django's default is 5), computed one after another.
 pub const MAX_SCRYPT_PARALLELISM: u32 = 16;
 
+/// The hashers whose hashes are weak enough that their upgrade at login is logged as a
+/// warning (unsalted or fast digests, and 8-character DES crypt).
+pub const WEAK_ALGORITHMS: [&str; 5] = ["md5", "unsalted_md5", "sha1", "unsalted_sha1", "crypt"];
+
 /// A Django hash other than Argon2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DjangoHash {

@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::Output;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-
-use super::memory::BlockMemory;
 use tokio::sync::oneshot;
 
 use super::Plaintext;
 use super::format::{self, ForeignLimits, FormatError, StoredHash};
+use super::memory::BlockMemory;
 use crate::config::HashingConfig;
 
 /// Why a hash could not be made.

@@ -293,16 +293,11 @@ async fn a_dumpdata_file_imports_the_same_and_a_rerun_duplicates_nothing() {
     assert_eq!(hashes.len(), after.len());
 }
 
-/// `roster import-django --status` against the app's database: (exit code, stdout).
-async fn status(app: &TestApp) -> (i32, String) {
+/// `roster import-django --status` against `database_url`: (exit code, stdout, stderr).
+async fn status_of(database_url: &str) -> (i32, String, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
     command
-        .args([
-            "--database-url",
-            &app.database_url,
-            "import-django",
-            "--status",
-        ])
+        .args(["--database-url", database_url, "import-django", "--status"])
         .env_remove("RUST_LOG");
     let out = tokio::task::spawn_blocking(move || command.output())
         .await
@@ -311,7 +306,14 @@ async fn status(app: &TestApp) -> (i32, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The same against the app's database: (exit code, stdout).
+async fn status(app: &TestApp) -> (i32, String) {
+    let (code, out, _) = status_of(&app.database_url).await;
+    (code, out)
 }
 
 /// The count of one algorithm's line (`  <label padded>  <count>`) of the status output; 0
@@ -377,16 +379,8 @@ async fn status_on_an_unmigrated_database_says_to_migrate_and_creates_nothing() 
     // An empty file is an empty SQLite database.
     std::fs::File::create(&path).unwrap();
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
-    command
-        .args(["--database-url", &url, "import-django", "--status"])
-        .env_remove("RUST_LOG");
-    let out = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("run roster import-django --status");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = status_of(&url).await;
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("run `roster migrate`"), "{stderr}");
     let db = Database::connect(&url).await.unwrap();
     let tables = db
@@ -402,17 +396,8 @@ async fn status_on_an_unmigrated_database_says_to_migrate_and_creates_nothing() 
 
     // A SQLite file that is not there is not created (the default URL has `mode=rwc`).
     let missing = std::env::temp_dir().join(format!("missing_{}.sqlite3", uuid::Uuid::now_v7()));
-    let url = format!("sqlite://{}?mode=rwc", missing.display());
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
-    command
-        .args(["--database-url", &url, "import-django", "--status"])
-        .env_remove("RUST_LOG");
-    let out = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = status_of(&format!("sqlite://{}?mode=rwc", missing.display())).await;
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no database at"), "{stderr}");
     assert!(!missing.exists());
 }

@@ -19,7 +19,6 @@
 //! PostgreSQL: `ROSTER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! a fresh database is created per run and dropped afterwards.
 
-use std::io::{BufRead, BufReader as StdBufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -163,11 +162,15 @@ fn main() {
         );
         for (i, r) in runs.iter().enumerate() {
             println!(
-                "- run {}: {}; raw Argon2id {}; login phase: {}",
+                "- run {}: {}; raw Argon2id {}; login phase: {}; hash worker {:.2} ms CPU per login \
+                 (raw: {:.2} ms per hash per core), preempted {:.2} times per login",
                 i + 1,
                 r.cpu_split,
                 r.raw_spread,
-                r.login_cpu_split
+                r.login_cpu_split,
+                r.login_worker_ms_per_hash,
+                1000.0 * cores() as f64 * 2.0 / (r.raw_after_register + r.raw_after_login),
+                r.login_preemptions_per_hash
             );
         }
     }
@@ -238,6 +241,10 @@ struct RunResult {
     raw_after_register: f64,
     /// Where the CPU went during the login phase.
     login_cpu_split: String,
+    /// Hash-worker CPU per login (schedstat run time ÷ successful logins, warm-up included).
+    login_worker_ms_per_hash: f64,
+    /// Involuntary context switches of the hash workers per login.
+    login_preemptions_per_hash: f64,
 }
 
 struct Row {
@@ -479,6 +486,19 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
         database.drop_it().await;
         return result;
     }
+    if only == "login" {
+        // The login phase alone between two raw-rate measurements (for comparing changes to
+        // the login path quickly; the full run measures the same phase the same way).
+        result.raw_after_register = raw_hash_rate(plan.hash_secs);
+        login_phase(&server, plan, &mut result).await;
+        result.raw_spread = format!(
+            "{:.1} before, {:.1} after",
+            result.raw_after_register, result.raw_after_login
+        );
+        server.stop();
+        database.drop_it().await;
+        return result;
+    }
     // The raw rate is measured just before and just after the register phase and averaged,
     // so a noisy neighbour shifts both sides of the ratio alike.
     let raw_before = if only_register {
@@ -530,46 +550,7 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
         return result;
     }
 
-    // Logins: one account, the right password, as many clients as the register phase; then
-    // failed logins, an unknown identifier and a wrong password interleaved on each
-    // connection so both see the same load, for the timing comparison.
-    let mut conn = Conn::open(server.addr).await.expect("connect");
-    let (status, body) = conn
-        .send(&register_body(Payload::LoginAccount))
-        .await
-        .expect("register the login account");
-    assert!(
-        status == 200 && contains(&body, b"\"register\":{\"id\""),
-        "login account: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let cpu_before = thread_cpu(server.pid);
-    let self_before = thread_cpu(std::process::id());
-    let login = register_load(
-        server.addr,
-        plan.login_clients,
-        plan.warmup_secs,
-        plan.login_secs,
-        Payload::Login,
-    )
-    .await;
-    result.login_cpu_split = cpu_split(
-        &cpu_before,
-        &thread_cpu(server.pid),
-        &self_before,
-        &thread_cpu(std::process::id()),
-    );
-    result.login_rate = login.ok_in_window as f64 / plan.login_secs;
-    result.login_ok = login.ok_in_window;
-    result.login_other = login.other;
-    result.login_p50_ms = percentile(&login.latencies_ms, 50.0);
-    result.login_p99_ms = percentile(&login.latencies_ms, 99.0);
-    let (unknown, wrong) = failed_login_timing(server.addr, cores() * 2, plan.timing_secs).await;
-    result.unknown_p50_ms = percentile(&unknown, 50.0);
-    result.unknown_p99_ms = percentile(&unknown, 99.0);
-    result.wrong_p50_ms = percentile(&wrong, 50.0);
-    result.wrong_p99_ms = percentile(&wrong, 99.0);
-    result.raw_after_login = raw_hash_rate(plan.hash_secs);
+    login_phase(&server, plan, &mut result).await;
 
     // Invalid input: validation errors only, nothing to hash.
     let invalid = register_load(
@@ -625,6 +606,58 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
     server.stop();
     database.drop_it().await;
     result
+}
+
+/// Logins: one account, the right password, as many clients as the register phase; then
+/// failed logins, an unknown identifier and a wrong password interleaved on each connection
+/// so both see the same load, for the timing comparison.
+async fn login_phase(server: &Server, plan: Plan, result: &mut RunResult) {
+    let mut conn = Conn::open(server.addr).await.expect("connect");
+    let (status, body) = conn
+        .send(&register_body(Payload::LoginAccount))
+        .await
+        .expect("register the login account");
+    assert!(
+        status == 200 && contains(&body, b"\"register\":{\"id\""),
+        "login account: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let cpu_before = thread_cpu(server.pid);
+    let self_before = thread_cpu(std::process::id());
+    let workers_before = worker_sched(server.pid);
+    let login = register_load(
+        server.addr,
+        plan.login_clients,
+        plan.warmup_secs,
+        plan.login_secs,
+        Payload::Login,
+    )
+    .await;
+    result.login_cpu_split = cpu_split(
+        &cpu_before,
+        &thread_cpu(server.pid),
+        &self_before,
+        &thread_cpu(std::process::id()),
+    );
+    let workers_after = worker_sched(server.pid);
+    if login.ok_total > 0 {
+        let hashes = login.ok_total as f64;
+        result.login_worker_ms_per_hash =
+            (workers_after.0 - workers_before.0) as f64 / 1e6 / hashes;
+        result.login_preemptions_per_hash = (workers_after.1 - workers_before.1) as f64 / hashes;
+    }
+    result.login_rate = login.ok_in_window as f64 / plan.login_secs;
+    result.login_ok = login.ok_in_window;
+    result.login_other = login.other;
+    result.login_p50_ms = percentile(&login.latencies_ms, 50.0);
+    result.login_p99_ms = percentile(&login.latencies_ms, 99.0);
+    // The second half of the login bracket, right after the phase it brackets.
+    result.raw_after_login = raw_hash_rate(plan.hash_secs);
+    let (unknown, wrong) = failed_login_timing(server.addr, cores() * 2, plan.timing_secs).await;
+    result.unknown_p50_ms = percentile(&unknown, 50.0);
+    result.unknown_p99_ms = percentile(&unknown, 99.0);
+    result.wrong_p50_ms = percentile(&wrong, 50.0);
+    result.wrong_p99_ms = percentile(&wrong, 99.0);
 }
 
 fn cores() -> usize {
@@ -757,6 +790,15 @@ impl Server {
         // build that predates one of them still starts (clap ignores unknown variables).
         let binary = std::env::var("ROSTER_BENCH_SERVER")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_roster").to_owned());
+        // The log goes to a file, as a service's log file would: read through a pipe, every
+        // line would wake a reader thread here, and on two cores that wake-up preempts a hash
+        // worker — a cost of this harness, not of roster.
+        let log_path = std::env::temp_dir().join(format!(
+            "roster_bench_{}_{}.log",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        ));
+        let log = std::fs::File::create(&log_path).expect("server log file");
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0"])
             .env("ROSTER_REGISTER_RATE_LIMIT", "off")
@@ -770,31 +812,29 @@ impl Server {
             .env("DATABASE_URL", database_url)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("start roster");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = StdBufReader::new(stderr);
-        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
         let addr = loop {
-            line.clear();
-            if lines.read_line(&mut line).unwrap_or(0) == 0 {
-                panic!("roster exited before it was ready");
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(addr) = text.lines().find_map(|line| {
+                line.trim()
+                    .strip_prefix("roster is ready: GraphiQL at http://")
+                    .map(|rest| rest.trim_end_matches("/graphql").to_owned())
+            }) {
+                break addr.parse().expect("address");
             }
-            if let Some(rest) = line
-                .trim()
-                .strip_prefix("roster is ready: GraphiQL at http://")
-            {
-                break rest.trim_end_matches("/graphql").parse().expect("address");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("roster exited ({status}) before it was ready; its log:\n{text}");
             }
+            assert!(
+                Instant::now() < deadline,
+                "roster did not start; its log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while lines.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
+        let _ = std::fs::remove_file(&log_path);
         let pid = child.id();
         Self { child, pid, addr }
     }
@@ -997,6 +1037,8 @@ fn register_body(payload: Payload) -> Vec<u8> {
 #[derive(Default)]
 struct LoadResult {
     ok_in_window: u64,
+    /// Successes over the whole phase, warm-up included.
+    ok_total: u64,
     answered_in_window: u64,
     busy: u64,
     other: u64,
@@ -1032,12 +1074,17 @@ async fn register_load(
                     let sent = Instant::now();
                     let answer = conn.send(&request).await;
                     let done = Instant::now();
-                    let in_window = sent >= window_start && done <= end;
+                    // Throughput is answers *completed* in the window, whenever they were
+                    // sent. Requiring the send in the window too would drop about one
+                    // latency's worth of answers at each edge (with 64 clients queued on
+                    // two workers a login takes ~0.7 s, so ~7% of a 10 s window).
+                    let in_window = done >= window_start && done <= end;
                     match answer {
                         Ok((200, body))
                             if contains(&body, b"\"register\":{\"id\"")
                                 || contains(&body, b"\"login\":{\"token\"") =>
                         {
+                            result.ok_total += 1;
                             if in_window {
                                 result.ok_in_window += 1;
                                 result.answered_in_window += 1;
@@ -1074,6 +1121,7 @@ async fn register_load(
     for task in tasks {
         let r = task.await.unwrap();
         total.ok_in_window += r.ok_in_window;
+        total.ok_total += r.ok_total;
         total.answered_in_window += r.answered_in_window;
         total.busy += r.busy;
         total.other += r.other;
@@ -1184,6 +1232,34 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// CPU time (user + system, in clock ticks) of every thread of `pid`, by thread name.
+/// The hash workers' (`argon2-N`) total run time in ns (`schedstat`, exact) and their
+/// involuntary context switches (times a request thread or another process preempted one).
+fn worker_sched(pid: u32) -> (u64, u64) {
+    let (mut run_ns, mut preempted) = (0, 0);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0, 0);
+    };
+    for task in tasks.flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !name.starts_with("argon2-") {
+            continue;
+        }
+        let sched = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        run_ns += sched
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        preempted += status
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    (run_ns, preempted)
+}
+
 fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

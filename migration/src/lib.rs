@@ -12,6 +12,9 @@ pub mod m20261126_000001_create_sessions;
 pub mod m20261126_000002_add_import_fields;
 /// Adds `users.email_verified`; creates `email_tokens` (hashed, single-use) and `outbox`.
 pub mod m20261202_000001_create_mail;
+/// A trigger: inserting a session stamps its user's `last_login`, so a login commits in one
+/// statement.
+pub mod m20261203_000001_session_stamps_last_login;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -25,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_sessions::Migration),
             Box::new(m20261126_000002_add_import_fields::Migration),
             Box::new(m20261202_000001_create_mail::Migration),
+            Box::new(m20261203_000001_session_stamps_last_login::Migration),
         ]
     }
 }

@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 
-use chrono::{SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
 
@@ -132,28 +131,46 @@ impl AccountService {
         };
 
         crate::deadline::commit_started();
-        let now = Utc::now().trunc_subsecs(6);
-        let txn = self.db.begin().await?;
         // Only while the password checked is still the stored one and the user still active:
-        // a login racing a password change or a deactivation gets no session (the row lock
-        // orders them on PostgreSQL; SQLite runs one writer at a time).
-        let mut update = user::Entity::update_many()
-            .col_expr(user::Column::LastLogin, Expr::value(now))
-            .filter(user::Column::Id.eq(user.id))
-            .filter(user::Column::PasswordHash.eq(&user.password_hash))
-            .filter(user::Column::IsActive.eq(true));
-        if let Some(hash) = &upgraded {
-            update = update.col_expr(user::Column::PasswordHash, Expr::value(hash.clone()));
-        }
-        if update.exec(&txn).await?.rows_affected == 0 {
-            txn.rollback().await?;
+        // a login racing a password change or a deactivation gets no session (see
+        // `Sessions::create_for_login`). The usual login is that one statement; an upgrade
+        // first swaps the hash, under the same condition, in one transaction with it.
+        let agent = login.user_agent.as_deref();
+        let created = match &upgraded {
+            None => {
+                self.sessions
+                    .create_for_login(&self.db, user.id, &user.password_hash, login.ip, agent)
+                    .await?
+            }
+            Some(hash) => {
+                let txn = self.db.begin().await?;
+                let swapped = user::Entity::update_many()
+                    .col_expr(user::Column::PasswordHash, Expr::value(hash.clone()))
+                    .filter(user::Column::Id.eq(user.id))
+                    .filter(user::Column::PasswordHash.eq(&user.password_hash))
+                    .filter(user::Column::IsActive.eq(true))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected
+                    == 1;
+                let created = if swapped {
+                    self.sessions
+                        .create_for_login(&txn, user.id, hash, login.ip, agent)
+                        .await?
+                } else {
+                    None
+                };
+                if created.is_some() {
+                    txn.commit().await?;
+                } else {
+                    txn.rollback().await?;
+                }
+                created
+            }
+        };
+        let Some((token, session)) = created else {
             return Err(AppError::InvalidCredentials);
-        }
-        let (token, session) = self
-            .sessions
-            .create(&txn, user.id, login.ip, login.user_agent.as_deref())
-            .await?;
-        txn.commit().await?;
+        };
         self.metrics.session_created();
         self.failures.succeeded(&key).await;
         tracing::info!(

@@ -11,10 +11,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockType, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 use uuid::Uuid;
 
@@ -97,29 +96,69 @@ impl Sessions {
         self.policy
     }
 
-    /// Starts a session for `user_id` inside the caller's transaction; returns the token
-    /// (shown to the client once, never stored) and the session.
-    pub async fn create(
+    /// Starts a session for `user_id` if the user is still active and still has
+    /// `password_hash` — the hash the login just verified — and returns the token (shown to
+    /// the client once, never stored) and the session; `None` when the user changed in the
+    /// meantime (a password change, a deactivation), and then nothing is written.
+    ///
+    /// One statement, `INSERT INTO sessions … SELECT … FROM users WHERE …` (with
+    /// `FOR UPDATE` on PostgreSQL, so it waits for and re-checks a concurrent change of the
+    /// row; SQLite runs one writer at a time): the insert fires the trigger that stamps
+    /// `users.last_login` (migration `m20261203_000001`), so a login needs no transaction
+    /// of its own. Inside the caller's transaction when `conn` is one.
+    pub async fn create_for_login(
         &self,
         conn: &impl ConnectionTrait,
         user_id: Uuid,
+        password_hash: &str,
         ip: Option<IpAddr>,
         user_agent: Option<&str>,
-    ) -> Result<(Token, Session), DbErr> {
+    ) -> Result<Option<(Token, Session)>, DbErr> {
         let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
         let now = now();
-        let row = session::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(user_id),
-            token_hash: Set(token.digest()),
-            created_at: Set(now),
-            last_seen_at: Set(now),
-            expires_at: Set(self.expiry(now, now)),
-            ip: Set(ip.map(|ip| ip.to_string())),
-            user_agent: Set(user_agent.and_then(clean_user_agent)),
+        let row = session::Model {
+            id: Uuid::now_v7(),
+            user_id,
+            token_hash: token.digest(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: self.expiry(now, now),
+            ip: ip.map(|ip| ip.to_string()),
+            user_agent: user_agent.and_then(clean_user_agent),
         };
-        let model = row.insert(conn).await?;
-        Ok((token, model.into()))
+        let values = Query::select()
+            .expr(Expr::val(row.id))
+            .column((user::Entity, user::Column::Id))
+            .expr(Expr::val(row.token_hash.clone()))
+            .expr(Expr::val(row.created_at))
+            .expr(Expr::val(row.last_seen_at))
+            .expr(Expr::val(row.expires_at))
+            .expr(Expr::val(row.ip.clone()))
+            .expr(Expr::val(row.user_agent.clone()))
+            .from(user::Entity)
+            .and_where(user::Column::Id.eq(user_id))
+            .and_where(user::Column::PasswordHash.eq(password_hash))
+            .and_where(user::Column::IsActive.eq(true))
+            // PostgreSQL only; sea-query writes no lock clause for SQLite.
+            .lock(LockType::Update)
+            .to_owned();
+        let insert = Query::insert()
+            .into_table(session::Entity)
+            .columns([
+                session::Column::Id,
+                session::Column::UserId,
+                session::Column::TokenHash,
+                session::Column::CreatedAt,
+                session::Column::LastSeenAt,
+                session::Column::ExpiresAt,
+                session::Column::Ip,
+                session::Column::UserAgent,
+            ])
+            .select_from(values)
+            .map_err(|e| DbErr::Custom(format!("session insert: {e}")))?
+            .to_owned();
+        let inserted = conn.execute(&insert).await?.rows_affected();
+        Ok((inserted == 1).then(|| (token, row.into())))
     }
 
     /// The caller a token stands for, or `None` when the token is unknown, expired, revoked

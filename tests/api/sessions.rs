@@ -122,9 +122,75 @@ async fn login_by_username_or_email_in_any_case_or_width() {
         assert_eq!(login["session"]["ip"], "127.0.0.1");
         assert!(login["token"].as_str().unwrap().len() >= 43, "256 bits");
     }
-    assert_eq!(app.session_rows().await.len(), 5);
+    let sessions = app.session_rows().await;
+    assert_eq!(sessions.len(), 5);
     let user = &app.users().await[0];
-    assert!(user.last_login.is_some(), "last_login is recorded");
+    let newest = sessions.iter().map(|s| s.created_at).max();
+    assert_eq!(
+        user.last_login, newest,
+        "last_login is the newest session's start"
+    );
+}
+
+/// The one statement a login commits with: a session only for the hash the login verified
+/// and an active user, and `last_login` stamped by the same statement (the trigger) or not
+/// at all.
+#[tokio::test]
+async fn a_login_commit_checks_the_user_row_it_verified_against() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let sessions = roster::sessions::Sessions::new(
+        app.db.clone(),
+        roster::sessions::SessionPolicy {
+            idle_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(120),
+        },
+    );
+    let alice = app.users().await.remove(0);
+
+    // The password changed since it was verified: nothing is written.
+    let stale = sessions
+        .create_for_login(
+            &app.db,
+            alice.id,
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(stale.is_none());
+    assert!(app.session_rows().await.is_empty());
+    assert_eq!(app.users().await[0].last_login, None);
+
+    // Deactivated since: nothing either.
+    let mut inactive = alice.clone().into_active_model();
+    inactive.is_active = Set(false);
+    inactive.update(&app.db).await.unwrap();
+    let refused = sessions
+        .create_for_login(&app.db, alice.id, &alice.password_hash, None, Some("agent"))
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+    assert!(app.session_rows().await.is_empty());
+    assert_eq!(app.users().await[0].last_login, None);
+
+    // Active again, the verified hash: one row, its token stored hashed, last_login stamped.
+    let mut active = alice.clone().into_active_model();
+    active.is_active = Set(true);
+    active.update(&app.db).await.unwrap();
+    let (token, session) = sessions
+        .create_for_login(&app.db, alice.id, &alice.password_hash, None, Some("agent"))
+        .await
+        .unwrap()
+        .expect("a session");
+    let rows = app.session_rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, session.id);
+    assert_eq!(rows[0].token_hash, token.digest());
+    assert_eq!(rows[0].user_agent.as_deref(), Some("agent"));
+    assert_eq!(rows[0].created_at, session.created_at);
+    assert_eq!(app.users().await[0].last_login, Some(session.created_at));
 }
 
 #[tokio::test]

@@ -648,18 +648,21 @@ async fn login_phase(server: &Server, plan: Plan, result: &mut RunResult) {
     let (mut server_cpu, mut self_cpu) = (CpuTicks::new(), CpuTicks::new());
     let (mut worker_ns, mut preempted, mut ok_total, mut ok, mut expected) = (0, 0, 0, 0, 0.0);
     let mut latencies = Vec::new();
+    // The same connections for every window, as in one long phase.
+    let mut conns: Vec<Option<Conn>> = (0..plan.login_clients).map(|_| None).collect();
     for _ in 0..plan.login_slices {
         let cpu_before = thread_cpu(server.pid);
         let self_before = thread_cpu(std::process::id());
         let workers_before = worker_sched(server.pid);
-        let login = register_load(
+        let (login, kept) = register_load_on(
             server.addr,
-            plan.login_clients,
+            conns,
             plan.login_warmup_secs,
             plan.login_secs,
             Payload::Login,
         )
         .await;
+        conns = kept;
         add_delta(&mut server_cpu, &cpu_before, &thread_cpu(server.pid));
         add_delta(&mut self_cpu, &self_before, &thread_cpu(std::process::id()));
         let workers_after = worker_sched(server.pid);
@@ -1089,6 +1092,20 @@ async fn register_load(
     secs: f64,
     payload: Payload,
 ) -> LoadResult {
+    let conns = (0..clients).map(|_| None).collect();
+    register_load_on(addr, conns, warmup, secs, payload).await.0
+}
+
+/// [`register_load`] with one client per element of `conns`, each on the connection it holds
+/// (or a new one); the connections come back for the next phase, so a load in slices does
+/// not reconnect between them.
+async fn register_load_on(
+    addr: SocketAddr,
+    conns: Vec<Option<Conn>>,
+    warmup: f64,
+    secs: f64,
+    payload: Payload,
+) -> (LoadResult, Vec<Option<Conn>>) {
     if payload == Payload::Duplicate {
         // Make sure the duplicated name exists.
         let mut conn = Conn::open(addr).await.expect("connect");
@@ -1098,13 +1115,20 @@ async fn register_load(
     let start = Instant::now();
     let window_start = start + Duration::from_secs_f64(warmup);
     let end = window_start + Duration::from_secs_f64(secs);
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|held| {
             tokio::spawn(async move {
                 let mut result = LoadResult::default();
-                let Ok(mut conn) = Conn::open(addr).await else {
-                    result.other += 1;
-                    return result;
+                let mut conn = match held {
+                    Some(conn) => conn,
+                    None => match Conn::open(addr).await {
+                        Ok(conn) => conn,
+                        Err(_) => {
+                            result.other += 1;
+                            return (result, None);
+                        }
+                    },
                 };
                 while Instant::now() < end {
                     let request = register_body(payload);
@@ -1145,18 +1169,20 @@ async fn register_load(
                             result.other += 1;
                             match Conn::open(addr).await {
                                 Ok(c) => conn = c,
-                                Err(_) => break,
+                                Err(_) => return (result, None),
                             }
                         }
                     }
                 }
-                result
+                (result, Some(conn))
             })
         })
         .collect();
     let mut total = LoadResult::default();
+    let mut kept = Vec::new();
     for task in tasks {
-        let r = task.await.unwrap();
+        let (r, conn) = task.await.unwrap();
+        kept.push(conn);
         total.ok_in_window += r.ok_in_window;
         total.ok_total += r.ok_total;
         total.answered_in_window += r.answered_in_window;
@@ -1164,7 +1190,7 @@ async fn register_load(
         total.other += r.other;
         total.latencies_ms.extend(r.latencies_ms);
     }
-    total
+    (total, kept)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

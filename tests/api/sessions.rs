@@ -148,37 +148,27 @@ async fn a_login_commit_checks_the_user_row_it_verified_against() {
     );
     let alice = app.users().await.remove(0);
 
-    // The password changed since it was verified: nothing is written.
-    let stale = sessions
-        .create_for_login(
-            &app.db,
-            alice.id,
-            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(stale.is_none());
-    assert!(app.session_rows().await.is_empty());
-    assert_eq!(app.users().await[0].last_login, None);
+    let set_active = |active: bool| {
+        let mut row = alice.clone().into_active_model();
+        row.is_active = Set(active);
+        row.update(&app.db)
+    };
+    // The password changed since it was verified (a stale hash), or the user was deactivated
+    // since: nothing is written either way.
+    let stale_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
+    for (hash, active) in [(stale_hash, true), (alice.password_hash.as_str(), false)] {
+        set_active(active).await.unwrap();
+        let refused = sessions
+            .create_for_login(&app.db, alice.id, hash, None, Some("agent"))
+            .await
+            .unwrap();
+        assert!(refused.is_none(), "active {active}");
+        assert!(app.session_rows().await.is_empty());
+        assert_eq!(app.users().await[0].last_login, None);
+    }
 
-    // Deactivated since: nothing either.
-    let mut inactive = alice.clone().into_active_model();
-    inactive.is_active = Set(false);
-    inactive.update(&app.db).await.unwrap();
-    let refused = sessions
-        .create_for_login(&app.db, alice.id, &alice.password_hash, None, Some("agent"))
-        .await
-        .unwrap();
-    assert!(refused.is_none());
-    assert!(app.session_rows().await.is_empty());
-    assert_eq!(app.users().await[0].last_login, None);
-
-    // Active again, the verified hash: one row, its token stored hashed, last_login stamped.
-    let mut active = alice.clone().into_active_model();
-    active.is_active = Set(true);
-    active.update(&app.db).await.unwrap();
+    // Active, the verified hash: one row, its token stored hashed, last_login stamped.
+    set_active(true).await.unwrap();
     let (token, session) = sessions
         .create_for_login(&app.db, alice.id, &alice.password_hash, None, Some("agent"))
         .await

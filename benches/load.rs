@@ -1136,9 +1136,9 @@ async fn register_load_on(
                     let answer = conn.send(&request).await;
                     let done = Instant::now();
                     // Throughput is answers *completed* in the window, whenever they were
-                    // sent. Requiring the send in the window too would drop about one
-                    // latency's worth of answers at each edge (with 64 clients queued on
-                    // two workers a login takes ~0.7 s, so ~7% of a 10 s window).
+                    // sent. Requiring the send in the window too would drop the answers of
+                    // about the window's first latency (with 64 clients queued on two
+                    // workers a login takes ~0.7 s, so ~7% of a 10 s window).
                     let in_window = done >= window_start && done <= end;
                     match answer {
                         Ok((200, body))

@@ -8,7 +8,10 @@ pub struct Migration;
 pub const TRIGGER: &str = "sessions_stamp_last_login";
 
 /// A new session stamps its user's `last_login` (Django's `update_last_login`) in the same
-/// statement that inserts it.
+/// statement that inserts it. Never backwards: of two logins committing out of order, the
+/// later start stays (`GREATEST` ignores a NULL on PostgreSQL; SQLite's `MAX` does not, hence
+/// the `COALESCE`; SQLite holds these times as RFC 3339 text in UTC, as sqlx writes them, in
+/// which text order is time order).
 ///
 /// Why a trigger: a login then commits with one statement (`INSERT … SELECT … FROM users`
 /// guarded by the user's state) instead of `BEGIN`, `UPDATE`, `INSERT`, `COMMIT`. Each of
@@ -25,7 +28,8 @@ impl MigrationTrait for Migration {
                 db.execute_unprepared(&format!(
                     "CREATE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$ \
                      BEGIN \
-                       UPDATE users SET last_login = NEW.created_at WHERE id = NEW.user_id; \
+                       UPDATE users SET last_login = GREATEST(last_login, NEW.created_at) \
+                         WHERE id = NEW.user_id; \
                        RETURN NULL; \
                      END $$"
                 ))
@@ -40,7 +44,9 @@ impl MigrationTrait for Migration {
                 db.execute_unprepared(&format!(
                     "CREATE TRIGGER {TRIGGER} AFTER INSERT ON sessions \
                      BEGIN \
-                       UPDATE users SET last_login = NEW.created_at WHERE id = NEW.user_id; \
+                       UPDATE users \
+                         SET last_login = MAX(COALESCE(last_login, NEW.created_at), NEW.created_at) \
+                         WHERE id = NEW.user_id; \
                      END"
                 ))
                 .await?;

@@ -102,7 +102,7 @@ impl Sessions {
     /// meantime (a password change, a deactivation), and then nothing is written.
     ///
     /// One statement, `INSERT INTO sessions … SELECT … FROM users WHERE …` (with
-    /// `FOR UPDATE` on PostgreSQL, so it waits for and re-checks a concurrent change of the
+    /// `FOR NO KEY UPDATE` on PostgreSQL, so it waits for and re-checks a concurrent change of the
     /// row; SQLite runs one writer at a time): the insert fires the trigger that stamps
     /// `users.last_login` (migration `m20261203_000001`), so a login needs no transaction
     /// of its own. Inside the caller's transaction when `conn` is one.
@@ -139,8 +139,10 @@ impl Sessions {
             .and_where(user::Column::Id.eq(user_id))
             .and_where(user::Column::PasswordHash.eq(password_hash))
             .and_where(user::Column::IsActive.eq(true))
-            // PostgreSQL only; sea-query writes no lock clause for SQLite.
-            .lock(LockType::Update)
+            // PostgreSQL only (sea-query writes no lock clause for SQLite). The weakest lock
+            // that orders this login with a change of the hash or of `is_active`; it does
+            // not block the key-share locks of rows that merely reference the user.
+            .lock(LockType::NoKeyUpdate)
             .to_owned();
         let insert = Query::insert()
             .into_table(session::Entity)

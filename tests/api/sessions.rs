@@ -181,6 +181,23 @@ async fn a_login_commit_checks_the_user_row_it_verified_against() {
     assert_eq!(rows[0].user_agent.as_deref(), Some("agent"));
     assert_eq!(rows[0].created_at, session.created_at);
     assert_eq!(app.users().await[0].last_login, Some(session.created_at));
+
+    // A session that started earlier but commits later does not move last_login back.
+    let earlier = session.created_at - chrono::Duration::minutes(5);
+    session::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        user_id: Set(alice.id),
+        token_hash: Set("0".repeat(64)),
+        created_at: Set(earlier),
+        last_seen_at: Set(earlier),
+        expires_at: Set(session.expires_at),
+        ip: Set(None),
+        user_agent: Set(None),
+    }
+    .insert(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(app.users().await[0].last_login, Some(session.created_at));
 }
 
 #[tokio::test]

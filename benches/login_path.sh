@@ -48,12 +48,14 @@ end
 LUA
 wrk -t1 -c64 -d3s -s "$dir/login.lua" "$endpoint" >/dev/null
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-before=$(ticks)
+# PostgreSQL's own CPU: every postgres process (the pool's backends stay up between the reads).
+pgticks() { for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+before=$(ticks); pg_before=$(pgticks)
 out=$(wrk -t1 -c64 -d10s -s "$dir/login.lua" "$endpoint")
-after=$(ticks)
+after=$(ticks); pg_after=$(pgticks)
 if echo "$out" | grep -qi "non-2xx" || ! echo "$out" | grep -q "^failed logins: 0$"; then
   echo "some logins failed:" >&2; echo "$out" >&2; exit 1
 fi
 rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-python3 -c "print(f'logins/s {float(\"$rps\"):.0f}; server CPU per login {($after - $before) * 10 / (float(\"$rps\") * 10):.3f} ms')"
+python3 -c "print(f'logins/s {float(\"$rps\"):.0f}; server CPU per login {($after - $before) * 10 / (float(\"$rps\") * 10):.3f} ms' + ('' if '$DB' == 'sqlite' else f'; PostgreSQL CPU per login {($pg_after - $pg_before) * 10 / (float(\"$rps\") * 10):.3f} ms'))"
 if [ "$DB" != sqlite ]; then kill $pid; wait $pid 2>/dev/null || true; psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $name" postgres; fi

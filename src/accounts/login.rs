@@ -123,7 +123,11 @@ impl AccountService {
         // or a failure leaves the old hash, which still verifies, for the next login.
         let upgraded = if verified.needs_rehash {
             match self.hasher.reserve() {
-                Ok(slot) => self.hasher.hash_reserved(slot, login.password).await.ok(),
+                Ok(slot) => self
+                    .hasher
+                    .hash_reserved(slot, login.password.clone())
+                    .await
+                    .ok(),
                 Err(_) => None,
             }
         } else {
@@ -131,43 +135,21 @@ impl AccountService {
         };
 
         crate::deadline::commit_started();
-        // Only while the password checked is still the stored one and the user still active:
-        // a login racing a password change or a deactivation gets no session (see
-        // `Sessions::create_for_login`). The usual login is that one statement; an upgrade
-        // first swaps the hash, under the same condition, in one transaction with it.
         let agent = login.user_agent.as_deref();
-        let created = match &upgraded {
-            None => {
-                self.sessions
-                    .create_for_login(&self.db, user.id, &user.password_hash, login.ip, agent)
-                    .await?
+        let mut created = self
+            .commit_login(&user, upgraded.as_deref(), login.ip, agent)
+            .await?;
+        let mut user = user;
+        if created.is_none() {
+            // The row changed since the lookup. When another login of the same user upgraded
+            // the hash meanwhile, the password is still right: check it once against the
+            // stored hash rather than refuse a good login. A password change or a
+            // deactivation still ends here with no session.
+            if let Some(fresh) = self.reverify(&user, login.password).await? {
+                created = self.commit_login(&fresh, None, login.ip, agent).await?;
+                user = fresh;
             }
-            Some(hash) => {
-                let txn = self.db.begin().await?;
-                let swapped = user::Entity::update_many()
-                    .col_expr(user::Column::PasswordHash, Expr::value(hash.clone()))
-                    .filter(user::Column::Id.eq(user.id))
-                    .filter(user::Column::PasswordHash.eq(&user.password_hash))
-                    .filter(user::Column::IsActive.eq(true))
-                    .exec(&txn)
-                    .await?
-                    .rows_affected
-                    == 1;
-                let created = if swapped {
-                    self.sessions
-                        .create_for_login(&txn, user.id, hash, login.ip, agent)
-                        .await?
-                } else {
-                    None
-                };
-                if created.is_some() {
-                    txn.commit().await?;
-                } else {
-                    txn.rollback().await?;
-                }
-                created
-            }
-        };
+        }
         let Some((token, session)) = created else {
             return Err(AppError::InvalidCredentials);
         };
@@ -184,6 +166,76 @@ impl AccountService {
             session,
             user: user.into(),
         })
+    }
+
+    /// Creates the session, only while `user.password_hash` (the hash the password was
+    /// checked against) is still the stored one and the user still active: a login racing a
+    /// password change or a deactivation gets no session (see `Sessions::create_for_login`).
+    /// The usual login is that one statement; an upgrade first swaps the hash, under the
+    /// same condition, in one transaction with it. `None`: the row changed, nothing written.
+    async fn commit_login(
+        &self,
+        user: &user::Model,
+        upgraded: Option<&str>,
+        ip: Option<IpAddr>,
+        agent: Option<&str>,
+    ) -> Result<Option<(Token, Session)>, AppError> {
+        let Some(hash) = upgraded else {
+            return Ok(self
+                .sessions
+                .create_for_login(&self.db, user.id, &user.password_hash, ip, agent)
+                .await?);
+        };
+        let txn = self.db.begin().await?;
+        let swapped = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .filter(user::Column::Id.eq(user.id))
+            .filter(user::Column::PasswordHash.eq(&user.password_hash))
+            .filter(user::Column::IsActive.eq(true))
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        let created = if swapped {
+            self.sessions
+                .create_for_login(&txn, user.id, hash, ip, agent)
+                .await?
+        } else {
+            None
+        };
+        if created.is_some() {
+            txn.commit().await?;
+        } else {
+            txn.rollback().await?;
+        }
+        Ok(created)
+    }
+
+    /// The user's row as it is now, when it is active, holds another hash than `seen` and
+    /// `password` verifies against that hash (one more Argon2id verification, on a slot of
+    /// its own). Only a caller that already proved the password against `seen` gets here,
+    /// so the extra work tells a guesser nothing.
+    async fn reverify(
+        &self,
+        seen: &user::Model,
+        password: Plaintext,
+    ) -> Result<Option<user::Model>, AppError> {
+        let Some(fresh) = user::Entity::find_by_id(seen.id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        if !fresh.is_active || fresh.password_hash == seen.password_hash {
+            return Ok(None);
+        }
+        let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
+        match self
+            .hasher
+            .verify_reserved(slot, password, &fresh.password_hash)
+            .await
+        {
+            Ok(v) if v.matches => Ok(Some(fresh)),
+            Ok(_) | Err(HashError::Unverifiable(_) | HashError::Argon2(_)) => Ok(None),
+            Err(e) => Err(pool_error(e)),
+        }
     }
 
     /// One verification against the dummy hash, on a slot of its own.

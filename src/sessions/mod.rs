@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, LockType, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use uuid::Uuid;
 
@@ -105,7 +106,8 @@ impl Sessions {
     /// `FOR NO KEY UPDATE` on PostgreSQL, so it waits for and re-checks a concurrent change of the
     /// row; SQLite runs one writer at a time): the insert fires the trigger that stamps
     /// `users.last_login` (migration `m20261203_000001`), so a login needs no transaction
-    /// of its own. Inside the caller's transaction when `conn` is one.
+    /// of its own. Inside the caller's transaction when `conn` is one. On PostgreSQL that
+    /// transaction commits asynchronously (see the comment inside).
     pub async fn create_for_login(
         &self,
         conn: &impl ConnectionTrait,
@@ -126,7 +128,7 @@ impl Sessions {
             ip: ip.map(|ip| ip.to_string()),
             user_agent: user_agent.and_then(clean_user_agent),
         };
-        let values = Query::select()
+        let mut values = Query::select()
             .expr(Expr::val(row.id))
             .column((user::Entity, user::Column::Id))
             .expr(Expr::val(row.token_hash.clone()))
@@ -144,6 +146,20 @@ impl Sessions {
             // not block the key-share locks of rows that merely reference the user.
             .lock(LockType::NoKeyUpdate)
             .to_owned();
+        if conn.get_database_backend() == DbBackend::Postgres {
+            // Asynchronous commit for this transaction only (`is_local`): PostgreSQL answers
+            // without waiting for the WAL flush, which is most of its CPU for a login
+            // (BENCHMARKS.md, "Login, 2026-12-04: PostgreSQL commits a login asynchronously"). What a database crash can cost is
+            // the logins of its last fraction of a second: their tokens stop working and
+            // those users sign in again. Revocations, password changes and registrations
+            // keep synchronous commit; a login inside a caller's transaction (the hash
+            // upgrade) makes that transaction asynchronous, and losing the upgrade leaves the
+            // old hash, which still verifies. (SQLite's WAL with `synchronous=NORMAL` makes a
+            // like trade for every commit: a power loss may forget the last ones.)
+            values.and_where(Expr::cust(
+                "set_config('synchronous_commit', 'off', true) IS NOT NULL",
+            ));
+        }
         let insert = Query::insert()
             .into_table(session::Entity)
             .columns([

@@ -200,6 +200,73 @@ async fn a_login_commit_checks_the_user_row_it_verified_against() {
     assert_eq!(app.users().await[0].last_login, Some(session.created_at));
 }
 
+/// On PostgreSQL a login's commit does not wait for the WAL flush, and only that
+/// transaction: the pooled connection goes back with synchronous commit, so the next
+/// registration or revocation on it is as durable as ever.
+/// The connection's `synchronous_commit`, as PostgreSQL reports it.
+async fn synchronous_commit(c: &impl sea_orm::ConnectionTrait) -> String {
+    let show = sea_orm::Statement::from_string(c.get_database_backend(), "SHOW synchronous_commit");
+    c.query_one_raw(show)
+        .await
+        .unwrap()
+        .expect("SHOW answers a row")
+        .try_get_by_index::<String>(0)
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (a PostgreSQL setting): run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn a_login_alone_commits_asynchronously_on_postgres() {
+    use sea_orm::{ConnectOptions, Database, TransactionTrait};
+    assert!(
+        crate::helpers::on_postgres(),
+        "this test reads a PostgreSQL setting; set ROSTER_TEST_DATABASE_URL"
+    );
+    let app = spawn_app().await;
+    app.alice().await;
+    let alice = app.users().await.remove(0);
+    let sessions = roster::sessions::Sessions::new(
+        app.db.clone(),
+        roster::sessions::SessionPolicy {
+            idle_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(120),
+        },
+    );
+    // One connection, so every statement below runs on the one the login used.
+    let mut options = ConnectOptions::new(app.database_url.clone());
+    options.max_connections(1).min_connections(1);
+    let conn = Database::connect(options).await.unwrap();
+    assert_eq!(synchronous_commit(&conn).await, "on");
+
+    let txn = conn.begin().await.unwrap();
+    assert_eq!(synchronous_commit(&txn).await, "on");
+    sessions
+        .create_for_login(&txn, alice.id, &alice.password_hash, None, None)
+        .await
+        .unwrap()
+        .expect("a session");
+    assert_eq!(
+        synchronous_commit(&txn).await,
+        "off",
+        "the login's transaction"
+    );
+    txn.commit().await.unwrap();
+    assert_eq!(
+        synchronous_commit(&conn).await,
+        "on",
+        "after it, on the same connection"
+    );
+
+    // The usual login, one statement in a transaction of its own.
+    sessions
+        .create_for_login(&conn, alice.id, &alice.password_hash, None, None)
+        .await
+        .unwrap()
+        .expect("a session");
+    assert_eq!(synchronous_commit(&conn).await, "on");
+    assert_eq!(app.session_rows().await.len(), 2);
+}
+
 #[tokio::test]
 async fn bearer_and_cookie_both_sign_in_and_anonymous_is_null() {
     let app = spawn_app().await;
@@ -711,6 +778,42 @@ async fn a_login_rehashes_with_the_configured_parameters() {
     // The upgraded hash verifies, and an unchanged one is left alone.
     second.token("alice", GOOD_PASSWORD).await;
     assert_eq!(second.users().await[0].password_hash, new);
+}
+
+/// Two devices signing in at once, as an imported user's first logins often do: every login
+/// verifies the old hash and computes an upgrade, but only the first can swap it in. The
+/// others must still sign in (against the hash now stored), not be told the right password
+/// is wrong.
+#[tokio::test]
+async fn concurrent_logins_that_upgrade_one_hash_all_sign_in() {
+    // The old hash is the slow one, so every lookup happens before the first commit.
+    let first = spawn_app_with(|c| {
+        c.hashing.argon2_memory_kib = 8192;
+        c.hashing.argon2_iterations = 4;
+    })
+    .await;
+    first.alice().await;
+    let second = std::sync::Arc::new(
+        spawn_app_on(first.database_url.clone(), |c| {
+            c.hashing.argon2_memory_kib = 1024;
+            c.hashing.argon2_iterations = 1;
+        })
+        .await,
+    );
+    let logins: Vec<_> = (0..4)
+        .map(|_| {
+            let app = second.clone();
+            tokio::spawn(async move { app.login("alice", GOOD_PASSWORD).await })
+        })
+        .collect();
+    for login in logins {
+        let answer = login.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        token_of(&answer);
+    }
+    assert_eq!(second.session_rows().await.len(), 4);
+    let stored = second.users().await[0].password_hash.clone();
+    assert!(stored.contains("$m=1024,t=1,p=1$"), "{stored}");
 }
 
 #[tokio::test]

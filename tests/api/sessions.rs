@@ -203,6 +203,80 @@ async fn a_login_commit_checks_the_user_row_it_verified_against() {
 /// On PostgreSQL a login's commit does not wait for the WAL flush, and only that
 /// transaction: the pooled connection goes back with synchronous commit, so the next
 /// registration or revocation on it is as durable as ever.
+/// On PostgreSQL a login's commit waits for a concurrent, uncommitted change of the user row
+/// and re-checks the row once it commits (`FOR NO KEY UPDATE`): a login verified against the
+/// old hash while a password change is in flight gets no session. Without the lock, the
+/// `INSERT … SELECT` reads the row as it was before the change and inserts the session.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (row locks): run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn a_login_commit_waits_for_and_rechecks_a_concurrent_password_change_on_postgres() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    assert!(
+        crate::helpers::on_postgres(),
+        "this test holds a PostgreSQL row lock; set ROSTER_TEST_DATABASE_URL"
+    );
+    let app = spawn_app().await;
+    app.alice().await;
+    let alice = app.users().await.remove(0);
+    let sessions = roster::sessions::Sessions::new(
+        app.db.clone(),
+        roster::sessions::SessionPolicy {
+            idle_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(120),
+        },
+    );
+
+    // A password change, written but not yet committed.
+    let change = app.db.begin().await.unwrap();
+    let mut row = alice.clone().into_active_model();
+    row.password_hash = Set("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned());
+    row.update(&change).await.unwrap();
+
+    // A login that verified the old hash commits meanwhile.
+    let login = tokio::spawn({
+        let (db, hash) = (app.db.clone(), alice.password_hash.clone());
+        async move {
+            sessions
+                .create_for_login(&db, alice.id, &hash, None, None)
+                .await
+        }
+    });
+    // Wait until PostgreSQL shows the login blocked on the row lock, so the test proves the
+    // re-check rather than a login that merely started after the change committed.
+    let waiting = sea_orm::Statement::from_string(
+        app.db.get_database_backend(),
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = app
+            .db
+            .query_one_raw(waiting.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get_by_index::<i64>(0).unwrap() >= 1 {
+            break;
+        }
+        assert!(!login.is_finished(), "the login must wait for the change");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the login never blocked on the row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    change.commit().await.unwrap();
+
+    let created = login.await.unwrap().unwrap();
+    assert!(
+        created.is_none(),
+        "a session for a password that was just changed"
+    );
+    assert!(app.session_rows().await.is_empty());
+    assert_eq!(app.users().await[0].last_login, None);
+}
+
 /// The connection's `synchronous_commit`, as PostgreSQL reports it.
 async fn synchronous_commit(c: &impl sea_orm::ConnectionTrait) -> String {
     let show = sea_orm::Statement::from_string(c.get_database_backend(), "SHOW synchronous_commit");

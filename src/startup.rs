@@ -736,7 +736,10 @@ async fn connect_with(
         // preempts a hash worker: skip the second ping for a connection used in the last
         // second (BENCHMARKS.md, "Login, 2026-12-03 evening"). PostgreSQL keeps it: after a
         // restart or a failover it is what turns every dead pooled connection into a
-        // reconnect instead of a failed request.
+        // reconnect instead of a failed request (tested:
+        // `resilience::connections_killed_while_idle_in_the_pool_cost_no_request`; skipping
+        // it for recently used connections on PostgreSQL too gained nothing measurable,
+        // BENCHMARKS.md "Login, 2026-12-04").
         options.test_before_acquire_if_idle_for(Duration::from_secs(1));
     }
     Database::connect(options)

@@ -225,3 +225,68 @@ async fn the_service_reports_a_lost_database_and_recovers_without_a_restart() {
         answer.body
     );
 }
+
+/// A restart or failover of PostgreSQL leaves the pool holding connections whose backends are
+/// gone. On PostgreSQL every connection is pinged before it is handed out (see
+/// `startup::connect_with`), so each dead one becomes a reconnect, not a failed request.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (backends to terminate): run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn connections_killed_while_idle_in_the_pool_cost_no_request() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    assert!(
+        on_postgres(),
+        "this test terminates PostgreSQL backends; set ROSTER_TEST_DATABASE_URL"
+    );
+    let app = Arc::new(
+        spawn_app_with(|c| {
+            c.hashing.argon2_memory_kib = 1024;
+            c.hashing.argon2_iterations = 1;
+        })
+        .await,
+    );
+    // Concurrent registrations, so the server's pool holds several connections.
+    let register_eight = || {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let app = Arc::clone(&app);
+                tokio::spawn(async move {
+                    let (name, email) = unique_user();
+                    app.register(&name, &email, GOOD_PASSWORD).await
+                })
+            })
+            .collect();
+        async move {
+            for task in tasks {
+                let answer = task.await.unwrap();
+                assert_eq!(answer.status, 200, "{}", answer.body);
+                assert!(
+                    answer.body["data"]["register"]["id"].is_string(),
+                    "{}",
+                    answer.body
+                );
+            }
+        }
+    };
+    register_eight().await;
+
+    // Every backend of the test's database goes, as in a restart.
+    let admin = Database::connect(std::env::var("ROSTER_TEST_DATABASE_URL").unwrap())
+        .await
+        .unwrap();
+    let name = app.database_url.rsplit('/').next().unwrap();
+    let killed = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .len();
+    admin.close().await.unwrap();
+    assert!(killed >= 2, "the server's pool held {killed} connection(s)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    register_eight().await;
+}

@@ -233,6 +233,9 @@ pub struct MailConfig {
     pub smtp_timeout: Duration,
 }
 
+/// Highest `--max-sessions-per-user`: the `sessions` query lists them all in one answer.
+pub const MAX_SESSIONS_PER_USER: u32 = 10_000;
+
 /// Sessions, the session cookie, and login throttling.
 #[derive(Debug, Clone, Args)]
 pub struct SessionConfig {
@@ -245,6 +248,11 @@ pub struct SessionConfig {
     #[arg(long, env = "ROSTER_SESSION_MAX_TTL", default_value = "30d",
           value_parser = parse_duration)]
     pub session_max_ttl: Duration,
+
+    /// Sessions one user may hold at once; a login beyond it ends the user's oldest ones.
+    #[arg(long, env = "ROSTER_MAX_SESSIONS_PER_USER", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_SESSIONS_PER_USER as i64))]
+    pub max_sessions_per_user: u32,
 
     /// `login` also sets the session in an HttpOnly cookie `roster_session`.
     #[arg(long, env = "ROSTER_SESSION_COOKIE", default_value_t = true, action = clap::ArgAction::Set)]
@@ -670,6 +678,12 @@ impl Config {
                 self.sessions.session_max_ttl.as_secs()
             ));
         }
+        if !(1..=MAX_SESSIONS_PER_USER).contains(&self.sessions.max_sessions_per_user) {
+            return Err(format!(
+                "--max-sessions-per-user: {} is not between 1 and {MAX_SESSIONS_PER_USER}",
+                self.sessions.max_sessions_per_user
+            ));
+        }
         Ok(())
     }
 
@@ -830,6 +844,10 @@ mod tests {
             (
                 Box::new(|c| c.hashing.hash_queue = usize::MAX),
                 "hash-queue",
+            ),
+            (
+                Box::new(|c| c.sessions.max_sessions_per_user = 0),
+                "max-sessions-per-user",
             ),
             (
                 Box::new(|c| c.hashing.argon2_memory_kib = u32::MAX),

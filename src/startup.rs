@@ -107,6 +107,7 @@ impl Application {
             SessionPolicy {
                 idle_ttl: sc.session_idle_ttl,
                 max_ttl: sc.session_max_ttl,
+                max_per_user: sc.max_sessions_per_user,
             },
         );
         let shared = match &config.redis_url {

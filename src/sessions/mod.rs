@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::{Expr, LockType, Query};
+use sea_orm::sea_query::{Expr, LockType, Query, QueryStatementBuilder};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
     QueryOrder,
@@ -36,6 +36,8 @@ pub struct SessionPolicy {
     pub idle_ttl: Duration,
     /// Ends every session this long after login, used or not.
     pub max_ttl: Duration,
+    /// Sessions one user may hold; a login past it ends the user's oldest sessions.
+    pub max_per_user: u32,
 }
 
 /// A session as callers see it (never the token or its hash).
@@ -107,7 +109,8 @@ impl Sessions {
     /// row; SQLite runs one writer at a time): the insert fires the trigger that stamps
     /// `users.last_login` (migration `m20261203_000001`), so a login needs no transaction
     /// of its own. Inside the caller's transaction when `conn` is one. On PostgreSQL that
-    /// transaction commits asynchronously (see the comment inside).
+    /// transaction commits asynchronously (see the comment inside). A user who reaches
+    /// `max_per_user` sessions costs a second statement, which ends their oldest ones.
     pub async fn create_for_login(
         &self,
         conn: &impl ConnectionTrait,
@@ -160,6 +163,22 @@ impl Sessions {
                 "set_config('synchronous_commit', 'off', true) IS NOT NULL",
             ));
         }
+        // The user's session count comes back with the row (with or without the new one:
+        // PostgreSQL's subquery sees the rows before the insert, SQLite's after), counted no
+        // further than the cap: a login costs a second statement only for a user who has
+        // reached it, and the count never reads more than `max_per_user` index entries.
+        let cap = self.policy.max_per_user;
+        let up_to_cap = Query::select()
+            .expr(Expr::val(1))
+            .from(session::Entity)
+            .and_where(session::Column::UserId.eq(user_id))
+            .limit(u64::from(cap))
+            .to_owned();
+        let count_mine = Query::select()
+            .expr(Expr::cust("COUNT(*)"))
+            .from_subquery(up_to_cap, "up_to_cap")
+            .to_owned();
+        let count_mine = Expr::SubQuery(None, Box::new(count_mine.into_sub_query_statement()));
         let insert = Query::insert()
             .into_table(session::Entity)
             .columns([
@@ -174,9 +193,44 @@ impl Sessions {
             ])
             .select_from(values)
             .map_err(|e| DbErr::Custom(format!("session insert: {e}")))?
+            .returning(Query::returning().expr(count_mine))
             .to_owned();
-        let inserted = conn.execute(&insert).await?.rows_affected();
-        Ok((inserted == 1).then(|| (token, row.into())))
+        let Some(returned) = conn.query_one(&insert).await? else {
+            return Ok(None);
+        };
+        let count: i64 = returned.try_get_by_index(0)?;
+        if count >= i64::from(cap) {
+            self.end_oldest_beyond_cap(conn, user_id, row.id).await?;
+        }
+        Ok(Some((token, row.into())))
+    }
+
+    /// Ends the user's oldest sessions so that `keep` (the one just created) and the newest
+    /// others make at most `max_per_user`. Without a cap a client with the password could
+    /// fill the table one login (one hash) at a time, and `sessions` would answer with all
+    /// of it.
+    async fn end_oldest_beyond_cap(
+        &self,
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        keep: Uuid,
+    ) -> Result<(), DbErr> {
+        let newest_others = Query::select()
+            .column(session::Column::Id)
+            .from(session::Entity)
+            .and_where(session::Column::UserId.eq(user_id))
+            .and_where(session::Column::Id.ne(keep))
+            .order_by(session::Column::CreatedAt, sea_orm::Order::Desc)
+            .order_by(session::Column::Id, sea_orm::Order::Desc)
+            .limit(u64::from(self.policy.max_per_user.saturating_sub(1)))
+            .to_owned();
+        session::Entity::delete_many()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::Id.ne(keep))
+            .filter(session::Column::Id.not_in_subquery(newest_others))
+            .exec(conn)
+            .await?;
+        Ok(())
     }
 
     /// The caller a token stands for, or `None` when the token is unknown, expired, revoked

@@ -144,6 +144,7 @@ async fn a_login_commit_checks_the_user_row_it_verified_against() {
         roster::sessions::SessionPolicy {
             idle_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(120),
+            max_per_user: 100,
         },
     );
     let alice = app.users().await.remove(0);
@@ -223,6 +224,7 @@ async fn a_login_commit_waits_for_and_rechecks_a_concurrent_password_change_on_p
         roster::sessions::SessionPolicy {
             idle_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(120),
+            max_per_user: 100,
         },
     );
 
@@ -304,6 +306,7 @@ async fn a_login_alone_commits_asynchronously_on_postgres() {
         roster::sessions::SessionPolicy {
             idle_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(120),
+            max_per_user: 100,
         },
     );
     // One connection, so every statement below runs on the one the login used.
@@ -637,6 +640,7 @@ async fn sessions_expire_when_idle_and_are_purged() {
         roster::sessions::SessionPolicy {
             idle_ttl: Duration::from_secs(1),
             max_ttl: Duration::from_secs(1),
+            max_per_user: 100,
         },
     );
     assert_eq!(sessions.purge_expired().await.unwrap(), 1);
@@ -852,6 +856,62 @@ async fn a_login_rehashes_with_the_configured_parameters() {
     // The upgraded hash verifies, and an unchanged one is left alone.
     second.token("alice", GOOD_PASSWORD).await;
     assert_eq!(second.users().await[0].password_hash, new);
+}
+
+/// A user holds at most `--max-sessions-per-user` sessions: a login beyond it ends the
+/// oldest, never the one it creates. Without the cap anyone with the password could fill the
+/// table one login at a time, and `sessions` would list all of it.
+#[tokio::test]
+async fn logins_beyond_the_session_cap_end_the_oldest_sessions() {
+    let app = spawn_app_with(|c| c.sessions.max_sessions_per_user = 3).await;
+    app.alice().await;
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(app.token("alice", GOOD_PASSWORD).await);
+    }
+    assert_eq!(app.session_rows().await.len(), 3);
+    for (i, token) in tokens.iter().enumerate() {
+        let me = app.with_bearer("{ me { username } }", token).await;
+        let expected = if i < 2 {
+            Value::Null
+        } else {
+            json!({ "username": "Alice" })
+        };
+        assert_eq!(me.body["data"]["me"], expected, "login {i}: {}", me.body);
+    }
+    let listed = app
+        .with_bearer("{ sessions { id current } }", &tokens[4])
+        .await;
+    assert_eq!(
+        listed.body["data"]["sessions"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        listed.body
+    );
+
+    // Another user's sessions are not touched by alice's cap.
+    app.register("bob", "bob@example.com", GOOD_PASSWORD).await;
+    let bob = app.token("bob", GOOD_PASSWORD).await;
+    app.token("alice", GOOD_PASSWORD).await;
+    assert_eq!(app.session_rows().await.len(), 4);
+    let me = app.with_bearer("{ me { username } }", &bob).await;
+    assert_eq!(me.body["data"]["me"]["username"], "bob", "{}", me.body);
+}
+
+/// With a cap of one, each login ends the previous session.
+#[tokio::test]
+async fn a_cap_of_one_session_keeps_the_newest_login() {
+    let app = spawn_app_with(|c| c.sessions.max_sessions_per_user = 1).await;
+    app.alice().await;
+    let first = app.token("alice", GOOD_PASSWORD).await;
+    let second = app.token("alice", GOOD_PASSWORD).await;
+    assert_eq!(app.session_rows().await.len(), 1);
+    let me = |token: String| {
+        let app = &app;
+        async move { app.with_bearer("{ me { username } }", &token).await.body["data"]["me"].clone() }
+    };
+    assert_eq!(me(first).await, Value::Null);
+    assert_eq!(me(second).await["username"], "Alice");
 }
 
 /// Two devices signing in at once, as an imported user's first logins often do: every login

@@ -206,9 +206,11 @@ impl Sessions {
     }
 
     /// Ends the user's oldest sessions so that `keep` (the one just created) and the newest
-    /// others make at most `max_per_user`. Without a cap a client with the password could
-    /// fill the table one login (one hash) at a time, and `sessions` would answer with all
-    /// of it.
+    /// others make `max_per_user` less a tenth of it. Without a cap a client with the password
+    /// could fill the table one login (one hash) at a time, and `sessions` would answer with
+    /// all of it. The tenth of slack is for the clients that reach the cap — scripts that log
+    /// in for every job and never log out, logging in often: they pay this statement once
+    /// every tenth of the cap, not at every login (BENCHMARKS.md, "Login, 2026-12-04").
     async fn end_oldest_beyond_cap(
         &self,
         conn: &impl ConnectionTrait,
@@ -222,7 +224,9 @@ impl Sessions {
             .and_where(session::Column::Id.ne(keep))
             .order_by(session::Column::CreatedAt, sea_orm::Order::Desc)
             .order_by(session::Column::Id, sea_orm::Order::Desc)
-            .limit(u64::from(self.policy.max_per_user.saturating_sub(1)))
+            .limit(u64::from(
+                self.policy.max_per_user - self.policy.max_per_user / 10 - 1,
+            ))
             .to_owned();
         session::Entity::delete_many()
             .filter(session::Column::UserId.eq(user_id))

@@ -249,8 +249,8 @@ pub struct SessionConfig {
           value_parser = parse_duration)]
     pub session_max_ttl: Duration,
 
-    /// Sessions one user may hold at once; a login that reaches it ends the user's oldest ones,
-    /// down to nine tenths of it.
+    /// Sessions one user may hold at once; a login past it ends the user's oldest ones, down
+    /// to the cap less a tenth of it.
     #[arg(long, env = "ROSTER_MAX_SESSIONS_PER_USER", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=MAX_SESSIONS_PER_USER as i64))]
     pub max_sessions_per_user: u32,

@@ -42,6 +42,13 @@ pub fn commit_started() {
     let _ = COMMITTING.try_with(|flag| flag.store(true, Ordering::Release));
 }
 
+/// Undoes [`commit_started`] when the commit turned out to write nothing (a conditional
+/// write that matched no row): the deadline may cut the request off again. If it already
+/// passed during the commit, the request runs to its end as [`run`] promised.
+pub fn commit_abandoned() {
+    let _ = COMMITTING.try_with(|flag| flag.store(false, Ordering::Release));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use crate::entity::user;
 use crate::error::AppError;
 use crate::password::{HashError, Plaintext};
 use crate::ratelimit::{Admission, FailureKey};
-use crate::sessions::{Session, Token};
+use crate::sessions::{NewSession, Session, Token};
 
 /// No stored username (150) or email (254) is longer than this, so a longer identifier is
 /// looked up nowhere and costs no normalization beyond this prefix.
@@ -144,15 +144,22 @@ impl AccountService {
             // The row changed since the lookup. When another login of the same user upgraded
             // the hash meanwhile, the password is still right: check it once against the
             // stored hash rather than refuse a good login. A password change or a
-            // deactivation still ends here with no session.
+            // deactivation still ends here with no session. Nothing was written, so the
+            // request deadline applies to this check again.
+            crate::deadline::commit_abandoned();
             if let Some(fresh) = self.reverify(&user, login.password).await? {
+                crate::deadline::commit_started();
                 created = self.commit_login(&fresh, None, login.ip, agent).await?;
                 user = fresh;
             }
         }
-        let Some((token, session)) = created else {
+        let Some(created) = created else {
             return Err(AppError::InvalidCredentials);
         };
+        if created.over_cap {
+            self.sessions.end_oldest_beyond_cap(&created.session).await;
+        }
+        let NewSession { token, session, .. } = created;
         self.metrics.session_created();
         self.failures.succeeded(&key).await;
         tracing::info!(
@@ -179,7 +186,7 @@ impl AccountService {
         upgraded: Option<&str>,
         ip: Option<IpAddr>,
         agent: Option<&str>,
-    ) -> Result<Option<(Token, Session)>, AppError> {
+    ) -> Result<Option<NewSession>, AppError> {
         let Some(hash) = upgraded else {
             return Ok(self
                 .sessions

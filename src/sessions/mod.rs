@@ -66,6 +66,17 @@ impl From<session::Model> for Session {
     }
 }
 
+/// A session just created by [`Sessions::create_for_login`], with its token (shown to the
+/// client once, never stored).
+#[derive(Debug)]
+pub struct NewSession {
+    pub token: Token,
+    pub session: Session,
+    /// The user had `max_per_user` sessions or more besides this one: once the login has
+    /// committed, call [`Sessions::end_oldest_beyond_cap`].
+    pub over_cap: bool,
+}
+
 /// A request's signed-in caller: a live session of an active user.
 #[derive(Clone)]
 pub struct Caller {
@@ -109,8 +120,8 @@ impl Sessions {
     /// row; SQLite runs one writer at a time): the insert fires the trigger that stamps
     /// `users.last_login` (migration `m20261203_000001`), so a login needs no transaction
     /// of its own. Inside the caller's transaction when `conn` is one. On PostgreSQL that
-    /// transaction commits asynchronously (see the comment inside). A user who reaches
-    /// `max_per_user` sessions costs a second statement, which ends their oldest ones.
+    /// transaction commits asynchronously (see the comment inside). The statement also counts
+    /// the user's other sessions, up to the cap, for [`NewSession::over_cap`].
     pub async fn create_for_login(
         &self,
         conn: &impl ConnectionTrait,
@@ -118,7 +129,7 @@ impl Sessions {
         password_hash: &str,
         ip: Option<IpAddr>,
         user_agent: Option<&str>,
-    ) -> Result<Option<(Token, Session)>, DbErr> {
+    ) -> Result<Option<NewSession>, DbErr> {
         let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
         let now = now();
         let row = session::Model {
@@ -163,15 +174,16 @@ impl Sessions {
                 "set_config('synchronous_commit', 'off', true) IS NOT NULL",
             ));
         }
-        // The user's session count comes back with the row (with or without the new one:
-        // PostgreSQL's subquery sees the rows before the insert, SQLite's after), counted no
-        // further than the cap: a login costs a second statement only for a user who has
-        // reached it, and the count never reads more than `max_per_user` index entries.
+        // The user's other sessions are counted in the same statement, no further than the
+        // cap: a login costs a second statement only for a user past it, and the count never
+        // reads more than `max_per_user` index entries. (The new row is left out by its id:
+        // SQLite's subquery would see it, PostgreSQL's would not.)
         let cap = self.policy.max_per_user;
         let up_to_cap = Query::select()
             .expr(Expr::val(1))
             .from(session::Entity)
             .and_where(session::Column::UserId.eq(user_id))
+            .and_where(session::Column::Id.ne(row.id))
             .limit(u64::from(cap))
             .to_owned();
         let count_mine = Query::select()
@@ -198,43 +210,56 @@ impl Sessions {
         let Some(returned) = conn.query_one(&insert).await? else {
             return Ok(None);
         };
-        let count: i64 = returned.try_get_by_index(0)?;
-        if count >= i64::from(cap) {
-            self.end_oldest_beyond_cap(conn, user_id, row.id).await?;
-        }
-        Ok(Some((token, row.into())))
+        let others: i64 = returned.try_get_by_index(0)?;
+        Ok(Some(NewSession {
+            token,
+            session: row.into(),
+            over_cap: others >= i64::from(cap),
+        }))
     }
 
-    /// Ends the user's oldest sessions so that `keep` (the one just created) and the newest
-    /// others make `max_per_user` less a tenth of it. Without a cap a client with the password
-    /// could fill the table one login (one hash) at a time, and `sessions` would answer with
-    /// all of it. The tenth of slack is for the clients that reach the cap — scripts that log
-    /// in for every job and never log out, logging in often: they pay this statement once
-    /// every tenth of the cap, not at every login (BENCHMARKS.md, "Login, 2026-12-04").
-    async fn end_oldest_beyond_cap(
-        &self,
-        conn: &impl ConnectionTrait,
-        user_id: Uuid,
-        keep: Uuid,
-    ) -> Result<(), DbErr> {
-        let newest_others = Query::select()
+    /// Ends the oldest sessions of a user who went past the cap with `new`, so that `new` and
+    /// the newest older ones make the cap less a tenth of it (rounded down). Only sessions
+    /// that started before `new` go: concurrent logins never end each other's brand-new
+    /// sessions (the later one trims the earlier). Call it after the login committed, outside
+    /// any transaction: best effort, a failure is logged and the next login past the cap
+    /// trims again. Without a cap a client with the password could fill the table one login
+    /// (one hash) at a time, and `sessions` would answer with all of it. The tenth of slack is
+    /// for the clients that go past the cap — scripts that log in for every job and never
+    /// log out: they pay this statement once every tenth of the cap, not at every login
+    /// (BENCHMARKS.md, "Login, 2026-12-04"). Concurrent logins of one user near the cap each
+    /// count without the others, so the cap can be passed by that many until the next login.
+    pub async fn end_oldest_beyond_cap(&self, new: &Session) {
+        // `ExprTrait` gives `or`/`and` on column conditions; scoped here, its `max`/`min`
+        // would shadow the integer and date ones elsewhere in this module.
+        use sea_orm::sea_query::ExprTrait as _;
+        let cap = std::cmp::max(self.policy.max_per_user, 1);
+        let keep_older = u64::from(cap - cap / 10 - 1);
+        let older = || {
+            session::Column::CreatedAt
+                .lt(new.created_at)
+                .or(session::Column::CreatedAt
+                    .eq(new.created_at)
+                    .and(session::Column::Id.lt(new.id)))
+        };
+        let newest_older = Query::select()
             .column(session::Column::Id)
             .from(session::Entity)
-            .and_where(session::Column::UserId.eq(user_id))
-            .and_where(session::Column::Id.ne(keep))
+            .and_where(session::Column::UserId.eq(new.user_id))
+            .and_where(older())
             .order_by(session::Column::CreatedAt, sea_orm::Order::Desc)
             .order_by(session::Column::Id, sea_orm::Order::Desc)
-            .limit(u64::from(
-                self.policy.max_per_user - self.policy.max_per_user / 10 - 1,
-            ))
+            .limit(keep_older)
             .to_owned();
-        session::Entity::delete_many()
-            .filter(session::Column::UserId.eq(user_id))
-            .filter(session::Column::Id.ne(keep))
-            .filter(session::Column::Id.not_in_subquery(newest_others))
-            .exec(conn)
-            .await?;
-        Ok(())
+        let trimmed = session::Entity::delete_many()
+            .filter(session::Column::UserId.eq(new.user_id))
+            .filter(older())
+            .filter(session::Column::Id.not_in_subquery(newest_older))
+            .exec(&self.db)
+            .await;
+        if let Err(error) = trimmed {
+            tracing::error!(user_id = %new.user_id, %error, "could not end sessions past the cap");
+        }
     }
 
     /// The caller a token stands for, or `None` when the token is unknown, expired, revoked

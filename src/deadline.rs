@@ -72,4 +72,15 @@ mod tests {
         .await;
         assert_eq!(out, Ok("committed"));
     }
+
+    #[tokio::test]
+    async fn an_abandoned_commit_is_cut_off_again() {
+        let out = run(Duration::from_millis(20), async {
+            commit_started();
+            commit_abandoned();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        })
+        .await;
+        assert!(out.is_err());
+    }
 }

@@ -163,9 +163,9 @@ impl Sessions {
         if conn.get_database_backend() == DbBackend::Postgres {
             // Asynchronous commit for this transaction only (`is_local`): PostgreSQL answers
             // without waiting for the WAL flush, which is most of its CPU for a login
-            // (BENCHMARKS.md, "Login, 2026-12-04: PostgreSQL commits a login asynchronously"). What a database crash can cost is
-            // the logins of its last fraction of a second: their tokens stop working and
-            // those users sign in again. Revocations, password changes and registrations
+            // (BENCHMARKS.md, "Login, 2026-12-04: PostgreSQL commits a login
+            // asynchronously"). What a database crash can cost is the logins of its last
+            // fraction of a second: their tokens stop working and those users sign in again. Revocations, password changes and registrations
             // keep synchronous commit; a login inside a caller's transaction (the hash
             // upgrade) makes that transaction asynchronous, and losing the upgrade leaves the
             // old hash, which still verifies. (SQLite's WAL with `synchronous=NORMAL` makes a

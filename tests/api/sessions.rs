@@ -63,16 +63,37 @@ impl TestApp {
         answer.body["data"]["me"]["username"].clone()
     }
 
-    /// A session store on the test's database with these lifetimes (and the default cap).
-    fn session_store(&self, idle_ttl: Duration, max_ttl: Duration) -> roster::sessions::Sessions {
+    /// A session store on the test's database with these lifetimes and cap.
+    fn session_store(
+        &self,
+        idle_ttl: Duration,
+        max_ttl: Duration,
+        max_per_user: u32,
+    ) -> roster::sessions::Sessions {
         roster::sessions::Sessions::new(
             self.db.clone(),
             roster::sessions::SessionPolicy {
                 idle_ttl,
                 max_ttl,
-                max_per_user: 100,
+                max_per_user,
             },
         )
+    }
+
+    /// Registers alice and returns her row and a session store (1 min idle, 2 min absolute,
+    /// `max_per_user` sessions), for tests that drive `Sessions` directly.
+    async fn alice_and_store(
+        &self,
+        max_per_user: u32,
+    ) -> (user::Model, roster::sessions::Sessions) {
+        self.alice().await;
+        let alice = self.users().await.remove(0);
+        let store = self.session_store(
+            Duration::from_secs(60),
+            Duration::from_secs(120),
+            max_per_user,
+        );
+        (alice, store)
     }
 
     async fn session_rows(&self) -> Vec<session::Model> {
@@ -150,9 +171,7 @@ async fn login_by_username_or_email_in_any_case_or_width() {
 #[tokio::test]
 async fn a_login_commit_checks_the_user_row_it_verified_against() {
     let app = spawn_app().await;
-    app.alice().await;
-    let sessions = app.session_store(Duration::from_secs(60), Duration::from_secs(120));
-    let alice = app.users().await.remove(0);
+    let (alice, sessions) = app.alice_and_store(100).await;
 
     let set_active = |active: bool| {
         let mut row = alice.clone().into_active_model();
@@ -219,9 +238,7 @@ async fn a_login_commit_waits_for_and_rechecks_a_concurrent_password_change_on_p
         "this test holds a PostgreSQL row lock; set ROSTER_TEST_DATABASE_URL"
     );
     let app = spawn_app().await;
-    app.alice().await;
-    let alice = app.users().await.remove(0);
-    let sessions = app.session_store(Duration::from_secs(60), Duration::from_secs(120));
+    let (alice, sessions) = app.alice_and_store(100).await;
 
     // A password change, written but not yet committed.
     let change = app.db.begin().await.unwrap();
@@ -297,9 +314,7 @@ async fn a_login_alone_commits_asynchronously_on_postgres() {
         "this test reads a PostgreSQL setting; set ROSTER_TEST_DATABASE_URL"
     );
     let app = spawn_app().await;
-    app.alice().await;
-    let alice = app.users().await.remove(0);
-    let sessions = app.session_store(Duration::from_secs(60), Duration::from_secs(120));
+    let (alice, sessions) = app.alice_and_store(100).await;
     // One connection, so every statement below runs on the one the login used.
     let mut options = ConnectOptions::new(app.database_url.clone());
     options.max_connections(1).min_connections(1);
@@ -626,7 +641,7 @@ async fn sessions_expire_when_idle_and_are_purged() {
         1,
         "refused before it is purged"
     );
-    let sessions = app.session_store(Duration::from_secs(1), Duration::from_secs(1));
+    let sessions = app.session_store(Duration::from_secs(1), Duration::from_secs(1), 100);
     assert_eq!(sessions.purge_expired().await.unwrap(), 1);
     assert!(app.session_rows().await.is_empty());
 }
@@ -907,17 +922,8 @@ async fn the_session_cap_trims_a_tenth_at_a_time_and_is_never_exceeded() {
 #[tokio::test]
 async fn concurrent_logins_past_the_cap_never_end_each_others_sessions() {
     let app = spawn_app_with(|c| c.sessions.max_sessions_per_user = 1).await;
-    app.alice().await;
+    let (alice, sessions) = app.alice_and_store(1).await;
     app.token("alice", GOOD_PASSWORD).await;
-    let alice = app.users().await.remove(0);
-    let sessions = roster::sessions::Sessions::new(
-        app.db.clone(),
-        roster::sessions::SessionPolicy {
-            idle_ttl: Duration::from_secs(60),
-            max_ttl: Duration::from_secs(120),
-            max_per_user: 1,
-        },
-    );
     let mut created = Vec::new();
     for _ in 0..2 {
         let new = sessions

@@ -9,7 +9,7 @@ use super::canonical::{canonical, email_canonical};
 use super::{AccountService, User};
 use crate::entity::user;
 use crate::error::AppError;
-use crate::password::{HashError, Plaintext};
+use crate::password::{HashError, Plaintext, Verified};
 use crate::ratelimit::{Admission, FailureKey};
 use crate::sessions::{NewSession, Session, Token};
 
@@ -109,10 +109,31 @@ impl AccountService {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
             _ => return Err(AppError::InvalidCredentials),
         };
+        // The password is proven from here on. Whatever stops the login now (a busy pool
+        // while re-checking, a database error, an unverified email) was not a guess and must
+        // not count against the account: a user who keeps typing the right password while
+        // the server struggles would otherwise lock themselves out. Only a login that lost a
+        // race with a password change or a deactivation stays counted, like the wrong
+        // password it has become.
+        let finished = self.finish_login(user, verified, login).await;
+        if !matches!(finished, Err(AppError::InvalidCredentials)) {
+            self.failures.succeeded(&key).await;
+        }
+        finished
+    }
+
+    /// The rest of [`AccountService::login`] once the password has verified: the email
+    /// check, the hash upgrade and the session.
+    async fn finish_login(
+        &self,
+        user: user::Model,
+        verified: Verified,
+        login: Login,
+    ) -> Result<LoggedIn, AppError> {
         if self.email.require_verified && !user.email_verified {
             // Only now, with the password right: a stranger learns nothing from it. The
-            // attempt was not a guess, so it does not count against the account.
-            self.failures.succeeded(&key).await;
+            // attempt was not a guess, so it does not count against the account (`login`
+            // clears it).
             return Err(AppError::EmailNotVerified);
         }
         if crate::password::django::WEAK_ALGORITHMS.contains(&verified.algorithm) {
@@ -139,6 +160,11 @@ impl AccountService {
         let mut created = self
             .commit_login(&user, upgraded.as_deref(), login.ip, agent)
             .await?;
+        // Only a first commit that went through stored the upgrade; a retry below does not.
+        let upgraded_from = match (&created, &upgraded) {
+            (Some(_), Some(_)) => Some(verified.algorithm),
+            _ => None,
+        };
         let mut user = user;
         if created.is_none() {
             // The row changed since the lookup. When another login of the same user upgraded
@@ -161,11 +187,10 @@ impl AccountService {
         }
         let NewSession { token, session, .. } = created;
         self.metrics.session_created();
-        self.failures.succeeded(&key).await;
         tracing::info!(
             user_id = %user.id,
             session_id = %session.id,
-            upgraded_from = upgraded.as_ref().map(|_| verified.algorithm),
+            upgraded_from,
             "logged in"
         );
         Ok(LoggedIn {

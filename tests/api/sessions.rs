@@ -340,7 +340,10 @@ async fn a_login_alone_commits_asynchronously_on_postgres() {
         "after it, on the same connection"
     );
 
-    // The usual login, one statement in a transaction of its own.
+    // The usual login, one statement in a transaction of its own: what this half shows is
+    // only that the setting does not outlive that statement on a pooled connection (the
+    // transaction above is what shows the setting is taken; an autocommit statement leaves
+    // nothing to read it in).
     sessions
         .create_for_login(&conn, alice.id, &alice.password_hash, None, None)
         .await
@@ -1140,6 +1143,53 @@ async fn spellings_of_one_unknown_address_share_a_count_as_a_real_accounts_do() 
         let answer = app.login(second, "wrong").await;
         assert_eq!(answer.code(), "RATE_LIMITED", "{second}: {}", answer.body);
     }
+}
+
+#[tokio::test]
+async fn a_right_password_the_server_fails_to_finish_does_not_count_against_the_account() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app_with(|c| {
+        c.sessions.login_failure_limit = roster::config::parse_rate_limit("2/1h").unwrap();
+    })
+    .await;
+    app.alice().await;
+    // The database refuses every new session: the password verifies, then the commit fails.
+    let postgres = app.db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let refuse = if postgres {
+        vec![
+            "CREATE FUNCTION test_refuse_session() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+            "CREATE TRIGGER test_refuse_session BEFORE INSERT ON sessions \
+             FOR EACH ROW EXECUTE FUNCTION test_refuse_session()",
+        ]
+    } else {
+        vec![
+            "CREATE TRIGGER test_refuse_session BEFORE INSERT ON sessions \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ]
+    };
+    for sql in refuse {
+        app.db.execute_unprepared(sql).await.unwrap();
+    }
+    // More right-password attempts than the failure limit allows wrong ones.
+    for _ in 0..3 {
+        let answer = app.login("alice", GOOD_PASSWORD).await;
+        assert_eq!(answer.code(), "INTERNAL_SERVER_ERROR", "{}", answer.body);
+        assert!(!answer.body.to_string().contains("refused by the test"));
+    }
+    assert_eq!(app.session_rows().await.len(), 0, "nothing half-written");
+    let drop = if postgres {
+        "DROP TRIGGER test_refuse_session ON sessions"
+    } else {
+        "DROP TRIGGER test_refuse_session"
+    };
+    app.db.execute_unprepared(drop).await.unwrap();
+    // None of them counted: alice signs in at once, and still has her full allowance after.
+    app.token("alice", GOOD_PASSWORD).await;
+    assert_eq!(
+        app.login("alice", "wrong").await.code(),
+        "INVALID_CREDENTIALS"
+    );
 }
 
 #[tokio::test]

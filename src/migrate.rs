@@ -2,11 +2,13 @@
 //! default, so `cargo run` needs no setup), safe with several processes starting at once.
 //!
 //! On PostgreSQL the whole check-and-apply runs under an advisory lock on a connection of its
-//! own: a second process waits, then finds nothing left to do. A database whose applied
+//! own, on SQLite under an exclusive lock on a file beside the database
+//! (`<database>.migrate-lock`): a second process waits, then finds nothing left to do. A database whose applied
 //! migrations this binary does not know (a newer roster migrated it) is refused, never
 //! "repaired".
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement};
@@ -26,6 +28,11 @@ pub enum SchemaError {
         "the database lacks {0} migration(s) and --migrate-on-start is false: run `roster migrate` first"
     )]
     Pending(usize),
+    #[error("cannot take the migration lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Database(#[from] DbErr),
 }
@@ -73,9 +80,18 @@ pub async fn status(db: &DatabaseConnection) -> Result<Status, DbErr> {
 
 /// Applies what is pending and answers how many migrations that was. `db` must be a pool of
 /// one connection: the advisory lock belongs to a connection, and every statement of the
-/// migration must run on the one holding it.
-pub async fn apply(db: &DatabaseConnection) -> Result<usize, SchemaError> {
+/// migration must run on the one holding it. `sqlite_file` is the database file on SQLite
+/// (`None` in memory, where no other process can share the database).
+pub async fn apply(
+    db: &DatabaseConnection,
+    sqlite_file: Option<&Path>,
+) -> Result<usize, SchemaError> {
     let postgres = db.get_database_backend() == DatabaseBackend::Postgres;
+    // Held until this function returns; the OS releases it if the process dies.
+    let _file_lock = match sqlite_file {
+        Some(file) if !postgres => Some(lock_beside(file).await?),
+        _ => None,
+    };
     if postgres {
         db.execute_unprepared(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
             .await?;
@@ -100,6 +116,29 @@ pub async fn apply(db: &DatabaseConnection) -> Result<usize, SchemaError> {
             .await;
     }
     result
+}
+
+/// Waits for an exclusive lock on `<file>.migrate-lock`. Why a file and not SQLite's own
+/// locks: a migration is many statements and sea-orm-migration opens transactions of its
+/// own, so no one SQLite transaction can hold the database from the check to the last
+/// migration; without this, two processes starting together on a fresh file both read
+/// "nothing applied" and the second fails on a column or index the first just made. The lock
+/// file stays (removing it would race with a process that just opened it).
+async fn lock_beside(file: &Path) -> Result<std::fs::File, SchemaError> {
+    let path = format!("{}.migrate-lock", file.display());
+    let locking = path.clone();
+    let locked = tokio::task::spawn_blocking(move || {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&locking)?;
+        lock.lock()?;
+        Ok(lock)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    locked.map_err(|source| SchemaError::Lock { path, source })
 }
 
 /// For a process that does not migrate: the schema must be exactly what this build expects.

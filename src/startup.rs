@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use tokio::net::TcpListener;
 
 use crate::accounts::{AccountService, EmailPolicy, RegistrationPolicy};
@@ -86,7 +86,7 @@ impl Application {
         // statement timeout the serving pool has: an index build may take longer.
         let admin = connect_with(&config, Vec::new(), 1).await?;
         if config.migrate_on_start {
-            migrate(&admin).await?;
+            migrate(&admin, &config).await?;
         } else {
             crate::migrate::check(&admin).await?;
         }
@@ -370,8 +370,9 @@ impl Application {
 
 /// Applies pending migrations under the database lock, then fills data a migration left to
 /// code (look-alike keys of users created before they existed).
-async fn migrate(admin: &DatabaseConnection) -> Result<usize, StartupError> {
-    let applied = crate::migrate::apply(admin).await?;
+async fn migrate(admin: &DatabaseConnection, config: &Config) -> Result<usize, StartupError> {
+    let file = sqlite_file(&config.database_url).map(std::path::Path::new);
+    let applied = crate::migrate::apply(admin, file).await?;
     let filled = crate::accounts::backfill_skeletons(admin)
         .await
         .map_err(StartupError::Migration)?;
@@ -395,7 +396,7 @@ pub async fn migrate_command(config: &Config) -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = migrate(&admin).await;
+    let result = migrate(&admin, config).await;
     let _ = admin.close().await;
     match result {
         Ok(0) => {
@@ -453,7 +454,7 @@ pub async fn import_django(
         let admin = connect_with(config, Vec::new(), 1)
             .await
             .map_err(|e| e.to_string())?;
-        migrate(&admin).await.map_err(|e| e.to_string())?;
+        migrate(&admin, config).await.map_err(|e| e.to_string())?;
         let _ = admin.close().await;
         let db = connect(config, custom_plans)
             .await
@@ -743,9 +744,36 @@ async fn connect_with(
         // BENCHMARKS.md "Login, 2026-12-04").
         options.test_before_acquire_if_idle_for(Duration::from_secs(1));
     }
-    Database::connect(options)
-        .await
-        .map_err(StartupError::Database)
+    // Several processes opening one fresh SQLite file together: switching it to WAL needs the
+    // database to itself, and that first open answers SQLITE_BUSY at once instead of waiting
+    // out the busy timeout. Try again for as long as the busy timeout would have waited.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match Database::connect(options.clone()).await {
+            Err(e) if sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other.map_err(StartupError::Database),
+        }
+    }
+}
+
+/// SQLite's "database is locked" (`SQLITE_BUSY` and its extended codes).
+fn sqlite_busy(e: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = e
+    else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(e) = &**e else {
+        return false;
+    };
+    e.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+        .is_some()
+        && e.code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 5)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -756,7 +756,7 @@ async fn emails_left_by_a_killed_server_are_delivered_by_the_next_one() {
     drop(second);
     db.close().await.ok();
     if let Some(path) = sqlite_file {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
@@ -805,7 +805,7 @@ async fn without_smtp_the_email_is_printed_and_its_link_works() {
     );
     drop(server);
     if let Some(path) = sqlite_file {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }

@@ -92,7 +92,7 @@ fn roster(database_url: &str, args: &[&str]) -> (Option<i32>, String) {
 
 fn remove_sqlite(file: Option<std::path::PathBuf>) {
     if let Some(path) = file {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
@@ -136,6 +136,35 @@ async fn without_migrate_on_start_an_unmigrated_or_newer_database_is_refused() {
             "{args:?}: {said}"
         );
     }
+    remove_sqlite(file);
+}
+
+#[tokio::test]
+async fn processes_migrating_one_database_at_once_all_succeed() {
+    // PostgreSQL serializes them with an advisory lock, SQLite with a lock file beside the
+    // database: without it, the second process reads "nothing applied" in a snapshot that the
+    // first one's commit makes stale, and fails on a locked database or an existing table.
+    let (url, file) = fresh_database_url().await;
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || roster(&url, &["migrate"]))
+        })
+        .collect();
+    let mut applied = 0;
+    for run in runs {
+        let (code, said) = run.join().unwrap();
+        assert_eq!(code, Some(0), "{said}");
+        if said.contains("migration(s) applied") {
+            applied += 1;
+        } else {
+            assert!(said.contains("up to date"), "{said}");
+        }
+    }
+    assert_eq!(
+        applied, 1,
+        "one process did the work, the others found it done"
+    );
     remove_sqlite(file);
 }
 

@@ -64,7 +64,7 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(path) = &self.sqlite_file {
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
         }

@@ -123,17 +123,29 @@ pub async fn apply(
 /// own, so no one SQLite transaction can hold the database from the check to the last
 /// migration; without this, two processes starting together on a fresh file both read
 /// "nothing applied" and the second fails on a column or index the first just made. The lock
-/// file stays (removing it would race with a process that just opened it).
+/// file stays (removing it would race with a process that just opened it). It is opened
+/// for reading when it exists (a lock needs no more), so one left by another user — a
+/// `sudo roster migrate` — does not lock the service's own user out.
 async fn lock_beside(file: &Path) -> Result<std::fs::File, SchemaError> {
     let path = format!("{}.migrate-lock", file.display());
     let locking = path.clone();
     let locked = tokio::task::spawn_blocking(move || {
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&locking)?;
-        lock.lock()?;
+        let lock = match std::fs::File::open(&locking) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&locking)?,
+            other => other?,
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::info!(lock = %locking, "another process is migrating this database; waiting for it");
+                lock.lock()?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
         Ok(lock)
     })
     .await

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use tokio::net::TcpListener;
 
@@ -371,8 +371,8 @@ impl Application {
 /// Applies pending migrations under the database lock, then fills data a migration left to
 /// code (look-alike keys of users created before they existed).
 async fn migrate(admin: &DatabaseConnection, config: &Config) -> Result<usize, StartupError> {
-    let file = sqlite_file(&config.database_url).map(std::path::Path::new);
-    let applied = crate::migrate::apply(admin, file).await?;
+    let file = sqlite_file_to_migrate(&config.database_url);
+    let applied = crate::migrate::apply(admin, file.as_deref()).await?;
     let filled = crate::accounts::backfill_skeletons(admin)
         .await
         .map_err(StartupError::Migration)?;
@@ -530,9 +530,9 @@ async fn import_status(config: &Config) -> std::process::ExitCode {
         let params = config.hashing.params().map_err(|e| e.to_string())?;
         // The default URL creates its SQLite file (`mode=rwc`); a status must not.
         if let Some(path) = sqlite_file(&config.database_url)
-            && !std::path::Path::new(path).exists()
+            && !path.exists()
         {
-            return Err(format!("no database at {path}"));
+            return Err(format!("no database at {}", path.display()));
         }
         let db = connect(config, Vec::new())
             .await
@@ -561,8 +561,8 @@ async fn import_status(config: &Config) -> std::process::ExitCode {
                 println!("  {algorithm:<30} {n:>10}");
             }
             println!(
-                "to upgrade at next login: {} (hashes other than Argon2id with the configured parameters)",
-                s.to_upgrade
+                "to upgrade at next login: {} (hashes other than Argon2id with the configured parameters; {} more on deactivated accounts, which cannot log in)",
+                s.to_upgrade, s.to_upgrade_inactive
             );
             ExitCode::SUCCESS
         }
@@ -573,12 +573,46 @@ async fn import_status(config: &Config) -> std::process::ExitCode {
     }
 }
 
-/// The file a `sqlite:` URL names, if it names one (not `:memory:`).
-fn sqlite_file(url: &str) -> Option<&str> {
+/// The file a `sqlite:` URL names, as sqlx reads it (percent-decoded), if it names one (not
+/// an in-memory database).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    sqlite_options(url).map(|(options, _)| options.get_filename().to_path_buf())
+}
+
+/// The file to take the migration lock beside: [`sqlite_file`], unless the URL opens it
+/// read-only or immutable (nothing can be migrated there, and its directory may be
+/// read-only).
+fn sqlite_file_to_migrate(url: &str) -> Option<std::path::PathBuf> {
+    let (options, query) = sqlite_options(url)?;
+    let read_only = query
+        .iter()
+        .any(|(key, value)| (key == "mode" && value == "ro") || key == "immutable");
+    (!read_only).then(|| options.get_filename().to_path_buf())
+}
+
+/// sqlx's reading of a `sqlite:` URL that names a file (not an in-memory database), and the
+/// URL's query pairs. (The query is split here: sqlx keeps its reading private, and its
+/// `to_url_lossy` panics on an in-memory database's internal name.)
+fn sqlite_options(url: &str) -> Option<(SqliteConnectOptions, Vec<(String, String)>)> {
+    use std::str::FromStr as _;
     let rest = url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && path != ":memory:").then_some(path)
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let query: Vec<(String, String)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key.to_owned(), value.to_owned())
+        })
+        .collect();
+    let path = path.strip_prefix("//").unwrap_or(path);
+    let memory = path.is_empty()
+        || path == ":memory:"
+        || query
+            .iter()
+            .any(|(key, value)| key == "mode" && value == "memory");
+    (!memory).then_some((options, query))
 }
 
 /// `roster outbox list|retry`: prints to stdout; exit 0, 1 when `retry ID` found no failed
@@ -797,4 +831,43 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn sqlite_urls_name_the_file_sqlx_opens_and_the_lock_goes_beside_writable_ones() {
+        let file = |url| sqlite_file(url);
+        let to_migrate = |url| sqlite_file_to_migrate(url);
+        assert_eq!(
+            file("sqlite://roster.db?mode=rwc"),
+            Some(PathBuf::from("roster.db"))
+        );
+        assert_eq!(
+            file("sqlite:///var/lib/roster/my%20db.db"),
+            Some(PathBuf::from("/var/lib/roster/my db.db")),
+            "percent-decoded as sqlx decodes it"
+        );
+        for memory in [
+            "sqlite::memory:",
+            "sqlite://?mode=memory",
+            "sqlite://a.db?mode=memory",
+        ] {
+            assert_eq!(file(memory), None, "{memory}");
+            assert_eq!(to_migrate(memory), None, "{memory}");
+        }
+        assert_eq!(
+            to_migrate("sqlite://roster.db?mode=rwc"),
+            Some(PathBuf::from("roster.db"))
+        );
+        for read_only in ["sqlite://a.db?mode=ro", "sqlite://a.db?immutable=true"] {
+            assert_eq!(file(read_only), Some(PathBuf::from("a.db")), "{read_only}");
+            assert_eq!(to_migrate(read_only), None, "{read_only}");
+        }
+        assert_eq!(file("postgres://u@h/db"), None);
+        assert_eq!(to_migrate("postgres://u@h/db"), None);
+    }
 }

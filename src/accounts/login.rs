@@ -42,7 +42,7 @@ impl AccountService {
     /// answer, [`AppError::InvalidCredentials`], after the same work: one Argon2id
     /// verification (against a dummy hash when there is no account) and one attempt counted
     /// against the account, or against the identifier's canonical form when there is none
-    /// (cleared by a success). A key that has used up `--login-failure-limit` is answered
+    /// (cleared once the password verifies). A key that has used up `--login-failure-limit` is answered
     /// `RATE_LIMITED` before the hash pool is touched.
     ///
     /// `admit` is the per-client limit (`--login-rate-limit`), spent only once a hash-queue
@@ -109,15 +109,17 @@ impl AccountService {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
             _ => return Err(AppError::InvalidCredentials),
         };
-        // The password is proven from here on. Whatever stops the login now (a busy pool
-        // while re-checking, a database error, an unverified email) was not a guess and must
-        // not count against the account: a user who keeps typing the right password while
-        // the server struggles would otherwise lock themselves out. Only a login that lost a
-        // race with a password change or a deactivation stays counted, like the wrong
-        // password it has become.
+        // The password is proven: the attempt was not a guess, so its count is cleared now,
+        // before anything else can fail or the request be dropped (a busy pool while
+        // re-checking, a database error, the deadline, a client that hangs up, an unverified
+        // email). A user who keeps typing the right password while the server struggles is
+        // not locked out by it. A login that then loses a race with a password change or a
+        // deactivation answers like the wrong password it has become, and counts like one.
+        self.failures.succeeded(&key).await;
         let finished = self.finish_login(user, verified, login).await;
-        if !matches!(finished, Err(AppError::InvalidCredentials)) {
-            self.failures.succeeded(&key).await;
+        if matches!(finished, Err(AppError::InvalidCredentials)) {
+            // Counted again, not refused: the answer is already decided.
+            let _ = self.failures.begin(&key).await;
         }
         finished
     }

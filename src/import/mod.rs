@@ -192,8 +192,11 @@ pub struct HashStatus {
     /// (Django's hashers, Argon2 with other parameters as `argon2id (other parameters)`) is
     /// replaced at the user's next login. `unusable` (Django's `!…`) and `unknown` never log in.
     pub by_algorithm: BTreeMap<String, u64>,
-    /// Users whose next successful login rewrites their hash.
+    /// Active users whose next successful login rewrites their hash.
     pub to_upgrade: u64,
+    /// Deactivated users with such a hash: they cannot log in, so only a reactivation (then
+    /// a login) or a password reset moves them; counted apart so `to_upgrade` can reach 0.
+    pub to_upgrade_inactive: u64,
 }
 
 /// Counts users by stored hash, reading only that column, as a stream (memory does not
@@ -208,15 +211,20 @@ pub async fn status(
         .select_only()
         .column(user::Column::PasswordHash)
         .column(user::Column::LegacyId)
-        .into_tuple::<(String, Option<i64>)>()
+        .column(user::Column::IsActive)
+        .into_tuple::<(String, Option<i64>, bool)>()
         .stream(db)
         .await?;
-    while let Some((hash, legacy_id)) = hashes.try_next().await? {
+    while let Some((hash, legacy_id, is_active)) = hashes.try_next().await? {
         status.users += 1;
         status.imported += u64::from(legacy_id.is_some());
         let name = match StoredHash::parse(&hash) {
             Ok(stored) if stored.needs_rehash(configured) => {
-                status.to_upgrade += 1;
+                if is_active {
+                    status.to_upgrade += 1;
+                } else {
+                    status.to_upgrade_inactive += 1;
+                }
                 match stored.algorithm() {
                     "argon2id" => "argon2id (other parameters)",
                     other => other,

@@ -1193,6 +1193,55 @@ async fn a_right_password_the_server_fails_to_finish_does_not_count_against_the_
 }
 
 #[tokio::test]
+async fn a_login_that_loses_a_race_with_a_password_change_counts_as_a_failure() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let app = std::sync::Arc::new(
+        spawn_app_with(|c| {
+            crate::helpers::slow_hash(c);
+            c.sessions.login_failure_limit = roster::config::parse_rate_limit("1/1h").unwrap();
+        })
+        .await,
+    );
+    app.alice().await;
+    let changed = app
+        .hasher
+        .hash(roster::password::Plaintext::new(NEW_PASSWORD.into()))
+        .await
+        .unwrap();
+    let racing = {
+        let app = app.clone();
+        tokio::spawn(async move { app.login("alice", GOOD_PASSWORD).await })
+    };
+    // While that login verifies the old password, the password changes under it.
+    let started = std::time::Instant::now();
+    while app.hasher.active() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the login never hashed"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(changed))
+        .filter(user::Column::UsernameCanonical.eq("alice"))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.hasher.active(),
+        1,
+        "the change landed while the login was verifying"
+    );
+    let answer = racing.await.unwrap();
+    assert_eq!(answer.code(), "INVALID_CREDENTIALS", "{}", answer.body);
+    assert_eq!(app.session_rows().await.len(), 0);
+    // It counted as the wrong password it became: the one attempt the limit allows is spent.
+    let next = app.login("alice", NEW_PASSWORD).await;
+    assert_eq!(next.code(), "RATE_LIMITED", "{}", next.body);
+}
+
+#[tokio::test]
 async fn a_session_ended_by_the_document_is_anonymous_for_the_rest_of_it() {
     let app = spawn_app().await;
     app.alice().await;

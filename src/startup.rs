@@ -576,43 +576,36 @@ async fn import_status(config: &Config) -> std::process::ExitCode {
 /// The file a `sqlite:` URL names, as sqlx reads it (percent-decoded), if it names one (not
 /// an in-memory database).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    sqlite_options(url).map(|(options, _)| options.get_filename().to_path_buf())
+    sqlite_url(url).map(|(file, _)| file)
 }
 
 /// The file to take the migration lock beside: [`sqlite_file`], unless the URL opens it
 /// read-only or immutable (nothing can be migrated there, and its directory may be
 /// read-only).
 fn sqlite_file_to_migrate(url: &str) -> Option<std::path::PathBuf> {
-    let (options, query) = sqlite_options(url)?;
+    let (file, query) = sqlite_url(url)?;
     let read_only = query
         .iter()
-        .any(|(key, value)| (key == "mode" && value == "ro") || key == "immutable");
-    (!read_only).then(|| options.get_filename().to_path_buf())
+        .any(|&(key, value)| (key, value) == ("mode", "ro") || key == "immutable");
+    (!read_only).then_some(file)
 }
 
-/// sqlx's reading of a `sqlite:` URL that names a file (not an in-memory database), and the
-/// URL's query pairs. (The query is split here: sqlx keeps its reading private, and its
+/// The file sqlx opens for a `sqlite:` URL that names one (not an in-memory database), and
+/// the URL's query pairs. (The query is split here: sqlx keeps its reading private, and its
 /// `to_url_lossy` panics on an in-memory database's internal name.)
-fn sqlite_options(url: &str) -> Option<(SqliteConnectOptions, Vec<(String, String)>)> {
+fn sqlite_url(url: &str) -> Option<(std::path::PathBuf, Vec<(&str, &str)>)> {
     use std::str::FromStr as _;
     let rest = url.strip_prefix("sqlite:")?;
     let options = SqliteConnectOptions::from_str(url).ok()?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let query: Vec<(String, String)> = query
+    let query: Vec<(&str, &str)> = query
         .split('&')
         .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key.to_owned(), value.to_owned())
-        })
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
         .collect();
     let path = path.strip_prefix("//").unwrap_or(path);
-    let memory = path.is_empty()
-        || path == ":memory:"
-        || query
-            .iter()
-            .any(|(key, value)| key == "mode" && value == "memory");
-    (!memory).then_some((options, query))
+    let memory = path.is_empty() || path == ":memory:" || query.contains(&("mode", "memory"));
+    (!memory).then(|| (options.get_filename().to_path_buf(), query))
 }
 
 /// `roster outbox list|retry`: prints to stdout; exit 0, 1 when `retry ID` found no failed

@@ -22,8 +22,9 @@
 //! `ROSTER_BENCH_ONLY=login|ratio|register|invalid` runs one phase; `ROSTER_BENCH_RUNS=N`;
 //! `ROSTER_BENCH_SERVER=/path/to/roster` serves the load from another build.
 //!
-//! PostgreSQL: `ROSTER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! a fresh database is created per run and dropped afterwards.
+//! PostgreSQL: `ROSTER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`;
+//! a query string is kept, e.g. `?sslmode=disable`, or `?host=/var/run/postgresql` for the
+//! Unix socket); a fresh database is created per run and dropped afterwards.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -789,9 +790,15 @@ impl BenchDatabase {
                     .await
                     .unwrap();
                 db.close().await.ok();
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                // The database name is the path's last segment; a query string (`?host=` for
+                // a Unix socket, `?sslmode=`) stays as it is.
+                let (path, query) = admin
+                    .split_once('?')
+                    .map_or((admin.as_str(), None), |(p, q)| (p, Some(q)));
+                let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
                 Self {
-                    url: format!("{base}/{name}"),
+                    url: format!("{base}/{name}{query}"),
                     cleanup: Cleanup::Postgres { admin, name },
                 }
             }

@@ -169,6 +169,61 @@ async fn processes_migrating_one_database_at_once_all_succeed() {
 }
 
 #[tokio::test]
+async fn opening_a_sqlite_file_while_another_process_writes_to_it_waits_for_its_turn() {
+    // SQLite on both passes: this is about opening a SQLite file. Switching a database to WAL
+    // needs it to itself, and while another connection holds its write lock, SQLite answers
+    // "database is locked" at once, without waiting out the busy timeout. `roster` then tries
+    // again until the writer is done (the case of several processes opening a fresh file).
+    use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sea_orm::sqlx::{ConnectOptions, Connection, Executor};
+    let path = std::env::temp_dir().join(format!(
+        "roster_test_busy_{}.db",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut writer = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Delete)
+        .connect()
+        .await
+        .unwrap();
+    writer.execute("CREATE TABLE other (x)").await.unwrap();
+    writer.execute("BEGIN IMMEDIATE").await.unwrap();
+    writer
+        .execute("INSERT INTO other VALUES (1)")
+        .await
+        .unwrap();
+    let held = Duration::from_millis(400);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        writer.execute("COMMIT").await.unwrap();
+        writer.close().await.unwrap();
+    });
+
+    let started = Instant::now();
+    let config = crate::helpers::test_config(url);
+    let opened = roster::startup::connect(&config, vec![]).await;
+    let waited = started.elapsed();
+    release.await.unwrap();
+    let db = opened.expect("the open waits for the writer instead of failing");
+    assert!(
+        waited >= held - Duration::from_millis(50),
+        "the open did not meet the lock (took {waited:?}): the test proves nothing"
+    );
+    let mode = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(mode[0].try_get_by_index::<String>(0).unwrap(), "wal");
+    db.close().await.unwrap();
+    remove_sqlite(Some(path));
+}
+
+#[tokio::test]
 async fn metrics_are_prefixed_count_outcomes_and_carry_no_user_data() {
     let app = spawn_app_with(|_| {}).await;
     let (name, email) = unique_user();

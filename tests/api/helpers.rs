@@ -84,6 +84,7 @@ pub async fn fresh_database_url() -> (String, Option<PathBuf>) {
             let admin = Database::connect(&admin_url)
                 .await
                 .expect("ROSTER_TEST_DATABASE_URL must point to a reachable Postgres");
+            drop_stale_databases(&admin).await;
             admin
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
@@ -99,6 +100,45 @@ pub async fn fresh_database_url() -> (String, Option<PathBuf>) {
             (format!("sqlite://{}?mode=rwc", path.display()), Some(path))
         }
     }
+}
+
+/// Drops, once per test process, the test databases of earlier runs: tests do not drop their
+/// own (a test's server still holds connections when it ends), so without this every local
+/// run would leave its databases behind. Only databases created over an hour ago (the time is
+/// in the name's UUIDv7) go, so a run in progress elsewhere keeps its own.
+async fn drop_stale_databases(admin: &DatabaseConnection) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let Ok(rows) = admin
+            .query_all_raw(sea_orm::Statement::from_string(
+                admin.get_database_backend(),
+                "SELECT datname FROM pg_database WHERE datname LIKE 'roster\\_test\\_%'",
+            ))
+            .await
+        else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for row in rows {
+            let Ok(name) = row.try_get_by_index::<String>(0) else {
+                continue;
+            };
+            let created = name
+                .strip_prefix("roster_test_")
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                .and_then(|id| id.get_timestamp())
+                .map(|t| t.to_unix().0);
+            if created.is_some_and(|t| t + 3600 < now) {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        }
+    })
+    .await;
 }
 
 /// The configuration every test starts from: defaults, a free port, a fresh database,

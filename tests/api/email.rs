@@ -755,11 +755,7 @@ async fn emails_left_by_a_killed_server_are_delivered_by_the_next_one() {
     );
     drop(second);
     db.close().await.ok();
-    if let Some(path) = sqlite_file {
-        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
+    crate::helpers::remove_sqlite(sqlite_file);
 }
 
 #[tokio::test]
@@ -804,11 +800,7 @@ async fn without_smtp_the_email_is_printed_and_its_link_works() {
         "{verified}"
     );
     drop(server);
-    if let Some(path) = sqlite_file {
-        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
+    crate::helpers::remove_sqlite(sqlite_file);
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    GOOD_PASSWORD, REGISTER, fresh_database_url, on_postgres, spawn_app_with, unique_user,
+    GOOD_PASSWORD, REGISTER, fresh_database_url, on_postgres, remove_sqlite, spawn_app_with,
+    unique_user,
 };
 use crate::mailbox::{SmtpServer, free_port};
 use crate::process::Process;
@@ -88,14 +89,6 @@ fn roster(database_url: &str, args: &[&str]) -> (Option<i32>, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-fn remove_sqlite(file: Option<std::path::PathBuf>) {
-    if let Some(path) = file {
-        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
 }
 
 #[tokio::test]

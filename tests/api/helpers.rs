@@ -63,10 +63,15 @@ pub struct TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(path) = &self.sqlite_file {
-            for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
+        remove_sqlite(self.sqlite_file.take());
+    }
+}
+
+/// Removes a test's SQLite database and every file SQLite or roster made beside it.
+pub fn remove_sqlite(file: Option<PathBuf>) {
+    if let Some(path) = file {
+        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
 }

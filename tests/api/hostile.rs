@@ -888,12 +888,13 @@ async fn get_variables_with_repeated_keys_are_refused() {
 
 #[tokio::test]
 async fn bad_settings_fail_at_start_up_with_a_message() {
-    let (url, _) = crate::helpers::fresh_database_url().await;
+    let (url, file) = crate::helpers::fresh_database_url().await;
     let mut config = crate::helpers::test_config(url);
     config.limits.cors_origins = vec!["*".into()];
     let error = roster::startup::Application::build(config)
         .await
         .err()
         .expect("refused");
+    crate::helpers::remove_sqlite(file);
     assert!(error.to_string().contains("--cors-origins"), "{error}");
 }

@@ -20,7 +20,8 @@
 //! the server's `/proc/<pid>/status` VmRSS sampled every 10 ms.
 //!
 //! `ROSTER_BENCH_ONLY=login|ratio|register|invalid` runs one phase; `ROSTER_BENCH_RUNS=N`;
-//! `ROSTER_BENCH_SERVER=/path/to/roster` serves the load from another build.
+//! `ROSTER_BENCH_SERVER=/path/to/roster` serves the load from another build;
+//! `ROSTER_BENCH_LOGIN_ACCOUNTS=N` spreads the logins over N accounts (default 1).
 //!
 //! PostgreSQL: `ROSTER_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`;
 //! a query string is kept, e.g. `?sslmode=disable`, or `?host=/var/run/postgresql` for the
@@ -628,20 +629,23 @@ async fn one_run(backend: Backend, plan: Plan) -> RunResult {
     result
 }
 
-/// Logins: one account, the right password, as many clients as the register phase; then
-/// failed logins, an unknown identifier and a wrong password interleaved on each connection
-/// so both see the same load, for the timing comparison.
+/// Logins: one account (or `ROSTER_BENCH_LOGIN_ACCOUNTS`), the right password, as many
+/// clients as the register phase; then failed logins, an unknown identifier and a wrong
+/// password interleaved on each connection so both see the same load, for the timing
+/// comparison.
 async fn login_phase(server: &Server, plan: Plan, result: &mut RunResult) {
     let mut conn = Conn::open(server.addr).await.expect("connect");
-    let (status, body) = conn
-        .send(&register_body(Payload::LoginAccount))
-        .await
-        .expect("register the login account");
-    assert!(
-        status == 200 && contains(&body, b"\"register\":{\"id\""),
-        "login account: {}",
-        String::from_utf8_lossy(&body)
-    );
+    for account in 0..login_accounts() {
+        let (status, body) = conn
+            .send(&register_body(Payload::LoginAccount(account)))
+            .await
+            .expect("register a login account");
+        assert!(
+            status == 200 && contains(&body, b"\"register\":{\"id\""),
+            "login account: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
     // Slices of load between raw measurements: this machine's raw rate moves by a quarter
     // within a minute, so one measurement on each side of a long phase says little about
     // the middle of it.
@@ -977,8 +981,9 @@ enum Payload {
     InvalidNamed,
     /// A taken username with otherwise valid input: caught by the pre-check.
     Duplicate,
-    /// Registers the account the login phases use.
-    LoginAccount,
+    /// Registers the `n`th account the login phase uses (the first one also serves the
+    /// failed-login timing).
+    LoginAccount(usize),
     /// A login with the right password: one verification, one session row.
     Login,
 }
@@ -1039,14 +1044,34 @@ async fn failed_login_timing(addr: SocketAddr, clients: usize, secs: f64) -> (Ve
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How many accounts the login phase spreads its logins over, round robin
+/// (`ROSTER_BENCH_LOGIN_ACCOUNTS`, default 1: every login is the same user's, the worst case
+/// for the database, which serializes them on that user's row).
+fn login_accounts() -> usize {
+    std::env::var("ROSTER_BENCH_LOGIN_ACCOUNTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+/// The `account`th login account of this run; the first is also the failed-login timing's.
+fn login_account_name(run: u32, account: usize) -> String {
+    if account == 0 {
+        format!("bench_login_{run}")
+    } else {
+        format!("bench_login_{run}_{account}")
+    }
+}
+
 fn register_body(payload: Payload) -> Vec<u8> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let run = std::process::id();
     if payload == Payload::Login {
-        return login_body(
-            &format!("BENCH_LOGIN_{run}"),
-            &format!("{PASSWORD_BASE}-login"),
-        );
+        // Round robin over the accounts, in another case than registered (the canonical
+        // lookup is part of the path measured).
+        let name = login_account_name(run, n as usize % login_accounts()).to_uppercase();
+        return login_body(&name, &format!("{PASSWORD_BASE}-login"));
     }
     let (username, email, password) = match payload {
         Payload::Unique => (
@@ -1069,11 +1094,12 @@ fn register_body(payload: Payload) -> Vec<u8> {
             format!("dup_{run}_{n}@example.com"),
             format!("{PASSWORD_BASE}-{n}"),
         ),
-        Payload::LoginAccount | Payload::Login => (
-            format!("bench_login_{run}"),
-            format!("bench_login_{run}@example.com"),
-            format!("{PASSWORD_BASE}-login"),
-        ),
+        Payload::LoginAccount(account) => {
+            let name = login_account_name(run, account);
+            let email = format!("{name}@example.com");
+            (name, email, format!("{PASSWORD_BASE}-login"))
+        }
+        Payload::Login => unreachable!("answered above"),
     };
     let body = format!(
         r#"{{"query":"mutation R($i: RegisterInput!) {{ register(input: $i) {{ id }} }}","variables":{{"i":{{"username":"{username}","email":"{email}","password":"{password}"}}}}}}"#

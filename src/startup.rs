@@ -757,7 +757,8 @@ async fn connect_with(
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
-        });
+        })
+        .map_sqlx_sqlite_pool_opts(|o| o.after_connect(|conn, _| Box::pin(plan_once(conn))));
     if config.database_url.starts_with("sqlite:") {
         // sqlx pings a connection when it goes back to the pool, and by default again when
         // it is taken out. On SQLite a ping is only a hand-off to the connection's own thread
@@ -783,6 +784,44 @@ async fn connect_with(
             other => return other.map_err(StartupError::Database),
         }
     }
+}
+
+/// Turns on SQLite's query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`) for a
+/// new connection: a statement is planned once, when sqlx first prepares it, whatever values
+/// are bound to it later.
+///
+/// Why: without it SQLite marks a statement for re-preparing whenever a newly bound value
+/// *could* change its plan, and since 3.4x a bound `LIMIT ?` is such a value. sea-orm binds
+/// every limit, `.one()`'s `LIMIT 1` included, so most of roster's statements were parsed
+/// and planned again at every execution: 27% of the instructions of a login on SQLite, and
+/// 60% of SQLite's own (callgrind, BENCHMARKS.md "SQLite re-planned its statements at every execution").
+/// What the guarantee costs: plans that depend on a bound value (a partial index matched by
+/// it, `LIKE ?` prefix ranges, STAT4 samples after `ANALYZE`); roster has none of them.
+///
+/// sqlx has no setting for it, so this is one FFI call on the connection's handle.
+async fn plan_once(conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
+    use std::ffi::c_int;
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    let mut now_on: c_int = -1;
+    // SAFETY: `db` is the connection's open handle, held locked by `handle` (sqlx's worker
+    // thread does not touch it meanwhile) for the whole call. `SQLITE_DBCONFIG_ENABLE_QPSG`
+    // takes exactly an `int` (1: on) and an `int*` that SQLite writes the new setting to;
+    // `now_on` outlives the call.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as c_int,
+            &mut now_on as *mut c_int,
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK || now_on != 1 {
+        return Err(sea_orm::sqlx::Error::Configuration(
+            format!("SQLite refused SQLITE_DBCONFIG_ENABLE_QPSG (code {rc})").into(),
+        ));
+    }
+    Ok(())
 }
 
 /// SQLite's "database is locked" (`SQLITE_BUSY` and its extended codes).

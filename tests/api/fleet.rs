@@ -217,6 +217,49 @@ async fn opening_a_sqlite_file_while_another_process_writes_to_it_waits_for_its_
 }
 
 #[tokio::test]
+async fn every_sqlite_connection_plans_a_statement_once_whatever_is_bound_later() {
+    // SQLite on both passes: the setting is SQLite's. Without the planner stability
+    // guarantee SQLite re-parses and re-plans a statement at every execution whose bound
+    // `LIMIT ?` changed binding (every sea-orm `.one()`): a quarter of a login's work
+    // (BENCHMARKS.md). Read back on several connections at once, so that connections the
+    // pool opens after the first carry it too.
+    let path = std::env::temp_dir().join(format!(
+        "roster_test_qpsg_{}.db",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let config = crate::helpers::test_config(url);
+    let db = roster::startup::connect(&config, vec![]).await.unwrap();
+    let pool = db.get_sqlite_connection_pool();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = pool.acquire().await.unwrap();
+        let mut handle = conn.lock_handle().await.unwrap();
+        let mut on: std::ffi::c_int = -1;
+        // SAFETY: the handle is open and locked for the call; a negative first argument
+        // only reads the setting, which SQLite writes to `on`.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_db_config(
+                handle.as_raw_handle().as_ptr(),
+                libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+                -1 as std::ffi::c_int,
+                &mut on as *mut std::ffi::c_int,
+            )
+        };
+        assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
+        assert_eq!(
+            on, 1,
+            "a pooled SQLite connection plans statements per binding"
+        );
+        drop(handle);
+        held.push(conn);
+    }
+    drop(held);
+    db.close().await.unwrap();
+    remove_sqlite(Some(path));
+}
+
+#[tokio::test]
 async fn metrics_are_prefixed_count_outcomes_and_carry_no_user_data() {
     let app = spawn_app_with(|_| {}).await;
     let (name, email) = unique_user();

@@ -14,21 +14,17 @@ BIN=${1:-target/release/roster}
 DB=${2:-sqlite}
 N=${3:-300}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
+source "$(dirname "$0")/scratch_db.sh"
 dir=$(mktemp -d)
+name="roster_login_instr_$$"
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  if [ "$DB" != sqlite ]; then psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $name" postgres || true; fi
+  drop_scratch_db "$DB" "$name"
   rm -rf "$dir"
 }
 trap cleanup EXIT
-if [ "$DB" = sqlite ]; then
-  url="sqlite://$dir/db.sqlite?mode=rwc"
-else
-  name="roster_login_instr_$$"
-  PGOPTIONS="-c client_min_messages=warning" psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" postgres
-  url="postgres://postgres@127.0.0.1:5432/$name"
-fi
+scratch_db "$DB" "$dir" "$name"
 port=$((20000 + RANDOM % 20000))
 ROSTER_REGISTER_RATE_LIMIT=off ROSTER_REQUEST_RATE_LIMIT=off ROSTER_LOGIN_RATE_LIMIT=off \
 ROSTER_LOGIN_FAILURE_LIMIT=off ROSTER_ARGON2_MEMORY_KIB=64 ROSTER_ARGON2_ITERATIONS=1 \

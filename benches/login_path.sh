@@ -12,13 +12,9 @@ DB=${2:-sqlite}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-if [ "$DB" = sqlite ]; then
-  url="sqlite://$dir/db.sqlite?mode=rwc"
-else
-  name="roster_login_path_$$"
-  PGOPTIONS="-c client_min_messages=warning" psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" postgres
-  url="postgres://postgres@127.0.0.1:5432/$name"
-fi
+source "$(dirname "$0")/scratch_db.sh"
+name="roster_login_path_$$"
+scratch_db "$DB" "$dir" "$name"
 port=$((20000 + RANDOM % 20000))
 ROSTER_REGISTER_RATE_LIMIT=off ROSTER_REQUEST_RATE_LIMIT=off ROSTER_MAX_CONNECTIONS_PER_IP=100000 \
 ROSTER_LOGIN_RATE_LIMIT=off ROSTER_LOGIN_FAILURE_LIMIT=off ROSTER_ARGON2_MEMORY_KIB=64 \
@@ -58,4 +54,4 @@ if echo "$out" | grep -qi "non-2xx" || ! echo "$out" | grep -q "^failed logins: 
 fi
 rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
 python3 -c "print(f'logins/s {float(\"$rps\"):.0f}; server CPU per login {($after - $before) * 10 / (float(\"$rps\") * 10):.3f} ms' + ('' if '$DB' == 'sqlite' else f'; PostgreSQL CPU per login {($pg_after - $pg_before) * 10 / (float(\"$rps\") * 10):.3f} ms'))"
-if [ "$DB" != sqlite ]; then kill $pid; wait $pid 2>/dev/null || true; psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $name" postgres; fi
+if [ "$DB" != sqlite ]; then kill $pid; wait $pid 2>/dev/null || true; drop_scratch_db "$DB" "$name"; fi

@@ -9,6 +9,7 @@
 #   bash benches/login_instructions.sh [path/to/roster] [sqlite|postgres] [N]
 #
 # On PostgreSQL only roster's own instructions count (the server's are in other processes).
+# KEEP_CG=DIR keeps the callgrind files in DIR, for `callgrind_annotate --inclusive=no` and the like.
 set -euo pipefail
 BIN=${1:-target/release/roster}
 DB=${2:-sqlite}
@@ -21,7 +22,7 @@ pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   drop_scratch_db "$DB" "$name"
-  rm -rf "$dir"
+  [ -n "${KEEP_CG:-}" ] && cp "$dir"/cg.out* "$KEEP_CG"/ ; rm -rf "$dir"
 }
 trap cleanup EXIT
 scratch_db "$DB" "$dir" "$name"

@@ -169,11 +169,7 @@ async fn opening_a_sqlite_file_while_another_process_writes_to_it_waits_for_its_
     // again until the writer is done (the case of several processes opening a fresh file).
     use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
     use sea_orm::sqlx::{ConnectOptions, Connection, Executor};
-    let path = std::env::temp_dir().join(format!(
-        "roster_test_busy_{}.db",
-        uuid::Uuid::now_v7().simple()
-    ));
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let (url, path) = crate::helpers::fresh_sqlite("roster_test_busy");
     let mut writer = SqliteConnectOptions::new()
         .filename(&path)
         .create_if_missing(true)
@@ -223,11 +219,7 @@ async fn every_sqlite_connection_plans_a_statement_once_whatever_is_bound_later(
     // `LIMIT ?` changed binding (every sea-orm `.one()`): a quarter of a login's work
     // (BENCHMARKS.md). Read back on several connections at once, so that connections the
     // pool opens after the first carry it too.
-    let path = std::env::temp_dir().join(format!(
-        "roster_test_qpsg_{}.db",
-        uuid::Uuid::now_v7().simple()
-    ));
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let (url, path) = crate::helpers::fresh_sqlite("roster_test_qpsg");
     let config = crate::helpers::test_config(url);
     let db = roster::startup::connect(&config, vec![]).await.unwrap();
     let pool = db.get_sqlite_connection_pool();

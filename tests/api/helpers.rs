@@ -101,10 +101,17 @@ pub async fn fresh_database_url() -> (String, Option<PathBuf>) {
             (format!("{base}/{name}"), None)
         }
         _ => {
-            let path = std::env::temp_dir().join(format!("{name}.db"));
-            (format!("sqlite://{}?mode=rwc", path.display()), Some(path))
+            let (url, path) = fresh_sqlite("roster_test");
+            (url, Some(path))
         }
     }
+}
+
+/// A SQLite URL for a new file in the temp directory (created on first connect), and the
+/// file's path for `remove_sqlite`. `prefix` names the test's files; a UUIDv7 makes it unique.
+pub fn fresh_sqlite(prefix: &str) -> (String, PathBuf) {
+    let path = std::env::temp_dir().join(format!("{prefix}_{}.db", uuid::Uuid::now_v7().simple()));
+    (format!("sqlite://{}?mode=rwc", path.display()), path)
 }
 
 /// Drops, once per test process, the test databases of earlier runs: tests do not drop their

@@ -1073,13 +1073,13 @@ fn login_account_name(run: u32, account: usize) -> String {
 fn register_body(payload: Payload) -> Vec<u8> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let run = std::process::id();
-    if payload == Payload::Login {
-        // Round robin over the accounts, in another case than registered (the canonical
-        // lookup is part of the path measured).
-        let name = login_account_name(run, n as usize % login_accounts()).to_uppercase();
-        return login_body(&name, &format!("{PASSWORD_BASE}-login"));
-    }
     let (username, email, password) = match payload {
+        Payload::Login => {
+            // Round robin over the accounts, in another case than registered (the canonical
+            // lookup is part of the path measured).
+            let name = login_account_name(run, n as usize % login_accounts()).to_uppercase();
+            return login_body(&name, &format!("{PASSWORD_BASE}-login"));
+        }
         Payload::Unique => (
             format!("bench_{run}_{n}"),
             format!("bench_{run}_{n}@example.com"),
@@ -1105,7 +1105,6 @@ fn register_body(payload: Payload) -> Vec<u8> {
             let email = format!("{name}@example.com");
             (name, email, format!("{PASSWORD_BASE}-login"))
         }
-        Payload::Login => unreachable!("answered above"),
     };
     let body = format!(
         r#"{{"query":"mutation R($i: RegisterInput!) {{ register(input: $i) {{ id }} }}","variables":{{"i":{{"username":"{username}","email":"{email}","password":"{password}"}}}}}}"#

@@ -57,9 +57,9 @@ try {
     "Login (identifier ADA)", JSON.stringify(r));
 
   const cookies = await context.cookies();
-  const session = cookies.find((c) => c.name === "roster_session");
+  const session = cookies.find((c) => c.name === "__Host-roster_session");
   check(session && session.httpOnly && session.secure && session.sameSite === "Lax" && session.path === "/",
-    "the browser kept an HttpOnly, Secure, SameSite=Lax cookie from http://127.0.0.1", JSON.stringify(cookies));
+    "the browser kept an HttpOnly, Secure, SameSite=Lax __Host- cookie from http://127.0.0.1", JSON.stringify(cookies));
   const visible = await page.evaluate(() => document.cookie);
   check(!visible.includes("roster_session"), "page scripts cannot read the session cookie", visible);
 
@@ -74,7 +74,7 @@ try {
 
   r = await run("Logout");
   check(r.data?.logout === true, "Logout", JSON.stringify(r));
-  const after = (await context.cookies()).find((c) => c.name === "roster_session");
+  const after = (await context.cookies()).find((c) => c.name === "__Host-roster_session");
   check(!after, "logout removed the cookie", JSON.stringify(after));
 
   r = await run("Me");

@@ -7,7 +7,7 @@
 //! cargo bench --bench load -- smoke    # a few seconds, SQLite; what CI runs so this can't rot
 //! ```
 //!
-//! Method (details in BENCHMARKS.md): the server is the `roster` binary in a child process with
+//! Method (details in docs/benchmarks-log.md): the server is the `roster` binary in a child process with
 //! default settings except `--register-rate-limit off --request-rate-limit off
 //! --max-connections-per-ip 100000 --login-rate-limit off --login-failure-limit off` (one load
 //! generator is one client address, logging in to one account). The load generator is a minimal

@@ -1,8 +1,8 @@
 //! Every setting in one place: flags, environment, defaults that work with no setup.
 //!
 //! Convention: the flag `--foo-bar` reads the environment variable `ROSTER_FOO_BAR`; the
-//! database is the conventional `DATABASE_URL`. `roster --help` lists them all and the README
-//! carries the same table.
+//! database is the conventional `DATABASE_URL`. `roster --help` lists them all and
+//! `docs/configuration.md` carries the same table (a test holds the two together).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -72,10 +72,20 @@ pub struct Config {
     #[arg(long, env = "ROSTER_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// Serve `/metrics` on `--listen` too. Off by default: the delivery counters and the
+    /// outbox gauges move with what happens to real accounts (a reset email is sent for a
+    /// registered address only), so on a public address they would tell anyone which
+    /// addresses have accounts. Scrape `--admin-listen` instead; turn this on only when
+    /// `--listen` is reachable by operators alone.
+    #[arg(long, env = "ROSTER_PUBLIC_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub public_metrics: bool,
+
     /// Database URL: `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    /// Its password never reaches `--help` (`hide_env_values`) or a log.
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://roster.db?mode=rwc"
     )]
     pub database_url: String,

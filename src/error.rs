@@ -12,7 +12,7 @@ use serde::Serialize;
 pub struct FieldError {
     /// The GraphQL input field name (`username`, `email`, `password`).
     pub field: &'static str,
-    /// Stable snake_case code, listed in the README.
+    /// Stable snake_case code, listed in `docs/errors.md` (held to the code by a test).
     pub code: &'static str,
     /// A sentence for humans; may change between releases.
     pub message: String,

@@ -1,4 +1,4 @@
-//! roster: a GraphQL account service. See the README for the API and its error codes.
+//! roster: a GraphQL account service. See `docs/api.md` for the API and `docs/errors.md` for its error codes.
 
 /// The registration domain: newtypes, rules, the service.
 pub mod accounts;

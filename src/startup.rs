@@ -26,8 +26,10 @@ use crate::sessions::{SessionPolicy, Sessions};
 pub enum StartupError {
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The driver's message with the URL taken out ([`without_url`]): sea-orm quotes a URL
+    /// it cannot parse, password and all.
     #[error("cannot connect to the database: {0}")]
-    Database(#[source] sea_orm::DbErr),
+    Database(String),
     #[error("cannot apply migrations: {0}")]
     Migration(#[source] sea_orm::DbErr),
     #[error("{0}")]
@@ -171,7 +173,9 @@ impl Application {
             trusted_proxies: Arc::from(limits.trusted_proxies.clone()),
             request_limiter: request_limiter.clone(),
             sessions: sessions.clone(),
-            session_cookie: sc.session_cookie,
+            session_cookie: sc
+                .session_cookie
+                .then(|| crate::graphql::SessionCookie::name(sc.session_cookie_secure)),
             shared: shared.clone(),
             metrics: metrics.clone(),
             hasher: hasher.clone(),
@@ -764,12 +768,12 @@ async fn connect_with(
         // it is taken out. On SQLite a ping is only a hand-off to the connection's own thread
         // (there is no server that could have gone away), and under load each hand-off
         // preempts a hash worker: skip the second ping for a connection used in the last
-        // second (BENCHMARKS.md, "Login, 2026-12-03 evening"). PostgreSQL keeps it: after a
+        // second (docs/benchmarks-log.md, "Login, 2026-12-03 evening"). PostgreSQL keeps it: after a
         // restart or a failover it is what turns every dead pooled connection into a
         // reconnect instead of a failed request (tested:
         // `resilience::connections_killed_while_idle_in_the_pool_cost_no_request`; skipping
         // it for recently used connections on PostgreSQL too gained nothing measurable,
-        // BENCHMARKS.md "Login, 2026-12-04").
+        // docs/benchmarks-log.md "Login, 2026-12-04").
         options.test_before_acquire_if_idle_for(Duration::from_secs(1));
     }
     // Several processes opening one fresh SQLite file together: switching it to WAL needs the
@@ -781,9 +785,30 @@ async fn connect_with(
             Err(e) if sqlite_busy(&e) && std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            other => return other.map_err(StartupError::Database),
+            other => {
+                return other.map_err(|e| {
+                    StartupError::Database(without_url(&e.to_string(), &config.database_url))
+                });
+            }
         }
     }
+}
+
+/// `message` with every copy of `url` and of its password replaced: a driver may quote
+/// the connection string in an error, and start-up errors are printed as they are.
+fn without_url(message: &str, url: &str) -> String {
+    let mut message = message.replace(url, "<--database-url>");
+    // A URL that does not parse has no password we could find by parsing: take what sits
+    // between the scheme's `//user:` and the last `@`, as a parser would read it.
+    let secret = url.split_once("://").and_then(|(_, rest)| {
+        let userinfo = &rest[..rest.rfind('@')?];
+        let (_, password) = userinfo.split_once(':')?;
+        (!password.is_empty()).then_some(password)
+    });
+    if let Some(secret) = secret {
+        message = message.replace(secret, "***");
+    }
+    message
 }
 
 /// Turns on SQLite's query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`) for a
@@ -794,7 +819,7 @@ async fn connect_with(
 /// *could* change its plan, and since 3.4x a bound `LIMIT ?` is such a value. sea-orm binds
 /// every limit, `.one()`'s `LIMIT 1` included, so most of roster's statements were parsed
 /// and planned again at every execution: 27% of the instructions of a login on SQLite, and
-/// 60% of SQLite's own (callgrind, BENCHMARKS.md "SQLite re-planned its statements at every execution").
+/// 60% of SQLite's own (callgrind, docs/benchmarks-log.md "SQLite re-planned its statements at every execution").
 /// What the guarantee costs: plans that depend on a bound value (a partial index matched by
 /// it, `LIKE ?` prefix ranges, STAT4 samples after `ANALYZE`); roster has none of them.
 ///

@@ -2,7 +2,7 @@
 //! load spread evenly over them. Reports total register throughput (and its ratio to the
 //! raw Argon2id rate measured just before), each process's CPU, and PostgreSQL's own CPU
 //! per registration (every `postgres` process on this machine, from `/proc`), from which
-//! BENCHMARKS.md works out how many roster processes one PostgreSQL can feed.
+//! docs/benchmarks-log.md works out how many roster processes one PostgreSQL can feed.
 
 use super::{
     Backend, BenchDatabase, Payload, Plan, Server, cores, first_answer, raw_hash_rate,

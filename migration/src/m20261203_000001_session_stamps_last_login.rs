@@ -17,7 +17,7 @@ pub const TRIGGER: &str = "sessions_stamp_last_login";
 /// guarded by the user's state) instead of `BEGIN`, `UPDATE`, `INSERT`, `COMMIT`. Each of
 /// those is a round trip to the database — on SQLite a hand-off to sqlx's worker thread and
 /// back — and under load every hand-off preempts a hash worker; the three saved per login
-/// are a measurable part of login throughput (BENCHMARKS.md, "Login"). The statement stays
+/// are a measurable part of login throughput (docs/benchmarks-log.md, "Login"). The statement stays
 /// atomic: a trigger runs inside the statement that fired it.
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

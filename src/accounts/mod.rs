@@ -76,7 +76,7 @@ mod tests {
         RegistrationPolicy::from_config(&Config::defaults().policy).unwrap()
     }
 
-    /// Every code a parser may produce, as listed in the README.
+    /// Every code a parser may produce, as listed in `docs/errors.md`.
     const KNOWN: &[&str] = &[
         codes::REQUIRED,
         codes::USERNAME_TOO_LONG,

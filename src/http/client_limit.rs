@@ -10,7 +10,9 @@ use crate::graphql::ClientIp;
 
 /// Resolves the client address once (handlers read it as `Extension<ClientIp>`), and spends
 /// one token of the client's request budget (`--request-rate-limit`) on every request but
-/// the health probes and the metrics scrape, so a load balancer's checks are never refused.
+/// the health probes, so a load balancer's checks are never refused. `/metrics` on this
+/// listener (`--public-metrics`) pays like any other request; on `--admin-listen` there is
+/// no budget at all.
 pub async fn middleware(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -21,7 +23,6 @@ pub async fn middleware(
     let path = request.uri().path();
     if path != "/healthz"
         && path != "/readyz"
-        && path != "/metrics"
         && let Err(wait) = state.request_limiter.check(ip).await
     {
         let secs = wait.as_secs().max(1);

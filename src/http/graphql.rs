@@ -28,7 +28,7 @@ use super::negotiate::{ResponseType, negotiate};
 use super::{AppState, graphiql};
 use crate::error::codes;
 use crate::graphql::errors::HttpHint;
-use crate::graphql::{Auth, COOKIE_NAME, ClientIp, UserAgent};
+use crate::graphql::{Auth, ClientIp, UserAgent};
 use crate::sessions::Token;
 
 /// At most this many errors are returned; the rest are summarised in one more.
@@ -270,7 +270,7 @@ async fn execute(
     request.set_parsed_query(prepared.document);
     // The cookie counts only on POST (which must be `application/json`, so no other site
     // can send it without a CORS preflight); a GET is never signed in by a cookie.
-    let token = credentials(headers, state.session_cookie && !from_get);
+    let token = credentials(headers, state.session_cookie.filter(|_| !from_get));
     let mut request = request
         .data(ClientIp(ip))
         .data(Auth::new(token, state.sessions.clone()));
@@ -285,9 +285,9 @@ async fn execute(
 }
 
 /// The session token of a request: `Authorization: Bearer <token>` first, else the
-/// `roster_session` cookie when `cookies` is on. Anything that is not a well-formed token
+/// session cookie named `cookie` (when cookies are read). Anything that is not a well-formed token
 /// is ignored, leaving the caller anonymous.
-fn credentials(headers: &HeaderMap, cookies: bool) -> Option<Token> {
+fn credentials(headers: &HeaderMap, cookie: Option<&str>) -> Option<Token> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let bearer = auth.to_str().ok().and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
@@ -295,16 +295,14 @@ fn credentials(headers: &HeaderMap, cookies: bool) -> Option<Token> {
         });
         return bearer.and_then(Token::parse);
     }
-    if !cookies {
-        return None;
-    }
+    let cookie_name = cookie?;
     let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COOKIE_NAME)
+        .filter(|(name, _)| *name == cookie_name)
         .map(|(_, value)| value.trim());
     // Two cookies of that name mean one was planted (a sibling subdomain can set one with
     // a narrower path, which the browser sends first): trust neither.

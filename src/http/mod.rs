@@ -51,8 +51,9 @@ pub struct AppState {
     pub request_limiter: ClientLimiter,
     /// Resolves a request's token to its caller.
     pub sessions: crate::sessions::Sessions,
-    /// Whether the `roster_session` cookie is read (`--session-cookie`).
-    pub session_cookie: bool,
+    /// The session cookie's name when it is read (`--session-cookie`): only that one name,
+    /// `__Host-roster_session` when `Secure`.
+    pub session_cookie: Option<&'static str>,
     /// Redis, when limits are shared (`--redis-url`), for `/readyz`.
     pub shared: Option<crate::ratelimit::Shared>,
     pub metrics: crate::metrics::Metrics,
@@ -71,7 +72,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/reset-password", get(pages::reset_password))
         .route("/pages/{file}", get(pages::asset));
     if config.admin_listen.is_none() {
-        app = admin_routes(app);
+        app = probe_routes(app);
+        if config.public_metrics {
+            app = app.route("/metrics", get(metrics));
+        }
     }
     let mut app = app
         .fallback(not_found)
@@ -108,12 +112,17 @@ pub fn router(state: AppState, config: &Config) -> Router {
     )
 }
 
-/// `/healthz`, `/readyz` and `/metrics`: on the main router, or alone on `--admin-listen`.
-fn admin_routes(router: Router<AppState>) -> Router<AppState> {
+/// `/healthz` and `/readyz`: on the main router, or with `/metrics` on `--admin-listen`.
+fn probe_routes(router: Router<AppState>) -> Router<AppState> {
     router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+}
+
+/// The probes and `/metrics`. The metrics are here, never on the public address unless
+/// `--public-metrics`: they count deliveries to real accounts (an account oracle).
+fn admin_routes(router: Router<AppState>) -> Router<AppState> {
+    probe_routes(router).route("/metrics", get(metrics))
 }
 
 /// The router of `--admin-listen`: probes and metrics only, so they never queue behind

@@ -163,7 +163,7 @@ impl Sessions {
         if conn.get_database_backend() == DbBackend::Postgres {
             // Asynchronous commit for this transaction only (`is_local`): PostgreSQL answers
             // without waiting for the WAL flush, which is most of its CPU for a login
-            // (BENCHMARKS.md, "Login, 2026-12-04: PostgreSQL commits a login
+            // (docs/benchmarks-log.md, "Login, 2026-12-04: PostgreSQL commits a login
             // asynchronously"). What a database crash can cost is the logins of its last
             // fraction of a second: their tokens stop working and those users sign in again. Revocations, password changes and registrations
             // keep synchronous commit; a login inside a caller's transaction (the hash
@@ -227,7 +227,7 @@ impl Sessions {
     /// (one hash) at a time, and `sessions` would answer with all of it. The tenth of slack is
     /// for the clients that go past the cap — scripts that log in for every job and never
     /// log out: they pay this statement once every tenth of the cap, not at every login
-    /// (BENCHMARKS.md, "Login, 2026-12-04"). Concurrent logins of one user near the cap each
+    /// (docs/benchmarks-log.md, "Login, 2026-12-04"). Concurrent logins of one user near the cap each
     /// count without the others, so the cap can be passed by that many until the next login.
     pub async fn end_oldest_beyond_cap(&self, new: &Session) {
         // `ExprTrait` gives `or`/`and` on column conditions; scoped here, its `max`/`min`

@@ -1,5 +1,5 @@
 //! Requests written by someone who means harm, over real sockets: each is answered as the
-//! README's Security table says, writes nothing, and leaves `/healthz` answering.
+//! Security table (docs/security.md) says, writes nothing, and leaves `/healthz` answering.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -897,4 +897,40 @@ async fn bad_settings_fail_at_start_up_with_a_message() {
         .expect("refused");
     crate::helpers::remove_sqlite(file);
     assert!(error.to_string().contains("--cors-origins"), "{error}");
+}
+
+#[test]
+fn the_database_password_never_shows_in_help_or_errors() {
+    let secret = "s3cret-DbPa55word";
+    // A URL whose server refuses (port 1) and one that does not parse: neither error quotes it.
+    for (args, url) in [
+        (
+            vec!["--help"],
+            format!("postgres://roster:{secret}@127.0.0.1:1/roster"),
+        ),
+        (
+            vec!["--listen", "127.0.0.1:0"],
+            format!("postgres://roster:{secret}@127.0.0.1:1/roster?connect_timeout=2"),
+        ),
+        (
+            vec!["--listen", "127.0.0.1:0"],
+            format!("postgres://roster:{secret}@[::1/roster"),
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(&args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            all.contains("database-url") || all.contains("database"),
+            "{all}"
+        );
+        assert!(!all.contains(secret), "{args:?}: {all}");
+    }
 }

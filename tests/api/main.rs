@@ -3,6 +3,7 @@
 //! `ROSTER_TEST_DATABASE_URL` is set).
 
 mod django;
+mod docs;
 mod email;
 mod fleet;
 mod helpers;

@@ -363,7 +363,7 @@ async fn bearer_and_cookie_both_sign_in_and_anonymous_is_null() {
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let cookie = &cookies[0];
     assert!(
-        cookie.starts_with(&format!("roster_session={token};")),
+        cookie.starts_with(&format!("__Host-roster_session={token};")),
         "{cookie}"
     );
     for attribute in [
@@ -385,7 +385,10 @@ async fn bearer_and_cookie_both_sign_in_and_anonymous_is_null() {
         .post_as(
             "{ me { username } }",
             json!({}),
-            &[("cookie", format!("theme=dark; roster_session={token}"))],
+            &[(
+                "cookie",
+                format!("theme=dark; __Host-roster_session={token}"),
+            )],
         )
         .await;
     assert_eq!(
@@ -414,7 +417,7 @@ async fn the_cookie_can_be_turned_off_or_made_plain_http() {
         .post_as(
             "{ me { username } }",
             json!({}),
-            &[("cookie", format!("roster_session={token}"))],
+            &[("cookie", format!("__Host-roster_session={token}"))],
         )
         .await;
     assert_eq!(
@@ -431,6 +434,76 @@ async fn the_cookie_can_be_turned_off_or_made_plain_http() {
         !cookie.contains("Secure") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
+    // A plain-HTTP cookie cannot carry the `__Host-` prefix (browsers refuse it), so it is
+    // `roster_session`, and that name is the one read.
+    let token = token_of(&app.login("alice", GOOD_PASSWORD).await);
+    assert!(cookie.starts_with("roster_session="), "{cookie}");
+    let me = |cookie: String| {
+        let app = &app;
+        async move {
+            app.post_as("{ me { username } }", json!({}), &[("cookie", cookie)])
+                .await
+                .body["data"]["me"]
+                .clone()
+        }
+    };
+    assert_eq!(
+        me(format!("roster_session={token}")).await["username"],
+        "Alice"
+    );
+    assert_eq!(
+        me(format!("__Host-roster_session={token}")).await,
+        Value::Null
+    );
+}
+
+/// With `Secure` (the default) the cookie is `__Host-roster_session` and no other name signs
+/// anyone in: a sibling subdomain can set `roster_session` for the parent domain (login
+/// CSRF: the victim would be signed in as the attacker), but never a `__Host-` cookie.
+#[tokio::test]
+async fn the_secure_cookie_is_host_prefixed_and_a_sibling_hosts_cookie_signs_in_nobody() {
+    let app = spawn_app().await;
+    app.alice().await;
+    let answer = app.login("alice", GOOD_PASSWORD).await;
+    let cookie = set_cookie(&answer.headers).remove(0);
+    assert!(cookie.starts_with("__Host-roster_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("; Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    let token = token_of(&answer);
+    for planted in [
+        format!("roster_session={token}"),
+        format!("__Secure-roster_session={token}"),
+    ] {
+        let answer = app
+            .post_as(
+                "{ me { username } }",
+                json!({}),
+                &[("cookie", planted.clone())],
+            )
+            .await;
+        assert_eq!(answer.body["data"]["me"], Value::Null, "{planted}");
+    }
+    let answer = app
+        .post_as(
+            "{ me { username } }",
+            json!({}),
+            &[("cookie", format!("__Host-roster_session={token}"))],
+        )
+        .await;
+    assert_eq!(answer.body["data"]["me"]["username"], "Alice");
+    // Logging out clears the same name.
+    let out = app
+        .post_as(
+            "mutation { logout }",
+            json!({}),
+            &[("cookie", format!("__Host-roster_session={token}"))],
+        )
+        .await;
+    let cleared = set_cookie(&out.headers).remove(0);
+    assert!(cleared.starts_with("__Host-roster_session=;"), "{cleared}");
 }
 
 #[tokio::test]
@@ -438,7 +511,7 @@ async fn a_cookie_never_signs_in_a_request_another_site_could_send() {
     let app = spawn_app().await;
     app.alice().await;
     let token = app.token("alice", GOOD_PASSWORD).await;
-    let cookie = format!("roster_session={token}");
+    let cookie = format!("__Host-roster_session={token}");
     // A cross-site form or a no-preflight fetch: text/plain or form-encoded bodies.
     for (content_type, body) in [
         ("text/plain", r#"{"query":"mutation { logout }"}"#.to_owned()),
@@ -535,7 +608,7 @@ async fn logout_ends_the_session_and_clears_the_cookie() {
     assert_eq!(answer.body, json!({ "data": { "logout": true } }));
     let cleared = set_cookie(&answer.headers).remove(0);
     assert!(
-        cleared.starts_with("roster_session=;") && cleared.contains("Max-Age=0"),
+        cleared.starts_with("__Host-roster_session=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
     assert_eq!(app.me(&token).await, Value::Null);
@@ -1281,10 +1354,10 @@ async fn two_session_cookies_sign_in_nobody() {
     let planted = roster::sessions::Token::generate().unwrap();
     for cookie in [
         format!(
-            "roster_session={}; roster_session={token}",
+            "__Host-roster_session={}; __Host-roster_session={token}",
             planted.expose()
         ),
-        format!("roster_session={token}; roster_session={token}"),
+        format!("__Host-roster_session={token}; __Host-roster_session={token}"),
     ] {
         let answer = app
             .post_as("{ me { username } }", json!({}), &[("cookie", cookie)])

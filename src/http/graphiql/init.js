@@ -12,7 +12,7 @@
     "  }",
     "}",
     "",
-    "# Log in by username or email (any case). The answer sets the roster_session cookie,",
+    "# Log in by username or email (any case). The answer sets the __Host-roster_session cookie,",
     "# so the operations below run as that user here; other clients send the token as",
     "# `Authorization: Bearer <token>` (Headers tab).",
     "mutation Login {",

@@ -32,5 +32,7 @@ pub mod ratelimit;
 pub mod sessions;
 /// Connect, migrate, bind, serve, shut down.
 pub mod startup;
+/// JSON that refuses repeated object keys (request bodies, dumpdata files).
+pub mod strict_json;
 /// Log output.
 pub mod telemetry;

@@ -229,6 +229,7 @@ impl Application {
             write_timeout: limits.body_timeout(),
             max_connections_per_ip: limits.max_connections_per_ip,
             exempt: Arc::from(limits.trusted_proxies.clone()),
+            ipv6_prefix: limits.ipv6_prefix,
         };
         Ok(Self {
             listener,

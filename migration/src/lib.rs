@@ -15,6 +15,10 @@ pub mod m20261202_000001_create_mail;
 /// A trigger: inserting a session stamps its user's `last_login`, so a login commits in one
 /// statement.
 pub mod m20261203_000001_session_stamps_last_login;
+/// A trigger: deactivating a user ends their sessions and email links (not merely suspends).
+pub mod m20261207_000001_deactivation_ends_sessions;
+/// `login_names`: usernames and emails in one uniquely indexed namespace, kept by triggers.
+pub mod m20261207_000002_create_login_names;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -29,6 +33,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_add_import_fields::Migration),
             Box::new(m20261202_000001_create_mail::Migration),
             Box::new(m20261203_000001_session_stamps_last_login::Migration),
+            Box::new(m20261207_000001_deactivation_ends_sessions::Migration),
+            Box::new(m20261207_000002_create_login_names::Migration),
         ]
     }
 }

@@ -86,6 +86,14 @@ impl AccountService {
                     .verify_reserved(slot, login.password.clone(), &u.password_hash)
                     .await;
                 match result {
+                    Ok(v) if !v.matches && v.needs_rehash => {
+                        // A wrong password against a hash of another format or cost: answer
+                        // no sooner than a wrong password against roster's own would (salted
+                        // MD5 answers in microseconds, an unknown name in one Argon2id), as
+                        // Django's `harden_runtime` does. Slower hashes keep their own cost.
+                        self.pad_to_configured(&v, login.password.clone()).await?;
+                        Some(v)
+                    }
                     Ok(v) => Some(v),
                     Err(e @ (HashError::Unverifiable(_) | HashError::Argon2(_))) => {
                         // A stored hash roster cannot check: refuse, after the same work as
@@ -273,6 +281,25 @@ impl AccountService {
     }
 
     /// One verification against the dummy hash, on a slot of its own.
+    /// Pads a failed verification that was cheaper than one at the configured parameters:
+    /// by waiting out the difference (the worker is free meanwhile), or, before the pool has
+    /// timed one, by the dummy verification itself.
+    async fn pad_to_configured(
+        &self,
+        verified: &Verified,
+        password: Plaintext,
+    ) -> Result<(), AppError> {
+        match self.hasher.configured_verify_time() {
+            Some(configured) => {
+                if let Some(rest) = configured.checked_sub(verified.took) {
+                    tokio::time::sleep(rest).await;
+                }
+                Ok(())
+            }
+            None => self.spend_dummy(password).await,
+        }
+    }
+
     async fn spend_dummy(&self, password: Plaintext) -> Result<(), AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
         self.hasher
@@ -297,8 +324,16 @@ impl AccountService {
             .limit(2)
             .all(&self.db)
             .await?;
-        let by_name = rows.iter().position(|u| u.username_canonical == username);
-        Ok(match by_name {
+        // A username may not equal another account's email (the `login_names` index), but
+        // accounts from before that rule may, and a username's canonical form keeps a
+        // Unicode domain its owner's email spells in IDNA: for an identifier shaped like an
+        // address the email match wins, so no username can capture an owner's login by email.
+        let preferred = if username.contains('@') {
+            rows.iter().position(|u| u.email_canonical == email)
+        } else {
+            rows.iter().position(|u| u.username_canonical == username)
+        };
+        Ok(match preferred {
             Some(i) => rows.into_iter().nth(i),
             None => rows.into_iter().next(),
         })

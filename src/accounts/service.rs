@@ -262,15 +262,20 @@ impl AccountService {
         email: Option<&Email>,
     ) -> Result<Found, AppError> {
         let mut condition = Condition::any();
+        // Usernames and emails are one namespace of login identifiers (the `login_names`
+        // index): a username is taken by another's email too, and an email by a username.
         if let Some(u) = username {
             condition = condition
                 .add(user::Column::UsernameCanonical.eq(u.canonical()))
+                .add(user::Column::EmailCanonical.eq(u.canonical()))
                 .add(user::Column::UsernameSkeleton.eq(&u.keys().written))
                 .add(user::Column::UsernameSkeletonLower.eq(&u.keys().lower))
                 .add(user::Column::UsernameSkeletonUpper.eq(&u.keys().upper));
         }
         if let Some(e) = email {
-            condition = condition.add(user::Column::EmailCanonical.eq(e.canonical()));
+            condition = condition
+                .add(user::Column::EmailCanonical.eq(e.canonical()))
+                .add(user::Column::UsernameCanonical.eq(e.canonical()));
         }
         if username.is_none() && email.is_none() {
             return Ok(Found::default());
@@ -295,7 +300,10 @@ impl AccountService {
             .all(&self.db)
             .await?;
         Ok(Found {
-            username_taken: username.is_some_and(|u| rows.iter().any(|r| r.0 == u.canonical())),
+            username_taken: username.is_some_and(|u| {
+                rows.iter()
+                    .any(|r| r.0 == u.canonical() || r.1 == u.canonical())
+            }),
             username_lookalike: username.is_some_and(|u| {
                 let k = u.keys();
                 rows.iter().any(|r| {
@@ -304,7 +312,10 @@ impl AccountService {
                         || r.4.as_ref() == Some(&k.upper)
                 })
             }),
-            email_taken: email.is_some_and(|e| rows.iter().any(|r| r.1 == e.canonical())),
+            email_taken: email.is_some_and(|e| {
+                rows.iter()
+                    .any(|r| r.1 == e.canonical() || r.0 == e.canonical())
+            }),
         })
     }
 
@@ -379,6 +390,20 @@ impl Checked {
                     .map(Email::as_str),
             )
         });
+        let mut errors = errors;
+        // An address-shaped username must be the account's own address: otherwise a stranger
+        // could hold `victim@corp.example` as a username, pre-empting (or, before the
+        // login-name index, capturing) the owner's login by email.
+        if let (Some(Ok(u)), Some(Ok(e))) = (&username, &email)
+            && Email::parse(u.as_str()).is_ok()
+            && super::canonical::email_canonical(u.as_str()) != e.canonical()
+        {
+            errors.push(FieldError::new(
+                "username",
+                codes::USERNAME_NOT_OWN_EMAIL,
+                "A username that is an email address must be your own email address.",
+            ));
+        }
         Self {
             errors,
             username,
@@ -406,10 +431,16 @@ fn lookalike() -> FieldError {
 
 /// The field error for a unique-index violation, recognised by the index's column (SQLite
 /// names `users.<column>`, Postgres the index `users_<column>_key`; both contain it).
+/// A violation of the login-identifier namespace (`login_names`, filled by a trigger) says
+/// only that a name is held by another account's username or email: which field is decided
+/// by asking again, as for any violation (see [`AccountService::register`]).
 fn unique_violation(e: &sea_orm::DbErr) -> Option<FieldError> {
     let Some(SqlErr::UniqueConstraintViolation(message)) = e.sql_err() else {
         return None;
     };
+    if message.contains(migration::m20261207_000002_create_login_names::TABLE) {
+        return Some(taken("username"));
+    }
     // Matches all three look-alike indexes (`username_skeleton`, `…_lower`, `…_upper`).
     if message.contains("username_skeleton") {
         Some(lookalike())

@@ -30,6 +30,7 @@ use crate::error::codes;
 use crate::graphql::errors::HttpHint;
 use crate::graphql::{Auth, ClientIp, UserAgent};
 use crate::sessions::Token;
+use crate::strict_json::{DUPLICATE_KEY, StrictJson};
 
 /// At most this many errors are returned; the rest are summarised in one more.
 pub const MAX_ERRORS: usize = 20;
@@ -449,69 +450,6 @@ fn mask_untagged(error: &mut async_graphql::ServerError, request_error: bool) {
         .set("code", code);
 }
 
-/// A JSON value that refuses repeated object keys at any depth.
-struct StrictJson(Value);
-
-const DUPLICATE_KEY: &str = "duplicate key";
-
-impl<'de> Deserialize<'de> for StrictJson {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(StrictJson)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(StrictJson(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(serde::de::Error::custom(DUPLICATE_KEY));
-            }
-            let StrictJson(v) = map.next_value()?;
-            out.insert(key, v);
-        }
-        Ok(Value::Object(out))
-    }
-}
-
 /// A GraphQL-shaped error body (`{"errors":[{message, extensions:{code}}]}`) with no `data`.
 pub fn error_response(
     status: StatusCode,
@@ -612,18 +550,5 @@ mod tests {
             e.extensions.as_ref().and_then(|x| x.get("code")).cloned(),
             Some(async_graphql::Value::from(codes::BAD_REQUEST))
         );
-    }
-
-    #[test]
-    fn repeated_keys_are_refused_at_any_depth() {
-        for body in [
-            r#"{"a":1,"a":2}"#,
-            r#"{"v":{"x":{"p":1,"p":2}}}"#,
-            r#"[{"k":1,"k":1}]"#,
-        ] {
-            assert!(serde_json::from_str::<StrictJson>(body).is_err(), "{body}");
-        }
-        let ok: StrictJson = serde_json::from_str(r#"{"a":[1,{"b":null}],"c":"d"}"#).unwrap();
-        assert_eq!(ok.0["a"][1]["b"], Value::Null);
     }
 }

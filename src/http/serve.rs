@@ -24,6 +24,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::ratelimit::ClientKey;
+
 /// Connection-level settings.
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
@@ -40,14 +42,18 @@ pub struct ServeSettings {
     /// proxies, which carry many clients) are exempt.
     pub max_connections_per_ip: usize,
     pub exempt: Arc<[ipnet::IpNet]>,
+    /// IPv6 peers are counted per `/N` (`--ipv6-prefix`), as every rate limit keys them: a
+    /// subscriber's /64 is one client, whichever of its addresses it connects from.
+    pub ipv6_prefix: u8,
 }
 
-/// Open connections per peer address; an entry is removed when its last connection closes.
+/// Open connections per client (peer address, IPv6 by prefix); an entry is removed when its
+/// last connection closes.
 #[derive(Default)]
-struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+struct PerIp(std::sync::Mutex<std::collections::HashMap<ClientKey, usize>>);
 
 impl PerIp {
-    fn try_add(&self, ip: std::net::IpAddr, max: usize) -> bool {
+    fn try_add(&self, ip: ClientKey, max: usize) -> bool {
         let Ok(mut map) = self.0.lock() else {
             return true;
         };
@@ -59,7 +65,7 @@ impl PerIp {
         true
     }
 
-    fn remove(&self, ip: std::net::IpAddr) {
+    fn remove(&self, ip: ClientKey) {
         if let Ok(mut map) = self.0.lock()
             && let Some(n) = map.get_mut(&ip)
         {
@@ -114,7 +120,8 @@ pub async fn serve(
         };
         let peer_ip = peer.ip().to_canonical();
         let counted = !settings.exempt.iter().any(|net| net.contains(&peer_ip));
-        if counted && !per_ip.try_add(peer_ip, settings.max_connections_per_ip) {
+        let client = ClientKey::of(peer_ip, settings.ipv6_prefix);
+        if counted && !per_ip.try_add(client, settings.max_connections_per_ip) {
             drop(permit);
             connections.spawn(refuse(
                 stream,
@@ -145,7 +152,7 @@ pub async fn serve(
                 }
             }
             if counted {
-                per_ip.remove(peer_ip);
+                per_ip.remove(client);
             }
             drop(permit);
         });
@@ -376,6 +383,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
 
 #[cfg(test)]
 mod tests {
+    use super::{ClientKey, PerIp};
+
+    /// The connection cap counts a client as the rate limits do: two addresses of one IPv6
+    /// /64 are one client (it used to key the full address, so a /64 had 2^64 caps).
+    #[test]
+    fn the_connection_cap_counts_an_ipv6_64_as_one_client() {
+        let per_ip = PerIp::default();
+        let a = ClientKey::of("2001:db8:1:2::1".parse().unwrap(), 64);
+        let b = ClientKey::of("2001:db8:1:2:ffff::7".parse().unwrap(), 64);
+        let other = ClientKey::of("2001:db8:1:3::1".parse().unwrap(), 64);
+        assert!(per_ip.try_add(a, 2));
+        assert!(per_ip.try_add(b, 2));
+        assert!(!per_ip.try_add(a, 2), "the /64 is at its cap");
+        assert!(per_ip.try_add(other, 2), "another /64 is another client");
+        per_ip.remove(b);
+        assert!(per_ip.try_add(a, 2), "a closed connection frees its slot");
+    }
+
     use super::*;
 
     #[test]

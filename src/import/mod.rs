@@ -124,9 +124,18 @@ pub async fn run(
     // The reader ends the stream with `Ok(None)`: a channel that closes without it means the
     // reader died (a panic), which must not pass for the end of the source.
     let reader = AbortOnDrop(tokio::spawn(async move {
+        // Every `pk` this run has read: a repeat is a conflict of its own (it would otherwise
+        // break the page's insert with a raw unique-constraint error, or pass for a re-run's
+        // skip on a later page). Eight bytes a user.
+        let mut seen = HashSet::new();
         loop {
             let page = match rows.next_batch(BATCH).await {
-                Ok(Some(batch)) => Ok(Some(prepare(batch, limits, &configured_for_reader))),
+                Ok(Some(batch)) => Ok(Some(prepare(
+                    batch,
+                    limits,
+                    &configured_for_reader,
+                    &mut seen,
+                ))),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -312,11 +321,21 @@ struct Page {
 }
 
 /// The per-row work that needs no database: runs on the reading side of the pipeline.
-fn prepare(batch: Vec<DjangoUser>, limits: ForeignLimits, configured: &argon2::Params) -> Page {
+fn prepare(
+    batch: Vec<DjangoUser>,
+    limits: ForeignLimits,
+    configured: &argon2::Params,
+    seen: &mut HashSet<i64>,
+) -> Page {
     let read = batch.len() as u64;
     let mut problems = Vec::new();
     let mut candidates = Vec::new();
     for row in batch {
+        if !seen.insert(row.legacy_id) {
+            let reason = format!("pk {} appears more than once in the source", row.legacy_id);
+            problems.push(problem(&row, reason, "conflict"));
+            continue;
+        }
         let algorithm = match importable(&row.password, limits, configured) {
             Ok(a) => a,
             Err(reason) => {
@@ -448,30 +467,36 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
             out.skipped += 1;
             continue;
         }
-        let name_holder = known.names.get(&c.username_canonical).copied().or_else(|| {
-            page_names
-                .get(c.username_canonical.as_str())
-                .map(|id| Some(*id))
-        });
-        if let Some(other) = name_holder {
+        // Usernames and emails are one namespace of login identifiers (the `login_names`
+        // index): a name collides with another user's username or email alike, so an
+        // imported username can never shadow someone's login by email.
+        let holder = |name: &str| {
+            known
+                .names
+                .get(name)
+                .or_else(|| known.emails.get(name))
+                .copied()
+                .or_else(|| page_names.get(name).map(|id| Some(*id)))
+                .or_else(|| page_emails.get(name).map(|id| Some(*id)))
+        };
+        if let Some(other) = holder(&c.username_canonical) {
             let reason = format!(
-                "username collides (ignoring case and width) with {}",
+                "username collides (ignoring case and width) with the username or email of {}",
                 by(other)
             );
             out.problems.push(problem(row, reason, "conflict"));
             continue;
         }
-        if let Some(e) = &c.email_canonical {
-            let holder = known
-                .emails
-                .get(e)
-                .copied()
-                .or_else(|| page_emails.get(e.as_str()).map(|id| Some(*id)));
-            if let Some(other) = holder {
-                let reason = format!("email collides (ignoring case) with {}", by(other));
-                out.problems.push(problem(row, reason, "conflict"));
-                continue;
-            }
+        if let Some(e) = &c.email_canonical
+            && *e != c.username_canonical
+            && let Some(other) = holder(e)
+        {
+            let reason = format!(
+                "email collides (ignoring case) with the email or username of {}",
+                by(other)
+            );
+            out.problems.push(problem(row, reason, "conflict"));
+            continue;
         }
         page_names.insert(&c.username_canonical, row.legacy_id);
         if let Some(e) = &c.email_canonical {
@@ -558,11 +583,13 @@ impl Known {
             .into_iter()
             .flatten()
             .collect();
-        let names: Vec<&str> = page.iter().map(|c| c.username_canonical.as_str()).collect();
-        let emails: Vec<&str> = page
+        // Every name of the page, asked of both columns (one namespace).
+        let names: Vec<&str> = page
             .iter()
-            .filter_map(|c| c.email_canonical.as_deref())
+            .map(|c| c.username_canonical.as_str())
+            .chain(page.iter().filter_map(|c| c.email_canonical.as_deref()))
             .collect();
+        let emails = names.clone();
         let holders = |column: user::Column, values: Vec<&str>| {
             user::Entity::find()
                 .select_only()

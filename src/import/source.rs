@@ -214,7 +214,9 @@ impl<'de> serde::de::Visitor<'de> for Fixture {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         // Other models in the same file are skipped; their fields are not read into memory
         // beyond one element at a time.
-        while let Some(entry) = seq.next_element::<serde_json::Value>()? {
+        // Strict: an entry with a repeated key (two `password`s, say) is refused rather than
+        // read as its last one.
+        while let Some(crate::strict_json::StrictJson(entry)) = seq.next_element()? {
             let entry: Entry = match serde_json::from_value(entry) {
                 Ok(e) => e,
                 Err(e) => {

@@ -18,6 +18,19 @@ pub const MAX_PBKDF2_ITERATIONS: u32 = 4_000_000;
 pub const MAX_BCRYPT_COST: u32 = 16;
 /// Most scrypt lanes accepted (Django's default is 5), computed one after another.
 pub const MAX_SCRYPT_PARALLELISM: u32 = 16;
+/// Most scrypt work accepted, N·r·p (the block mixes one verification runs): twice Django's
+/// default (N=2^14, r=8, p=5). Memory (128·N·r bytes) is bounded apart, by
+/// `--argon2-max-verify-memory-kib`; without this, N=2^17, r=8, p=16 fits every per-parameter
+/// bound and costs 25 times the default per attempt.
+pub const MAX_SCRYPT_WORK: u64 = 2 * (1 << 14) * 8 * 5;
+/// The longest salt accepted: Django writes 22 characters (12 before 3.1). A salt is hashed
+/// once per block of every iteration's first round: bounded, not trusted.
+pub const MAX_SALT_LEN: usize = 64;
+/// The derived-key lengths Django writes: PBKDF2's is its digest's (one block: each more
+/// block repeats every iteration), scrypt's is 64 bytes.
+const PBKDF2_SHA256_LEN: usize = 32;
+const PBKDF2_SHA1_LEN: usize = 20;
+const SCRYPT_LEN: usize = 64;
 
 /// The hashers whose hashes are weak enough that their upgrade at login is logged as a
 /// warning (unsalted or fast digests, and 8-character DES crypt).
@@ -83,7 +96,13 @@ impl DjangoHash {
                 let (Ok(iterations), Ok(hash)) = (iterations.parse(), STANDARD.decode(hash)) else {
                     return bad();
                 };
-                if iterations == 0 || hash.is_empty() {
+                let digest_len = if algorithm == "pbkdf2_sha1" {
+                    PBKDF2_SHA1_LEN
+                } else {
+                    PBKDF2_SHA256_LEN
+                };
+                // Work is iterations × blocks: only the one block Django writes is accepted.
+                if iterations == 0 || hash.len() != digest_len || salt.len() > MAX_SALT_LEN {
                     return bad();
                 }
                 Self::Pbkdf2 {
@@ -94,12 +113,19 @@ impl DjangoHash {
                 }
             }
             "bcrypt_sha256" | "bcrypt" => {
-                // `bcrypt$` + bcrypt's own modular-crypt string `$2b$12$…`.
+                // `bcrypt$` + bcrypt's own modular-crypt string `$2b$12$` + 22 characters of
+                // salt and 31 of hash: exactly 60, checked whole so that a truncated hash is
+                // refused at import instead of failing at the user's login.
                 let hash = rest;
-                if !hash.starts_with("$2") {
+                let b64 = |c: u8| c == b'.' || c == b'/' || c.is_ascii_alphanumeric();
+                let shaped = hash.len() == 60
+                    && ["$2a$", "$2b$", "$2y$"].iter().any(|v| hash.starts_with(v))
+                    && hash.as_bytes()[6] == b'$'
+                    && hash.as_bytes()[7..].iter().all(|c| b64(*c));
+                if !shaped {
                     return bad();
                 }
-                let Some(cost) = hash.split('$').nth(2).and_then(|c| c.parse().ok()) else {
+                let Some(cost) = hash.get(4..6).and_then(|c| c.parse().ok()) else {
                     return bad();
                 };
                 Self::Bcrypt {
@@ -121,7 +147,13 @@ impl DjangoHash {
                 ) else {
                     return bad();
                 };
-                if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || hash.is_empty() {
+                if !n.is_power_of_two()
+                    || n < 2
+                    || r == 0
+                    || p == 0
+                    || hash.len() != SCRYPT_LEN
+                    || salt.len() > MAX_SALT_LEN
+                {
                     return bad();
                 }
                 Self::Scrypt {
@@ -190,10 +222,11 @@ impl DjangoHash {
             Self::Bcrypt { cost, .. } => (4..=MAX_BCRYPT_COST).contains(cost),
             Self::Scrypt { log_n, r, p, .. } => {
                 // scrypt needs 128 · N · r bytes.
-                let bytes = 128u64
-                    .checked_shl(u32::from(*log_n))
-                    .and_then(|b| b.checked_mul(u64::from(*r)));
+                let n = 1u64.checked_shl(u32::from(*log_n));
+                let bytes = n.and_then(|n| n.checked_mul(128 * u64::from(*r)));
+                let work = n.and_then(|n| n.checked_mul(u64::from(*r) * u64::from(*p)));
                 bytes.is_some_and(|b| b <= u64::from(limits.max_memory_kib) * 1024)
+                    && work.is_some_and(|w| w <= MAX_SCRYPT_WORK)
                     && *p <= MAX_SCRYPT_PARALLELISM
             }
             Self::Md5 { .. } | Self::Sha1 { .. } | Self::Crypt { .. } => true,

@@ -44,9 +44,22 @@ pub enum FormatError {
     Unusable,
 }
 
+/// The longest stored hash accepted: Django's `password` column is `VARCHAR(128)`, and every
+/// hash roster or Django writes fits in it. Checked before parsing, at import and before any
+/// verification, so a longer row (imported before this bound) costs nothing but the dummy.
+pub const MAX_STORED_LEN: usize = 128;
+
+/// Most Argon2 work a foreign hash may ask for, in KiB-passes (m × t; each pass fills all m
+/// blocks, whatever p): twice Django's default (m=102400, t=2). Memory alone was bounded
+/// before; m=128 MiB, t=16 fit every per-parameter bound and cost 1.5 s per attempt.
+pub const MAX_ARGON2_WORK: u64 = 2 * 102_400 * 2;
+
 impl StoredHash {
     /// Parses a stored hash; `Unknown` for anything roster cannot verify.
     pub fn parse(stored: &str) -> Result<Self, FormatError> {
+        if stored.len() > MAX_STORED_LEN {
+            return Err(FormatError::TooCostly);
+        }
         if stored.starts_with('!') {
             return Err(FormatError::Unusable);
         }
@@ -123,10 +136,12 @@ impl StoredHash {
     ) -> Result<(), FormatError> {
         match self {
             Self::Argon2 { params, .. } => {
+                let work = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost());
                 if same_cost(params, configured)
                     || (params.m_cost() <= limits.max_memory_kib.max(configured.m_cost())
                         && params.t_cost() <= limits.max_iterations.max(configured.t_cost())
-                        && params.p_cost() <= limits.max_parallelism.max(configured.p_cost()))
+                        && params.p_cost() <= limits.max_parallelism.max(configured.p_cost())
+                        && work(params) <= MAX_ARGON2_WORK.max(work(configured)))
                 {
                     Ok(())
                 } else {

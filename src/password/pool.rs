@@ -7,7 +7,7 @@
 //! (a full queue is answered at once with `SERVER_BUSY`), and a job whose caller went away is
 //! skipped, so a disconnecting client costs neither a hash nor a leaked slot.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -51,6 +51,9 @@ pub struct Verified {
     pub needs_rehash: bool,
     /// The stored hash's format (`argon2id`, `pbkdf2_sha256`, `md5`, …), for logs.
     pub algorithm: &'static str,
+    /// How long the worker spent on it: a failed login against a hash cheaper than the
+    /// configured Argon2id is padded to [`Hasher::configured_verify_time`] with this.
+    pub took: std::time::Duration,
 }
 
 enum Work {
@@ -99,6 +102,8 @@ struct Inner {
     queue: SyncSender<Job>,
     /// Hashes actually computed (a skipped, cancelled job is not counted).
     computed: Arc<AtomicUsize>,
+    /// See [`Hasher::configured_verify_time`].
+    configured_nanos: Arc<AtomicU64>,
     /// Workers hashing right now.
     active: Arc<AtomicUsize>,
     /// Slots reserved plus jobs queued, not yet taken by a worker (the channel does not
@@ -127,6 +132,7 @@ impl Hasher {
         let rx = Arc::new(Mutex::new(rx));
         let queued = Arc::new(AtomicUsize::new(0));
         let computed = Arc::new(AtomicUsize::new(0));
+        let configured_nanos = Arc::new(AtomicU64::new(0));
         let active = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(std::sync::OnceLock::new());
         for n in 0..workers {
@@ -134,6 +140,7 @@ impl Hasher {
             let counters = Counters {
                 queued: Arc::clone(&queued),
                 computed: Arc::clone(&computed),
+                configured_nanos: Arc::clone(&configured_nanos),
                 active: Arc::clone(&active),
                 metrics: Arc::clone(&metrics),
             };
@@ -151,6 +158,7 @@ impl Hasher {
             inner: Arc::new(Inner {
                 queue,
                 computed,
+                configured_nanos,
                 active,
                 queued,
                 capacity,
@@ -275,6 +283,17 @@ impl Hasher {
         self.inner.active.load(Ordering::Acquire)
     }
 
+    /// What one verification at the configured parameters takes on a worker (a running
+    /// average; `None` before the first). A failed login is padded to it, so that a cheap
+    /// legacy hash (salted MD5 answers in microseconds) does not tell an imported account
+    /// from a name that does not exist.
+    pub fn configured_verify_time(&self) -> Option<std::time::Duration> {
+        match self.inner.configured_nanos.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(std::time::Duration::from_nanos(n)),
+        }
+    }
+
     /// How many hashes the workers have computed since start.
     pub fn computed(&self) -> usize {
         self.inner.computed.load(Ordering::Acquire)
@@ -294,9 +313,28 @@ impl Hasher {
 struct Counters {
     queued: Arc<AtomicUsize>,
     computed: Arc<AtomicUsize>,
+    /// A running average of one job at the configured parameters, in nanoseconds.
+    configured_nanos: Arc<AtomicU64>,
     active: Arc<AtomicUsize>,
     /// Set once the server's metrics exist (the pool starts before them).
     metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
+}
+
+impl Counters {
+    /// Folds one job at the configured parameters into the running average (an eighth of
+    /// each new sample: steady, yet following a machine that slows down or speeds up).
+    fn configured(&self, took: std::time::Duration) {
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .configured_nanos
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    old - old / 8 + sample / 8
+                })
+            });
+    }
 }
 
 fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits: ForeignLimits) {
@@ -333,12 +371,22 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits
         match job.work {
             Work::Hash(reply) => {
                 let result = guarded(|| hash_with(&argon2, &params, password, blocks.as_mut()));
+                if result.is_ok() {
+                    counters.configured(started.elapsed());
+                }
                 done();
                 let _ = reply.send(result);
             }
             Work::Verify(stored, reply) => {
                 let result =
-                    guarded(|| verify_with(&stored, &params, &limits, password, blocks.as_mut()));
+                    guarded(|| verify_with(&stored, &params, &limits, password, blocks.as_mut()))
+                        .map(|mut v| {
+                            v.took = started.elapsed();
+                            if !v.needs_rehash {
+                                counters.configured(v.took);
+                            }
+                            v
+                        });
                 done();
                 let _ = reply.send(result);
             }
@@ -428,6 +476,7 @@ fn verify_with(
                 matches: django.verify(password).map_err(HashError::Argon2)?,
                 needs_rehash,
                 algorithm: stored.algorithm(),
+                took: std::time::Duration::ZERO,
             });
         }
     };
@@ -449,6 +498,7 @@ fn verify_with(
         matches,
         needs_rehash,
         algorithm: stored.algorithm(),
+        took: std::time::Duration::ZERO,
     })
 }
 
@@ -546,12 +596,16 @@ mod tests {
         };
         let ok = verify(own.clone(), "pw").await.unwrap();
         assert_eq!(
-            ok,
-            Verified {
-                matches: true,
-                needs_rehash: false,
-                algorithm: "argon2id",
-            }
+            (ok.matches, ok.needs_rehash, ok.algorithm),
+            (true, false, "argon2id")
+        );
+        assert!(
+            ok.took > std::time::Duration::ZERO,
+            "the worker's time is reported"
+        );
+        assert!(
+            hasher.configured_verify_time().is_some(),
+            "and folded into the configured cost"
         );
         assert!(!verify(own, "pW").await.unwrap().matches);
 

@@ -1,15 +1,19 @@
-//! Per-client rate limits: GCRA buckets from `governor`, keyed by client address.
+//! Per-client rate limits: GCRA buckets (`table.rs`), keyed by client address.
 //!
 //! Two choices make a limit hold against someone trying to dodge it or to turn it on others:
 //! - **IPv6 by prefix.** A subscriber usually gets a whole /64 (often a /56 or /48), so a
 //!   full address costs an attacker nothing to change; clients are keyed by
 //!   `--ipv6-prefix` bits (default 64). IPv4-mapped IPv6 addresses count as IPv4.
 //! - **Bounded memory.** Each limiter remembers at most `--rate-limit-max-clients` clients.
-//!   Past that it first forgets clients whose bucket is full again (at most once a second);
-//!   if it is still full, clients are grouped coarsely (IPv4 /16, IPv6 /32) until entries
-//!   expire, and past twice the limit the rest share one bucket — degraded fairness, never
-//!   unbounded growth, and an attacker filling the table does not put every other client in
+//!   A client that has a bucket is always checked against it. Past the bound a new client
+//!   first makes room by forgetting buckets that are full again (at most once a second); if
+//!   the table is still full, new clients are grouped coarsely (IPv4 /16, IPv6 /32), and past
+//!   twice the bound the rest share one bucket — degraded fairness, never unbounded growth,
+//!   never unlimited, and an attacker filling the table does not put every other client in
 //!   the attacker's own bucket.
+//! - **Redis outages continue from known counts.** With `--redis-url` Redis decides, but this
+//!   process's own buckets and windows are charged on every check too, so a fallback starts
+//!   from this process's counts rather than from empty tables.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,15 +21,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
 use crate::config::RateLimit;
 use crate::error::AppError;
 
 /// Limits shared by every process through Redis, with the local limiters as fall-back.
 pub mod shared;
 pub use shared::Shared;
+/// The bounded GCRA table behind every local limit.
+mod table;
+use table::{Overflow, Rate, Table};
 
 /// Who a bucket belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,8 +68,9 @@ impl ClientKey {
 }
 
 /// A keyed limiter; `RateLimit::Off` makes every check pass. Cheap to clone. With a
-/// [`Shared`] (Redis) the bucket is shared by every process, and this process's own
-/// buckets serve only while Redis is unreachable.
+/// [`Shared`] (Redis) the bucket is shared by every process; this process's own buckets are
+/// charged too, on every check, so that when Redis stops answering the fallback continues
+/// from this process's counts instead of from a fresh, empty table.
 #[derive(Clone)]
 pub struct ClientLimiter {
     inner: Option<Arc<Inner>>,
@@ -74,38 +79,56 @@ pub struct ClientLimiter {
 }
 
 struct Inner {
-    limiter: DefaultKeyedRateLimiter<ClientKey>,
-    /// One token every `interval`, up to `burst` at once (the same GCRA in Redis).
-    interval: Duration,
-    burst: u32,
+    table: Table<ClientKey>,
+    rate: Rate,
     ipv6_prefix: u8,
     max_clients: usize,
-    last_sweep: Mutex<Instant>,
     overflow_logged: AtomicBool,
     name: &'static str,
+}
+
+impl Overflow for ClientKey {
+    /// A client's own key → its coarse group (IPv4 /16, IPv6 /32) → one shared bucket.
+    fn overflow(&self) -> Option<Self> {
+        match self {
+            Self::V4(_) | Self::V6(_) => Some(self.coarse()),
+            Self::CoarseV4(_) | Self::CoarseV6(_) => Some(Self::Overflow),
+            Self::Overflow => None,
+        }
+    }
+
+    fn level(&self) -> usize {
+        match self {
+            Self::V4(_) | Self::V6(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// One token every `period / burst`, up to `burst` at once; `None` when the limit is off.
+fn rate_of(rate: RateLimit) -> Option<Rate> {
+    match rate {
+        RateLimit::Off => None,
+        RateLimit::PerPeriod { burst, period } => Some(Rate {
+            interval: (period / burst.get()).max(Duration::from_millis(1)),
+            burst: burst.get(),
+        }),
+    }
 }
 
 impl ClientLimiter {
     /// `burst` requests at once per client, then one more every `period / burst`.
     pub fn new(name: &'static str, rate: RateLimit, ipv6_prefix: u8, max_clients: usize) -> Self {
-        let inner = match rate {
-            RateLimit::Off => None,
-            RateLimit::PerPeriod { burst, period } => {
-                let replenish = period / burst.get();
-                Quota::with_period(replenish.max(Duration::from_millis(1))).map(|q| {
-                    Arc::new(Inner {
-                        limiter: RateLimiter::keyed(q.allow_burst(burst)),
-                        interval: replenish.max(Duration::from_millis(1)),
-                        burst: burst.get(),
-                        ipv6_prefix,
-                        max_clients: max_clients.max(1),
-                        last_sweep: Mutex::new(Instant::now()),
-                        overflow_logged: AtomicBool::new(false),
-                        name,
-                    })
-                })
-            }
-        };
+        let inner = rate_of(rate).map(|rate| {
+            Arc::new(Inner {
+                table: Table::new(rate, max_clients),
+                rate,
+                ipv6_prefix,
+                max_clients: max_clients.max(1),
+                overflow_logged: AtomicBool::new(false),
+                name,
+            })
+        });
         Self {
             inner,
             shared: None,
@@ -125,22 +148,27 @@ impl ClientLimiter {
         self
     }
 
-    /// Takes one token for `ip`'s bucket, or says how long until one is free: in Redis when
-    /// it answers, else in this process.
+    /// Takes one token for `ip`'s bucket, or says how long until one is free: Redis decides
+    /// when it answers, else this process's own bucket (charged either way).
     pub async fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let mut decided = None;
+        let local = self.check_local(ip);
+        let mut decided = local;
         if let Some(shared) = &self.shared {
             let key = format!(
                 "roster:rl:{}:{:?}",
                 inner.name,
                 ClientKey::of(ip, inner.ipv6_prefix)
             );
-            decided = shared.gcra(&key, inner.interval, inner.burst).await;
+            if let Some(answer) = shared
+                .gcra(&key, inner.rate.interval, inner.rate.burst)
+                .await
+            {
+                decided = answer;
+            }
         }
-        let decided = decided.unwrap_or_else(|| self.check_local(ip));
         if decided.is_err()
             && let Some(metrics) = &self.metrics
         {
@@ -154,63 +182,34 @@ impl ClientLimiter {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let mut key = ClientKey::of(ip, inner.ipv6_prefix);
-        if inner.limiter.len() >= inner.max_clients {
-            inner.sweep(false);
-            if inner.limiter.len() >= inner.max_clients {
-                if !inner.overflow_logged.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        limiter = inner.name,
-                        clients = inner.limiter.len(),
-                        "rate limiter is full; clients are grouped by /16 (IPv4) or /32 (IPv6) until entries expire"
-                    );
-                }
-                key = if inner.limiter.len() >= inner.max_clients.saturating_mul(2) {
-                    ClientKey::Overflow
-                } else {
-                    key.coarse()
-                };
+        let decided = inner.table.check(ClientKey::of(ip, inner.ipv6_prefix));
+        if inner.table.len() > inner.max_clients {
+            if !inner.overflow_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limiter = inner.name,
+                    "rate limiter is full; new clients are grouped by /16 (IPv4) or /32 (IPv6) until entries expire"
+                );
             }
+        } else {
+            inner.overflow_logged.store(false, Ordering::Relaxed);
         }
-        inner
-            .limiter
-            .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        decided
     }
 
     /// Forgets clients whose bucket is full again, so memory tracks active clients only.
     pub fn forget_idle(&self) {
         if let Some(inner) = &self.inner {
-            inner.sweep(true);
+            inner.table.forget_idle();
         }
     }
 
     /// Clients currently remembered (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.inner.as_ref().map_or(0, |i| i.limiter.len())
+        self.inner.as_ref().map_or(0, |i| i.table.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-impl Inner {
-    fn sweep(&self, always: bool) {
-        {
-            let Ok(mut last) = self.last_sweep.lock() else {
-                return;
-            };
-            if !always && last.elapsed() < Duration::from_secs(1) {
-                return;
-            }
-            *last = Instant::now();
-        }
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-        if self.limiter.len() < self.max_clients {
-            self.overflow_logged.store(false, Ordering::Relaxed);
-        }
     }
 }
 
@@ -246,6 +245,9 @@ impl Admission {
     }
 }
 
+/// How many windows a full failure table looks at to choose the one to forget.
+const EVICTION_SAMPLE: usize = 64;
+
 /// Whose password attempts are counted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FailureKey {
@@ -266,10 +268,11 @@ pub enum FailureKey {
 /// them (the per-IP login limit bounds how fast).
 ///
 /// Fixed windows rather than GCRA: the question is "how many failures lately", and a
-/// success must be able to clear it, which governor's buckets cannot do. Memory is bounded:
+/// success must be able to clear it, which a token bucket cannot do. Memory is bounded:
 /// accounts and unknown identifiers live in separate tables of `max_keys` each, so spraying
 /// made-up identifiers can never evict an account's count; a full table first drops expired
-/// windows (at most once a second), then an arbitrary entry of its own kind.
+/// windows (at most once a second), then the window holding the fewest attempts among a
+/// bounded sample of its own kind (never an account at its limit while lighter ones exist).
 #[derive(Clone)]
 pub struct FailureThrottle {
     inner: Option<Arc<FailureInner>>,
@@ -342,18 +345,21 @@ impl FailureThrottle {
     }
 
     /// Counts an attempt for `key`, or answers `Err(wait)` when the key has used up its
-    /// attempts in the current window: in Redis when it answers, else in this process.
+    /// attempts in the current window: Redis decides when it answers, else this process.
+    /// This process's window is counted either way, so a Redis pause continues from the
+    /// attempts this process saw instead of handing out a fresh budget.
     pub async fn begin(&self, key: &FailureKey) -> Result<(), Duration> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let mut decided = None;
-        if let Some(shared) = &self.shared {
-            decided = shared
+        let mut decided = self.begin_local(key);
+        if let Some(shared) = &self.shared
+            && let Some(answer) = shared
                 .window_begin(&Self::redis_key(key), inner.window, inner.limit)
-                .await;
+                .await
+        {
+            decided = answer;
         }
-        let decided = decided.unwrap_or_else(|| self.begin_local(key));
         if decided.is_err()
             && let Some(metrics) = &self.metrics
         {
@@ -390,10 +396,20 @@ impl FailureThrottle {
                     .map
                     .retain(|_, (start, _)| now.duration_since(*start) < window);
             }
+            // Still full of live windows: make room by forgetting the window that holds the
+            // least — the fewest attempts (an attacker's filler entries hold one each), then
+            // the oldest — among a bounded sample, so the cost per insert stays constant.
+            // Evicting an arbitrary entry, as this did, could reset a victim's count at its
+            // limit; refusing or sharing a window would lock every new account out.
             if table.map.len() >= inner.max_keys
-                && let Some(any) = table.map.keys().next().cloned()
+                && let Some(least) = table
+                    .map
+                    .iter()
+                    .take(EVICTION_SAMPLE)
+                    .min_by_key(|(_, (start, attempts))| (*attempts, *start))
+                    .map(|(k, _)| k.clone())
             {
-                table.map.remove(&any);
+                table.map.remove(&least);
             }
         }
         let entry = table.map.entry(key.clone()).or_insert((now, 0));
@@ -454,10 +470,11 @@ impl FailureInner {
 /// the address's canonical form, so the table holds no address. Applied whether or not the
 /// address has an account, so being limited says nothing about that.
 ///
-/// Bounded like [`ClientLimiter`]: at `max_keys` it forgets full buckets (at most once a
-/// second); if it is still full, new addresses pass unlimited (logged once) rather than
-/// sharing a bucket, which would let one sender block every other address's emails. The
-/// per-client limit still bounds each sender.
+/// Bounded like [`ClientLimiter`], and never open: an address that has a bucket is always
+/// checked against it, however full the table; a new address while the table is full of
+/// live buckets shares one overflow bucket (logged once). A sender who fills the table can
+/// then delay other new addresses' emails by a minute, but can never mail one victim past
+/// the limit (the per-client limit still bounds each sender).
 #[derive(Clone)]
 pub struct AddressLimiter {
     inner: Option<Arc<AddressInner>>,
@@ -466,32 +483,38 @@ pub struct AddressLimiter {
 }
 
 struct AddressInner {
-    limiter: DefaultKeyedRateLimiter<[u8; 16]>,
-    interval: Duration,
-    burst: u32,
+    table: Table<AddressKey>,
+    rate: Rate,
     max_keys: usize,
-    last_sweep: Mutex<Instant>,
     full_logged: AtomicBool,
+}
+
+/// A SHA-256 prefix of a canonical address, or the overflow bucket of a full table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AddressKey {
+    Address([u8; 16]),
+    Overflow,
+}
+
+impl Overflow for AddressKey {
+    fn overflow(&self) -> Option<Self> {
+        match self {
+            Self::Address(_) => Some(Self::Overflow),
+            Self::Overflow => None,
+        }
+    }
 }
 
 impl AddressLimiter {
     pub fn new(rate: RateLimit, max_keys: usize) -> Self {
-        let inner = match rate {
-            RateLimit::Off => None,
-            RateLimit::PerPeriod { burst, period } => {
-                let replenish = period / burst.get();
-                Quota::with_period(replenish.max(Duration::from_millis(1))).map(|q| {
-                    Arc::new(AddressInner {
-                        limiter: RateLimiter::keyed(q.allow_burst(burst)),
-                        interval: replenish.max(Duration::from_millis(1)),
-                        burst: burst.get(),
-                        max_keys: max_keys.max(1),
-                        last_sweep: Mutex::new(Instant::now()),
-                        full_logged: AtomicBool::new(false),
-                    })
-                })
-            }
-        };
+        let inner = rate_of(rate).map(|rate| {
+            Arc::new(AddressInner {
+                table: Table::new(rate, max_keys),
+                rate,
+                max_keys: max_keys.max(1),
+                full_logged: AtomicBool::new(false),
+            })
+        });
         Self {
             inner,
             shared: None,
@@ -499,20 +522,18 @@ impl AddressLimiter {
         }
     }
 
-    /// Shares the buckets through Redis (`None`: this process's own).
     pub fn with_shared(mut self, shared: Option<Shared>) -> Self {
         self.shared = shared;
         self
     }
 
-    /// Counts refusals in `roster_rate_limited_total{limiter="mail_address"}`.
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
-    /// Takes one token for `canonical_address`, or says how long until one is free: in Redis
-    /// when it answers, else in this process.
+    /// Takes one token for the address: Redis decides when it answers, else this process's
+    /// own bucket (charged either way, so a Redis outage continues from known counts).
     pub async fn check(&self, canonical_address: &str) -> Result<(), Duration> {
         use sha2::Digest;
         let Some(inner) = &self.inner else {
@@ -521,18 +542,20 @@ impl AddressLimiter {
         let digest = sha2::Sha256::digest(canonical_address.as_bytes());
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
-        let mut decided = None;
+        let mut decided = inner.check_local(key);
         if let Some(shared) = &self.shared {
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            decided = shared
+            if let Some(answer) = shared
                 .gcra(
                     &format!("roster:rl:address:{hex}"),
-                    inner.interval,
-                    inner.burst,
+                    inner.rate.interval,
+                    inner.rate.burst,
                 )
-                .await;
+                .await
+            {
+                decided = answer;
+            }
         }
-        let decided = decided.unwrap_or_else(|| self.check_key_local(inner, key));
         if decided.is_err()
             && let Some(metrics) = &self.metrics
         {
@@ -541,50 +564,26 @@ impl AddressLimiter {
         decided
     }
 
-    /// This process's bucket for a hashed address.
-    fn check_key_local(&self, inner: &AddressInner, key: [u8; 16]) -> Result<(), Duration> {
-        if inner.limiter.len() >= inner.max_keys {
-            inner.sweep(false);
-            if inner.limiter.len() >= inner.max_keys {
-                if !inner.full_logged.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        addresses = inner.limiter.len(),
-                        "per-address mail limiter is full; new addresses pass unlimited until entries expire"
-                    );
-                }
-                return Ok(());
-            }
-        }
-        inner
-            .limiter
-            .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
-
-    /// Forgets addresses whose bucket is full again.
     pub fn forget_idle(&self) {
         if let Some(inner) = &self.inner {
-            inner.sweep(true);
+            inner.table.forget_idle();
         }
     }
 }
 
 impl AddressInner {
-    fn sweep(&self, always: bool) {
-        {
-            let Ok(mut last) = self.last_sweep.lock() else {
-                return;
-            };
-            if !always && last.elapsed() < Duration::from_secs(1) {
-                return;
+    fn check_local(&self, key: [u8; 16]) -> Result<(), Duration> {
+        let decided = self.table.check(AddressKey::Address(key));
+        if self.table.len() > self.max_keys {
+            if !self.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "per-address mail limiter is full; new addresses share one bucket until entries expire"
+                );
             }
-            *last = Instant::now();
-        }
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-        if self.limiter.len() < self.max_keys {
+        } else {
             self.full_logged.store(false, Ordering::Relaxed);
         }
+        decided
     }
 }
 
@@ -657,6 +656,26 @@ mod tests {
         assert!(short.begin_local(&k).is_err());
         std::thread::sleep(Duration::from_millis(60));
         assert!(short.begin_local(&k).is_ok(), "no permanent lockout");
+    }
+
+    /// A full table makes room by forgetting a window with the fewest attempts: a spray of
+    /// one-attempt windows cannot push out an account at its limit (an arbitrary eviction
+    /// could, resetting the victim's count).
+    #[test]
+    fn a_full_failure_table_never_forgets_an_account_at_its_limit() {
+        let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 100);
+        let victim = FailureKey::Account(uuid::Uuid::now_v7());
+        for _ in 0..3 {
+            t.begin_local(&victim).unwrap();
+        }
+        for _ in 0..10_000 {
+            let _ = t.begin_local(&FailureKey::Account(uuid::Uuid::now_v7()));
+            assert!(
+                t.begin_local(&victim).is_err(),
+                "the victim's count survives the spray"
+            );
+        }
+        assert!(t.len() <= 101, "{}", t.len());
     }
 
     #[test]

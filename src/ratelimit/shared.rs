@@ -3,18 +3,21 @@
 //!
 //! Each check is one round trip: a Lua script that reads the clock from Redis (`TIME`, so
 //! processes with skewed clocks agree), decides, and writes, atomically. Rates use GCRA —
-//! the algorithm `governor` runs locally, so a limit means the same thing in both modes:
+//! the algorithm the local tables run (`table.rs`), so a limit means the same thing in both modes:
 //! a bucket is one key holding its "theoretical arrival time", expiring when the bucket is
 //! full again (so Redis memory tracks active clients only). Failed-login windows use a
 //! counter with an expiry, as the local table does. Written here rather than taken from a
 //! crate: the Redis rate-limit crates either need a Redis module (redis-cell) or run several
 //! round trips per check; the scripts are a dozen lines each.
 //!
-//! Redis down: checks fall back to the local limiter (never fail a request for it), the
+//! Redis down: checks fall back to the local limiter (never fail a request for it), which
+//! has been charged on every check all along, so it continues from this process's counts; a
+//! single slow or failed call decides only its own request locally, and three in a row
+//! switch the process to local limits. The
 //! state is logged once per transition and shown in `/readyz` and the metrics, and a probe
 //! reconnects every second; limits are shared again as soon as Redis answers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +25,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// How long a Redis call may take before the request falls back to the local limiter.
 const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+/// Consecutive failed calls before checks stop going to Redis. One slow answer (a fork for
+/// a snapshot, a blip) decides only its own request, locally; it does not switch the whole
+/// process to local limits.
+const FAILURES_BEFORE_DOWN: u32 = 3;
 
 /// GCRA: `ARGV[1]` emission interval (ms), `ARGV[2]` burst. Returns `{1, 0}` or `{0, wait_ms}`.
 const GCRA: &str = r"
@@ -67,6 +74,8 @@ struct Inner {
     conn: Mutex<Option<ConnectionManager>>,
     /// Checks go to Redis only while this is true.
     healthy: AtomicBool,
+    /// Calls that failed in a row (reset by any answer).
+    failures: AtomicU32,
     gcra: redis::Script,
     window: redis::Script,
 }
@@ -83,6 +92,7 @@ impl Shared {
                 client,
                 conn: Mutex::new(None),
                 healthy: AtomicBool::new(false),
+                failures: AtomicU32::new(0),
                 gcra: redis::Script::new(GCRA),
                 window: redis::Script::new(WINDOW),
             }),
@@ -131,9 +141,12 @@ impl Shared {
         )
         .await;
         match done {
-            Ok(Ok(())) => true,
+            Ok(Ok(())) => {
+                self.inner.failures.store(0, Ordering::Relaxed);
+                true
+            }
             _ => {
-                self.mark_down();
+                self.failed();
                 false
             }
         }
@@ -150,10 +163,16 @@ impl Shared {
         )
         .await;
         match answer {
-            Ok(Ok((1, _))) => Some(Ok(())),
-            Ok(Ok((_, wait_ms))) => Some(Err(Duration::from_millis(wait_ms.max(0) as u64))),
+            Ok(Ok((allowed, wait_ms))) => {
+                self.inner.failures.store(0, Ordering::Relaxed);
+                if allowed == 1 {
+                    Some(Ok(()))
+                } else {
+                    Some(Err(Duration::from_millis(wait_ms.max(0) as u64)))
+                }
+            }
             _ => {
-                self.mark_down();
+                self.failed();
                 None
             }
         }
@@ -165,6 +184,14 @@ impl Shared {
             return None;
         }
         self.inner.conn.lock().ok()?.clone()
+    }
+
+    /// A call failed: this request is decided locally; after [`FAILURES_BEFORE_DOWN`] in a
+    /// row, every check is, until the probe sees Redis answer again.
+    fn failed(&self) {
+        if self.inner.failures.fetch_add(1, Ordering::Relaxed) + 1 >= FAILURES_BEFORE_DOWN {
+            self.mark_down();
+        }
     }
 
     fn mark_down(&self) {
@@ -182,6 +209,9 @@ impl Shared {
         let mut first = true;
         loop {
             let ok = self.probe_once().await;
+            if ok {
+                self.inner.failures.store(0, Ordering::Relaxed);
+            }
             let was = self.inner.healthy.swap(ok, Ordering::AcqRel);
             match (was, ok) {
                 (false, true) if first => tracing::info!(

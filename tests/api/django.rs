@@ -518,3 +518,177 @@ async fn a_django_database_on_postgres_is_a_source_too() {
     let sleeper = imported.iter().find(|u| u.username == "sleeper").unwrap();
     assert!(!sleeper.is_active);
 }
+
+/// Stored hashes whose *work* has no bound, though each parameter is within its own limit:
+/// PBKDF2 with two output blocks (every block repeats every iteration), a row longer than
+/// Django's 128-character column, scrypt at N=2^17, r=8, p=16, Argon2 at m=128 MiB, t=16,
+/// p=16; and a truncated bcrypt hash. Each fits roster's `VARCHAR(255)` column, so a row
+/// imported before the bounds can be in the table (inserted directly here).
+fn unbounded_hashes() -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+    let b64_nopad =
+        |n: usize| base64::engine::general_purpose::STANDARD_NO_PAD.encode(vec![7u8; n]);
+    let salt = "abcdefghijkl";
+    let hashes = vec![
+        (
+            "pbkdf2_2_blocks",
+            format!("pbkdf2_sha256$250000${salt}${}", b64(64)),
+        ),
+        (
+            "pbkdf2_long_row",
+            format!("pbkdf2_sha256$1000000${}${}", "s".repeat(150), b64(32)),
+        ),
+        (
+            "scrypt_work",
+            format!("scrypt$131072${salt}$8$16${}", b64(64)),
+        ),
+        (
+            "argon2_work",
+            format!(
+                "argon2$argon2id$v=19$m=131072,t=16,p=16${}${}",
+                b64_nopad(16),
+                b64_nopad(32)
+            ),
+        ),
+        (
+            "bcrypt_truncated",
+            "bcrypt$$2b$12$abcdefghijklmnopqrstuv".to_owned(),
+        ),
+    ];
+    for (name, hash) in &hashes {
+        assert!(hash.len() <= 255, "{name} must fit the column");
+    }
+    hashes
+}
+
+#[tokio::test]
+async fn hashes_whose_work_has_no_bound_are_refused_at_import_and_cost_only_the_dummy() {
+    let app = spawn_app().await;
+    for (name, hash) in unbounded_hashes() {
+        let id = insert_user(&app, name, &hash).await;
+        let before = app.hasher.computed();
+        let answer = login(&app, name, "wrong password").await;
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], "INVALID_CREDENTIALS",
+            "{name}"
+        );
+        assert_eq!(
+            app.hasher.computed() - before,
+            1,
+            "{name}: one verification"
+        );
+        // The one verification was the dummy: the row was refused before any work.
+        let logs = String::from_utf8_lossy(&crate::helpers::LOGS.get().unwrap().lock().unwrap())
+            .into_owned();
+        assert!(
+            logs.lines()
+                .any(|l| l.contains(&id.to_string()) && l.contains("cannot be verified")),
+            "{name}: the row was not refused before verification"
+        );
+    }
+
+    // The importer refuses the same rows, each as a conflict of its own; a repeated pk is a
+    // conflict too, not a raw unique-constraint error that aborts the import.
+    let mut hashes = unbounded_hashes();
+    // And one no column would hold: 1.4 million characters, refused before any work.
+    hashes.push((
+        "huge_row",
+        format!("pbkdf2_sha256$1000$abc${}", "A".repeat(1_400_000)),
+    ));
+    let mut entries: Vec<Value> = hashes
+        .clone()
+        .into_iter()
+        .enumerate()
+        .map(|(n, (name, hash))| {
+            json!({ "model": "auth.user", "pk": 9000 + n, "fields": {
+                "username": format!("imported_{name}"), "email": "", "password": hash,
+                "date_joined": "2026-11-25T03:28:29.824Z", "last_login": null } })
+        })
+        .collect();
+    let good = "pbkdf2_sha256$1000$abcdefghijklmnopqrstuv$".to_owned()
+        + "nXZKJRs6q0HmvN4cF5e5WYL1JJ2EVmZJEdN1vIfTbJk=";
+    for name in ["first_of_two", "second_of_two"] {
+        entries.push(json!({ "model": "auth.user", "pk": 9100, "fields": {
+            "username": name, "email": "", "password": good,
+            "date_joined": "2026-11-25T03:28:29.824Z", "last_login": null } }));
+    }
+    let file = std::env::temp_dir().join(format!("unbounded_{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, serde_json::to_vec(&entries).unwrap()).unwrap();
+    let (code, report, stderr) =
+        import(&app, file.to_str().unwrap(), &["--on-conflict", "skip"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for (name, _) in hashes {
+        let row = report
+            .iter()
+            .find(|p| p["username"] == format!("imported_{name}"))
+            .unwrap_or_else(|| panic!("{name} was not reported: {report:?}"));
+        assert_eq!(row["kind"], "conflict", "{row}");
+    }
+    let repeated = report
+        .iter()
+        .find(|p| p["username"] == "second_of_two")
+        .unwrap_or_else(|| panic!("the repeated pk was not reported: {report:?}"));
+    assert!(
+        repeated["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more than once"),
+        "{repeated}"
+    );
+
+    // An entry with a repeated key is refused, not read as its last value.
+    std::fs::write(
+        &file,
+        r#"[{"model": "auth.user", "pk": 9200, "fields": {"username": "twice", "email": "",
+            "password": "!x", "password": "md5$$5f4dcc3b5aa765d61d8327deb882cf99",
+            "date_joined": "2026-11-25T03:28:29.824Z", "last_login": null}}]"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = import(&app, file.to_str().unwrap(), &[]).await;
+    assert_ne!(code, 0, "a repeated key must not import: {stderr}");
+    assert!(stderr.contains("duplicate key"), "{stderr}");
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A wrong password for an imported salted-MD5 user answered in about a millisecond, for an
+/// unknown name in one Argon2id verification: one request told a dormant migrated account
+/// from a name that does not exist. A failed login against a hash cheaper than the
+/// configured Argon2id is now padded to its cost (compared as medians, with a wide margin:
+/// unpadded, the ratio is under a tenth).
+#[tokio::test]
+async fn a_wrong_password_for_a_cheap_legacy_hash_takes_as_long_as_for_an_unknown_name() {
+    let app = spawn_app().await;
+    insert_user(
+        &app,
+        "dormant",
+        "md5$KDYc5FiWVChszsmNJtuhLF$aaefbf33530fce9ef8412a5b2860ea43",
+    )
+    .await;
+    // Warm up: the pool learns what one configured verification takes.
+    let _ = login(&app, "nobody-at-all", "wrong password").await;
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut legacy = Vec::new();
+    let mut unknown = Vec::new();
+    for n in 0..5 {
+        let started = std::time::Instant::now();
+        let a = login(&app, "dormant", "wrong password").await;
+        legacy.push(started.elapsed());
+        assert_eq!(a["errors"][0]["extensions"]["code"], "INVALID_CREDENTIALS");
+        let started = std::time::Instant::now();
+        let b = login(&app, &format!("nobody{n}"), "wrong password").await;
+        unknown.push(started.elapsed());
+        assert_eq!(b["errors"][0]["extensions"]["code"], "INVALID_CREDENTIALS");
+    }
+    let (legacy, unknown) = (median(legacy), median(unknown));
+    assert!(
+        legacy.as_secs_f64() >= 0.7 * unknown.as_secs_f64(),
+        "MD5 {legacy:?} against unknown {unknown:?}"
+    );
+    // And the right password still signs in (and upgrades the hash).
+    let ok = login(&app, "dormant", "correct horse battery staple").await;
+    assert!(ok["errors"].is_null(), "{ok}");
+}

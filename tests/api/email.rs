@@ -484,6 +484,51 @@ async fn mail_requests_are_limited_per_address_and_per_client() {
     assert_eq!(sixth.code(), "RATE_LIMITED", "{}", sixth.body);
 }
 
+/// A full per-address table still limits the addresses it knows: filling it with other
+/// addresses used to switch the limit off for every address, a victim's included.
+#[tokio::test]
+async fn a_full_address_table_still_limits_an_address_it_knows() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp, |c| {
+        c.mail.mail_address_limit = RateLimit::PerPeriod {
+            burst: 1.try_into().unwrap(),
+            period: Duration::from_secs(60),
+        };
+        c.mail.mail_rate_limit = RateLimit::Off;
+        c.limits.rate_limit_max_clients = 4;
+    })
+    .await;
+    let (_, victim) = app.new_user().await;
+    let first = app.graphql(REQUEST_RESET, json!({ "email": victim })).await;
+    assert_eq!(first.body["data"]["requestPasswordReset"], true);
+    for n in 0..8 {
+        // Fill the table, and more: new addresses then share one bucket.
+        let _ = app
+            .graphql(
+                REQUEST_RESET,
+                json!({ "email": format!("filler{n}@example.com") }),
+            )
+            .await;
+        let again = app.graphql(REQUEST_RESET, json!({ "email": victim })).await;
+        assert_eq!(again.status, 429, "after {n} fillers: {}", again.body);
+    }
+    let fresh = app
+        .graphql(REQUEST_RESET, json!({ "email": "late-comer@example.com" }))
+        .await;
+    assert_eq!(
+        fresh.status, 429,
+        "a new address is never unlimited: {}",
+        fresh.body
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resets = smtp
+        .messages()
+        .iter()
+        .filter(|m| m["rcpt_tos"][0] == victim.as_str() && m["subject"] == "Reset your password")
+        .count();
+    assert!(resets <= 1, "the victim got {resets} reset emails");
+}
+
 #[tokio::test]
 async fn a_hung_smtp_server_does_not_hold_shutdown_and_the_email_is_handed_back() {
     // Accepts connections and never says a word.

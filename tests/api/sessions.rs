@@ -813,8 +813,8 @@ async fn unknown_wrong_and_deactivated_are_indistinguishable() {
     );
     assert_eq!(
         app.session_rows().await.len(),
-        1,
-        "no session for a failed login"
+        0,
+        "deactivation ended carol's session, and a failed login makes none"
     );
 }
 
@@ -1483,4 +1483,125 @@ impl TestApp {
             .expect("request");
         Answer::from(response).await
     }
+}
+
+/// Deactivation ends a user's sessions and email links; it does not merely suspend them, so
+/// reactivating the account revives nothing. Done here by SQL, as operators do it today: the
+/// database itself (a trigger) ends them in the statement that deactivates.
+#[tokio::test]
+async fn deactivation_ends_sessions_and_links_so_reactivation_revives_nothing() {
+    let app = spawn_app().await;
+    app.register("carol", "carol@example.com", GOOD_PASSWORD)
+        .await;
+    let token = app.token("carol", GOOD_PASSWORD).await;
+    let carol = app
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u.username == "carol")
+        .unwrap();
+    let links = || async {
+        roster::entity::email_token::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.user_id == carol.id)
+            .count()
+    };
+    // The worker mints the confirmation link when it delivers the email (console transport).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while links().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation link minted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut row = carol.clone().into_active_model();
+    row.is_active = Set(false);
+    row.update(&app.db).await.unwrap();
+    assert_eq!(app.me(&token).await, Value::Null);
+    assert_eq!(app.session_rows().await.len(), 0, "the session row is gone");
+    assert_eq!(links().await, 0, "the email link is gone");
+
+    let mut row = carol.clone().into_active_model();
+    row.is_active = Set(true);
+    row.update(&app.db).await.unwrap();
+    assert_eq!(
+        app.me(&token).await,
+        Value::Null,
+        "reactivation does not revive the old session"
+    );
+    // Reactivated, carol signs in afresh.
+    let again = app.token("carol", GOOD_PASSWORD).await;
+    assert_eq!(app.me(&again).await, "carol");
+}
+
+/// Usernames and emails are one namespace of login identifiers. A stranger who registered
+/// the username `victim@corp.example` used to capture the victim's login by email (a
+/// username match won) and collect the victim's failed-login count.
+#[tokio::test]
+async fn a_username_can_never_capture_anothers_login_by_email() {
+    let app = spawn_app().await;
+    // The stranger first: an address-shaped username must be one's own address.
+    let early = app
+        .register(
+            "victim@corp.example",
+            "stranger1@example.com",
+            GOOD_PASSWORD,
+        )
+        .await;
+    assert_eq!(
+        early.field_codes(),
+        [("username".to_owned(), "username_not_own_email".to_owned())]
+    );
+    app.register("victim", "victim@corp.example", GOOD_PASSWORD)
+        .await;
+    // The stranger after, in another case and width: taken, by the victim's email.
+    for name in ["Victim@Corp.Example", "ＶＩＣＴＩＭ@corp.example"] {
+        let late = app
+            .register(name, "stranger2@example.com", GOOD_PASSWORD)
+            .await;
+        let codes = late.field_codes();
+        assert!(
+            codes.contains(&("username".to_owned(), "taken".to_owned()))
+                || codes.contains(&("username".to_owned(), "username_not_own_email".to_owned())),
+            "{name}: {codes:?}"
+        );
+    }
+    assert_eq!(app.users().await.len(), 1);
+    // The victim signs in by email.
+    let token = app.token("victim@corp.example", GOOD_PASSWORD).await;
+    assert_eq!(app.me(&token).await, "victim");
+
+    // The database has the last word, whatever wrote the row (an import, an operator's
+    // SQL): a username equal to another account's email is a unique violation, and so is
+    // an email equal to another's username.
+    let victim = app.users().await.remove(0);
+    for (username, email) in [
+        ("victim@corp.example", "stranger3@example.com"),
+        ("stranger4", "victim"),
+    ] {
+        let mut row = victim.clone().into_active_model();
+        row.id = Set(uuid::Uuid::now_v7());
+        row.username = Set(username.to_owned());
+        row.username_canonical = Set(username.to_owned());
+        row.email = Set(email.to_owned());
+        row.email_canonical = Set(email.to_owned());
+        row.username_skeleton = Set(None);
+        row.username_skeleton_lower = Set(None);
+        row.username_skeleton_upper = Set(None);
+        let inserted = sea_orm::ActiveModelTrait::insert(row, &app.db).await;
+        let err = inserted.expect_err("the login-name index refuses the row");
+        assert!(
+            matches!(
+                err.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(app.users().await.len(), 1);
 }

@@ -1,0 +1,85 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The trigger's name, on both databases (and the PostgreSQL function's).
+pub const TRIGGER: &str = "users_deactivation_ends_sessions";
+
+/// Deactivating a user (`is_active` from true to false) deletes their sessions and their
+/// email-link tokens in the same statement.
+///
+/// Why a trigger: until now a deactivated user's sessions were only *suspended* (every
+/// lookup checks `is_active`), so reactivating the account revived every old token, and the
+/// links in emails sent before the deactivation. Deactivation is done today by SQL (or by the
+/// admin's tools to come); a trigger makes it end what it must whichever way it is done, in
+/// the statement that does it.
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        match db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                db.execute_unprepared(&format!(
+                    "CREATE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN \
+                       DELETE FROM sessions WHERE user_id = NEW.id; \
+                       DELETE FROM email_tokens WHERE user_id = NEW.id; \
+                       RETURN NULL; \
+                     END $$"
+                ))
+                .await?;
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {TRIGGER} AFTER UPDATE OF is_active ON users \
+                     FOR EACH ROW WHEN (OLD.is_active AND NOT NEW.is_active) \
+                     EXECUTE FUNCTION {TRIGGER}()"
+                ))
+                .await?;
+            }
+            DatabaseBackend::Sqlite => {
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {TRIGGER} AFTER UPDATE OF is_active ON users \
+                     WHEN OLD.is_active AND NOT NEW.is_active \
+                     BEGIN \
+                       DELETE FROM sessions WHERE user_id = NEW.id; \
+                       DELETE FROM email_tokens WHERE user_id = NEW.id; \
+                     END"
+                ))
+                .await?;
+            }
+            other => {
+                return Err(DbErr::Migration(format!(
+                    "roster supports PostgreSQL and SQLite, not {other:?}"
+                )));
+            }
+        }
+        // Users deactivated before this migration: their sessions and links end now.
+        db.execute_unprepared(
+            "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE NOT is_active)",
+        )
+        .await?;
+        db.execute_unprepared(
+            "DELETE FROM email_tokens WHERE user_id IN (SELECT id FROM users WHERE NOT is_active)",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        match db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON users"))
+                    .await?;
+                db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {TRIGGER}()"))
+                    .await?;
+            }
+            _ => {
+                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER}"))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -291,6 +291,18 @@ impl Application {
         let (stop_delivery, stopped) = tokio::sync::watch::channel(false);
         let delivery = tokio::spawn(self.delivery.run(stopped));
         let redis_probe = self.shared.clone().map(|s| tokio::spawn(s.run_probe()));
+        // The failed-login floor learns the costliest stored formats before the first login.
+        let (seed_db, seed_hasher) = (self.db.clone(), self.hasher.clone());
+        tokio::spawn(async move {
+            match crate::accounts::seed_failure_floor(&seed_db, &seed_hasher).await {
+                Ok(classes) => {
+                    tracing::debug!(classes, floor = ?seed_hasher.failure_floor(), "failed-login floor seeded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not sample stored hashes for the failed-login floor")
+                }
+            }
+        });
         // Housekeeping beside the server, stopped with it: idle rate-limit entries are
         // forgotten every minute, expired sessions deleted every ten (they are refused
         // already; this reclaims the rows).

@@ -6,6 +6,8 @@ pub struct Migration;
 
 /// The trigger's name, on both databases (and the PostgreSQL function's).
 pub const TRIGGER: &str = "users_deactivation_ends_sessions";
+/// The guard on `email_tokens`: a token minted for an inactive user is deleted at once.
+pub const TOKEN_GUARD: &str = "email_tokens_for_active_users_only";
 
 /// Deactivating a user (`is_active` from true to false) deletes their sessions and their
 /// email-link tokens in the same statement.
@@ -15,6 +17,13 @@ pub const TRIGGER: &str = "users_deactivation_ends_sessions";
 /// links in emails sent before the deactivation. Deactivation is done today by SQL (or by the
 /// admin's tools to come); a trigger makes it end what it must whichever way it is done, in
 /// the statement that does it.
+///
+/// The mail worker reads a user's state, then mints the link's token in a later
+/// transaction: a deactivation in between would run its `DELETE` before the token exists.
+/// A second trigger closes that: a token inserted for an inactive user is deleted in the
+/// statement that inserts it (on PostgreSQL after taking a share lock on the user row, so
+/// it waits for a deactivation in flight and sees its outcome). The email then goes out
+/// with a link that confirms nothing.
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -36,6 +45,20 @@ impl MigrationTrait for Migration {
                      EXECUTE FUNCTION {TRIGGER}()"
                 ))
                 .await?;
+                db.execute_unprepared(&format!(
+                    "CREATE FUNCTION {TOKEN_GUARD}() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN \
+                       PERFORM 1 FROM users WHERE id = NEW.user_id AND is_active FOR SHARE; \
+                       IF NOT FOUND THEN DELETE FROM email_tokens WHERE id = NEW.id; END IF; \
+                       RETURN NULL; \
+                     END $$"
+                ))
+                .await?;
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {TOKEN_GUARD} AFTER INSERT ON email_tokens \
+                     FOR EACH ROW EXECUTE FUNCTION {TOKEN_GUARD}()"
+                ))
+                .await?;
             }
             DatabaseBackend::Sqlite => {
                 db.execute_unprepared(&format!(
@@ -45,6 +68,12 @@ impl MigrationTrait for Migration {
                        DELETE FROM sessions WHERE user_id = NEW.id; \
                        DELETE FROM email_tokens WHERE user_id = NEW.id; \
                      END"
+                ))
+                .await?;
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {TOKEN_GUARD} AFTER INSERT ON email_tokens \
+                     WHEN NOT (SELECT is_active FROM users WHERE id = NEW.user_id) \
+                     BEGIN DELETE FROM email_tokens WHERE id = NEW.id; END"
                 ))
                 .await?;
             }
@@ -74,10 +103,18 @@ impl MigrationTrait for Migration {
                     .await?;
                 db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {TRIGGER}()"))
                     .await?;
+                db.execute_unprepared(&format!(
+                    "DROP TRIGGER IF EXISTS {TOKEN_GUARD} ON email_tokens"
+                ))
+                .await?;
+                db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {TOKEN_GUARD}()"))
+                    .await?;
             }
             _ => {
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER}"))
-                    .await?;
+                for name in [TRIGGER, TOKEN_GUARD] {
+                    db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name}"))
+                        .await?;
+                }
             }
         }
         Ok(())

@@ -4,9 +4,9 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// The table, and the unique index the service recognises a violation by.
+/// The table; a violation of its primary key (`name`) is how the service recognises a
+/// name held by another account (both databases name the table in the error).
 pub const TABLE: &str = "login_names";
-pub const NAME_INDEX: &str = "login_names_name_key";
 /// The triggers (and PostgreSQL function) that keep the table in step with `users`.
 pub const TRIGGER: &str = "users_login_names";
 
@@ -22,21 +22,27 @@ pub const TRIGGER: &str = "users_login_names";
 /// Kept by triggers, on both databases, so every way a user row is written (registration,
 /// the importer, an operator's SQL, an email change to come) keeps the namespace, in the
 /// statement that writes the row; a collision fails that statement with a unique violation
-/// on [`NAME_INDEX`]. A user's username and email may be equal (one row). Imported users
+/// on the table's key. A user's username and email may be equal (one row). Imported users
 /// without an email hold a `!none:<id>` placeholder, which names nobody and is left out.
 ///
-/// Existing rows are copied in; where two existing accounts already collide, the first to
-/// have joined keeps the name and the other keeps working as before (and `login` prefers an
-/// email match for an identifier shaped like an address, so such a username never shadows
-/// an owner's email).
+/// Existing rows are copied in, the earliest to join first; where two existing accounts
+/// already collide, the older keeps the name, and `login` prefers an email match for an
+/// identifier shaped like an address, so such a username never shadows an owner's email.
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // `name` is the primary key: the unique index that decides, and a key for logical
+        // replication.
         manager
             .create_table(
                 Table::create()
                     .table(LoginNames::Table)
-                    .col(ColumnDef::new(LoginNames::Name).string_len(1024).not_null())
+                    .col(
+                        ColumnDef::new(LoginNames::Name)
+                            .string_len(1024)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(LoginNames::UserId).uuid().not_null())
                     .foreign_key(
                         ForeignKey::create()
@@ -44,16 +50,6 @@ impl MigrationTrait for Migration {
                             .to(Users::Table, Users::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(NAME_INDEX)
-                    .table(LoginNames::Table)
-                    .col(LoginNames::Name)
-                    .unique()
                     .to_owned(),
             )
             .await?;
@@ -68,25 +64,42 @@ impl MigrationTrait for Migration {
             .await?;
 
         let db = manager.get_connection();
-        // The names of one row: its username, and its email unless equal or a placeholder.
-        let insert = |row: &str| {
+        // A new row's names: its username, and its email unless equal or a placeholder.
+        const INSERT: &str = "INSERT INTO login_names (name, user_id) VALUES (NEW.username_canonical, NEW.id); \
+             INSERT INTO login_names (name, user_id) SELECT NEW.email_canonical, NEW.id \
+               WHERE NEW.email_canonical <> NEW.username_canonical \
+                 AND NEW.email_canonical NOT LIKE '!none:%';";
+        // A changed name: the old one is released (unless the row's other column still holds
+        // it), the new one taken (unless the row holds it already; held by another row, the
+        // statement fails). An unchanged name is left alone, so an UPDATE that merely lists a
+        // column never trips over a collision that predates this table.
+        let changed = |column: &str, other: &str, skip_placeholder: bool| {
+            let placeholder = if skip_placeholder {
+                " AND NEW.email_canonical NOT LIKE '!none:%'"
+            } else {
+                ""
+            };
             format!(
-                "INSERT INTO login_names (name, user_id) VALUES ({row}.username_canonical, {row}.id); \
-                 INSERT INTO login_names (name, user_id) SELECT {row}.email_canonical, {row}.id \
-                   WHERE {row}.email_canonical <> {row}.username_canonical \
-                     AND {row}.email_canonical NOT LIKE '!none:%';"
+                "DELETE FROM login_names WHERE name = OLD.{column} AND user_id = NEW.id \
+                   AND OLD.{column} <> NEW.{other}; \
+                 INSERT INTO login_names (name, user_id) SELECT NEW.{column}, NEW.id \
+                   WHERE NOT EXISTS (SELECT 1 FROM login_names WHERE name = NEW.{column} AND user_id = NEW.id){placeholder};"
             )
         };
+        let username_changed = changed("username_canonical", "email_canonical", false);
+        let email_changed = changed("email_canonical", "username_canonical", true);
         match db.get_database_backend() {
             DatabaseBackend::Postgres => {
                 db.execute_unprepared(&format!(
                     "CREATE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$ \
                      BEGIN \
-                       IF TG_OP = 'UPDATE' THEN DELETE FROM login_names WHERE user_id = NEW.id; END IF; \
-                       {} \
+                       IF TG_OP = 'INSERT' THEN {INSERT} \
+                       ELSE \
+                         IF OLD.username_canonical IS DISTINCT FROM NEW.username_canonical THEN {username_changed} END IF; \
+                         IF OLD.email_canonical IS DISTINCT FROM NEW.email_canonical THEN {email_changed} END IF; \
+                       END IF; \
                        RETURN NULL; \
-                     END $$",
-                    insert("NEW")
+                     END $$"
                 ))
                 .await?;
                 db.execute_unprepared(&format!(
@@ -97,14 +110,19 @@ impl MigrationTrait for Migration {
             }
             DatabaseBackend::Sqlite => {
                 db.execute_unprepared(&format!(
-                    "CREATE TRIGGER {TRIGGER}_insert AFTER INSERT ON users BEGIN {} END",
-                    insert("NEW")
+                    "CREATE TRIGGER {TRIGGER}_insert AFTER INSERT ON users BEGIN {INSERT} END"
                 ))
                 .await?;
                 db.execute_unprepared(&format!(
-                    "CREATE TRIGGER {TRIGGER}_update AFTER UPDATE OF username_canonical, email_canonical \
-                     ON users BEGIN DELETE FROM login_names WHERE user_id = NEW.id; {} END",
-                    insert("NEW")
+                    "CREATE TRIGGER {TRIGGER}_username AFTER UPDATE OF username_canonical ON users \
+                     WHEN OLD.username_canonical IS NOT NEW.username_canonical \
+                     BEGIN {username_changed} END"
+                ))
+                .await?;
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {TRIGGER}_email AFTER UPDATE OF email_canonical ON users \
+                     WHEN OLD.email_canonical IS NOT NEW.email_canonical \
+                     BEGIN {email_changed} END"
                 ))
                 .await?;
             }
@@ -114,18 +132,16 @@ impl MigrationTrait for Migration {
                 )));
             }
         }
-        // Existing users, oldest first; a name already held stays with its first holder.
+        // Existing users' names in one pass, the earliest to join first: where two existing
+        // accounts already collide, the older one keeps the name.
         db.execute_unprepared(
             "INSERT INTO login_names (name, user_id) \
-             SELECT username_canonical, id FROM users WHERE true ORDER BY date_joined, id \
-             ON CONFLICT DO NOTHING",
-        )
-        .await?;
-        db.execute_unprepared(
-            "INSERT INTO login_names (name, user_id) \
-             SELECT email_canonical, id FROM users \
-             WHERE email_canonical <> username_canonical AND email_canonical NOT LIKE '!none:%' \
-             ORDER BY date_joined, id \
+             SELECT name, id FROM ( \
+               SELECT username_canonical AS name, id, date_joined FROM users \
+               UNION ALL \
+               SELECT email_canonical AS name, id, date_joined FROM users \
+                 WHERE email_canonical <> username_canonical AND email_canonical NOT LIKE '!none:%' \
+             ) AS names WHERE true ORDER BY date_joined, id \
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -142,7 +158,7 @@ impl MigrationTrait for Migration {
                     .await?;
             }
             _ => {
-                for t in ["insert", "update"] {
+                for t in ["insert", "username", "email"] {
                     db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER}_{t}"))
                         .await?;
                 }

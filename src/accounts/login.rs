@@ -79,6 +79,7 @@ impl AccountService {
             .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
 
+        let verify_started = std::time::Instant::now();
         let matches = match &account {
             Some(u) => {
                 let result = self
@@ -86,14 +87,6 @@ impl AccountService {
                     .verify_reserved(slot, login.password.clone(), &u.password_hash)
                     .await;
                 match result {
-                    Ok(v) if !v.matches && v.needs_rehash => {
-                        // A wrong password against a hash of another format or cost: answer
-                        // no sooner than a wrong password against roster's own would (salted
-                        // MD5 answers in microseconds, an unknown name in one Argon2id), as
-                        // Django's `harden_runtime` does. Slower hashes keep their own cost.
-                        self.pad_to_configured(&v, login.password.clone()).await?;
-                        Some(v)
-                    }
                     Ok(v) => Some(v),
                     Err(e @ (HashError::Unverifiable(_) | HashError::Argon2(_))) => {
                         // A stored hash roster cannot check: refuse, after the same work as
@@ -115,7 +108,7 @@ impl AccountService {
         };
         let (user, verified) = match (account, matches) {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
-            _ => return Err(AppError::InvalidCredentials),
+            _ => return Err(self.failed_after(verify_started).await),
         };
         // The password is proven: the attempt was not a guess, so its count is cleared now,
         // before anything else can fail or the request be dropped (a busy pool while
@@ -281,23 +274,18 @@ impl AccountService {
     }
 
     /// One verification against the dummy hash, on a slot of its own.
-    /// Pads a failed verification that was cheaper than one at the configured parameters:
-    /// by waiting out the difference (the worker is free meanwhile), or, before the pool has
-    /// timed one, by the dummy verification itself.
-    async fn pad_to_configured(
-        &self,
-        verified: &Verified,
-        password: Plaintext,
-    ) -> Result<(), AppError> {
-        match self.hasher.configured_verify_time() {
-            Some(configured) => {
-                if let Some(rest) = configured.checked_sub(verified.took) {
-                    tokio::time::sleep(rest).await;
-                }
-                Ok(())
-            }
-            None => self.spend_dummy(password).await,
+    /// A failed login's answer, given no sooner than
+    /// [`crate::password::Hasher::failure_floor`] after its
+    /// verification began: an unknown name, a wrong password against any stored format
+    /// (salted MD5 answers in microseconds, Django's PBKDF2 in a hundred milliseconds), a
+    /// deactivated account, a hash roster cannot verify — all answer after the same time,
+    /// as Django's `harden_runtime` means to. The wait is a timer, not work: no worker is
+    /// held and no CPU is spent.
+    async fn failed_after(&self, verify_started: std::time::Instant) -> AppError {
+        if let Some(floor) = self.hasher.failure_floor() {
+            tokio::time::sleep_until((verify_started + floor).into()).await;
         }
+        AppError::InvalidCredentials
     }
 
     async fn spend_dummy(&self, password: Plaintext) -> Result<(), AppError> {
@@ -346,4 +334,61 @@ pub(super) fn pool_error(e: HashError) -> AppError {
         HashError::Busy => AppError::ServerBusy,
         other => AppError::internal(other),
     }
+}
+
+/// Seeds [`crate::password::Hasher::failure_floor`] at start-up: one verification (of a
+/// password that matches nothing) against each cost class found among a sample of the stored
+/// hashes that are not roster's own Argon2id, so that the first failed login against, say, a
+/// dormant account on Django's PBKDF2 is already answered no sooner than any other. Reads at
+/// most `SAMPLE` rows and verifies at most `CLASSES` hashes; runs in the background.
+pub async fn seed_failure_floor(
+    db: &sea_orm::DatabaseConnection,
+    hasher: &crate::password::Hasher,
+) -> Result<usize, sea_orm::DbErr> {
+    const SAMPLE: u64 = 1000;
+    const CLASSES: usize = 16;
+    let stored: Vec<String> = user::Entity::find()
+        .select_only()
+        .column(user::Column::PasswordHash)
+        .filter(user::Column::PasswordHash.not_like("$argon2id$%"))
+        .limit(SAMPLE)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut classes = std::collections::HashSet::new();
+    for hash in stored {
+        if classes.len() >= CLASSES {
+            break;
+        }
+        if !classes.insert(cost_class(&hash)) {
+            continue;
+        }
+        let Ok(slot) = hasher.reserve() else {
+            break;
+        };
+        // Unverifiable rows are refused before any work: nothing to learn from them.
+        let _ = hasher
+            .verify_reserved(slot, Plaintext::new("\0failure-floor-seed".into()), &hash)
+            .await;
+    }
+    Ok(classes.len())
+}
+
+/// What decides a stored hash's cost, without its salt or digest: the algorithm and every
+/// field that is a number or a `key=value` parameter (`pbkdf2_sha256$1000000`,
+/// `bcrypt$$2b$12`, `scrypt$16384$8$5`, `argon2$argon2id$v=19$m=102400,t=2,p=8`).
+fn cost_class(stored: &str) -> String {
+    let mut fields = stored.split('$');
+    let mut class = fields.next().unwrap_or_default().to_owned();
+    for field in fields {
+        let parameter = (!field.is_empty() && field.bytes().all(|b| b.is_ascii_digit()))
+            || field.contains('=')
+            || field.starts_with("argon2")
+            || matches!(field, "2a" | "2b" | "2y");
+        if parameter {
+            class.push('$');
+            class.push_str(field);
+        }
+    }
+    class
 }

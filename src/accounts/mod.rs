@@ -31,6 +31,7 @@ mod validation;
 mod verify_email;
 
 pub use email::Email;
+pub use login::seed_failure_floor;
 pub use login::{LoggedIn, Login};
 pub use password::Password;
 pub use policy::{PasswordPolicy, RegistrationPolicy};
@@ -50,9 +51,9 @@ pub mod codes {
     pub const USERNAME_CONFUSABLE: &str = "username_confusable";
     pub const USERNAME_RESERVED: &str = "username_reserved";
     pub const USERNAME_LOOKALIKE: &str = "username_lookalike";
-    /// A username that is an email address must be the account's own: usernames and emails
-    /// are one namespace of login identifiers, and an address-shaped username would pre-empt
-    /// that address's owner.
+    /// A username with an `@` (in its canonical form) must be the account's own address:
+    /// usernames and emails are one namespace of login identifiers, and an address-shaped
+    /// username would pre-empt that address's owner.
     pub const USERNAME_NOT_OWN_EMAIL: &str = "username_not_own_email";
     pub const EMAIL_INVALID: &str = "email_invalid";
     pub const EMAIL_INVALID_CHARACTERS: &str = "email_invalid_characters";

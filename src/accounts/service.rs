@@ -295,7 +295,8 @@ impl AccountService {
             .column(user::Column::UsernameSkeletonLower)
             .column(user::Column::UsernameSkeletonUpper)
             .filter(condition)
-            .limit(5)
+            // Up to seven rows can match (one per column looked at): read them all.
+            .limit(8)
             .into_tuple()
             .all(&self.db)
             .await?;
@@ -391,12 +392,14 @@ impl Checked {
             )
         });
         let mut errors = errors;
-        // An address-shaped username must be the account's own address: otherwise a stranger
-        // could hold `victim@corp.example` as a username, pre-empting (or, before the
-        // login-name index, capturing) the owner's login by email.
+        // A username with an `@` in its canonical form must be the account's own address:
+        // otherwise a stranger could hold `victim@corp.example` as a username, pre-empting
+        // (or, before the login-name index, capturing) the owner's login by email. Judged on
+        // the canonical form, not on whether the username parses as an address: `gloß@…`
+        // is no valid address, but folds to `gloss@…`, which is.
         if let (Some(Ok(u)), Some(Ok(e))) = (&username, &email)
-            && Email::parse(u.as_str()).is_ok()
-            && super::canonical::email_canonical(u.as_str()) != e.canonical()
+            && u.canonical().contains('@')
+            && super::canonical::email_canonical(u.canonical()) != e.canonical()
         {
             errors.push(FieldError::new(
                 "username",

@@ -63,6 +63,13 @@ pub struct ImportArgs {
     /// Write the problem rows here, one JSON object per line (default: standard output).
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
+    /// Put weak legacy hashes (salted or unsalted MD5 and SHA-1, DES crypt) under Argon2id
+    /// now, without the passwords: Argon2id over the digest Django stored, so the weak digest
+    /// is not kept at rest and every guess costs an Argon2id. The user's first login
+    /// computes the old digest, then verifies it, then stores a plain Argon2id hash. Costs one
+    /// Argon2id hash per weak row at import.
+    #[arg(long, conflicts_with = "status")]
+    pub wrap_weak: bool,
 }
 
 /// One problem row of the report.
@@ -121,6 +128,7 @@ pub async fn run(
     let txn = target.begin().await?;
     let (pages, mut prepared) = tokio::sync::mpsc::channel(PIPELINE);
     let configured_for_reader = configured.clone();
+    let wrap_weak = args.wrap_weak;
     // The reader ends the stream with `Ok(None)`: a channel that closes without it means the
     // reader died (a panic), which must not pass for the end of the source.
     let reader = AbortOnDrop(tokio::spawn(async move {
@@ -130,12 +138,10 @@ pub async fn run(
         let mut seen = HashSet::new();
         loop {
             let page = match rows.next_batch(BATCH).await {
-                Ok(Some(batch)) => Ok(Some(prepare(
-                    batch,
-                    limits,
-                    &configured_for_reader,
-                    &mut seen,
-                ))),
+                // `--wrap-weak` hashes on this thread: tell the runtime it blocks.
+                Ok(Some(batch)) => Ok(Some(tokio::task::block_in_place(|| {
+                    prepare(batch, limits, &configured_for_reader, &mut seen, wrap_weak)
+                }))),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -326,23 +332,41 @@ fn prepare(
     limits: ForeignLimits,
     configured: &argon2::Params,
     seen: &mut HashSet<i64>,
+    wrap_weak: bool,
 ) -> Page {
     let read = batch.len() as u64;
     let mut problems = Vec::new();
     let mut candidates = Vec::new();
-    for row in batch {
+    for mut row in batch {
         if !seen.insert(row.legacy_id) {
             let reason = format!("pk {} appears more than once in the source", row.legacy_id);
             problems.push(problem(&row, reason, "conflict"));
             continue;
         }
-        let algorithm = match importable(&row.password, limits, configured) {
+        let mut algorithm = match importable(&row.password, limits, configured) {
             Ok(a) => a,
             Err(reason) => {
                 problems.push(problem(&row, reason, "conflict"));
                 continue;
             }
         };
+        if wrap_weak && crate::password::django::WEAK_ALGORITHMS.contains(&algorithm) {
+            match crate::password::wrap_weak(&row.password, configured) {
+                Ok(Some(wrapped)) => {
+                    row.password = wrapped;
+                    algorithm = match StoredHash::parse(&row.password) {
+                        Ok(hash) => hash.algorithm(),
+                        Err(_) => algorithm,
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let reason = format!("could not wrap the weak hash: {e}");
+                    problems.push(problem(&row, reason, "conflict"));
+                    continue;
+                }
+            }
+        }
         if row.username.is_empty() {
             problems.push(problem(&row, "empty username".into(), "conflict"));
             continue;
@@ -457,8 +481,8 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
         skipped: 0,
         algorithms: Vec::new(),
     };
-    let mut page_names: HashMap<&str, i64> = HashMap::new();
-    let mut page_emails: HashMap<&str, i64> = HashMap::new();
+    let mut page_names: HashMap<String, i64> = HashMap::new();
+    let mut page_emails: HashMap<String, i64> = HashMap::new();
     let mut page_looks: HashSet<&str> = HashSet::new();
     for c in candidates {
         let row = &c.row;
@@ -479,7 +503,16 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
                 .or_else(|| page_names.get(name).map(|id| Some(*id)))
                 .or_else(|| page_emails.get(name).map(|id| Some(*id)))
         };
-        if let Some(other) = holder(&c.username_canonical) {
+        // A username with an `@` is also held against the email it spells (IDNA-mapped as
+        // emails are stored): `x@bücher.example` must not sit beside `x@xn--bcher-kva.example`.
+        let as_email = c
+            .username_canonical
+            .contains('@')
+            .then(|| email_canonical(&c.username_canonical))
+            .filter(|e| *e != c.username_canonical);
+        if let Some(other) =
+            holder(&c.username_canonical).or_else(|| as_email.as_deref().and_then(holder))
+        {
             let reason = format!(
                 "username collides (ignoring case and width) with the username or email of {}",
                 by(other)
@@ -498,9 +531,12 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
             out.problems.push(problem(row, reason, "conflict"));
             continue;
         }
-        page_names.insert(&c.username_canonical, row.legacy_id);
+        page_names.insert(c.username_canonical.clone(), row.legacy_id);
+        if let Some(spelled) = as_email {
+            page_names.insert(spelled, row.legacy_id);
+        }
         if let Some(e) = &c.email_canonical {
-            page_emails.insert(e, row.legacy_id);
+            page_emails.insert(e.clone(), row.legacy_id);
         }
         let id = Uuid::now_v7();
         let email_canonical = match &c.email_canonical {
@@ -584,10 +620,16 @@ impl Known {
             .flatten()
             .collect();
         // Every name of the page, asked of both columns (one namespace).
+        let spelled: Vec<String> = page
+            .iter()
+            .filter(|c| c.username_canonical.contains('@'))
+            .map(|c| email_canonical(&c.username_canonical))
+            .collect();
         let names: Vec<&str> = page
             .iter()
             .map(|c| c.username_canonical.as_str())
             .chain(page.iter().filter_map(|c| c.email_canonical.as_deref()))
+            .chain(spelled.iter().map(String::as_str))
             .collect();
         let emails = names.clone();
         let holders = |column: user::Column, values: Vec<&str>| {
@@ -641,7 +683,7 @@ fn importable(
     configured: &argon2::Params,
 ) -> Result<&'static str, String> {
     match StoredHash::parse(stored) {
-        Ok(hash) => match hash.check_cost(configured, &limits) {
+        Ok(hash) => match hash.check_import_cost(configured, &limits) {
             Ok(()) => Ok(hash.algorithm()),
             Err(e) => Err(format!("password hash refused: {e}")),
         },

@@ -215,6 +215,74 @@ impl DjangoHash {
         }
     }
 
+    /// The digest text Django stored for a weak hash (hex for MD5 and SHA-1, the 13
+    /// characters of DES crypt), or `None` for the other formats: what `--wrap-weak` puts
+    /// under Argon2id at import.
+    pub fn weak_digest_text(&self) -> Option<String> {
+        match self {
+            Self::Md5 { hash, .. } | Self::Sha1 { hash, .. } => Some(hex(hash)),
+            Self::Crypt { hash } => Some(hash.clone()),
+            _ => None,
+        }
+    }
+
+    /// The same digest text computed from `password` (the inner step of verifying a wrapped
+    /// hash); `None` for formats that are not weak.
+    pub fn weak_digest_of(&self, password: &[u8]) -> Result<Option<String>, String> {
+        Ok(match self {
+            Self::Md5 { salt, .. } => {
+                let mut md5 = md5::Md5::new();
+                md5.update(salt.as_bytes());
+                md5.update(password);
+                Some(hex(&md5.finalize()))
+            }
+            Self::Sha1 { salt, .. } => {
+                let mut sha1 = sha1::Sha1::new();
+                sha1.update(salt.as_bytes());
+                sha1.update(password);
+                Some(hex(&sha1.finalize()))
+            }
+            Self::Crypt { hash } => {
+                let salt = hash.get(..2).ok_or("crypt hash too short")?;
+                #[allow(deprecated)]
+                let computed =
+                    crypt3_rs::crypt::unix::hash_with(salt, password).map_err(|e| e.to_string())?;
+                Some(computed.to_string())
+            }
+            _ => None,
+        })
+    }
+
+    /// The part of a weak hash a wrapped one keeps in clear (the hasher and its salt), as
+    /// `<algorithm>$<salt>`; `None` for formats that are not weak.
+    pub fn weak_prefix(&self) -> Option<String> {
+        match self {
+            Self::Md5 { salt, .. } => Some(format!("md5${salt}")),
+            Self::Sha1 { salt, .. } => Some(format!("sha1${salt}")),
+            Self::Crypt { hash } => Some(format!("crypt${}", hash.get(..2)?)),
+            _ => None,
+        }
+    }
+
+    /// Reads back [`DjangoHash::weak_prefix`]: the weak hasher with its salt, digest unknown.
+    pub fn from_weak_prefix(algorithm: &str, salt: &str) -> Option<Self> {
+        let salt_ok = salt.len() <= MAX_SALT_LEN && !salt.contains('$');
+        match algorithm {
+            "md5" if salt_ok => Some(Self::Md5 {
+                salt: salt.to_owned(),
+                hash: Vec::new(),
+            }),
+            "sha1" if salt_ok => Some(Self::Sha1 {
+                salt: salt.to_owned(),
+                hash: Vec::new(),
+            }),
+            "crypt" if salt.len() == 2 => Some(Self::Crypt {
+                hash: salt.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Refuses parameters that would let one stored row cost unbounded time or memory.
     pub fn check_cost(&self, limits: &ForeignLimits) -> Result<(), FormatError> {
         let ok = match self {

@@ -15,10 +15,28 @@ pub enum StoredHash {
         params: Params,
         salt: Vec<u8>,
         hash: Output,
+        /// Written by Django (`argon2$…`), so imported: its work is bounded by
+        /// [`MAX_ARGON2_WORK`] as well. roster's own PHC strings are not, so that an operator
+        /// who lowers `--argon2-*` never locks out users hashed under the old setting.
+        django: bool,
     },
     /// One of Django's other formats (PBKDF2, bcrypt, scrypt, salted MD5).
     Django(DjangoHash),
+    /// A weak Django hash put under Argon2id at import (`import-django --wrap-weak`):
+    /// `wrapped$<md5|sha1|crypt>$<salt>$<Argon2id PHC over the digest Django stored>`. It
+    /// verifies by computing the old digest from the password first, then Argon2id over that;
+    /// the digest itself is no longer at rest. Replaced at the first login like any import.
+    Wrapped {
+        inner: DjangoHash,
+        outer: Box<StoredHash>,
+    },
 }
+
+/// The prefix of [`StoredHash::Wrapped`].
+const WRAPPED_PREFIX: &str = "wrapped$";
+/// A wrapped hash is roster's own format: a weak hasher's name and salt plus an Argon2id PHC
+/// string, longer than Django's column but within roster's `VARCHAR(255)`.
+const MAX_WRAPPED_LEN: usize = 255;
 
 /// How much a stored hash whose parameters differ from the configured ones may cost to
 /// verify. The workers keep one block buffer sized to the configured parameters; a hash made
@@ -57,6 +75,23 @@ pub const MAX_ARGON2_WORK: u64 = 2 * 102_400 * 2;
 impl StoredHash {
     /// Parses a stored hash; `Unknown` for anything roster cannot verify.
     pub fn parse(stored: &str) -> Result<Self, FormatError> {
+        if let Some(rest) = stored.strip_prefix(WRAPPED_PREFIX) {
+            if stored.len() > MAX_WRAPPED_LEN {
+                return Err(FormatError::TooCostly);
+            }
+            let (algorithm, rest) = rest.split_once('$').ok_or(FormatError::Unknown)?;
+            let (salt, phc) = rest.split_once('$').ok_or(FormatError::Unknown)?;
+            let inner =
+                DjangoHash::from_weak_prefix(algorithm, salt).ok_or(FormatError::Unknown)?;
+            let outer = Self::parse_phc(phc)?;
+            if outer.algorithm() != "argon2id" {
+                return Err(FormatError::Unknown);
+            }
+            return Ok(Self::Wrapped {
+                inner,
+                outer: Box::new(outer),
+            });
+        }
         if stored.len() > MAX_STORED_LEN {
             return Err(FormatError::TooCostly);
         }
@@ -64,7 +99,12 @@ impl StoredHash {
             return Err(FormatError::Unusable);
         }
         if let Some(phc) = stored.strip_prefix("argon2$") {
-            return Self::parse_phc(&format!("${phc}"));
+            return Self::parse_phc(&format!("${phc}")).map(|mut h| {
+                if let Self::Argon2 { django, .. } = &mut h {
+                    *django = true;
+                }
+                h
+            });
         }
         if let Some(django) = DjangoHash::parse(stored) {
             return django.map(Self::Django);
@@ -89,6 +129,7 @@ impl StoredHash {
             params,
             salt: salt.as_ref().to_vec(),
             hash,
+            django: false,
         })
     }
 
@@ -106,7 +147,7 @@ impl StoredHash {
                     || *version != Version::V0x13
                     || !same_cost(params, configured)
             }
-            Self::Django(_) => true,
+            Self::Django(_) | Self::Wrapped { .. } => true,
         }
     }
 
@@ -115,6 +156,13 @@ impl StoredHash {
         match self {
             Self::Argon2 { algorithm, .. } => algorithm.as_str(),
             Self::Django(d) => d.algorithm(),
+            Self::Wrapped { inner, .. } => match inner.algorithm() {
+                "md5" => "wrapped_md5",
+                "unsalted_md5" => "wrapped_unsalted_md5",
+                "sha1" => "wrapped_sha1",
+                "unsalted_sha1" => "wrapped_unsalted_sha1",
+                _ => "wrapped_crypt",
+            },
         }
     }
 
@@ -125,6 +173,7 @@ impl StoredHash {
                 params.m_cost() == configured.m_cost() && params.p_cost() == configured.p_cost()
             }
             Self::Django(_) => false,
+            Self::Wrapped { outer, .. } => outer.uses_configured_memory(configured),
         }
     }
 
@@ -135,13 +184,12 @@ impl StoredHash {
         limits: &ForeignLimits,
     ) -> Result<(), FormatError> {
         match self {
-            Self::Argon2 { params, .. } => {
-                let work = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost());
+            Self::Argon2 { params, django, .. } => {
                 if same_cost(params, configured)
                     || (params.m_cost() <= limits.max_memory_kib.max(configured.m_cost())
                         && params.t_cost() <= limits.max_iterations.max(configured.t_cost())
                         && params.p_cost() <= limits.max_parallelism.max(configured.p_cost())
-                        && work(params) <= MAX_ARGON2_WORK.max(work(configured)))
+                        && (!*django || within_work(params, configured)))
                 {
                     Ok(())
                 } else {
@@ -149,8 +197,54 @@ impl StoredHash {
                 }
             }
             Self::Django(d) => d.check_cost(limits),
+            Self::Wrapped { outer, .. } => outer.check_cost(configured, limits),
         }
     }
+
+    /// [`StoredHash::check_cost`], and at import also the work bound for every Argon2 row:
+    /// only hashes roster wrote itself are exempt from it, and an import writes none.
+    pub fn check_import_cost(
+        &self,
+        configured: &Params,
+        limits: &ForeignLimits,
+    ) -> Result<(), FormatError> {
+        self.check_cost(configured, limits)?;
+        match self {
+            Self::Argon2 { params, .. } if !within_work(params, configured) => {
+                Err(FormatError::TooCostly)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `import-django --wrap-weak`: puts a weak Django hash (salted or unsalted MD5 or SHA-1,
+/// DES crypt) under Argon2id with `params`, without the password — Argon2id over the digest
+/// Django stored, so the weak digest is no longer at rest and a guess costs an Argon2id.
+/// `Ok(None)` for any other format. Costs one Argon2id hash.
+pub fn wrap_weak(stored: &str, params: &Params) -> Result<Option<String>, String> {
+    let Ok(StoredHash::Django(django)) = StoredHash::parse(stored) else {
+        return Ok(None);
+    };
+    let (Some(text), Some(prefix)) = (django.weak_digest_text(), django.weak_prefix()) else {
+        return Ok(None);
+    };
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2::Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into(text.as_bytes(), &salt, &mut out)
+        .map_err(|e| e.to_string())?;
+    let phc = encode(Algorithm::Argon2id, params, &salt, &out)?;
+    // `wrapped$md5$<salt>$` + `$argon2id$…`: the salt ends at the first `$` after it.
+    Ok(Some(format!("{WRAPPED_PREFIX}{prefix}${phc}")))
+}
+
+/// Argon2 work (m × t KiB-passes) within [`MAX_ARGON2_WORK`], or no more than the
+/// configured parameters'.
+fn within_work(params: &Params, configured: &Params) -> bool {
+    let work = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost());
+    same_cost(params, configured) || work(params) <= MAX_ARGON2_WORK.max(work(configured))
 }
 
 fn same_cost(a: &Params, b: &Params) -> bool {
@@ -230,6 +324,50 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    /// The work bound (m × t) holds for Django's `argon2$…` rows and at import, never for
+    /// roster's own PHC strings: an operator who lowers `--argon2-*` must not lock out the
+    /// users hashed under the old, costlier setting.
+    #[test]
+    fn argon2_work_is_bounded_for_django_rows_and_imports_only() {
+        let configured = params(64, 1, 1);
+        let limits = ForeignLimits {
+            max_memory_kib: 262_144,
+            max_iterations: 16,
+            max_parallelism: 16,
+        };
+        let costly = dummy(&params(131_072, 4, 1)).unwrap();
+        let own = StoredHash::parse(&costly).unwrap();
+        assert_eq!(own.check_cost(&configured, &limits), Ok(()));
+        assert_eq!(
+            own.check_import_cost(&configured, &limits),
+            Err(FormatError::TooCostly)
+        );
+        let django = StoredHash::parse(&format!("argon2{costly}")).unwrap();
+        assert_eq!(
+            django.check_cost(&configured, &limits),
+            Err(FormatError::TooCostly)
+        );
+    }
+
+    /// `--wrap-weak`: the wrapped hash keeps no weak digest and parses back as roster's own
+    /// format, bounded like its Argon2id.
+    #[test]
+    fn a_wrapped_weak_hash_parses_and_keeps_no_digest() {
+        let configured = params(64, 1, 1);
+        let md5 = "md5$KDYc5FiWVChszsmNJtuhLF$aaefbf33530fce9ef8412a5b2860ea43";
+        let wrapped = wrap_weak(md5, &configured).unwrap().unwrap();
+        assert!(
+            wrapped.starts_with("wrapped$md5$KDYc5FiWVChszsmNJtuhLF$$argon2id$"),
+            "{wrapped}"
+        );
+        assert!(!wrapped.contains("aaefbf33530fce9ef8412a5b2860ea43"));
+        let parsed = StoredHash::parse(&wrapped).unwrap();
+        assert_eq!(parsed.algorithm(), "wrapped_md5");
+        assert!(parsed.needs_rehash(&configured));
+        let pbkdf2 = "pbkdf2_sha256$1000$abcdefghijkl$nXZKJRs6q0HmvN4cF5e5WYL1JJ2EVmZJEdN1vIfTbJk=";
+        assert_eq!(wrap_weak(pbkdf2, &configured).unwrap(), None, "not weak");
     }
 
     #[test]

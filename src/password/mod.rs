@@ -17,7 +17,7 @@ mod plaintext;
 /// The bounded worker pool.
 mod pool;
 
-pub use format::{ForeignLimits, FormatError, StoredHash};
+pub use format::{ForeignLimits, FormatError, StoredHash, wrap_weak};
 pub use memory::BlockMemory;
 pub use plaintext::Plaintext;
 pub use pool::{HashError, Hasher, Slot, Verified};

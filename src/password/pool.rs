@@ -104,6 +104,8 @@ struct Inner {
     computed: Arc<AtomicUsize>,
     /// See [`Hasher::configured_verify_time`].
     configured_nanos: Arc<AtomicU64>,
+    /// See [`Hasher::failure_floor`].
+    legacy_max_nanos: Arc<AtomicU64>,
     /// Workers hashing right now.
     active: Arc<AtomicUsize>,
     /// Slots reserved plus jobs queued, not yet taken by a worker (the channel does not
@@ -133,6 +135,7 @@ impl Hasher {
         let queued = Arc::new(AtomicUsize::new(0));
         let computed = Arc::new(AtomicUsize::new(0));
         let configured_nanos = Arc::new(AtomicU64::new(0));
+        let legacy_max_nanos = Arc::new(AtomicU64::new(0));
         let active = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(std::sync::OnceLock::new());
         for n in 0..workers {
@@ -141,6 +144,7 @@ impl Hasher {
                 queued: Arc::clone(&queued),
                 computed: Arc::clone(&computed),
                 configured_nanos: Arc::clone(&configured_nanos),
+                legacy_max_nanos: Arc::clone(&legacy_max_nanos),
                 active: Arc::clone(&active),
                 metrics: Arc::clone(&metrics),
             };
@@ -154,11 +158,26 @@ impl Hasher {
         let dummy = format::dummy(&params)
             .and_then(|d| StoredHash::parse(&d).map_err(|e| e.to_string()))
             .map_err(HashError::Argon2)?;
+        // Time one verification now, on this thread, so that the very first failed login is
+        // already padded to the configured cost ([`Hasher::failure_floor`]).
+        let mut blocks = vec![Block::default(); params.block_count()];
+        let started = std::time::Instant::now();
+        verify_with(
+            &dummy,
+            &params,
+            &config.foreign_limits(),
+            b"\0warm-up",
+            &mut blocks,
+        )?;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        configured_nanos.store(took.max(1), Ordering::Release);
+        drop(blocks);
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
                 computed,
                 configured_nanos,
+                legacy_max_nanos,
                 active,
                 queued,
                 capacity,
@@ -294,6 +313,19 @@ impl Hasher {
         }
     }
 
+    /// How long a failed login takes at least: one verification at the configured
+    /// parameters, or the longest verification of any other stored format seen since start
+    /// (seeded at start-up from a sample of the stored hashes), whichever is longer. A
+    /// failed login is answered no sooner, so its time does not tell which format an
+    /// account holds, nor whether it exists.
+    pub fn failure_floor(&self) -> Option<std::time::Duration> {
+        let legacy = self.inner.legacy_max_nanos.load(Ordering::Acquire);
+        let floor = self.configured_verify_time().map_or(legacy, |configured| {
+            legacy.max(u64::try_from(configured.as_nanos()).unwrap_or(u64::MAX))
+        });
+        (floor > 0).then(|| std::time::Duration::from_nanos(floor))
+    }
+
     /// How many hashes the workers have computed since start.
     pub fn computed(&self) -> usize {
         self.inner.computed.load(Ordering::Acquire)
@@ -315,6 +347,8 @@ struct Counters {
     computed: Arc<AtomicUsize>,
     /// A running average of one job at the configured parameters, in nanoseconds.
     configured_nanos: Arc<AtomicU64>,
+    /// The longest verification of a stored hash in another format or cost, in nanoseconds.
+    legacy_max_nanos: Arc<AtomicU64>,
     active: Arc<AtomicUsize>,
     /// Set once the server's metrics exist (the pool starts before them).
     metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
@@ -382,7 +416,10 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits
                     guarded(|| verify_with(&stored, &params, &limits, password, blocks.as_mut()))
                         .map(|mut v| {
                             v.took = started.elapsed();
-                            if !v.needs_rehash {
+                            if v.needs_rehash {
+                                let took = u64::try_from(v.took.as_nanos()).unwrap_or(u64::MAX);
+                                counters.legacy_max_nanos.fetch_max(took, Ordering::AcqRel);
+                            } else {
                                 counters.configured(v.took);
                             }
                             v
@@ -462,6 +499,20 @@ fn verify_with(
         panic!("test-only: a job that panics");
     }
     stored.check_cost(configured, limits)?;
+    if let StoredHash::Wrapped { inner, outer } = stored {
+        // The old digest first, from the password; then Argon2id over it.
+        let digest = inner
+            .weak_digest_of(password)
+            .map_err(HashError::Argon2)?
+            .ok_or(HashError::Unverifiable(super::FormatError::Unknown))?;
+        let v = verify_with(outer, configured, limits, digest.as_bytes(), blocks)?;
+        return Ok(Verified {
+            matches: v.matches,
+            needs_rehash: true,
+            algorithm: stored.algorithm(),
+            took: std::time::Duration::ZERO,
+        });
+    }
     let needs_rehash = stored.needs_rehash(configured);
     let (algorithm, version, params, salt, hash) = match stored {
         StoredHash::Argon2 {
@@ -470,7 +521,12 @@ fn verify_with(
             params,
             salt,
             hash,
+            ..
         } => (algorithm, version, params, salt, hash),
+        // Answered above; kept here so the match stays exhaustive without a panic.
+        StoredHash::Wrapped { .. } => {
+            return Err(HashError::Unverifiable(super::FormatError::Unknown));
+        }
         StoredHash::Django(django) => {
             return Ok(Verified {
                 matches: django.verify(password).map_err(HashError::Argon2)?,

@@ -272,7 +272,8 @@ pub enum FailureKey {
 /// accounts and unknown identifiers live in separate tables of `max_keys` each, so spraying
 /// made-up identifiers can never evict an account's count; a full table first drops expired
 /// windows (at most once a second), then the window holding the fewest attempts among a
-/// bounded sample of its own kind (never an account at its limit while lighter ones exist).
+/// bounded sample of its own kind, never one at its limit; if the sample holds only windows
+/// at their limit, the new key shares the table's overflow window.
 #[derive(Clone)]
 pub struct FailureThrottle {
     inner: Option<Arc<FailureInner>>,
@@ -290,6 +291,8 @@ struct FailureInner {
 
 struct FailureTable {
     map: std::collections::HashMap<FailureKey, (Instant, u32)>,
+    /// The window new keys share while the table is full of windows at their limit.
+    overflow: (Instant, u32),
     last_sweep: Instant,
 }
 
@@ -298,6 +301,7 @@ impl FailureThrottle {
         let table = || {
             Mutex::new(FailureTable {
                 map: std::collections::HashMap::new(),
+                overflow: (Instant::now(), 0),
                 last_sweep: Instant::now(),
             })
         };
@@ -398,29 +402,28 @@ impl FailureThrottle {
             }
             // Still full of live windows: make room by forgetting the window that holds the
             // least — the fewest attempts (an attacker's filler entries hold one each), then
-            // the oldest — among a bounded sample, so the cost per insert stays constant.
-            // Evicting an arbitrary entry, as this did, could reset a victim's count at its
-            // limit; refusing or sharing a window would lock every new account out.
-            if table.map.len() >= inner.max_keys
-                && let Some(least) = table
+            // the oldest — among a bounded sample, so the cost per insert stays constant; but
+            // never a window at its limit (that would reset a victim's count). If every
+            // sampled window is at its limit, the new key is counted in the table's shared
+            // overflow window instead: degraded (new keys share a limit) but never unlimited.
+            if table.map.len() >= inner.max_keys {
+                let least = table
                     .map
                     .iter()
                     .take(EVICTION_SAMPLE)
+                    .filter(|(_, (_, attempts))| *attempts < inner.limit)
                     .min_by_key(|(_, (start, attempts))| (*attempts, *start))
-                    .map(|(k, _)| k.clone())
-            {
-                table.map.remove(&least);
+                    .map(|(k, _)| k.clone());
+                match least {
+                    Some(least) => {
+                        table.map.remove(&least);
+                    }
+                    None => return inner.count(&mut table.overflow, now),
+                }
             }
         }
         let entry = table.map.entry(key.clone()).or_insert((now, 0));
-        let elapsed = now.duration_since(entry.0);
-        if elapsed >= inner.window {
-            *entry = (now, 0);
-        } else if entry.1 >= inner.limit {
-            return Err(inner.window - elapsed);
-        }
-        entry.1 += 1;
-        Ok(())
+        inner.count(entry, now)
     }
 
     /// [`FailureThrottle::succeeded`] in this process's own tables.
@@ -456,6 +459,18 @@ impl FailureThrottle {
 }
 
 impl FailureInner {
+    /// Counts one attempt in a window (begun afresh once it has passed), or refuses.
+    fn count(&self, window: &mut (Instant, u32), now: Instant) -> Result<(), Duration> {
+        let elapsed = now.duration_since(window.0);
+        if elapsed >= self.window {
+            *window = (now, 0);
+        } else if window.1 >= self.limit {
+            return Err(self.window - elapsed);
+        }
+        window.1 += 1;
+        Ok(())
+    }
+
     /// The key's table. A poisoned lock is recovered, never a reason to stop counting.
     fn table(&self, key: &FailureKey) -> std::sync::MutexGuard<'_, FailureTable> {
         let table = match key {
@@ -676,6 +691,34 @@ mod tests {
             );
         }
         assert!(t.len() <= 101, "{}", t.len());
+    }
+
+    /// With every window at its limit (a limit of one makes each filler one), a full table
+    /// evicts none of them: new keys share an overflow window, itself limited.
+    #[test]
+    fn a_full_table_of_windows_at_their_limit_sends_new_keys_to_a_shared_window() {
+        let t = FailureThrottle::new(parse_rate_limit("1/1h").unwrap(), 10);
+        let victim = FailureKey::Account(uuid::Uuid::now_v7());
+        t.begin_local(&victim).unwrap();
+        for _ in 0..9 {
+            t.begin_local(&FailureKey::Account(uuid::Uuid::now_v7()))
+                .unwrap();
+        }
+        assert_eq!(t.len(), 10);
+        assert!(
+            t.begin_local(&FailureKey::Account(uuid::Uuid::now_v7()))
+                .is_ok()
+        );
+        assert!(
+            t.begin_local(&FailureKey::Account(uuid::Uuid::now_v7()))
+                .is_err(),
+            "new keys share the overflow window"
+        );
+        assert!(
+            t.begin_local(&victim).is_err(),
+            "the victim is still at its limit"
+        );
+        assert_eq!(t.len(), 10);
     }
 
     #[test]

@@ -12,12 +12,12 @@
 //!
 //! Redis down: checks fall back to the local limiter (never fail a request for it), which
 //! has been charged on every check all along, so it continues from this process's counts; a
-//! single slow or failed call decides only its own request locally, and three in a row
-//! switch the process to local limits. The
+//! pause decides only the requests it catches, locally, and only calls failing for a second
+//! with no answer between switch the process to local limits. The
 //! state is logged once per transition and shown in `/readyz` and the metrics, and a probe
 //! reconnects every second; limits are shared again as soon as Redis answers.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,10 +25,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// How long a Redis call may take before the request falls back to the local limiter.
 const CALL_TIMEOUT: Duration = Duration::from_millis(250);
-/// Consecutive failed calls before checks stop going to Redis. One slow answer (a fork for
-/// a snapshot, a blip) decides only its own request, locally; it does not switch the whole
-/// process to local limits.
-const FAILURES_BEFORE_DOWN: u32 = 3;
+/// How long calls must keep failing, with no answer between, before checks stop going to
+/// Redis. A pause shorter than this (a fork for a snapshot, a blip, a failover's first
+/// second) decides only the requests it caught, locally, however many were in flight; it
+/// does not switch the whole process to local limits.
+const DOWN_AFTER: Duration = Duration::from_secs(1);
 
 /// GCRA: `ARGV[1]` emission interval (ms), `ARGV[2]` burst. Returns `{1, 0}` or `{0, wait_ms}`.
 const GCRA: &str = r"
@@ -74,8 +75,10 @@ struct Inner {
     conn: Mutex<Option<ConnectionManager>>,
     /// Checks go to Redis only while this is true.
     healthy: AtomicBool,
-    /// Calls that failed in a row (reset by any answer).
-    failures: AtomicU32,
+    /// When the current run of failed calls began, in milliseconds since `epoch` (0: none;
+    /// reset by any answer).
+    failing_since: AtomicU64,
+    epoch: std::time::Instant,
     gcra: redis::Script,
     window: redis::Script,
 }
@@ -92,7 +95,8 @@ impl Shared {
                 client,
                 conn: Mutex::new(None),
                 healthy: AtomicBool::new(false),
-                failures: AtomicU32::new(0),
+                failing_since: AtomicU64::new(0),
+                epoch: std::time::Instant::now(),
                 gcra: redis::Script::new(GCRA),
                 window: redis::Script::new(WINDOW),
             }),
@@ -142,7 +146,7 @@ impl Shared {
         .await;
         match done {
             Ok(Ok(())) => {
-                self.inner.failures.store(0, Ordering::Relaxed);
+                self.inner.failing_since.store(0, Ordering::Relaxed);
                 true
             }
             _ => {
@@ -164,7 +168,7 @@ impl Shared {
         .await;
         match answer {
             Ok(Ok((allowed, wait_ms))) => {
-                self.inner.failures.store(0, Ordering::Relaxed);
+                self.inner.failing_since.store(0, Ordering::Relaxed);
                 if allowed == 1 {
                     Some(Ok(()))
                 } else {
@@ -186,10 +190,22 @@ impl Shared {
         self.inner.conn.lock().ok()?.clone()
     }
 
-    /// A call failed: this request is decided locally; after [`FAILURES_BEFORE_DOWN`] in a
-    /// row, every check is, until the probe sees Redis answer again.
+    /// A call failed: this request is decided locally; once calls have failed for
+    /// [`DOWN_AFTER`] with no answer between, every check is, until the probe sees Redis
+    /// answer again.
     fn failed(&self) {
-        if self.inner.failures.fetch_add(1, Ordering::Relaxed) + 1 >= FAILURES_BEFORE_DOWN {
+        // Milliseconds since `epoch`, plus one so that 0 keeps meaning "not failing".
+        let now = self.inner.epoch.elapsed().as_millis() as u64 + 1;
+        let since = match self.inner.failing_since.compare_exchange(
+            0,
+            now,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => now,
+            Err(since) => since,
+        };
+        if now.saturating_sub(since) >= DOWN_AFTER.as_millis() as u64 {
             self.mark_down();
         }
     }
@@ -210,7 +226,7 @@ impl Shared {
         loop {
             let ok = self.probe_once().await;
             if ok {
-                self.inner.failures.store(0, Ordering::Relaxed);
+                self.inner.failing_since.store(0, Ordering::Relaxed);
             }
             let was = self.inner.healthy.swap(ok, Ordering::AcqRel);
             match (was, ok) {

@@ -792,4 +792,51 @@ async fn a_redis_pause_continues_the_failed_login_count_instead_of_resetting_it(
         5,
         "{statuses:?}"
     );
+
+    // A short pause with several requests in flight does not switch the process to local
+    // limits: only calls failing for a second do.
+    let ready = || async {
+        let r: Value = reqwest::get(format!("http://{}/readyz", app.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["status"].as_str().unwrap_or_default().to_owned()
+    };
+    let deadline = Instant::now() + WAIT;
+    while ready().await != "ready" {
+        assert!(Instant::now() < deadline, "Redis never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(600)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let in_flight: Vec<_> = (0..4)
+        .map(|n| {
+            let url = app.url();
+            tokio::spawn(async move {
+                let query = "mutation($i: String!) { login(input: {identifier: $i, password: \"x\"}) { token } }";
+                reqwest::Client::new()
+                    .post(url)
+                    .json(&json!({ "query": query, "variables": { "i": format!("nobody{n}") } }))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for request in in_flight {
+        assert!(request.await.unwrap().is_ok());
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        ready().await,
+        "ready",
+        "a 0.6 s pause switched the process to local limits"
+    );
 }

@@ -486,6 +486,7 @@ async fn thresholds_follow_the_configuration() {
 fn canonically_equal_usernames_always_collide_in_the_database() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -497,6 +498,10 @@ fn canonically_equal_usernames_always_collide_in_the_database() {
         c.hashing.argon2_iterations = 1;
         c.policy.password_min_strength = 0;
     }));
+    let policy = roster::accounts::RegistrationPolicy::from_config(
+        &roster::config::Config::defaults().policy,
+    )
+    .unwrap();
     let strategy = ("[a-zé]{4,12}", proptest::collection::vec(0u8..4, 12));
     let mut runner = TestRunner::new(Config::with_cases(24));
     let counter = std::sync::atomic::AtomicUsize::new(0);
@@ -527,15 +532,33 @@ fn canonically_equal_usernames_always_collide_in_the_database() {
                     .register(&base, &format!("a{n}@example.com"), "pw-for-index-test")
                     .await;
                 prop_assert_eq!(first.status, 200, "{}", first.body);
-                let second = app
-                    .register(&variant, &format!("b{n}@example.com"), "pw-for-index-test")
-                    .await;
-                prop_assert_eq!(
-                    second.field_codes(),
-                    vec![("username".to_owned(), "taken".to_owned())],
-                    "{:?} vs {:?}",
+                // Through the API the pre-check would answer `taken` before the index is
+                // reached: insert the variant's row directly, its canonical column exactly
+                // as the service computes it, and let the unique index decide.
+                let parsed = roster::accounts::Username::parse(&variant, &policy);
+                let Ok(parsed) = parsed else {
+                    return Err(TestCaseError::fail(format!("{variant:?} does not parse")));
+                };
+                // Any existing row as the template; every unique column is replaced.
+                let mut row = app.users().await.remove(0).into_active_model();
+                row.id = Set(uuid::Uuid::now_v7());
+                row.username = Set(variant.clone());
+                row.username_canonical = Set(parsed.canonical().to_owned());
+                row.email = Set(format!("b{n}@example.com"));
+                row.email_canonical = Set(format!("b{n}@example.com"));
+                row.username_skeleton = Set(None);
+                row.username_skeleton_lower = Set(None);
+                row.username_skeleton_upper = Set(None);
+                let inserted = row.insert(&app.db).await;
+                prop_assert!(
+                    matches!(
+                        inserted.as_ref().err().and_then(|e| e.sql_err()),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ),
+                    "{:?} vs {:?}: {:?}",
                     base,
-                    variant
+                    variant,
+                    inserted.map(|m| m.username)
                 );
                 Ok(())
             })

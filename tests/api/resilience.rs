@@ -97,6 +97,10 @@ async fn a_client_that_disconnects_while_queued_leaks_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert!(
+        app.hasher.is_saturated(),
+        "B holds the only queue slot before it hangs up"
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     abandoned.abort();
     assert_eq!(first.await.unwrap().status, 200);

@@ -1525,6 +1525,23 @@ async fn deactivation_ends_sessions_and_links_so_reactivation_revives_nothing() 
     assert_eq!(app.me(&token).await, Value::Null);
     assert_eq!(app.session_rows().await.len(), 0, "the session row is gone");
     assert_eq!(links().await, 0, "the email link is gone");
+    // A link minted after the deactivation (the mail worker read the user as active just
+    // before) is deleted in the statement that inserts it.
+    let late = roster::entity::email_token::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        user_id: Set(carol.id),
+        purpose: Set("verify_email".into()),
+        token_hash: Set("0".repeat(64)),
+        created_at: Set(chrono::Utc::now()),
+        expires_at: Set(chrono::Utc::now() + chrono::Duration::hours(1)),
+        used_at: Set(None),
+    };
+    let _ = late.insert(&app.db).await;
+    assert_eq!(
+        links().await,
+        0,
+        "a late link for an inactive user is gone too"
+    );
 
     let mut row = carol.clone().into_active_model();
     row.is_active = Set(true);
@@ -1557,6 +1574,17 @@ async fn a_username_can_never_capture_anothers_login_by_email() {
         early.field_codes(),
         [("username".to_owned(), "username_not_own_email".to_owned())]
     );
+    // Judged on the canonical form: `ß` folds to `ss`, so `gloß@…` names `gloss@…`.
+    for name in ["gloß@corp.example", "claẞ@corp.example"] {
+        let folded = app
+            .register(name, "stranger0@example.com", GOOD_PASSWORD)
+            .await;
+        assert_eq!(
+            folded.field_codes(),
+            [("username".to_owned(), "username_not_own_email".to_owned())],
+            "{name}"
+        );
+    }
     app.register("victim", "victim@corp.example", GOOD_PASSWORD)
         .await;
     // The stranger after, in another case and width: taken, by the victim's email.

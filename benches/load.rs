@@ -1430,9 +1430,8 @@ fn cpu_split(
 /// Time of the domain rules alone (username, email, password incl. zxcvbn) for the payloads
 /// the benchmark sends, to attribute the per-registration overhead.
 fn validation_cost() -> String {
-    use roster::accounts::{Email, Password, RegistrationPolicy, Username};
-    let policy =
-        RegistrationPolicy::from_config(&roster::config::Config::defaults().policy).unwrap();
+    use roster::accounts::{Email, Password, Username};
+    let policy = roster::config::Config::defaults().policy.policy().unwrap();
     let mut parts = Vec::new();
     for (what, password) in [
         ("valid", format!("{PASSWORD_BASE}-12345")),
@@ -1464,9 +1463,9 @@ fn validation_cost() -> String {
 /// document checker (before async-graphql sees a document) and the registration rules (what
 /// `AccountService::validate` runs on the blocking pool). Target: ≤ 2 ms each.
 fn hostile_costs() {
-    use roster::accounts::{Email, Password, RegistrationPolicy, Username};
+    use roster::accounts::{Email, Password, Username};
     let config = roster::config::Config::defaults();
-    let policy = RegistrationPolicy::from_config(&config.policy).unwrap();
+    let policy = config.policy.policy().unwrap();
     let checker = roster::graphql::document_checker(&config.limits);
     let variables = async_graphql::Variables::default();
 

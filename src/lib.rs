@@ -2,8 +2,14 @@
 
 /// The registration domain: newtypes, rules, the service.
 pub mod accounts;
+/// The auth seam: a request's credential, the caller it stands for, and what they may do.
+pub mod auth;
+/// The binary's command line and its commands (`migrate`, `import-django`, `outbox`).
+pub mod cli;
 /// Settings from flags and environment.
 pub mod config;
+/// Opening and migrating the database.
+pub mod db;
 /// The request deadline that lets a started commit finish.
 pub mod deadline;
 /// SeaORM entities.

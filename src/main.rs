@@ -1,5 +1,5 @@
 use clap::Parser;
-use roster::config::{Cli, Command};
+use roster::cli::{Cli, Command};
 use roster::startup::{Application, shutdown_signal};
 
 #[tokio::main]
@@ -11,13 +11,13 @@ async fn main() -> std::process::ExitCode {
     }
     roster::telemetry::init(cli.config.log_format);
     if let Some(Command::ImportDjango(args)) = &cli.command {
-        return roster::startup::import_django(&cli.config, args).await;
+        return roster::cli::import_django::run(&cli.config, args).await;
     }
     if let Some(Command::Migrate) = &cli.command {
-        return roster::startup::migrate_command(&cli.config).await;
+        return roster::cli::migrate::run(&cli.config).await;
     }
     if let Some(Command::Outbox(command)) = &cli.command {
-        return roster::startup::outbox_command(&cli.config, command).await;
+        return roster::cli::outbox::run(&cli.config, command).await;
     }
     let app = match Application::build(cli.config).await {
         Ok(app) => app,

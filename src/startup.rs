@@ -1,16 +1,16 @@
-//! Start-up: connect and migrate the database, start the hash workers, build the router,
-//! bind, serve until a shutdown signal, then drain.
+//! The server's start-up: connect and migrate the database (`db`), start the hash workers,
+//! build the router, bind, serve until a shutdown signal, then drain. The other commands
+//! are in `cli`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
-use crate::accounts::{AccountService, EmailPolicy, RegistrationPolicy};
+use crate::accounts::{AccountService, EmailPolicy};
 use crate::config::Config;
 use crate::graphql::{self, LoginRateLimiter, MailRateLimiter, RegisterRateLimiter, SessionCookie};
 use crate::http::serve::ServeSettings;
@@ -26,14 +26,8 @@ use crate::sessions::{SessionPolicy, Sessions};
 pub enum StartupError {
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The driver's message with the URL taken out ([`without_url`]): sea-orm quotes a URL
-    /// it cannot parse, password and all.
-    #[error("cannot connect to the database: {0}")]
-    Database(String),
-    #[error("cannot apply migrations: {0}")]
-    Migration(#[source] sea_orm::DbErr),
-    #[error("{0}")]
-    Schema(#[from] crate::migrate::SchemaError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -68,8 +62,7 @@ impl Application {
     /// Does everything up to (and including) binding the port; port 0 picks a free one.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.validate().map_err(StartupError::Config)?;
-        let policy =
-            RegistrationPolicy::from_config(&config.policy).map_err(StartupError::Config)?;
+        let policy = config.policy.policy().map_err(StartupError::Config)?;
         let mc = &config.mail;
         let templates = crate::mail::Templates::load(mc.mail_templates.as_deref())
             .map_err(StartupError::Mail)?;
@@ -81,18 +74,21 @@ impl Application {
             ),
             Some(url) => crate::mail::warn_if_plaintext_credentials(url),
         }
-        let hasher = Hasher::start(&config.hashing).map_err(StartupError::Hasher)?;
+        let hash_settings = config.hashing.settings().map_err(StartupError::Config)?;
+        let hasher = Hasher::start(&hash_settings).map_err(StartupError::Hasher)?;
         let metrics = crate::metrics::Metrics::new();
         hasher.set_metrics(metrics.clone());
         // Migrations and the look-alike backfill run on a pool of their own, without the
         // statement timeout the serving pool has: an index build may take longer.
-        let admin = connect_with(&config, Vec::new(), 1).await?;
+        let admin = crate::db::connect_with(&config, Vec::new(), 1).await?;
         if config.migrate_on_start {
-            migrate(&admin, &config).await?;
+            crate::db::migrate(&admin, &config).await?;
         } else {
-            crate::migrate::check(&admin).await?;
+            crate::migrate::check(&admin)
+                .await
+                .map_err(crate::db::DbError::from)?;
         }
-        report_legacy_hashes(&admin).await;
+        crate::db::report_legacy_hashes(&admin).await;
         if let Err(e) = admin.close().await {
             tracing::warn!(error = %e, "closing the migration pool failed");
         }
@@ -100,7 +96,7 @@ impl Application {
         // Bounds every statement: a registration past its request deadline waits for its
         // INSERT (see `crate::deadline`), so that INSERT must itself end.
         let timeout = format!("{}ms", statement_timeout.as_millis());
-        let db = connect(&config, vec![("statement_timeout", timeout)]).await?;
+        let db = crate::db::connect(&config, vec![("statement_timeout", timeout)]).await?;
 
         let limits = &config.limits;
         let sc = &config.sessions;
@@ -175,7 +171,7 @@ impl Application {
             sessions: sessions.clone(),
             session_cookie: sc
                 .session_cookie
-                .then(|| crate::graphql::SessionCookie::name(sc.session_cookie_secure)),
+                .then(|| crate::auth::credential::cookie_name(sc.session_cookie_secure)),
             shared: shared.clone(),
             metrics: metrics.clone(),
             hasher: hasher.clone(),
@@ -224,7 +220,7 @@ impl Application {
         );
         let serve = ServeSettings {
             header_timeout: limits.header_timeout(),
-            max_connections: fit_connections_to_fd_limit(limits.max_connections),
+            max_connections: http::serve::fit_connections_to_fd_limit(limits.max_connections),
             drain_timeout: limits.shutdown_timeout(),
             write_timeout: limits.body_timeout(),
             max_connections_per_ip: limits.max_connections_per_ip,
@@ -385,501 +381,6 @@ impl Application {
     }
 }
 
-/// Applies pending migrations under the database lock, then fills data a migration left to
-/// code (look-alike keys of users created before they existed).
-async fn migrate(admin: &DatabaseConnection, config: &Config) -> Result<usize, StartupError> {
-    let file = sqlite_file_to_migrate(&config.database_url);
-    let applied = crate::migrate::apply(admin, file.as_deref()).await?;
-    let filled = crate::accounts::backfill_skeletons(admin)
-        .await
-        .map_err(StartupError::Migration)?;
-    if filled > 0 {
-        tracing::info!(
-            users = filled,
-            "look-alike keys filled in for existing users"
-        );
-    }
-    Ok(applied)
-}
-
-/// `roster migrate`: exit 0 once the schema is current, 1 when it cannot be (a newer schema,
-/// a failed migration), 2 when the database cannot be reached.
-pub async fn migrate_command(config: &Config) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let admin = match connect_with(config, Vec::new(), 1).await {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!("migrate: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = migrate(&admin, config).await;
-    let _ = admin.close().await;
-    match result {
-        Ok(0) => {
-            eprintln!("migrate: the schema is up to date");
-            ExitCode::SUCCESS
-        }
-        Ok(n) => {
-            eprintln!("migrate: {n} migration(s) applied");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("migrate: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Says at start-up how many users still carry a hash that is not roster's Argon2id (imported
-/// from Django, or made with other parameters): each is upgraded at that user's next login.
-async fn report_legacy_hashes(db: &DatabaseConnection) {
-    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-    let legacy = crate::entity::user::Entity::find()
-        .filter(crate::entity::user::Column::PasswordHash.not_like("$argon2id$%"))
-        .count(db)
-        .await;
-    match legacy {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            users = n,
-            "users still on imported (non-Argon2id) password hashes; each is upgraded at its next login"
-        ),
-        Err(e) => tracing::warn!(error = %e, "counting users on legacy hashes failed"),
-    }
-}
-
-/// `roster import-django`: migrates the target database, imports, prints a summary.
-/// Exit status 0 when the import ran (conflicts listed), 1 when `--on-conflict fail` refused
-/// it, 2 when it could not run.
-pub async fn import_django(
-    config: &Config,
-    args: &crate::import::ImportArgs,
-) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    if args.status {
-        return import_status(config).await;
-    }
-    let result = async {
-        config.validate().map_err(|e| e.to_string())?;
-        let params = config.hashing.params().map_err(|e| e.to_string())?;
-        // The import asks PostgreSQL the same `IN (…500 values…)` questions page after page
-        // while the table grows inside its transaction; a cached generic plan for those
-        // turns into a sequential scan per query (200 rows/s measured). Custom plans use
-        // the unique indexes.
-        let custom_plans = vec![("plan_cache_mode", "force_custom_plan".to_owned())];
-        let admin = connect_with(config, Vec::new(), 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        migrate(&admin, config).await.map_err(|e| e.to_string())?;
-        let _ = admin.close().await;
-        let db = connect(config, custom_plans)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut report: Box<dyn std::io::Write> = match &args.report {
-            Some(path) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
-            )),
-            None => Box::new(std::io::stdout().lock()),
-        };
-        let started = std::time::Instant::now();
-        let summary = crate::import::run(
-            &db,
-            args,
-            config.hashing.foreign_limits(),
-            &params,
-            &mut report,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let _ = db.close().await;
-        Ok::<_, String>((summary, started.elapsed()))
-    }
-    .await;
-    match result {
-        Ok((s, took)) => {
-            let algorithms: Vec<String> = s
-                .by_algorithm
-                .iter()
-                .map(|(a, n)| format!("{a} {n}"))
-                .collect();
-            eprintln!(
-                "import-django: {} read, {} imported, {} skipped (already imported), {} conflicts, {} warnings in {:.1} s ({:.0} rows/s); by hash: {}",
-                s.read,
-                s.imported,
-                s.skipped,
-                s.conflicts,
-                s.warnings,
-                took.as_secs_f64(),
-                s.read as f64 / took.as_secs_f64().max(1e-9),
-                if algorithms.is_empty() {
-                    "none".to_owned()
-                } else {
-                    algorithms.join(", ")
-                }
-            );
-            if s.committed {
-                ExitCode::SUCCESS
-            } else if args.dry_run {
-                eprintln!("import-django: dry run, nothing written");
-                ExitCode::SUCCESS
-            } else {
-                eprintln!(
-                    "import-django: {} conflicts and --on-conflict fail: nothing written",
-                    s.conflicts
-                );
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("import-django: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// `roster import-django --status`: users by stored hash, on standard output; exit 0, or 2
-/// when the database could not be read. Reads only; migrates nothing.
-async fn import_status(config: &Config) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let result = async {
-        config.validate().map_err(|e| e.to_string())?;
-        let params = config.hashing.params().map_err(|e| e.to_string())?;
-        // The default URL creates its SQLite file (`mode=rwc`); a status must not.
-        if let Some(path) = sqlite_file(&config.database_url)
-            && !path.exists()
-        {
-            return Err(format!("no database at {}", path.display()));
-        }
-        let db = connect(config, Vec::new())
-            .await
-            .map_err(|e| e.to_string())?;
-        // Read-only, so it does not migrate; it says so rather than "no such table".
-        match crate::migrate::check(&db).await {
-            Ok(()) => {}
-            Err(crate::migrate::SchemaError::Pending(n)) => {
-                return Err(format!(
-                    "the database lacks {n} migration(s): run `roster migrate` (or an import) first"
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-        let status = crate::import::status(&db, &params)
-            .await
-            .map_err(|e| e.to_string());
-        let _ = db.close().await;
-        status
-    }
-    .await;
-    match result {
-        Ok(s) => {
-            println!("users: {} ({} imported from Django)", s.users, s.imported);
-            for (algorithm, n) in &s.by_algorithm {
-                println!("  {algorithm:<30} {n:>10}");
-            }
-            println!(
-                "to upgrade at next login: {} (hashes other than Argon2id with the configured parameters; {} more on deactivated accounts, which cannot log in)",
-                s.to_upgrade, s.to_upgrade_inactive
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("import-django --status: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The file a `sqlite:` URL names, as sqlx reads it (percent-decoded), if it names one (not
-/// an in-memory database).
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    sqlite_url(url).map(|(file, _)| file)
-}
-
-/// The file to take the migration lock beside: [`sqlite_file`], unless the URL opens it
-/// read-only or immutable (nothing can be migrated there, and its directory may be
-/// read-only).
-fn sqlite_file_to_migrate(url: &str) -> Option<std::path::PathBuf> {
-    let (file, query) = sqlite_url(url)?;
-    let read_only = query
-        .iter()
-        .any(|&(key, value)| (key, value) == ("mode", "ro") || key == "immutable");
-    (!read_only).then_some(file)
-}
-
-/// The file sqlx opens for a `sqlite:` URL that names one (not an in-memory database), and
-/// the URL's query pairs. (The query is split here: sqlx keeps its reading private, and its
-/// `to_url_lossy` panics on an in-memory database's internal name.)
-fn sqlite_url(url: &str) -> Option<(std::path::PathBuf, Vec<(&str, &str)>)> {
-    use std::str::FromStr as _;
-    let rest = url.strip_prefix("sqlite:")?;
-    let options = SqliteConnectOptions::from_str(url).ok()?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let query: Vec<(&str, &str)> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-        .collect();
-    let path = path.strip_prefix("//").unwrap_or(path);
-    let memory = path.is_empty() || path == ":memory:" || query.contains(&("mode", "memory"));
-    (!memory).then(|| (options.get_filename().to_path_buf(), query))
-}
-
-/// `roster outbox list|retry`: prints to stdout; exit 0, 1 when `retry ID` found no failed
-/// email with that id, 2 when the database could not be read.
-pub async fn outbox_command(
-    config: &Config,
-    command: &crate::config::OutboxCommand,
-) -> std::process::ExitCode {
-    use crate::config::OutboxCommand;
-    use std::process::ExitCode;
-    let db = match connect(config, Vec::new()).await {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!("outbox: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match command {
-        OutboxCommand::List { limit } => crate::outbox::unfinished(&db, *limit).await.map(|rows| {
-            println!(
-                "{:<36}  {:<14}  {:<9}  {:>8}  {:<25}  {:<30}  last error",
-                "id", "kind", "status", "attempts", "next attempt (UTC)", "recipient"
-            );
-            for r in &rows {
-                println!(
-                    "{:<36}  {:<14}  {:<9}  {:>8}  {:<25}  {:<30}  {}",
-                    r.id,
-                    r.kind,
-                    r.status,
-                    r.attempts,
-                    if r.status == crate::outbox::status::FAILED {
-                        "-".to_owned()
-                    } else {
-                        r.next_attempt_at.format("%Y-%m-%d %H:%M:%S").to_string()
-                    },
-                    printable(&r.recipient),
-                    printable(r.last_error.as_deref().unwrap_or("-"))
-                );
-            }
-            eprintln!("outbox: {} not delivered", rows.len());
-            ExitCode::SUCCESS
-        }),
-        OutboxCommand::Retry { id, all_failed } => {
-            let target = if *all_failed { None } else { *id };
-            crate::outbox::retry_failed(&db, target).await.map(|n| {
-                eprintln!("outbox: {n} failed email(s) due again now");
-                if n == 0 && target.is_some() {
-                    eprintln!("outbox: no failed email has that id");
-                    ExitCode::from(1)
-                } else {
-                    ExitCode::SUCCESS
-                }
-            })
-        }
-    };
-    let _ = db.close().await;
-    result.unwrap_or_else(|e| {
-        eprintln!("outbox: cannot read the outbox: {e}");
-        ExitCode::from(2)
-    })
-}
-
-/// A stored value fit for a terminal: control characters (escapes, line breaks) shown as `?`.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-/// Raises the soft file-descriptor limit to the hard one, and lowers the connection cap to
-/// what the limit leaves room for (64 descriptors kept for the database pool, logs and the
-/// listener), so a connection flood is answered 503 instead of failing `accept` with EMFILE.
-fn fit_connections_to_fd_limit(wanted: usize) -> usize {
-    #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit/setrlimit read and write only the struct passed by pointer.
-        let soft = unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return wanted;
-            }
-            if limit.rlim_cur < limit.rlim_max {
-                let raised = libc::rlimit {
-                    rlim_cur: limit.rlim_max,
-                    rlim_max: limit.rlim_max,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                    limit.rlim_cur = limit.rlim_max;
-                }
-            }
-            limit.rlim_cur
-        };
-        let room = usize::try_from(soft)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(64)
-            .max(1);
-        if room < wanted {
-            tracing::warn!(
-                max_connections = room,
-                wanted,
-                "the file-descriptor limit lowers the connection cap"
-            );
-            return room;
-        }
-    }
-    wanted
-}
-
-/// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout (a
-/// writer waits for the lock instead of failing) and `synchronous=NORMAL` (safe with WAL).
-///
-/// `postgres_settings` are session settings for every PostgreSQL connection of the pool
-/// (ignored on SQLite): the serving pool's `statement_timeout`, the importer's plan mode.
-pub async fn connect(
-    config: &Config,
-    postgres_settings: Vec<(&'static str, String)>,
-) -> Result<DatabaseConnection, StartupError> {
-    let workers = config.hashing.workers() as u32;
-    let max = if config.db_max_connections > 0 {
-        config.db_max_connections
-    } else {
-        // Every registration holds a connection twice, briefly; a few per hash worker keeps
-        // the workers fed without crowding Postgres when many instances share it.
-        (workers * 4).max(4)
-    };
-    connect_with(config, postgres_settings, max).await
-}
-
-/// [`connect`] with a pool of at most `max` connections (the migration pool has one: its
-/// advisory lock belongs to that connection).
-async fn connect_with(
-    config: &Config,
-    postgres_settings: Vec<(&'static str, String)>,
-    max: u32,
-) -> Result<DatabaseConnection, StartupError> {
-    let mut options = ConnectOptions::new(config.database_url.clone());
-    options
-        .max_connections(max)
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false)
-        .map_sqlx_postgres_opts(move |o| o.options(postgres_settings.clone()))
-        .map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-        })
-        .map_sqlx_sqlite_pool_opts(|o| o.after_connect(|conn, _| Box::pin(plan_once(conn))));
-    if config.database_url.starts_with("sqlite:") {
-        // sqlx pings a connection when it goes back to the pool, and by default again when
-        // it is taken out. On SQLite a ping is only a hand-off to the connection's own thread
-        // (there is no server that could have gone away), and under load each hand-off
-        // preempts a hash worker: skip the second ping for a connection used in the last
-        // second (docs/benchmarks-log.md, "Login, 2026-12-03 evening"). PostgreSQL keeps it: after a
-        // restart or a failover it is what turns every dead pooled connection into a
-        // reconnect instead of a failed request (tested:
-        // `resilience::connections_killed_while_idle_in_the_pool_cost_no_request`; skipping
-        // it for recently used connections on PostgreSQL too gained nothing measurable,
-        // docs/benchmarks-log.md "Login, 2026-12-04").
-        options.test_before_acquire_if_idle_for(Duration::from_secs(1));
-    }
-    // Several processes opening one fresh SQLite file together: switching it to WAL needs the
-    // database to itself, and that first open answers SQLITE_BUSY at once instead of waiting
-    // out the busy timeout. Try again for as long as the busy timeout would have waited.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match Database::connect(options.clone()).await {
-            Err(e) if sqlite_busy(&e) && std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            other => {
-                return other.map_err(|e| {
-                    StartupError::Database(without_url(&e.to_string(), &config.database_url))
-                });
-            }
-        }
-    }
-}
-
-/// `message` with every copy of `url` and of its password replaced: a driver may quote
-/// the connection string in an error, and start-up errors are printed as they are.
-fn without_url(message: &str, url: &str) -> String {
-    let mut message = message.replace(url, "<--database-url>");
-    // A URL that does not parse has no password we could find by parsing: take what sits
-    // between the scheme's `//user:` and the last `@`, as a parser would read it.
-    let secret = url.split_once("://").and_then(|(_, rest)| {
-        let userinfo = &rest[..rest.rfind('@')?];
-        let (_, password) = userinfo.split_once(':')?;
-        (!password.is_empty()).then_some(password)
-    });
-    if let Some(secret) = secret {
-        message = message.replace(secret, "***");
-    }
-    message
-}
-
-/// Turns on SQLite's query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`) for a
-/// new connection: a statement is planned once, when sqlx first prepares it, whatever values
-/// are bound to it later.
-///
-/// Why: without it SQLite marks a statement for re-preparing whenever a newly bound value
-/// *could* change its plan, and since 3.4x a bound `LIMIT ?` is such a value. sea-orm binds
-/// every limit, `.one()`'s `LIMIT 1` included, so most of roster's statements were parsed
-/// and planned again at every execution: 27% of the instructions of a login on SQLite, and
-/// 60% of SQLite's own (callgrind, docs/benchmarks-log.md "SQLite re-planned its statements at every execution").
-/// What the guarantee costs: plans that depend on a bound value (a partial index matched by
-/// it, `LIKE ?` prefix ranges, STAT4 samples after `ANALYZE`); roster has none of them.
-///
-/// sqlx has no setting for it, so this is one FFI call on the connection's handle.
-async fn plan_once(conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
-    use std::ffi::c_int;
-    let mut handle = conn.lock_handle().await?;
-    let db = handle.as_raw_handle().as_ptr();
-    let mut now_on: c_int = -1;
-    // SAFETY: `db` is the connection's open handle, held locked by `handle` (sqlx's worker
-    // thread does not touch it meanwhile) for the whole call. `SQLITE_DBCONFIG_ENABLE_QPSG`
-    // takes exactly an `int` (1: on) and an `int*` that SQLite writes the new setting to;
-    // `now_on` outlives the call.
-    let rc = unsafe {
-        libsqlite3_sys::sqlite3_db_config(
-            db,
-            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-            1 as c_int,
-            &mut now_on as *mut c_int,
-        )
-    };
-    if rc != libsqlite3_sys::SQLITE_OK || now_on != 1 {
-        return Err(sea_orm::sqlx::Error::Configuration(
-            format!("SQLite refused SQLITE_DBCONFIG_ENABLE_QPSG (code {rc})").into(),
-        ));
-    }
-    Ok(())
-}
-
-/// SQLite's "database is locked" (`SQLITE_BUSY` and its extended codes).
-fn sqlite_busy(e: &DbErr) -> bool {
-    let (DbErr::Conn(RuntimeErr::SqlxError(e))
-    | DbErr::Exec(RuntimeErr::SqlxError(e))
-    | DbErr::Query(RuntimeErr::SqlxError(e))) = e
-    else {
-        return false;
-    };
-    let sea_orm::sqlx::Error::Database(e) = &**e else {
-        return false;
-    };
-    e.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
-        .is_some()
-        && e.code()
-            .and_then(|code| code.parse::<i32>().ok())
-            .is_some_and(|code| code & 0xff == 5)
-}
-
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -901,43 +402,4 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    #[test]
-    fn sqlite_urls_name_the_file_sqlx_opens_and_the_lock_goes_beside_writable_ones() {
-        let file = |url| sqlite_file(url);
-        let to_migrate = |url| sqlite_file_to_migrate(url);
-        assert_eq!(
-            file("sqlite://roster.db?mode=rwc"),
-            Some(PathBuf::from("roster.db"))
-        );
-        assert_eq!(
-            file("sqlite:///var/lib/roster/my%20db.db"),
-            Some(PathBuf::from("/var/lib/roster/my db.db")),
-            "percent-decoded as sqlx decodes it"
-        );
-        for memory in [
-            "sqlite::memory:",
-            "sqlite://?mode=memory",
-            "sqlite://a.db?mode=memory",
-        ] {
-            assert_eq!(file(memory), None, "{memory}");
-            assert_eq!(to_migrate(memory), None, "{memory}");
-        }
-        assert_eq!(
-            to_migrate("sqlite://roster.db?mode=rwc"),
-            Some(PathBuf::from("roster.db"))
-        );
-        for read_only in ["sqlite://a.db?mode=ro", "sqlite://a.db?immutable=true"] {
-            assert_eq!(file(read_only), Some(PathBuf::from("a.db")), "{read_only}");
-            assert_eq!(to_migrate(read_only), None, "{read_only}");
-        }
-        assert_eq!(file("postgres://u@h/db"), None);
-        assert_eq!(to_migrate("postgres://u@h/db"), None);
-    }
 }

@@ -74,11 +74,19 @@ pub mod codes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use proptest::prelude::*;
 
     fn policy() -> RegistrationPolicy {
-        RegistrationPolicy::from_config(&Config::defaults().policy).unwrap()
+        RegistrationPolicy::new(
+            &["admin".to_owned(), "root".to_owned()],
+            PasswordPolicy {
+                min_length: 8,
+                max_length: 128,
+                min_strength: 3,
+                max_similarity: 0.7,
+            },
+        )
+        .unwrap()
     }
 
     /// Every code a parser may produce, as listed in `docs/errors.md`.

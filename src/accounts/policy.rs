@@ -2,7 +2,6 @@ use std::collections::HashSet;
 
 use super::canonical::canonical;
 use super::skeleton::{Keys, skeleton_key};
-use crate::config::PolicyConfig;
 
 /// The registration rules' thresholds, checked once at start-up.
 #[derive(Debug, Clone)]
@@ -28,20 +27,20 @@ pub struct PasswordPolicy {
 }
 
 impl RegistrationPolicy {
-    /// Builds the policy, refusing settings that contradict each other.
-    pub fn from_config(c: &PolicyConfig) -> Result<Self, String> {
-        if c.password_min_length == 0 {
+    /// Builds the policy, refusing settings that contradict each other. `config` builds it
+    /// from the command line; the domain owns the type and its rules.
+    pub fn new(reserved_usernames: &[String], password: PasswordPolicy) -> Result<Self, String> {
+        if password.min_length == 0 {
             return Err("password-min-length must be at least 1".into());
         }
-        if c.password_max_length < c.password_min_length {
+        if password.max_length < password.min_length {
             return Err("password-max-length must not be below password-min-length".into());
         }
         // Django refuses thresholds under 0.1 (every password would be "similar").
-        if !(0.1..=1.0).contains(&c.password_max_similarity) {
+        if !(0.1..=1.0).contains(&password.max_similarity) {
             return Err("password-max-similarity must be between 0.1 and 1".into());
         }
-        let names: Vec<&str> = c
-            .reserved_usernames
+        let names: Vec<&str> = reserved_usernames
             .iter()
             .map(|n| n.trim())
             .filter(|n| !n.is_empty())
@@ -58,10 +57,8 @@ impl RegistrationPolicy {
         Ok(Self {
             reserved_skeletons,
             password: PasswordPolicy {
-                min_length: c.password_min_length,
-                max_length: c.password_max_length,
-                min_strength: c.password_min_strength.min(4),
-                max_similarity: c.password_max_similarity,
+                min_strength: password.min_strength.min(4),
+                ..password
             },
             reserved: names.iter().map(|n| canonical(n)).collect(),
         })

@@ -1,30 +1,17 @@
 //! Who may call what: every root field's permission in one table, enforced by an extension
-//! that refuses any root field the table does not name (deny by default); the signed-in
-//! caller, resolved once per request; and the per-client admission checks.
+//! that refuses any root field the table does not name (deny by default) by asking the auth
+//! seam ([`crate::auth`]); and the per-client admission checks.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use crate::auth::{Auth, Permission};
+use crate::error::AppError;
+use crate::ratelimit::{Admission, ClientLimiter};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
 };
 use async_graphql::{Context, PathSegment, ServerError, ServerResult, Value};
-use tokio::sync::OnceCell;
-
-use crate::error::AppError;
-use crate::ratelimit::{Admission, ClientLimiter};
-use crate::sessions::{Caller, Sessions, Token};
-
-/// What a root field requires of its caller; the GraphQL counterpart of DRF's
-/// `permission_classes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    /// Anyone, signed in or not.
-    AllowAny,
-    /// A live session of an active user; otherwise one `UNAUTHENTICATED` error and nothing
-    /// runs.
-    IsAuthenticated,
-}
 
 /// Every root field and its permission, reviewable in one place. A root field missing here
 /// is refused at run time (`INTERNAL_SERVER_ERROR`, logged), and the schema-walk test names
@@ -53,68 +40,11 @@ pub fn permission(type_name: &str, field: &str) -> Option<Permission> {
         .map(|(_, _, p)| *p)
 }
 
-/// The request's credentials and, once asked for, the caller they stand for. The lookup
-/// happens at most once per request and only if a field needs it.
-pub struct Auth {
-    token: Option<Token>,
-    sessions: Option<Sessions>,
-    caller: OnceCell<Option<Caller>>,
-    /// Set once the request ended its own session: later fields of the same document run
-    /// as anonymous.
-    forgotten: std::sync::atomic::AtomicBool,
-}
-
-impl Auth {
-    pub fn new(token: Option<Token>, sessions: Sessions) -> Self {
-        Self {
-            token,
-            sessions: Some(sessions),
-            caller: OnceCell::new(),
-            forgotten: Default::default(),
-        }
-    }
-
-    /// No credentials (requests outside HTTP).
-    pub fn anonymous() -> Self {
-        Self {
-            token: None,
-            sessions: None,
-            caller: OnceCell::new(),
-            forgotten: Default::default(),
-        }
-    }
-
-    /// The signed-in caller, or `None`: a missing, unknown, expired or revoked token, or a
-    /// deactivated user, all make the caller anonymous.
-    pub async fn caller(&self) -> Result<Option<&Caller>, AppError> {
-        let (Some(token), Some(sessions)) = (&self.token, &self.sessions) else {
-            return Ok(None);
-        };
-        if self.forgotten.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(None);
-        }
-        let caller = self
-            .caller
-            .get_or_try_init(|| sessions.authenticate(token))
-            .await?;
-        Ok(caller.as_ref())
-    }
-
-    /// The request's session has ended (logout, revocation): from now on it is anonymous.
-    pub fn forget(&self) {
-        self.forgotten
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    /// The caller, or `UNAUTHENTICATED`.
-    pub async fn require(&self) -> Result<&Caller, AppError> {
-        self.caller().await?.ok_or(AppError::Unauthenticated)
-    }
-}
+/// No credentials: what a request outside HTTP (a test of the schema alone) runs as.
+static ANONYMOUS: std::sync::LazyLock<Auth> = std::sync::LazyLock::new(Auth::anonymous);
 
 /// The [`Auth`] of the request being resolved (anonymous when there is none).
 pub fn auth<'a>(ctx: &'a Context<'_>) -> &'a Auth {
-    static ANONYMOUS: std::sync::LazyLock<Auth> = std::sync::LazyLock::new(Auth::anonymous);
     ctx.data_opt::<Auth>().unwrap_or(&ANONYMOUS)
 }
 
@@ -153,19 +83,16 @@ impl Extension for DenyByDefault {
             Err(error)
         };
         match permission(info.parent_type, info.name) {
-            Some(Permission::AllowAny) => next.run(ctx, info).await,
-            Some(Permission::IsAuthenticated) => {
-                let auth = ctx.data_opt::<Auth>();
-                let caller = match auth {
-                    Some(auth) => auth.caller().await,
-                    None => Ok(None),
-                };
-                match caller {
-                    Ok(Some(_)) => next.run(ctx, info).await,
-                    Ok(None) => refuse(AppError::Unauthenticated),
-                    Err(e) => refuse(e),
-                }
-            }
+            Some(permission) => match ctx
+                .data_opt::<Auth>()
+                .unwrap_or(&ANONYMOUS)
+                .allows(permission)
+                .await
+            {
+                Ok(true) => next.run(ctx, info).await,
+                Ok(false) => refuse(AppError::Unauthenticated),
+                Err(e) => refuse(e),
+            },
             None => {
                 tracing::error!(
                     type_name = info.parent_type,

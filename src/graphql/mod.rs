@@ -25,7 +25,7 @@ use crate::config::LimitsConfig;
 pub use guard::{
     Auth, ClientIp, LoginRateLimiter, MailRateLimiter, RegisterRateLimiter, UserAgent,
 };
-pub use sessions::{COOKIE_NAME, SECURE_COOKIE_NAME, SessionCookie};
+pub use sessions::SessionCookie;
 
 /// The Query root; one object per domain, merged.
 #[derive(MergedObject, Default)]

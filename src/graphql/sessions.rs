@@ -15,14 +15,6 @@ use crate::error::AppError;
 use crate::password::Plaintext;
 use crate::sessions;
 
-/// The cookie `login` sets and `logout` clears, over plain HTTP (`--session-cookie-secure
-/// false`, development only).
-pub const COOKIE_NAME: &str = "roster_session";
-/// The cookie's name when it is `Secure` (the default). The `__Host-` prefix makes the
-/// browser refuse it unless it was set by this very host over HTTPS with `Path=/` and no
-/// `Domain`: a sibling subdomain cannot plant one (login CSRF) or shadow the real one.
-pub const SECURE_COOKIE_NAME: &str = "__Host-roster_session";
-
 /// How the session cookie is written (schema data; `--session-cookie*`).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionCookie {
@@ -33,18 +25,9 @@ pub struct SessionCookie {
 }
 
 impl SessionCookie {
-    /// The one name written and read: `__Host-` prefixed when `Secure`.
-    pub fn name(secure: bool) -> &'static str {
-        if secure {
-            SECURE_COOKIE_NAME
-        } else {
-            COOKIE_NAME
-        }
-    }
-
     fn header(&self, value: &str, max_age: u64) -> Option<HeaderValue> {
         let secure = if self.secure { "; Secure" } else { "" };
-        let name = Self::name(self.secure);
+        let name = crate::auth::credential::cookie_name(self.secure);
         HeaderValue::from_str(&format!(
             "{name}={value}; HttpOnly{secure}; SameSite=Lax; Path=/; Max-Age={max_age}"
         ))

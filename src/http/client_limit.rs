@@ -4,7 +4,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use std::net::SocketAddr;
 
-use super::{AppState, client_ip, graphql};
+use super::{AppState, client_ip, errors};
 use crate::error::codes;
 use crate::graphql::ClientIp;
 
@@ -26,7 +26,7 @@ pub async fn middleware(
         && let Err(wait) = state.request_limiter.check(ip).await
     {
         let secs = wait.as_secs().max(1);
-        let mut response = graphql::json_error(
+        let mut response = errors::json_error(
             StatusCode::TOO_MANY_REQUESTS,
             codes::RATE_LIMITED,
             "too many requests from this address; retry later",

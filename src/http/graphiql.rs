@@ -65,7 +65,7 @@ pub async fn asset(uri: Uri) -> Response {
 /// A file compiled into the binary, cacheable for an hour, or the JSON 404.
 pub fn static_file(file: Option<(&'static [u8], &'static str)>) -> Response {
     let Some((body, content_type)) = file else {
-        return super::graphql::json_error(
+        return super::errors::json_error(
             StatusCode::NOT_FOUND,
             crate::error::codes::BAD_REQUEST,
             "no such file",

@@ -20,20 +20,18 @@ use std::net::IpAddr;
 use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::errors::{error_response, not_acceptable};
 use super::negotiate::{ResponseType, negotiate};
+use super::respond::graphql_response;
 use super::{AppState, graphiql};
+use crate::auth::Auth;
 use crate::error::codes;
-use crate::graphql::errors::HttpHint;
-use crate::graphql::{Auth, ClientIp, UserAgent};
-use crate::sessions::Token;
+use crate::graphql::{ClientIp, UserAgent};
 use crate::strict_json::{DUPLICATE_KEY, StrictJson};
-
-/// At most this many errors are returned; the rest are summarised in one more.
-pub const MAX_ERRORS: usize = 20;
 
 /// `POST /graphql`.
 pub async fn post(
@@ -271,7 +269,8 @@ async fn execute(
     request.set_parsed_query(prepared.document);
     // The cookie counts only on POST (which must be `application/json`, so no other site
     // can send it without a CORS preflight); a GET is never signed in by a cookie.
-    let token = credentials(headers, state.session_cookie.filter(|_| !from_get));
+    let token =
+        crate::auth::credential::from_headers(headers, state.session_cookie.filter(|_| !from_get));
     let mut request = request
         .data(ClientIp(ip))
         .data(Auth::new(token, state.sessions.clone()));
@@ -283,208 +282,6 @@ async fn execute(
     }
     let response = state.schema.execute(request).await;
     graphql_response(response, response_type, state.max_response_bytes)
-}
-
-/// The session token of a request: `Authorization: Bearer <token>` first, else the
-/// session cookie named `cookie` (when cookies are read). Anything that is not a well-formed token
-/// is ignored, leaving the caller anonymous.
-fn credentials(headers: &HeaderMap, cookie: Option<&str>) -> Option<Token> {
-    if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        let bearer = auth.to_str().ok().and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-        return bearer.and_then(Token::parse);
-    }
-    let cookie_name = cookie?;
-    let mut values = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == cookie_name)
-        .map(|(_, value)| value.trim());
-    // Two cookies of that name mean one was planted (a sibling subdomain can set one with
-    // a narrower path, which the browser sends first): trust neither.
-    match (values.next(), values.next()) {
-        (Some(value), None) => Token::parse(value),
-        _ => None,
-    }
-}
-
-/// Turns an executed (or refused) request into HTTP: status from typed error data, error
-/// list capped, untagged errors masked, size capped.
-fn graphql_response(
-    mut response: async_graphql::Response,
-    response_type: ResponseType,
-    max_bytes: usize,
-) -> Response {
-    // Headers set during execution (`Set-Cookie` from `login`/`logout`) go out whatever the
-    // body becomes.
-    let mut http = body_response(&mut response, response_type, max_bytes);
-    for (name, value) in std::mem::take(&mut response.http_headers).iter() {
-        http.headers_mut().append(name, value.clone());
-    }
-    // Answers may carry a session token or personal data: never cached.
-    http.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    http
-}
-
-fn body_response(
-    response: &mut async_graphql::Response,
-    response_type: ResponseType,
-    max_bytes: usize,
-) -> Response {
-    // No path on any error and no data: the request failed before execution (parse,
-    // validation, limits, unknown operation) and nothing ran.
-    let request_error = response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
-    let omitted = response.errors.len().saturating_sub(MAX_ERRORS);
-    response.errors.truncate(MAX_ERRORS);
-    if omitted > 0 {
-        let code = response
-            .errors
-            .last()
-            .and_then(|e| e.extensions.as_ref())
-            .and_then(|ext| ext.get("code").cloned());
-        let mut note =
-            async_graphql::ServerError::new(format!("{omitted} more errors omitted"), None);
-        if let Some(code) = code {
-            note.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code);
-        }
-        response.errors.push(note);
-    }
-    // The most severe hint wins: 503 (retry soon) over 429 (slow down) over 200.
-    let hint = response
-        .errors
-        .iter()
-        .filter_map(|e| e.source::<HttpHint>())
-        .max_by_key(|h| h.status)
-        .copied();
-    for error in &mut response.errors {
-        mask_untagged(error, request_error);
-    }
-    let (status, retry_after) = if request_error {
-        let status = match response_type {
-            ResponseType::GraphqlResponse => StatusCode::BAD_REQUEST,
-            ResponseType::Json => StatusCode::OK,
-        };
-        (status, None)
-    } else {
-        match hint {
-            Some(h) => (
-                StatusCode::from_u16(h.status).unwrap_or(StatusCode::OK),
-                h.retry_after,
-            ),
-            None => (StatusCode::OK, None),
-        }
-    };
-
-    let mut body = serde_json::to_value(&*response).unwrap_or_else(|_| json!({}));
-    if request_error && let Value::Object(map) = &mut body {
-        map.remove("data");
-    }
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    if bytes.len() > max_bytes {
-        tracing::warn!(
-            bytes = bytes.len(),
-            "response over the size limit replaced by an error"
-        );
-        let status = match response_type {
-            ResponseType::GraphqlResponse => StatusCode::BAD_REQUEST,
-            ResponseType::Json => StatusCode::OK,
-        };
-        return error_response(
-            status,
-            response_type,
-            codes::RESPONSE_TOO_LARGE,
-            &format!("the response would exceed {max_bytes} bytes; select fewer fields"),
-        );
-    }
-    let mut http = (status, Body::from(bytes)).into_response();
-    http.headers_mut()
-        .insert(header::CONTENT_TYPE, response_type.content_type());
-    if let Some(secs) = retry_after {
-        http.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    http
-}
-
-/// Errors async-graphql raises itself carry no code. Before execution (unknown operation,
-/// missing operation name) they name only operations: tag them `BAD_REQUEST`. During
-/// execution (an argument that failed to parse, a bug) their text may quote the submitted
-/// value — a password — so the client gets the fixed internal message and the log gets
-/// only the path.
-fn mask_untagged(error: &mut async_graphql::ServerError, request_error: bool) {
-    let has_code = error
-        .extensions
-        .as_ref()
-        .is_some_and(|ext| ext.get("code").is_some());
-    if has_code {
-        return;
-    }
-    let code = if request_error {
-        codes::BAD_REQUEST
-    } else {
-        let path: Vec<String> = error
-            .path
-            .iter()
-            .map(|p| match p {
-                async_graphql::PathSegment::Field(f) => f.clone(),
-                async_graphql::PathSegment::Index(i) => i.to_string(),
-            })
-            .collect();
-        tracing::error!(path = %path.join("."), "an execution error without a code was masked");
-        error.message = "internal server error".into();
-        codes::INTERNAL_SERVER_ERROR
-    };
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
-}
-
-/// A GraphQL-shaped error body (`{"errors":[{message, extensions:{code}}]}`) with no `data`.
-pub fn error_response(
-    status: StatusCode,
-    response_type: ResponseType,
-    code: &str,
-    message: &str,
-) -> Response {
-    json_response(status, response_type, &error_body(code, message))
-}
-
-/// The one shape of every error roster answers outside GraphQL execution.
-pub fn error_body(code: &str, message: &str) -> Value {
-    json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
-}
-
-/// [`error_response`] as `application/json`, for answers given before `Accept` is read.
-pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    error_response(status, ResponseType::Json, code, message)
-}
-
-fn json_response(status: StatusCode, response_type: ResponseType, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = (status, Body::from(bytes)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, response_type.content_type());
-    response
-}
-
-fn not_acceptable() -> Response {
-    json_error(
-        StatusCode::NOT_ACCEPTABLE,
-        codes::BAD_REQUEST,
-        "cannot answer in any type the Accept header allows; accept application/graphql-response+json or application/json",
-    )
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -524,31 +321,4 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Status
         }
         StatusCode::BAD_REQUEST
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_uncoded_execution_error_is_masked_and_a_request_error_tagged() {
-        let mut e = async_graphql::ServerError::new(
-            "Failed to parse \"RegisterInput\": password \"hunter2-secret\"",
-            None,
-        );
-        e.path = vec![async_graphql::PathSegment::Field("register".into())];
-        mask_untagged(&mut e, false);
-        assert_eq!(e.message, "internal server error");
-        assert_eq!(
-            e.extensions.as_ref().and_then(|x| x.get("code")).cloned(),
-            Some(async_graphql::Value::from(codes::INTERNAL_SERVER_ERROR))
-        );
-        let mut e = async_graphql::ServerError::new("Unknown operation named \"X\"", None);
-        mask_untagged(&mut e, true);
-        assert_eq!(e.message, "Unknown operation named \"X\"");
-        assert_eq!(
-            e.extensions.as_ref().and_then(|x| x.get("code")).cloned(),
-            Some(async_graphql::Value::from(codes::BAD_REQUEST))
-        );
-    }
 }

@@ -4,6 +4,8 @@
 mod client_ip;
 /// The client address on every request, and the per-client budget for all requests.
 mod client_limit;
+/// The one error body of every answer outside GraphQL execution.
+mod errors;
 /// GraphiQL, served from files compiled into the binary.
 mod graphiql;
 /// `POST /graphql` and `GET /graphql` per the GraphQL-over-HTTP spec.
@@ -14,6 +16,8 @@ mod negotiate;
 mod pages;
 /// A request id on every request, its log span, and the access log line.
 mod request_id;
+/// An executed GraphQL request as HTTP: status, capped errors and size, masking.
+mod respond;
 /// The accept loop: header and idle timeouts, a connection cap, a bounded drain.
 pub mod serve;
 
@@ -184,7 +188,7 @@ fn pool_stats(db: &sea_orm::DatabaseConnection) -> (i64, i64) {
 async fn request_deadline(timeout: Duration, request: Request, next: Next) -> Response {
     match crate::deadline::run(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(()) => graphql::json_error(
+        Err(()) => errors::json_error(
             StatusCode::REQUEST_TIMEOUT,
             crate::error::codes::BAD_REQUEST,
             "the request took too long and was abandoned; nothing was written",
@@ -193,7 +197,7 @@ async fn request_deadline(timeout: Duration, request: Request, next: Next) -> Re
 }
 
 async fn method_not_allowed() -> Response {
-    graphql::json_error(
+    errors::json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         crate::error::codes::BAD_REQUEST,
         "method not allowed; the API is POST /graphql",
@@ -232,7 +236,7 @@ fn json_status(status: StatusCode, text: &str) -> Response {
 }
 
 async fn not_found() -> Response {
-    graphql::json_error(
+    errors::json_error(
         StatusCode::NOT_FOUND,
         crate::error::codes::BAD_REQUEST,
         "not found; the API is POST /graphql",
@@ -242,7 +246,7 @@ async fn not_found() -> Response {
 /// A panic is a bug; the client gets the same fixed answer as any internal error.
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    graphql::json_error(
+    errors::json_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         crate::error::codes::INTERNAL_SERVER_ERROR,
         "internal server error",

@@ -212,7 +212,7 @@ pub fn http_error(
     message: &str,
     retry_after: Option<u64>,
 ) -> Vec<u8> {
-    let body = super::graphql::error_body(code, message).to_string();
+    let body = super::errors::error_body(code, message).to_string();
     let retry = retry_after.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
     format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\n\
@@ -379,6 +379,48 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
         ready!(self.drive(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Raises the soft file-descriptor limit to the hard one, and lowers the connection cap to
+/// what the limit leaves room for (64 descriptors kept for the database pool, logs and the
+/// listener), so a connection flood is answered 503 instead of failing `accept` with EMFILE.
+pub fn fit_connections_to_fd_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write only the struct passed by pointer.
+        let soft = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return wanted;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+            limit.rlim_cur
+        };
+        let room = usize::try_from(soft)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(64)
+            .max(1);
+        if room < wanted {
+            tracing::warn!(
+                max_connections = room,
+                wanted,
+                "the file-descriptor limit lowers the connection cap"
+            );
+            return room;
+        }
+    }
+    wanted
 }
 
 #[cfg(test)]

@@ -12,8 +12,18 @@ use std::time::Duration;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::SmtpUrl;
 use crate::outbox::Kind;
+
+/// An SMTP URL. Holds credentials, so it is never printed: `Debug` redacts it and `--help`
+/// hides the environment's value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl(pub String);
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmtpUrl(<redacted>)")
+    }
+}
 
 /// One email, ready to send.
 #[derive(Clone)]

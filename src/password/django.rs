@@ -9,23 +9,11 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
-use super::format::{ForeignLimits, FormatError};
+use super::bounds::{
+    ForeignLimits, FormatError, MAX_BCRYPT_COST, MAX_PBKDF2_ITERATIONS, MAX_SALT_LEN,
+    MAX_SCRYPT_PARALLELISM, MAX_SCRYPT_WORK,
+};
 
-/// Most PBKDF2 iterations a stored hash may ask for: 4× Django 5.2's 1,000,000 (Django raises
-/// its default every release), about a second of one worker's time.
-pub const MAX_PBKDF2_ITERATIONS: u32 = 4_000_000;
-/// Highest bcrypt cost accepted (Django's default is 12; each step doubles the work).
-pub const MAX_BCRYPT_COST: u32 = 16;
-/// Most scrypt lanes accepted (Django's default is 5), computed one after another.
-pub const MAX_SCRYPT_PARALLELISM: u32 = 16;
-/// Most scrypt work accepted, N·r·p (the block mixes one verification runs): twice Django's
-/// default (N=2^14, r=8, p=5). Memory (128·N·r bytes) is bounded apart, by
-/// `--argon2-max-verify-memory-kib`; without this, N=2^17, r=8, p=16 fits every per-parameter
-/// bound and costs 25 times the default per attempt.
-pub const MAX_SCRYPT_WORK: u64 = 2 * (1 << 14) * 8 * 5;
-/// The longest salt accepted: Django writes 22 characters (12 before 3.1). A salt is hashed
-/// once per block of every iteration's first round: bounded, not trusted.
-pub const MAX_SALT_LEN: usize = 64;
 /// The derived-key lengths Django writes: PBKDF2's is its digest's (one block: each more
 /// block repeats every iteration), scrypt's is 64 bytes.
 const PBKDF2_SHA256_LEN: usize = 32;

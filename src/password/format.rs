@@ -1,6 +1,7 @@
 use argon2::password_hash::phc::{Output, PasswordHash, Salt};
 use argon2::{Algorithm, Params, Version};
 
+use super::bounds::{ForeignLimits, FormatError, MAX_ARGON2_WORK, MAX_STORED_LEN};
 use super::django::DjangoHash;
 
 /// A stored password hash, parsed. One enum for every format roster can verify, so
@@ -37,40 +38,6 @@ const WRAPPED_PREFIX: &str = "wrapped$";
 /// A wrapped hash is roster's own format: a weak hasher's name and salt plus an Argon2id PHC
 /// string, longer than Django's column but within roster's `VARCHAR(255)`.
 const MAX_WRAPPED_LEN: usize = 255;
-
-/// How much a stored hash whose parameters differ from the configured ones may cost to
-/// verify. The workers keep one block buffer sized to the configured parameters; a hash made
-/// with other parameters (an older `--argon2-*` setting, an imported user) gets a buffer of
-/// its own for that one job, freed afterwards, so these bounds are what one job may allocate
-/// and burn: at most `workers × max_memory_kib` KiB at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForeignLimits {
-    pub max_memory_kib: u32,
-    pub max_iterations: u32,
-    pub max_parallelism: u32,
-}
-
-/// Why a stored hash cannot be verified.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FormatError {
-    #[error("the stored hash is not in a known format")]
-    Unknown,
-    #[error("the stored hash asks for more than the foreign-parameter limits allow")]
-    TooCostly,
-    /// Django's "unusable password" (`!…`): set for users who must not log in by password.
-    #[error("the account has an unusable password")]
-    Unusable,
-}
-
-/// The longest stored hash accepted: Django's `password` column is `VARCHAR(128)`, and every
-/// hash roster or Django writes fits in it. Checked before parsing, at import and before any
-/// verification, so a longer row (imported before this bound) costs nothing but the dummy.
-pub const MAX_STORED_LEN: usize = 128;
-
-/// Most Argon2 work a foreign hash may ask for, in KiB-passes (m × t; each pass fills all m
-/// blocks, whatever p): twice Django's default (m=102400, t=2). Memory alone was bounded
-/// before; m=128 MiB, t=16 fit every per-parameter bound and cost 1.5 s per attempt.
-pub const MAX_ARGON2_WORK: u64 = 2 * 102_400 * 2;
 
 impl StoredHash {
     /// Parses a stored hash; `Unknown` for anything roster cannot verify.

@@ -6,6 +6,8 @@
 //! `Plaintext` in its own policy-checked newtype, so dependencies point one way: accounts →
 //! password, never back.
 
+/// What verifying a stored hash may cost: the bounds, and why a hash cannot be verified.
+mod bounds;
 /// Django's hash formats (PBKDF2, bcrypt, scrypt, MD5).
 pub mod django;
 /// Stored hash formats: parse, verify, "needs an upgrade".
@@ -17,7 +19,8 @@ mod plaintext;
 /// The bounded worker pool.
 mod pool;
 
-pub use format::{ForeignLimits, FormatError, StoredHash, wrap_weak};
+pub use bounds::{ForeignLimits, FormatError};
+pub use format::{StoredHash, wrap_weak};
 pub use memory::BlockMemory;
 pub use plaintext::Plaintext;
-pub use pool::{HashError, Hasher, Slot, Verified};
+pub use pool::{HashError, HashSettings, Hasher, Slot, Verified};

@@ -21,7 +21,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::RateLimit;
 use crate::error::AppError;
 
 /// Limits shared by every process through Redis, with the local limiters as fall-back.
@@ -30,6 +29,16 @@ pub use shared::Shared;
 /// The bounded GCRA table behind every local limit.
 mod table;
 use table::{Overflow, Rate, Table};
+
+/// A rate: `burst` requests per `period`, refilled evenly; or no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    Off,
+    PerPeriod {
+        burst: std::num::NonZeroU32,
+        period: Duration,
+    },
+}
 
 /// Who a bucket belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -605,7 +614,14 @@ impl AddressInner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_rate_limit;
+
+    /// `burst` per hour (the tests' rates; parsing is `config`'s, tested there).
+    fn per_hour(burst: u32) -> RateLimit {
+        RateLimit::PerPeriod {
+            burst: std::num::NonZeroU32::new(burst).unwrap(),
+            period: Duration::from_secs(3600),
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -634,7 +650,7 @@ mod tests {
 
     #[test]
     fn a_full_limiter_stops_growing() {
-        let limiter = ClientLimiter::new("test", parse_rate_limit("5/1h").unwrap(), 64, 100);
+        let limiter = ClientLimiter::new("test", per_hour(5), 64, 100);
         for n in 0..10_000u32 {
             let _ = limiter.check_local(IpAddr::from(n.to_be_bytes()));
         }
@@ -643,7 +659,7 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_up_front_until_the_window_passes_and_a_success_clears_them() {
-        let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 10);
+        let t = FailureThrottle::new(per_hour(3), 10);
         let alice = FailureKey::Account(uuid::Uuid::nil());
         for _ in 0..3 {
             assert!(t.begin_local(&alice).is_ok());
@@ -678,7 +694,7 @@ mod tests {
     /// could, resetting the victim's count).
     #[test]
     fn a_full_failure_table_never_forgets_an_account_at_its_limit() {
-        let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 100);
+        let t = FailureThrottle::new(per_hour(3), 100);
         let victim = FailureKey::Account(uuid::Uuid::now_v7());
         for _ in 0..3 {
             t.begin_local(&victim).unwrap();
@@ -697,7 +713,7 @@ mod tests {
     /// evicts none of them: new keys share an overflow window, itself limited.
     #[test]
     fn a_full_table_of_windows_at_their_limit_sends_new_keys_to_a_shared_window() {
-        let t = FailureThrottle::new(parse_rate_limit("1/1h").unwrap(), 10);
+        let t = FailureThrottle::new(per_hour(1), 10);
         let victim = FailureKey::Account(uuid::Uuid::now_v7());
         t.begin_local(&victim).unwrap();
         for _ in 0..9 {
@@ -723,7 +739,7 @@ mod tests {
 
     #[test]
     fn the_failure_tables_are_bounded_and_unknown_keys_never_evict_an_account() {
-        let t = FailureThrottle::new(parse_rate_limit("3/1h").unwrap(), 100);
+        let t = FailureThrottle::new(per_hour(3), 100);
         let victim = FailureKey::Account(uuid::Uuid::nil());
         for _ in 0..3 {
             t.begin_local(&victim).unwrap();

@@ -112,7 +112,7 @@ fn the_field_code_table_lists_exactly_the_field_codes_the_rules_produce() {
 
 #[test]
 fn the_configuration_table_matches_every_flag_env_name_and_default() {
-    let command = roster::config::Cli::command();
+    let command = roster::cli::Cli::command();
     let mut in_code: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
     for arg in command.get_arguments() {
         let Some(long) = arg.get_long() else { continue };

@@ -192,7 +192,7 @@ async fn opening_a_sqlite_file_while_another_process_writes_to_it_waits_for_its_
 
     let started = Instant::now();
     let config = crate::helpers::test_config(url);
-    let opened = roster::startup::connect(&config, vec![]).await;
+    let opened = roster::db::connect(&config, vec![]).await;
     let waited = started.elapsed();
     release.await.unwrap();
     let db = opened.expect("the open waits for the writer instead of failing");
@@ -221,7 +221,7 @@ async fn every_sqlite_connection_plans_a_statement_once_whatever_is_bound_later(
     // pool opens after the first carry it too.
     let (url, path) = crate::helpers::fresh_sqlite("roster_test_qpsg");
     let config = crate::helpers::test_config(url);
-    let db = roster::startup::connect(&config, vec![]).await.unwrap();
+    let db = roster::db::connect(&config, vec![]).await.unwrap();
     let pool = db.get_sqlite_connection_pool();
     let mut held = Vec::new();
     for _ in 0..3 {

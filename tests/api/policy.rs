@@ -498,10 +498,7 @@ fn canonically_equal_usernames_always_collide_in_the_database() {
         c.hashing.argon2_iterations = 1;
         c.policy.password_min_strength = 0;
     }));
-    let policy = roster::accounts::RegistrationPolicy::from_config(
-        &roster::config::Config::defaults().policy,
-    )
-    .unwrap();
+    let policy = roster::config::Config::defaults().policy.policy().unwrap();
     let strategy = ("[a-zé]{4,12}", proptest::collection::vec(0u8..4, 12));
     let mut runner = TestRunner::new(Config::with_cases(24));
     let counter = std::sync::atomic::AtomicUsize::new(0);

@@ -232,7 +232,7 @@ async fn the_service_reports_a_lost_database_and_recovers_without_a_restart() {
 
 /// A restart or failover of PostgreSQL leaves the pool holding connections whose backends are
 /// gone. On PostgreSQL every connection is pinged before it is handed out (see
-/// `startup::connect_with`), so each dead one becomes a reconnect, not a failed request.
+/// `db::connect_with`), so each dead one becomes a reconnect, not a failed request.
 #[tokio::test]
 #[ignore = "needs PostgreSQL (backends to terminate): run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
 async fn connections_killed_while_idle_in_the_pool_cost_no_request() {

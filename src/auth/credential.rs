@@ -1,0 +1,52 @@
+//! Reading a request's credential: `Authorization: Bearer <token>`, else the session
+//! cookie. Only the name the server writes is read: `__Host-roster_session` when the cookie
+//! is `Secure` (the browser refuses that name unless this very host set it over HTTPS with
+//! `Path=/` and no `Domain`, so a sibling subdomain can neither plant nor shadow it), and
+//! `roster_session` for plain-HTTP development.
+
+use axum::http::{HeaderMap, header};
+
+use crate::sessions::Token;
+
+/// The cookie `login` sets and `logout` clears, over plain HTTP (`--session-cookie-secure
+/// false`, development only).
+pub const COOKIE_NAME: &str = "roster_session";
+/// The cookie's name when it is `Secure` (the default).
+pub const SECURE_COOKIE_NAME: &str = "__Host-roster_session";
+
+/// The one cookie name written and read: `__Host-` prefixed when `Secure`.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
+
+/// The session token of a request: `Authorization: Bearer <token>` first, else the
+/// session cookie named `cookie` (when cookies are read). Anything that is not a well-formed token
+/// is ignored, leaving the caller anonymous.
+pub fn from_headers(headers: &HeaderMap, cookie: Option<&str>) -> Option<Token> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let bearer = auth.to_str().ok().and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        return bearer.and_then(Token::parse);
+    }
+    let cookie_name = cookie?;
+    let mut values = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == cookie_name)
+        .map(|(_, value)| value.trim());
+    // Two cookies of that name mean one was planted (a sibling subdomain can set one with
+    // a narrower path, which the browser sends first): trust neither.
+    match (values.next(), values.next()) {
+        (Some(value), None) => Token::parse(value),
+        _ => None,
+    }
+}

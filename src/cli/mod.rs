@@ -1,0 +1,63 @@
+//! The `roster` binary's command line: serving is the default; `schema`, `migrate`,
+//! `import-django` and `outbox` are commands, one file each, thin: parse, call the use case,
+//! print, exit with a status.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// `roster import-django`.
+pub mod import_django;
+/// `roster migrate`.
+pub mod migrate;
+/// `roster outbox list|retry`.
+pub mod outbox;
+
+/// Command line of the `roster` binary.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "roster", version, about = "A GraphQL account service", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What the binary does; serving is the default.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default when no command is given).
+    Serve,
+    /// Print the GraphQL schema (SDL) to stdout; `schema.graphql` is this output.
+    Schema,
+    /// Apply pending database migrations and exit (safe to run from several places at once
+    /// on PostgreSQL: they take turns under an advisory lock).
+    Migrate,
+    /// Import users from Django (`auth_user`) with their password hashes, into the database
+    /// of `--database-url`; problem rows are listed as JSON lines.
+    ImportDjango(crate::import::ImportArgs),
+    /// Inspect or requeue the outbox of confirmation and password-reset emails.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+/// `roster outbox …`: what operators need when email delivery fails.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OutboxCommand {
+    /// Emails not delivered yet (pending, being sent, failed), oldest first: id, kind,
+    /// recipient, attempts, next attempt, last error. Never a token or a body.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Makes failed emails due again now, with a fresh attempt budget.
+    Retry {
+        /// The id of one failed email (from `roster outbox list`).
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<uuid::Uuid>,
+        /// Every failed email.
+        #[arg(long)]
+        all_failed: bool,
+    },
+}

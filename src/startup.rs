@@ -249,11 +249,6 @@ impl Application {
         })
     }
 
-    /// The address `--admin-listen` bound, if set.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
-    }
-
     /// The server's metrics.
     pub fn metrics(&self) -> crate::metrics::Metrics {
         self.metrics.clone()

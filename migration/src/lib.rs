@@ -20,6 +20,94 @@ pub mod m20261207_000001_deactivation_ends_sessions;
 /// `login_names`: usernames and emails in one uniquely indexed namespace, kept by triggers.
 pub mod m20261207_000002_create_login_names;
 
+/// A unique index whose violation the service turns into a field error, named once here for
+/// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
+/// indexed `table.column`. Matching these, not free text, means a renamed column or index
+/// breaks a test here instead of silently turning `taken` into a 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UniqueIndex {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub column: &'static str,
+}
+
+impl UniqueIndex {
+    /// Whether a unique-violation message, from either database, is about this index.
+    pub fn violated_by(&self, message: &str) -> bool {
+        if message.contains(&format!("\"{}\"", self.name)) {
+            return true;
+        }
+        // SQLite: `UNIQUE constraint failed: users.username_skeleton` must not match the
+        // `_lower` index, so the column must end where the name ends.
+        let qualified = format!("{}.{}", self.table, self.column);
+        message.match_indices(&qualified).any(|(at, _)| {
+            message[at + qualified.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+        })
+    }
+}
+
+/// Every unique index a registration or an import can violate.
+pub mod unique {
+    use super::UniqueIndex;
+
+    pub const USERNAME: UniqueIndex = UniqueIndex {
+        name: super::m20261124_000001_create_users::USERNAME_INDEX,
+        table: "users",
+        column: "username_canonical",
+    };
+    pub const EMAIL: UniqueIndex = UniqueIndex {
+        name: super::m20261124_000001_create_users::EMAIL_INDEX,
+        table: "users",
+        column: "email_canonical",
+    };
+    /// The three look-alike keys (as written, lower-cased, upper-cased).
+    pub const LOOKALIKE: [UniqueIndex; 3] = [
+        UniqueIndex {
+            name: super::m20261125_000001_add_username_skeleton::SKELETON_INDEXES[0],
+            table: "users",
+            column: "username_skeleton",
+        },
+        UniqueIndex {
+            name: super::m20261125_000001_add_username_skeleton::SKELETON_INDEXES[1],
+            table: "users",
+            column: "username_skeleton_lower",
+        },
+        UniqueIndex {
+            name: super::m20261125_000001_add_username_skeleton::SKELETON_INDEXES[2],
+            table: "users",
+            column: "username_skeleton_upper",
+        },
+    ];
+    /// The login-identifier namespace (`login_names`' key).
+    pub const LOGIN_NAME: UniqueIndex = UniqueIndex {
+        name: super::m20261207_000002_create_login_names::KEY,
+        table: super::m20261207_000002_create_login_names::TABLE,
+        column: "name",
+    };
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn both_databases_messages_are_matched_exactly() {
+            let sqlite = "error returned from database: (code: 2067) UNIQUE constraint failed: users.username_skeleton_lower";
+            assert!(LOOKALIKE[1].violated_by(sqlite));
+            assert!(!LOOKALIKE[0].violated_by(sqlite), "a prefix is not a match");
+            let postgres = "duplicate key value violates unique constraint \"users_email_canonical_key\"";
+            assert!(EMAIL.violated_by(postgres));
+            assert!(!USERNAME.violated_by(postgres));
+            assert!(LOGIN_NAME.violated_by("UNIQUE constraint failed: login_names.name"));
+            assert!(LOGIN_NAME.violated_by(
+                "duplicate key value violates unique constraint \"login_names_pkey\""
+            ));
+        }
+    }
+}
+
 /// The ordered list of migrations.
 pub struct Migrator;
 

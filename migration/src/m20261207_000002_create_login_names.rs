@@ -7,6 +7,8 @@ pub struct Migration;
 /// The table; a violation of its primary key (`name`) is how the service recognises a
 /// name held by another account (both databases name the table in the error).
 pub const TABLE: &str = "login_names";
+/// PostgreSQL's name for the table's primary key (SQLite names `login_names.name`).
+pub const KEY: &str = "login_names_pkey";
 /// The triggers (and PostgreSQL function) that keep the table in step with `users`.
 pub const TRIGGER: &str = "users_login_names";
 

@@ -432,24 +432,21 @@ fn lookalike() -> FieldError {
     )
 }
 
-/// The field error for a unique-index violation, recognised by the index's column (SQLite
-/// names `users.<column>`, Postgres the index `users_<column>_key`; both contain it).
-/// A violation of the login-identifier namespace (`login_names`, filled by a trigger) says
-/// only that a name is held by another account's username or email: which field is decided
-/// by asking again, as for any violation (see [`AccountService::register`]).
+/// The field error for a unique-index violation, recognised by the indexes the migrations
+/// export ([`migration::unique`]). A violation of the login-identifier namespace says only
+/// that a name is held by another account's username or email: which field is decided by
+/// asking again, as for any violation (see [`AccountService::register`]).
 fn unique_violation(e: &sea_orm::DbErr) -> Option<FieldError> {
+    use migration::unique;
     let Some(SqlErr::UniqueConstraintViolation(message)) = e.sql_err() else {
         return None;
     };
-    if message.contains(migration::m20261207_000002_create_login_names::TABLE) {
-        return Some(taken("username"));
-    }
-    // Matches all three look-alike indexes (`username_skeleton`, `…_lower`, `…_upper`).
-    if message.contains("username_skeleton") {
+    if unique::LOOKALIKE.iter().any(|i| i.violated_by(&message)) {
         Some(lookalike())
-    } else if message.contains("username_canonical") {
+    } else if unique::USERNAME.violated_by(&message) || unique::LOGIN_NAME.violated_by(&message)
+    {
         Some(taken("username"))
-    } else if message.contains("email_canonical") {
+    } else if unique::EMAIL.violated_by(&message) {
         Some(taken("email"))
     } else {
         None

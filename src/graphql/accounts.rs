@@ -1,8 +1,8 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::guard::register_admission;
-use crate::accounts::{self, AccountService, Registration};
+use super::guard::{register_admission, service};
+use crate::accounts::{self, Registration};
 
 /// What a client submits to `register`.
 #[derive(InputObject)]
@@ -85,14 +85,14 @@ pub struct AccountsQuery;
 #[Object]
 impl AccountsQuery {
     /// The active password policy. Permission: anyone.
-    async fn password_policy(&self, ctx: &Context<'_>) -> PasswordPolicy {
-        let p = &ctx.data_unchecked::<AccountService>().policy().password;
+    async fn password_policy(&self, ctx: &Context<'_>) -> async_graphql::Result<PasswordPolicy> {
+        let p = &service(ctx)?.policy().password;
         let rule = |code: &str, description: String| PasswordRule {
             code: code.into(),
             description,
         };
         use accounts::codes::*;
-        PasswordPolicy {
+        Ok(PasswordPolicy {
             min_length: clamp(p.min_length),
             max_length: clamp(p.max_length),
             min_strength: i32::from(p.min_strength),
@@ -123,7 +123,7 @@ impl AccountsQuery {
                     format!("A zxcvbn strength of at least {} out of 4.", p.min_strength),
                 ),
             ],
-        }
+        })
     }
 }
 
@@ -148,7 +148,7 @@ impl AccountsMutation {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> async_graphql::Result<User> {
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         let user = service
             .register(input.into(), register_admission(ctx))
             .await?;

@@ -73,10 +73,6 @@ impl Checker {
         }
     }
 
-    pub fn limits(&self) -> &DocumentLimits {
-        &self.limits
-    }
-
     /// Counts, parses and checks `query`. Errors carry `extensions.code`
     /// (`GRAPHQL_PARSE_FAILED` or `GRAPHQL_VALIDATION_FAILED`) and never quote the document.
     pub fn prepare(

@@ -4,8 +4,7 @@
 use async_graphql::{Context, InputObject, Object};
 
 use super::accounts::User;
-use super::guard::{login_admission, mail_admission};
-use crate::accounts::AccountService;
+use super::guard::{login_admission, mail_admission, service};
 use crate::password::Plaintext;
 
 /// What a client submits to `resetPassword`.
@@ -32,7 +31,7 @@ impl EmailMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] token: String,
     ) -> async_graphql::Result<User> {
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         Ok(service.verify_email(&token).await?.into())
     }
 
@@ -45,7 +44,7 @@ impl EmailMutation {
         ctx: &Context<'_>,
         email: String,
     ) -> async_graphql::Result<bool> {
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         Ok(service
             .resend_verification_email(&email, mail_admission(ctx))
             .await?)
@@ -59,7 +58,7 @@ impl EmailMutation {
         ctx: &Context<'_>,
         email: String,
     ) -> async_graphql::Result<bool> {
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         Ok(service
             .request_password_reset(&email, mail_admission(ctx))
             .await?)
@@ -76,7 +75,7 @@ impl EmailMutation {
         ctx: &Context<'_>,
         input: ResetPasswordInput,
     ) -> async_graphql::Result<bool> {
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         let ResetPasswordInput {
             token,
             new_password,

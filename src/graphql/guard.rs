@@ -40,6 +40,13 @@ pub fn permission(type_name: &str, field: &str) -> Option<Permission> {
         .map(|(_, _, p)| *p)
 }
 
+/// The account service the schema was built with. A schema built without it is a bug: a
+/// typed internal error (logged, `INTERNAL_SERVER_ERROR`), never a panic on a request path.
+pub fn service<'a>(ctx: &'a Context<'_>) -> Result<&'a crate::accounts::AccountService, AppError> {
+    ctx.data_opt::<crate::accounts::AccountService>()
+        .ok_or_else(|| AppError::internal("the schema has no AccountService"))
+}
+
 /// No credentials: what a request outside HTTP (a test of the schema alone) runs as.
 static ANONYMOUS: std::sync::LazyLock<Auth> = std::sync::LazyLock::new(Auth::anonymous);
 

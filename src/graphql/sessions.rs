@@ -9,8 +9,8 @@ use axum::http::{HeaderValue, header::SET_COOKIE};
 use chrono::{DateTime, Utc};
 
 use super::accounts::User;
-use super::guard::{ClientIp, UserAgent, auth, login_admission};
-use crate::accounts::{AccountService, Login};
+use super::guard::{ClientIp, UserAgent, auth, login_admission, service};
+use crate::accounts::Login;
 use crate::error::AppError;
 use crate::password::Plaintext;
 use crate::sessions;
@@ -139,7 +139,7 @@ impl SessionsQuery {
     /// The caller's live sessions, newest first. Permission: signed in.
     async fn sessions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Session>> {
         let caller = auth(ctx).require().await?;
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         let list = service
             .sessions()
             .list(caller.user.id)
@@ -166,7 +166,7 @@ impl SessionsMutation {
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<LoginPayload> {
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         let login = Login {
             identifier: input.identifier,
             password: Plaintext::new(input.password),
@@ -186,7 +186,7 @@ impl SessionsMutation {
     /// Ends the current session and clears the cookie. Permission: signed in.
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let caller = auth(ctx).require().await?;
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         service
             .sessions()
             .revoke(caller.user.id, caller.session.id)
@@ -204,7 +204,7 @@ impl SessionsMutation {
         let Ok(id) = uuid::Uuid::parse_str(&id) else {
             return Ok(false);
         };
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         let revoked = service
             .sessions()
             .revoke(caller.user.id, id)
@@ -221,7 +221,7 @@ impl SessionsMutation {
     /// Permission: signed in.
     async fn logout_everywhere(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
         let caller = auth(ctx).require().await?;
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         let n = service.revoke_all_sessions(caller.user.id).await?;
         cookie(ctx).clear(ctx);
         Ok(i32::try_from(n).unwrap_or(i32::MAX))
@@ -238,7 +238,7 @@ impl SessionsMutation {
         input: ChangePasswordInput,
     ) -> async_graphql::Result<User> {
         let caller = auth(ctx).require().await?;
-        let service = ctx.data_unchecked::<AccountService>();
+        let service = service(ctx)?;
         let user = service
             .change_password(
                 caller,

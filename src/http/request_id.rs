@@ -19,7 +19,15 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         .filter(|v| is_sane(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let value = HeaderValue::from_str(&id).expect("sane ids are valid header values");
+    // `is_sane` admits only visible ASCII, so this cannot fail; a fresh id if it ever did.
+    let (id, value) = match HeaderValue::from_str(&id) {
+        Ok(value) => (id, value),
+        Err(_) => {
+            let fresh = uuid::Uuid::now_v7().to_string();
+            let value = HeaderValue::from_str(&fresh).unwrap_or(HeaderValue::from_static("-"));
+            (fresh, value)
+        }
+    };
     request.headers_mut().insert(HEADER, value.clone());
 
     // Only what the server chose goes into the log: the route pattern that matched (never the

@@ -68,10 +68,6 @@ impl Transport {
         }
     }
 
-    pub fn is_console(&self) -> bool {
-        matches!(self, Self::Console)
-    }
-
     pub async fn send(&self, from: &Mailbox, email: &Rendered) -> Result<(), SendError> {
         match self {
             Self::Console => {

@@ -114,7 +114,6 @@ struct Inner {
     capacity: usize,
     params: Params,
     limits: ForeignLimits,
-    workers: usize,
     /// What an unknown identifier's login verifies against (see [`Hasher::verify_dummy`]).
     dummy: StoredHash,
     metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
@@ -188,7 +187,6 @@ impl Hasher {
                 capacity,
                 limits: settings.limits,
                 params,
-                workers,
                 dummy,
                 metrics,
             }),
@@ -296,8 +294,9 @@ impl Hasher {
         Ok(())
     }
 
-    /// Whether a hash requested now would be refused as busy. Lets the service shed a
-    /// registration before spending CPU on validating it; `hash` still decides for real.
+    /// Whether a hash requested now would be refused as busy: for tests and observation.
+    /// The service sheds load with [`Hasher::reserve`], which decides for real (a slot
+    /// taken before validation, so a refused request spends no CPU).
     pub fn is_saturated(&self) -> bool {
         self.inner.queued.load(Ordering::Acquire) >= self.inner.capacity
     }
@@ -334,16 +333,6 @@ impl Hasher {
     /// How many hashes the workers have computed since start.
     pub fn computed(&self) -> usize {
         self.inner.computed.load(Ordering::Acquire)
-    }
-
-    /// The Argon2 parameters in force.
-    pub fn params(&self) -> &Params {
-        &self.inner.params
-    }
-
-    /// The number of worker threads.
-    pub fn workers(&self) -> usize {
-        self.inner.workers
     }
 }
 

@@ -235,21 +235,19 @@ impl Admission {
         Self { limiter, ip }
     }
 
-    /// Admits everyone (callers outside HTTP, tests of the service).
-    pub fn none() -> Self {
-        Self {
-            limiter: None,
-            ip: None,
-        }
-    }
-
+    /// Spends one token, or `RATE_LIMITED`. Fails closed: a limited operation whose client
+    /// address is unknown (the HTTP layer always resolves one, so this is a wiring bug) is an
+    /// internal error, never a free pass around the limit.
     pub async fn check(self) -> Result<(), AppError> {
         match (self.limiter, self.ip) {
             (Some(limiter), Some(ip)) => limiter
                 .check(ip)
                 .await
                 .map_err(|retry_after| AppError::RateLimited { retry_after }),
-            _ => Ok(()),
+            (Some(_), None) => Err(AppError::internal(
+                "a rate-limited operation without a client address",
+            )),
+            (None, _) => Ok(()),
         }
     }
 }
@@ -646,6 +644,23 @@ mod tests {
         fn a_48() -> ClientKey {
             ClientKey::of("2001:db8:1:ffff::".parse().unwrap(), 48)
         }
+    }
+
+    /// No client address, no admission: a limited operation never runs unlimited.
+    #[tokio::test]
+    async fn admission_without_a_client_address_fails_closed() {
+        let limiter = ClientLimiter::new("test", per_hour(5), 64, 100);
+        assert!(matches!(
+            Admission::new(Some(limiter.clone()), None).check().await,
+            Err(AppError::Internal(_))
+        ));
+        assert!(
+            Admission::new(Some(limiter), Some(ip("192.0.2.1")))
+                .check()
+                .await
+                .is_ok()
+        );
+        assert!(Admission::new(None, None).check().await.is_ok(), "no limit set");
     }
 
     #[test]

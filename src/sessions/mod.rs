@@ -106,10 +106,6 @@ impl Sessions {
         Self { db, policy }
     }
 
-    pub fn policy(&self) -> SessionPolicy {
-        self.policy
-    }
-
     /// Starts a session for `user_id` if the user is still active and still has
     /// `password_hash` — the hash the login just verified — and returns the token (shown to
     /// the client once, never stored) and the session; `None` when the user changed in the

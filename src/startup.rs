@@ -318,7 +318,8 @@ impl Application {
                         Ok(n) => tracing::info!(tokens = n, "used and expired email tokens purged"),
                         Err(e) => tracing::warn!(error = %e, "purging email tokens failed"),
                     }
-                    // Delivered emails are kept a week for `roster outbox`; failed ones stay.
+                    // Delivered and skipped emails are deleted after a week; failed ones stay for
+                    // `roster outbox`.
                     let week = Duration::from_secs(7 * 86_400);
                     match crate::outbox::purge_finished(&housekeeping_db, week).await {
                         Ok(0) => {}

@@ -1,4 +1,6 @@
-//! roster's schema migrations, applied at server start-up and by `cargo run -p migration`.
+//! roster's schema migrations, applied at server start-up, by `roster migrate` and by
+//! `roster import-django` (never by `cargo run -p migration`, which skips the migration lock
+//! and the look-alike backfill).
 
 pub use sea_orm_migration::prelude::*;
 
@@ -97,7 +99,8 @@ pub mod unique {
             let sqlite = "error returned from database: (code: 2067) UNIQUE constraint failed: users.username_skeleton_lower";
             assert!(LOOKALIKE[1].violated_by(sqlite));
             assert!(!LOOKALIKE[0].violated_by(sqlite), "a prefix is not a match");
-            let postgres = "duplicate key value violates unique constraint \"users_email_canonical_key\"";
+            let postgres =
+                "duplicate key value violates unique constraint \"users_email_canonical_key\"";
             assert!(EMAIL.violated_by(postgres));
             assert!(!USERNAME.violated_by(postgres));
             assert!(LOGIN_NAME.violated_by("UNIQUE constraint failed: login_names.name"));

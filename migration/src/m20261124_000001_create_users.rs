@@ -3,8 +3,8 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// Index names are stable: the service recognises a unique violation by the column name
-/// both databases put in their error message.
+/// Index names are stable: the service recognises a unique violation by them
+/// ([`crate::unique`]): PostgreSQL names the index in its error, SQLite `users.<column>`.
 pub const USERNAME_INDEX: &str = "users_username_canonical_key";
 pub const EMAIL_INDEX: &str = "users_email_canonical_key";
 

@@ -4,8 +4,8 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 /// The unique indexes on the look-alike keys (TR39 skeletons of the username as written,
-/// lower-cased and upper-cased); the service recognises a violation by the column name both
-/// databases put in their error message.
+/// lower-cased and upper-cased); the service recognises a violation by these names on
+/// PostgreSQL and by `users.<column>` on SQLite ([`crate::unique`]).
 pub const SKELETON_INDEXES: [&str; 3] = [
     "users_username_skeleton_key",
     "users_username_skeleton_lower_key",

@@ -39,11 +39,13 @@ impl AccountService {
     /// Logs a user in by username or email (canonical forms) and password.
     ///
     /// An unknown identifier, a wrong password and a deactivated account get the same
-    /// answer, [`AppError::InvalidCredentials`], after the same work: one Argon2id
-    /// verification (against a dummy hash when there is no account) and one attempt counted
-    /// against the account, or against the identifier's canonical form when there is none
-    /// (cleared once the password verifies). A key that has used up `--login-failure-limit` is answered
-    /// `RATE_LIMITED` before the hash pool is touched.
+    /// answer, [`AppError::InvalidCredentials`], no sooner than
+    /// [`crate::password::Hasher::failure_floor`] after verification began: one verification
+    /// of the stored hash (of a dummy Argon2id hash when there is no account or the stored
+    /// one cannot be verified), and one attempt counted against the account, or against the
+    /// identifier's canonical form when there is none (cleared once the password verifies).
+    /// A key that has used up `--login-failure-limit` is answered `RATE_LIMITED` before any
+    /// hash is computed.
     ///
     /// `admit` is the per-client limit (`--login-rate-limit`), spent only once a hash-queue
     /// slot is reserved, as for `register`. A stored hash with other parameters than the
@@ -273,7 +275,6 @@ impl AccountService {
         }
     }
 
-    /// One verification against the dummy hash, on a slot of its own.
     /// A failed login's answer, given no sooner than
     /// [`crate::password::Hasher::failure_floor`] after its
     /// verification began: an unknown name, a wrong password against any stored format
@@ -288,6 +289,7 @@ impl AccountService {
         AppError::InvalidCredentials
     }
 
+    /// One verification against the dummy hash, on a slot of its own.
     async fn spend_dummy(&self, password: Plaintext) -> Result<(), AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
         self.hasher

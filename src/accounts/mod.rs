@@ -15,7 +15,7 @@ pub mod email_tokens;
 mod login;
 /// Passwords: the secret newtype and Django's validators plus a zxcvbn strength floor.
 mod password;
-/// Thresholds of the registration policy, read from the configuration.
+/// The registration policy (password thresholds, reserved names); `config` builds it.
 mod policy;
 /// `requestPasswordReset` and `resetPassword`.
 mod reset_password;

@@ -443,8 +443,7 @@ fn unique_violation(e: &sea_orm::DbErr) -> Option<FieldError> {
     };
     if unique::LOOKALIKE.iter().any(|i| i.violated_by(&message)) {
         Some(lookalike())
-    } else if unique::USERNAME.violated_by(&message) || unique::LOGIN_NAME.violated_by(&message)
-    {
+    } else if unique::USERNAME.violated_by(&message) || unique::LOGIN_NAME.violated_by(&message) {
         Some(taken("username"))
     } else if unique::EMAIL.violated_by(&message) {
         Some(taken("email"))

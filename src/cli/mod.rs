@@ -1,6 +1,6 @@
-//! The `roster` binary's command line: serving is the default; `schema`, `migrate`,
-//! `import-django` and `outbox` are commands, one file each, thin: parse, call the use case,
-//! print, exit with a status.
+//! The `roster` binary's command line: serving is the default; `schema` (printed by `main`),
+//! `migrate`, `import-django` and `outbox` are commands, the last three one file each, thin:
+//! parse, call the use case, print, exit with a status.
 
 use clap::{Parser, Subcommand};
 

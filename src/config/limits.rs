@@ -101,8 +101,8 @@ pub struct LimitsConfig {
           value_parser = clap::value_parser!(u8).range(1..=128))]
     pub ipv6_prefix: u8,
 
-    /// Most client addresses each rate limiter remembers; past it, unknown clients share one
-    /// bucket until idle entries expire.
+    /// Most client addresses each rate limiter remembers; past it, new clients are grouped
+    /// by IPv4 /16 or IPv6 /32, and past twice it share one bucket, until idle entries expire.
     #[arg(long, env = "ROSTER_RATE_LIMIT_MAX_CLIENTS", default_value_t = 100_000)]
     pub rate_limit_max_clients: usize,
 

@@ -16,7 +16,8 @@ pub struct Model {
     #[sea_orm(unique)]
     pub email_canonical: String,
     /// TR39 look-alike keys (`accounts::skeleton`) of the name as written, lower-cased and
-    /// upper-cased; NULL only on rows awaiting the start-up backfill.
+    /// upper-cased; NULL on rows the backfill after migrating has not reached yet, and on
+    /// rows that look like another user's (imported, or left so by the backfill).
     #[sea_orm(unique)]
     pub username_skeleton: Option<String>,
     #[sea_orm(unique)]

@@ -156,8 +156,8 @@ pub struct SessionsMutation;
 #[Object]
 impl SessionsMutation {
     /// Starts a session. A wrong password, an unknown identifier and a deactivated account
-    /// all answer `INVALID_CREDENTIALS`. Also sets the `roster_session` cookie (unless
-    /// `--session-cookie false`). Limited per client (`--login-rate-limit`) and per account
+    /// all answer `INVALID_CREDENTIALS`. Also sets the session cookie (`__Host-roster_session`;
+    /// `roster_session` with `--session-cookie-secure false`) unless `--session-cookie false`. Limited per client (`--login-rate-limit`) and per account
     /// (`--login-failure-limit`). Costs 1000 complexity points (one hash per document).
     /// Permission: anyone.
     #[graphql(complexity = "1000 + child_complexity")]

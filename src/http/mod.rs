@@ -65,8 +65,8 @@ pub struct AppState {
     pub hasher: crate::password::Hasher,
 }
 
-/// Builds the router with every layer. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()`: the client address is needed.
+/// Builds the router with every layer. Serve it with [`serve::serve`], which gives each
+/// request its peer as `ConnectInfo<SocketAddr>`: the client address is needed.
 pub fn router(state: AppState, config: &Config) -> Router {
     let limits = &config.limits;
     let mut app = Router::new()

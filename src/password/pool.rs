@@ -51,8 +51,8 @@ pub struct Verified {
     pub needs_rehash: bool,
     /// The stored hash's format (`argon2id`, `pbkdf2_sha256`, `md5`, …), for logs.
     pub algorithm: &'static str,
-    /// How long the worker spent on it: a failed login against a hash cheaper than the
-    /// configured Argon2id is padded to [`Hasher::configured_verify_time`] with this.
+    /// How long the worker spent on it: feeds [`Hasher::configured_verify_time`] (configured
+    /// parameters) or, for other formats, the longest time behind [`Hasher::failure_floor`].
     pub took: std::time::Duration,
 }
 
@@ -307,9 +307,9 @@ impl Hasher {
     }
 
     /// What one verification at the configured parameters takes on a worker (a running
-    /// average; `None` before the first). A failed login is padded to it, so that a cheap
-    /// legacy hash (salted MD5 answers in microseconds) does not tell an imported account
-    /// from a name that does not exist.
+    /// average; `None` before the first): the lower bound of [`Hasher::failure_floor`], which
+    /// a failed login waits out, so that a cheap legacy hash (salted MD5 answers in
+    /// microseconds) does not tell an imported account from a name that does not exist.
     pub fn configured_verify_time(&self) -> Option<std::time::Duration> {
         match self.inner.configured_nanos.load(Ordering::Acquire) {
             0 => None,

@@ -212,7 +212,7 @@ impl ClientLimiter {
         }
     }
 
-    /// Clients currently remembered (for tests and metrics).
+    /// Clients currently remembered (for tests).
     pub fn len(&self) -> usize {
         self.inner.as_ref().map_or(0, |i| i.table.len())
     }
@@ -660,7 +660,10 @@ mod tests {
                 .await
                 .is_ok()
         );
-        assert!(Admission::new(None, None).check().await.is_ok(), "no limit set");
+        assert!(
+            Admission::new(None, None).check().await.is_ok(),
+            "no limit set"
+        );
     }
 
     #[test]

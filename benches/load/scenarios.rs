@@ -1,0 +1,465 @@
+//! One run: the raw Argon2id rate, registrations, logins, failed-login timing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::*;
+
+pub(crate) async fn one_run(backend: Backend, plan: Plan) -> RunResult {
+    let database = BenchDatabase::create(backend).await;
+    let mut result = RunResult::default();
+
+    // First start applies the migrations; the measured start-up is the second one.
+    let server = Server::start(&database.url);
+    server.stop();
+    let started = Instant::now();
+    let server = Server::start(&database.url);
+    result.startup_ms = first_answer(server.addr)
+        .await
+        .map_or(f64::NAN, |_| started.elapsed().as_secs_f64() * 1000.0);
+
+    eprintln!("server pid {}", server.pid);
+    // `ROSTER_BENCH_ONLY=register` runs just the register phase (for attaching a profiler);
+    // `ratio` the register phase between its two raw-rate measurements, and nothing else
+    // (any build can serve it, see `ROSTER_BENCH_SERVER`).
+    let only = std::env::var("ROSTER_BENCH_ONLY").unwrap_or_default();
+    let only_register = only == "register";
+    let only_ratio = only == "ratio";
+    if only == "invalid" {
+        let invalid = register_load(
+            server.addr,
+            plan.invalid_clients,
+            0.5,
+            8.0,
+            Payload::Invalid,
+        )
+        .await;
+        result.invalid_rate = invalid.answered_in_window as f64 / 8.0;
+        server.stop();
+        database.drop_it().await;
+        return result;
+    }
+    if only == "login" {
+        // The login phase alone between two raw-rate measurements (for comparing changes to
+        // the login path quickly; the full run measures the same phase the same way).
+        login_phase(&server, plan, &mut result).await;
+        server.stop();
+        database.drop_it().await;
+        return result;
+    }
+    // The raw rate is measured just before and just after the register phase and averaged,
+    // so a noisy neighbour shifts both sides of the ratio alike.
+    let raw_before = if only_register {
+        f64::NAN
+    } else {
+        raw_hash_rate(plan.hash_secs)
+    };
+
+    // Register load with probes and RSS sampling.
+    let cpu_before = thread_cpu(server.pid);
+    let self_before = thread_cpu(std::process::id());
+    let sampler = RssSampler::start(server.pid);
+    let probes = Probes::start(server.addr);
+    let load = register_load(
+        server.addr,
+        plan.register_clients,
+        plan.warmup_secs,
+        plan.register_secs,
+        Payload::Unique,
+    )
+    .await;
+    let (typename, healthz) = probes.stop().await;
+    result.register_peak_rss_mib = sampler.stop();
+    if !only_register {
+        let raw_after = raw_hash_rate(plan.hash_secs);
+        result.raw_after_register = raw_after;
+        result.raw_hash_rate = (raw_before + raw_after) / 2.0;
+        result.raw_spread = format!("{raw_before:.1} before, {raw_after:.1} after");
+    }
+    result.cpu_split = cpu_split(
+        &cpu_before,
+        &thread_cpu(server.pid),
+        &self_before,
+        &thread_cpu(std::process::id()),
+    );
+    result.register_rate = load.ok_in_window as f64 / plan.register_secs;
+    result.register_ok = load.ok_in_window;
+    result.register_other = load.other;
+    result.register_p50_ms = percentile(&load.latencies_ms, 50.0);
+    result.register_p90_ms = percentile(&load.latencies_ms, 90.0);
+    result.register_p99_ms = percentile(&load.latencies_ms, 99.0);
+    result.typename_p50_ms = percentile(&typename, 50.0);
+    result.typename_p99_ms = percentile(&typename, 99.0);
+    result.healthz_p99_ms = percentile(&healthz, 99.0);
+
+    if only_register || only_ratio {
+        server.stop();
+        database.drop_it().await;
+        return result;
+    }
+
+    login_phase(&server, plan, &mut result).await;
+
+    // Invalid input: validation errors only, nothing to hash.
+    let invalid = register_load(
+        server.addr,
+        plan.invalid_clients,
+        0.5,
+        plan.invalid_secs,
+        Payload::Invalid,
+    )
+    .await;
+    result.invalid_rate = invalid.answered_in_window as f64 / plan.invalid_secs;
+
+    // Same, but with a well-formed username: one indexed lookup for `taken` as well.
+    let invalid_named = register_load(
+        server.addr,
+        plan.invalid_clients,
+        0.5,
+        plan.invalid_secs,
+        Payload::InvalidNamed,
+    )
+    .await;
+    result.invalid_named_rate = invalid_named.answered_in_window as f64 / plan.invalid_secs;
+
+    // A taken username (otherwise valid): the pre-check answers without hashing.
+    let dup = register_load(
+        server.addr,
+        plan.invalid_clients,
+        0.3,
+        plan.duplicate_secs,
+        Payload::Duplicate,
+    )
+    .await;
+    result.duplicate_rate = dup.answered_in_window as f64 / plan.duplicate_secs;
+
+    // Flood: many connections at once; memory must stay bounded and queries keep answering.
+    let sampler = RssSampler::start(server.pid);
+    let probes = Probes::start(server.addr);
+    let flood = register_load(
+        server.addr,
+        plan.flood_clients,
+        0.0,
+        plan.flood_secs,
+        Payload::Unique,
+    )
+    .await;
+    let (typename, healthz) = probes.stop().await;
+    result.flood_peak_rss_mib = sampler.stop();
+    result.flood_busy = flood.busy;
+    result.flood_typename_p50_ms = percentile(&typename, 50.0);
+    result.flood_typename_p99_ms = percentile(&typename, 99.0);
+    result.flood_healthz_p99_ms = percentile(&healthz, 99.0);
+
+    server.stop();
+    database.drop_it().await;
+    result
+}
+
+/// Logins: one account (or `ROSTER_BENCH_LOGIN_ACCOUNTS`), the right password, as many
+/// clients as the register phase; then failed logins, an unknown identifier and a wrong
+/// password interleaved on each connection so both see the same load, for the timing
+/// comparison.
+pub(crate) async fn login_phase(server: &Server, plan: Plan, result: &mut RunResult) {
+    let mut conn = Conn::open(server.addr).await.expect("connect");
+    for account in 0..login_accounts() {
+        let (status, body) = conn
+            .send(&register_body(Payload::LoginAccount(account)))
+            .await
+            .expect("register a login account");
+        assert!(
+            status == 200 && contains(&body, b"\"register\":{\"id\""),
+            "login account: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // Slices of load between raw measurements: this machine's raw rate moves by a quarter
+    // within a minute, so one measurement on each side of a long phase says little about
+    // the middle of it.
+    let mut raws = vec![raw_hash_rate(plan.slice_raw_secs)];
+    let (mut server_cpu, mut self_cpu) = (CpuTicks::new(), CpuTicks::new());
+    let (mut worker_ns, mut preempted, mut ok_total, mut ok, mut expected) = (0, 0, 0, 0, 0.0);
+    let mut latencies = Vec::new();
+    // The same connections for every window, as in one long phase.
+    let mut conns: Vec<Option<Conn>> = (0..plan.login_clients).map(|_| None).collect();
+    for _ in 0..plan.login_slices {
+        let cpu_before = thread_cpu(server.pid);
+        let self_before = thread_cpu(std::process::id());
+        let workers_before = worker_sched(server.pid);
+        let (login, kept) = register_load_on(
+            server.addr,
+            conns,
+            plan.login_warmup_secs,
+            plan.login_secs,
+            Payload::Login,
+        )
+        .await;
+        conns = kept;
+        add_delta(&mut server_cpu, &cpu_before, &thread_cpu(server.pid));
+        add_delta(&mut self_cpu, &self_before, &thread_cpu(std::process::id()));
+        let workers_after = worker_sched(server.pid);
+        worker_ns += workers_after.0 - workers_before.0;
+        preempted += workers_after.1 - workers_before.1;
+        ok_total += login.ok_total;
+        ok += login.ok_in_window;
+        result.login_other += login.other;
+        latencies.extend(login.latencies_ms);
+        let raw_after = raw_hash_rate(plan.slice_raw_secs);
+        expected += plan.login_secs * (raws[raws.len() - 1] + raw_after) / 2.0;
+        raws.push(raw_after);
+    }
+    let empty = CpuTicks::new();
+    result.login_cpu_split = cpu_split(&empty, &server_cpu, &empty, &self_cpu);
+    if ok_total > 0 {
+        result.login_worker_ms_per_hash = worker_ns as f64 / 1e6 / ok_total as f64;
+        result.login_preemptions_per_hash = preempted as f64 / ok_total as f64;
+    }
+    result.login_ok = ok;
+    result.login_rate = ok as f64 / (plan.login_secs * plan.login_slices as f64);
+    result.login_ratio = ok as f64 / expected;
+    result.raw_after_login = raws.iter().sum::<f64>() / raws.len() as f64;
+    result.login_raw_spread = raws
+        .iter()
+        .map(|r| format!("{r:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    result.login_p50_ms = percentile(&latencies, 50.0);
+    result.login_p99_ms = percentile(&latencies, 99.0);
+    let (unknown, wrong) = failed_login_timing(server.addr, cores() * 2, plan.timing_secs).await;
+    result.unknown_p50_ms = percentile(&unknown, 50.0);
+    result.unknown_p99_ms = percentile(&unknown, 99.0);
+    result.wrong_p50_ms = percentile(&wrong, 50.0);
+    result.wrong_p99_ms = percentile(&wrong, 99.0);
+}
+
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+pub(crate) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Argon2id with the server's default parameters, one thread per core, reused blocks.
+pub(crate) fn raw_hash_rate(secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..cores())
+        .map(|_| {
+            let (stop, count) = (stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let params = Params::new(19456, 2, 1, None).unwrap();
+                let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+                // The server's own buffer (huge pages where the kernel gives them).
+                let mut blocks = roster::password::BlockMemory::new(params.block_count());
+                let mut out = [0u8; 32];
+                let salt = [7u8; 16];
+                while !stop.load(Ordering::Relaxed) {
+                    argon2
+                        .hash_password_into_with_memory(
+                            PASSWORD_BASE.as_bytes(),
+                            &salt,
+                            &mut out,
+                            &mut blocks,
+                        )
+                        .unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Skip the first half second (thread start, page faults), then count.
+    std::thread::sleep(Duration::from_millis(500));
+    let start_count = count.load(Ordering::Relaxed);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let hashes = count.load(Ordering::Relaxed) - start_count;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    hashes as f64 / elapsed
+}
+
+/// Failed logins on `clients` connections, each alternating an unknown identifier and a
+/// wrong password for the login account; the latencies of each kind.
+pub(crate) async fn failed_login_timing(
+    addr: SocketAddr,
+    clients: usize,
+    secs: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let run = std::process::id();
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            tokio::spawn(async move {
+                let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+                let Ok(mut conn) = Conn::open(addr).await else {
+                    return (unknown, wrong);
+                };
+                let mut n = c;
+                while Instant::now() < end {
+                    n += 1;
+                    let is_unknown = n % 2 == 0;
+                    let request = if is_unknown {
+                        login_body(&format!("nobody_{run}_{n}"), &format!("{PASSWORD_BASE}-x"))
+                    } else {
+                        login_body(&format!("bench_login_{run}"), &format!("{PASSWORD_BASE}-x"))
+                    };
+                    let sent = Instant::now();
+                    let Ok((200, body)) = conn.send(&request).await else {
+                        continue;
+                    };
+                    let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    if contains(&body, b"INVALID_CREDENTIALS") {
+                        if is_unknown {
+                            unknown.push(ms);
+                        } else {
+                            wrong.push(ms);
+                        }
+                    }
+                }
+                (unknown, wrong)
+            })
+        })
+        .collect();
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (u, w) = task.await.unwrap();
+        unknown.extend(u);
+        wrong.extend(w);
+    }
+    (unknown, wrong)
+}
+
+#[derive(Default)]
+pub(crate) struct LoadResult {
+    pub(crate) ok_in_window: u64,
+    /// Successes over the whole phase, warm-up included.
+    pub(crate) ok_total: u64,
+    pub(crate) answered_in_window: u64,
+    pub(crate) busy: u64,
+    pub(crate) other: u64,
+    pub(crate) latencies_ms: Vec<f64>,
+}
+
+pub(crate) async fn register_load(
+    addr: SocketAddr,
+    clients: usize,
+    warmup: f64,
+    secs: f64,
+    payload: Payload,
+) -> LoadResult {
+    let conns = (0..clients).map(|_| None).collect();
+    register_load_on(addr, conns, warmup, secs, payload).await.0
+}
+
+/// [`register_load`] with one client per element of `conns`, each on the connection it holds
+/// (or a new one); the connections come back for the next phase, so a load in slices does
+/// not reconnect between them.
+pub(crate) async fn register_load_on(
+    addr: SocketAddr,
+    conns: Vec<Option<Conn>>,
+    warmup: f64,
+    secs: f64,
+    payload: Payload,
+) -> (LoadResult, Vec<Option<Conn>>) {
+    if payload == Payload::Duplicate {
+        // Make sure the duplicated name exists.
+        let mut conn = Conn::open(addr).await.expect("connect");
+        COUNTER.store(0, Ordering::Relaxed);
+        let _ = conn.send(&register_body(Payload::Unique)).await;
+    }
+    let start = Instant::now();
+    let window_start = start + Duration::from_secs_f64(warmup);
+    let end = window_start + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|held| {
+            tokio::spawn(async move {
+                let mut result = LoadResult::default();
+                let mut conn = match held {
+                    Some(conn) => conn,
+                    None => match Conn::open(addr).await {
+                        Ok(conn) => conn,
+                        Err(_) => {
+                            result.other += 1;
+                            return (result, None);
+                        }
+                    },
+                };
+                while Instant::now() < end {
+                    let request = register_body(payload);
+                    let sent = Instant::now();
+                    let answer = conn.send(&request).await;
+                    let done = Instant::now();
+                    // Throughput is answers *completed* in the window, whenever they were
+                    // sent. Requiring the send in the window too would drop the answers of
+                    // about the window's first latency (with 64 clients queued on two
+                    // workers a login takes ~0.7 s, so ~7% of a 10 s window).
+                    let in_window = done >= window_start && done <= end;
+                    match answer {
+                        Ok((200, body))
+                            if contains(&body, b"\"register\":{\"id\"")
+                                || contains(&body, b"\"login\":{\"token\"") =>
+                        {
+                            result.ok_total += 1;
+                            if in_window {
+                                result.ok_in_window += 1;
+                                result.answered_in_window += 1;
+                                result
+                                    .latencies_ms
+                                    .push((done - sent).as_secs_f64() * 1000.0);
+                            }
+                        }
+                        Ok((200, body))
+                            if payload != Payload::Unique && contains(&body, b"BAD_USER_INPUT") =>
+                        {
+                            if in_window {
+                                result.answered_in_window += 1;
+                            }
+                        }
+                        Ok((503, _)) => {
+                            result.busy += 1;
+                        }
+                        Ok(_) => result.other += 1,
+                        Err(_) => {
+                            result.other += 1;
+                            match Conn::open(addr).await {
+                                Ok(c) => conn = c,
+                                Err(_) => return (result, None),
+                            }
+                        }
+                    }
+                }
+                (result, Some(conn))
+            })
+        })
+        .collect();
+    let mut total = LoadResult::default();
+    let mut kept = Vec::new();
+    for task in tasks {
+        let (r, conn) = task.await.unwrap();
+        kept.push(conn);
+        total.ok_in_window += r.ok_in_window;
+        total.ok_total += r.ok_total;
+        total.answered_in_window += r.answered_in_window;
+        total.busy += r.busy;
+        total.other += r.other;
+        total.latencies_ms.extend(r.latencies_ms);
+    }
+    (total, kept)
+}

@@ -709,6 +709,14 @@ async fn a_failed_login_takes_as_long_whatever_hash_the_account_holds() {
     assert!(ok["errors"].is_null(), "{ok}");
 }
 
+async fn user_named(app: &TestApp, name: &str) -> user::Model {
+    app.users()
+        .await
+        .into_iter()
+        .find(|u| u.username == name)
+        .unwrap()
+}
+
 /// `import-django --wrap-weak` puts weak legacy hashes under Argon2id without the passwords:
 /// the weak digest is no longer at rest, a guess costs an Argon2id, and each user still signs
 /// in with their Django password (the old digest is computed first), after which the hash is
@@ -756,12 +764,7 @@ async fn wrap_weak_puts_weak_hashes_under_argon2id_and_their_users_still_log_in(
     assert_eq!(code, 0, "{stderr}");
     assert!(report.is_empty(), "{report:?}");
     for (name, _, digest) in weak {
-        let row = app
-            .users()
-            .await
-            .into_iter()
-            .find(|u| u.username == name)
-            .unwrap();
+        let row = user_named(&app, name).await;
         assert!(
             row.password_hash.starts_with("wrapped$") && row.password_hash.contains("$argon2id$"),
             "{name}: {}",
@@ -778,12 +781,7 @@ async fn wrap_weak_puts_weak_hashes_under_argon2id_and_their_users_still_log_in(
         );
         let ok = login(&app, name, password).await;
         assert!(ok["errors"].is_null(), "{name}: {ok}");
-        let upgraded = app
-            .users()
-            .await
-            .into_iter()
-            .find(|u| u.username == name)
-            .unwrap();
+        let upgraded = user_named(&app, name).await;
         assert!(
             upgraded.password_hash.starts_with("$argon2id$"),
             "{name}: {}",

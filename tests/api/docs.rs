@@ -246,3 +246,53 @@ fn every_link_between_the_docs_resolves() {
         }
     }
 }
+
+/// docs/architecture.md's rule, held to the code: the domain owns its types and never reads
+/// the command line's structs; `config` builds the domain's types, never the other way.
+#[test]
+fn the_domain_never_imports_config() {
+    let domain = [
+        "src/accounts",
+        "src/password",
+        "src/ratelimit",
+        "src/sessions",
+        "src/outbox",
+        "src/mail",
+        "src/auth",
+        "src/entity",
+        "src/error.rs",
+        "src/deadline.rs",
+        "src/metrics.rs",
+        "src/migrate.rs",
+        "src/strict_json.rs",
+        "src/telemetry.rs",
+    ];
+    let mut files = Vec::new();
+    for place in domain {
+        let path = root().join(place);
+        if path.is_dir() {
+            let mut stack = vec![path];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(dir).unwrap() {
+                    let p = entry.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p.extension().is_some_and(|e| e == "rs") {
+                        files.push(p);
+                    }
+                }
+            }
+        } else {
+            files.push(path);
+        }
+    }
+    assert!(files.len() > 30, "{}", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("crate::config"),
+            "{} imports config: the domain must own its types (config builds them)",
+            file.display()
+        );
+    }
+}

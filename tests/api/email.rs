@@ -950,19 +950,8 @@ fn the_smtp_password_never_shows_in_help_or_errors() {
             "127.0.0.1:0",
         ],
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args(&args)
-            .env(
-                "ROSTER_SMTP_URL",
-                format!("smtp://user:{secret}@mail.example:587"),
-            )
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let url = format!("smtp://user:{secret}@mail.example:587");
+        let all = crate::helpers::roster_output(&args, &[("ROSTER_SMTP_URL", &url)]);
         assert!(all.contains("smtp-url"), "{all}");
         assert!(!all.contains(secret), "{args:?}: {all}");
     }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use roster::config::{RateLimit, RedisUrl};
+use roster::config::RedisUrl;
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
@@ -327,10 +327,7 @@ async fn metrics_are_prefixed_count_outcomes_and_carry_no_user_data() {
 async fn rate_limit_refusals_are_counted_by_limiter() {
     let app = spawn_app_with(|c| {
         c.public_metrics = true;
-        c.limits.register_rate_limit = RateLimit::PerPeriod {
-            burst: 1.try_into().unwrap(),
-            period: Duration::from_secs(3600),
-        };
+        c.limits.register_rate_limit = crate::helpers::per_hour(1);
     })
     .await;
     for _ in 0..3 {
@@ -399,10 +396,7 @@ async fn the_public_address_serves_no_metrics_unless_asked_and_then_they_pay_the
 
     let app = spawn_app_with(|c| {
         c.public_metrics = true;
-        c.limits.request_rate_limit = RateLimit::PerPeriod {
-            burst: 2.try_into().unwrap(),
-            period: Duration::from_secs(3600),
-        };
+        c.limits.request_rate_limit = crate::helpers::per_hour(2);
     })
     .await;
     let mut statuses = Vec::new();
@@ -440,10 +434,7 @@ async fn limits_are_shared_through_redis_and_survive_its_outage() {
     let adjust = |c: &mut roster::config::Config| {
         c.redis_url = Some(RedisUrl(redis_url.clone()));
         c.public_metrics = true;
-        c.limits.register_rate_limit = RateLimit::PerPeriod {
-            burst: 2.try_into().unwrap(),
-            period: Duration::from_secs(3600),
-        };
+        c.limits.register_rate_limit = crate::helpers::per_hour(2);
     };
     let a = crate::helpers::spawn_app_on(url.clone(), adjust).await;
     let b = crate::helpers::spawn_app_on(url.clone(), adjust).await;

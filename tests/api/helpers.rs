@@ -366,6 +366,30 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: std::time::Durat
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// `burst` requests per hour: a limit a test can exhaust and rely on not refilling.
+pub fn per_hour(burst: u32) -> RateLimit {
+    RateLimit::PerPeriod {
+        burst: burst.try_into().unwrap(),
+        period: std::time::Duration::from_secs(3600),
+    }
+}
+
+/// Runs the `roster` binary with `args` and extra environment, and returns what it printed
+/// (stdout and stderr together): for the tests that a secret never shows.
+pub fn roster_output(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+    command.args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A unique, valid username/email pair.
 pub fn unique_user() -> (String, String) {
     let tag = uuid::Uuid::now_v7().simple().to_string();

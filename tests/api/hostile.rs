@@ -918,16 +918,7 @@ fn the_database_password_never_shows_in_help_or_errors() {
             format!("postgres://roster:{secret}@[::1/roster"),
         ),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args(&args)
-            .env("DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let all = crate::helpers::roster_output(&args, &[("DATABASE_URL", &url)]);
         assert!(
             all.contains("database-url") || all.contains("database"),
             "{all}"

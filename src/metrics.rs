@@ -37,6 +37,12 @@ pub struct LimiterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `signed_in`, `anonymous` or `error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     /// `verify_email` or `reset_password`.
     pub kind: String,
@@ -63,6 +69,7 @@ struct Inner {
     hash_time: Histogram,
     hash_queue_depth: Gauge,
     sessions_created: Counter,
+    auth_checks: Family<OutcomeLabels, Counter>,
     emails_delivered: Family<KindLabels, Counter>,
     email_attempts_failed: Family<KindLabels, Counter>,
     email_delivery_latency: Histogram,
@@ -125,6 +132,12 @@ impl Metrics {
             "Sessions started by login",
             sessions_created.clone(),
         );
+        let auth_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "auth_checks",
+            "Forward-auth checks (`/auth/check`) by outcome",
+            auth_checks.clone(),
+        );
         let emails_delivered = Family::<KindLabels, Counter>::default();
         registry.register(
             "emails_delivered",
@@ -178,6 +191,7 @@ impl Metrics {
                 hash_time,
                 hash_queue_depth,
                 sessions_created,
+                auth_checks,
                 emails_delivered,
                 email_attempts_failed,
                 email_delivery_latency,
@@ -221,6 +235,16 @@ impl Metrics {
     pub fn hashed(&self, waited: std::time::Duration, took: std::time::Duration) {
         self.inner.hash_wait.observe(waited.as_secs_f64());
         self.inner.hash_time.observe(took.as_secs_f64());
+    }
+
+    /// One `/auth/check`: `signed_in`, `anonymous` or `error`.
+    pub fn auth_check(&self, outcome: &str) {
+        self.inner
+            .auth_checks
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     pub fn session_created(&self) {

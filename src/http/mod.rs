@@ -1,5 +1,7 @@
 //! The HTTP face: GraphQL over HTTP, GraphiQL, health probes, request ids, limits.
 
+/// `GET /auth/check`: forward auth for a reverse proxy.
+pub mod auth_check;
 /// Which peer is the client: the socket address, or a trusted proxy's `X-Forwarded-For`.
 mod client_ip;
 /// The client address on every request, and the per-client budget for all requests.
@@ -71,6 +73,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let limits = &config.limits;
     let mut app = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/auth/check", get(auth_check::check))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/verify-email", get(pages::verify_email))
         .route("/reset-password", get(pages::reset_password))

@@ -263,23 +263,17 @@ impl Sessions {
     /// most once per [`TOUCH_INTERVAL`].
     pub async fn authenticate(&self, token: &Token) -> Result<Option<Caller>, DbErr> {
         let now = now();
-        let Some(found) = session::Entity::find()
+        // One query for the session and its user: every signed-in request and every
+        // `/auth/check` pays it, so it is a join by the unique token index, not two trips.
+        let Some((found, Some(user))) = session::Entity::find()
+            .find_also_related(user::Entity)
             .filter(session::Column::TokenHash.eq(token.digest()))
             .one(&self.db)
             .await?
         else {
             return Ok(None);
         };
-        if found.expires_at <= now {
-            return Ok(None);
-        }
-        let Some(user) = user::Entity::find_by_id(found.user_id)
-            .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        if !user.is_active {
+        if found.expires_at <= now || !user.is_active {
             return Ok(None);
         }
         let mut session: Session = found.into();

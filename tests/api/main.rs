@@ -2,6 +2,7 @@
 //! database of its own (a fresh SQLite file, or a fresh Postgres database when
 //! `ROSTER_TEST_DATABASE_URL` is set).
 
+mod auth_check;
 mod django;
 mod docs;
 mod email;
@@ -11,6 +12,7 @@ mod hostile;
 mod http;
 mod logs;
 mod mailbox;
+mod nginx;
 mod policy;
 mod process;
 mod register;

@@ -1,0 +1,198 @@
+//! `GET /auth/check`: forward auth for a reverse proxy, over a real socket, on both databases.
+
+use reqwest::StatusCode;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+use serde_json::{Value, json};
+
+use crate::helpers::{GOOD_PASSWORD, TestApp, fresh_client, spawn_app, spawn_app_with};
+
+const IDENTITY: [&str; 5] = [
+    "x-roster-user-id",
+    "x-roster-username",
+    "x-roster-session-id",
+    "x-roster-email-verified",
+    "x-roster-legacy-id",
+];
+
+async fn token(app: &TestApp, identifier: &str) -> String {
+    let answer = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            json!({ "i": { "identifier": identifier, "password": GOOD_PASSWORD } }),
+        )
+        .await;
+    answer.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", answer.body))
+        .to_owned()
+}
+
+async fn check(app: &TestApp, headers: &[(&str, String)]) -> reqwest::Response {
+    let mut request = fresh_client().get(format!("http://{}/auth/check", app.addr));
+    for (k, v) in headers {
+        request = request.header(*k, v);
+    }
+    request.send().await.unwrap()
+}
+
+fn bearer(token: &str) -> Vec<(&'static str, String)> {
+    vec![("authorization", format!("Bearer {token}"))]
+}
+
+fn assert_anonymous(response: &reqwest::Response) {
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer realm="roster""#
+    );
+    for name in IDENTITY {
+        assert!(response.headers().get(name).is_none(), "{name} on a 401");
+    }
+}
+
+#[tokio::test]
+async fn a_signed_in_caller_gets_their_identity_in_headers_and_anyone_else_401() {
+    let app = spawn_app().await;
+    assert_anonymous(&check(&app, &[]).await);
+    assert_anonymous(&check(&app, &bearer("not-a-token")).await);
+    let forged = roster::sessions::Token::generate().unwrap();
+    assert_anonymous(&check(&app, &bearer(forged.expose())).await);
+
+    assert_eq!(
+        app.register("Zoë_ü", "zoe@example.com", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
+    let token = token(&app, "zoe@example.com").await;
+    let before = app.hasher.computed();
+    for headers in [
+        bearer(&token),
+        vec![("cookie", format!("__Host-roster_session={token}"))],
+    ] {
+        let response = check(&app, &headers).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let h = response.headers().clone();
+        let user = app.users().await.remove(0);
+        assert_eq!(h["x-roster-user-id"], user.id.to_string());
+        assert_eq!(h["x-roster-username"], "Zo%C3%AB_%C3%BC");
+        assert_eq!(h["x-roster-email-verified"], "false");
+        assert!(h.get("x-roster-legacy-id").is_none(), "not imported");
+        assert_eq!(h["cache-control"], "no-store");
+        let session: Value = app
+            .client
+            .post(app.url())
+            .bearer_auth(&token)
+            .json(&json!({ "query": "{ sessions { id current } }" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            h["x-roster-session-id"],
+            session["data"]["sessions"][0]["id"].as_str().unwrap()
+        );
+        assert!(response.text().await.unwrap().is_empty(), "an empty body");
+    }
+    assert_eq!(app.hasher.computed(), before, "a check computes no hash");
+
+    // HEAD works as GET does.
+    let head = fresh_client()
+        .head(format!("http://{}/auth/check", app.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["x-roster-username"], "Zo%C3%AB_%C3%BC");
+
+    // An imported user carries Django's id.
+    let mut row = app.users().await.remove(0).into_active_model();
+    row.legacy_id = Set(Some(4242));
+    row.update(&app.db).await.unwrap();
+    let response = check(&app, &bearer(&token)).await;
+    assert_eq!(response.headers()["x-roster-legacy-id"], "4242");
+}
+
+/// Revocation is immediate: there is no cache that could serve an ended session.
+#[tokio::test]
+async fn logout_revocation_password_change_and_deactivation_answer_401_at_once() {
+    let app = spawn_app().await;
+    app.register("alice", "alice@example.com", GOOD_PASSWORD)
+        .await;
+    let graphql = |token: String, query: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url())
+                .bearer_auth(token)
+                .json(&json!({ "query": query }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // logout
+    let t = token(&app, "alice").await;
+    assert_eq!(check(&app, &bearer(&t)).await.status(), StatusCode::OK);
+    graphql(t.clone(), "mutation { logout }").await;
+    assert_anonymous(&check(&app, &bearer(&t)).await);
+    // logoutEverywhere
+    let (a, b) = (token(&app, "alice").await, token(&app, "alice").await);
+    graphql(a.clone(), "mutation { logoutEverywhere }").await;
+    assert_anonymous(&check(&app, &bearer(&a)).await);
+    assert_anonymous(&check(&app, &bearer(&b)).await);
+    // a password change ends the other sessions
+    let (keep, other) = (token(&app, "alice").await, token(&app, "alice").await);
+    let changed = app
+        .client
+        .post(app.url())
+        .bearer_auth(&keep)
+        .json(&json!({
+            "query": "mutation($i: ChangePasswordInput!) { changePassword(input: $i) { id } }",
+            "variables": { "i": { "currentPassword": GOOD_PASSWORD, "newPassword": "purple elephant dancing quietly" } }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(changed["errors"].is_null(), "{changed}");
+    assert_anonymous(&check(&app, &bearer(&other)).await);
+    assert_eq!(check(&app, &bearer(&keep)).await.status(), StatusCode::OK);
+    // deactivation
+    let mut row = app.users().await.remove(0).into_active_model();
+    row.is_active = Set(false);
+    row.update(&app.db).await.unwrap();
+    assert_anonymous(&check(&app, &bearer(&keep)).await);
+}
+
+/// A proxy sends every user's check from its own address: with the proxy trusted, the
+/// request budget is the forwarded client's, so one busy user cannot throttle everyone.
+#[tokio::test]
+async fn checks_through_a_trusted_proxy_are_budgeted_per_forwarded_client() {
+    let app = spawn_app_with(|c| {
+        c.limits.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.limits.request_rate_limit = crate::helpers::per_hour(2);
+    })
+    .await;
+    let from = |client: &str| vec![("x-forwarded-for", client.to_owned())];
+    assert_eq!(check(&app, &from("198.51.100.1")).await.status(), 401);
+    assert_eq!(check(&app, &from("198.51.100.1")).await.status(), 401);
+    assert_eq!(
+        check(&app, &from("198.51.100.1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the busy client is limited"
+    );
+    assert_eq!(
+        check(&app, &from("203.0.113.9")).await.status(),
+        401,
+        "another client behind the same proxy is not"
+    );
+}

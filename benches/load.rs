@@ -19,7 +19,7 @@
 //! counts answers completed inside the window. The server's log goes to a file. Peak RSS is
 //! the server's `/proc/<pid>/status` VmRSS sampled every 10 ms.
 //!
-//! `ROSTER_BENCH_ONLY=login|ratio|register|invalid` runs one phase; `ROSTER_BENCH_RUNS=N`;
+//! `ROSTER_BENCH_ONLY=login|auth|ratio|register|invalid` runs one phase; `ROSTER_BENCH_RUNS=N`;
 //! `ROSTER_BENCH_SERVER=/path/to/roster` serves the load from another build;
 //! `ROSTER_BENCH_LOGIN_ACCOUNTS=N` spreads the logins over N accounts (default 1).
 //!
@@ -50,6 +50,8 @@ struct Plan {
     slice_raw_secs: f64,
     login_clients: usize,
     timing_secs: f64,
+    /// Each window of the forward-auth phase (`/auth/check` against `/healthz`).
+    auth_secs: f64,
 }
 
 const FULL: Plan = Plan {
@@ -69,6 +71,7 @@ const FULL: Plan = Plan {
     slice_raw_secs: 2.0,
     login_clients: 64,
     timing_secs: 10.0,
+    auth_secs: 3.0,
 };
 
 const SMOKE: Plan = Plan {
@@ -88,6 +91,7 @@ const SMOKE: Plan = Plan {
     slice_raw_secs: 0.5,
     login_clients: 8,
     timing_secs: 1.0,
+    auth_secs: 0.5,
 };
 
 /// The HTTP client and the request bodies.
@@ -287,6 +291,12 @@ struct RunResult {
     login_ratio: f64,
     /// Every raw measurement of the login phase, in order.
     login_raw_spread: String,
+    /// `/auth/check` (bearer) and `/healthz` answers per second, and their ratio per window.
+    auth_check_rate: f64,
+    auth_healthz_rate: f64,
+    auth_check_ratio: f64,
+    /// `/auth/check` p99 while logins saturate the hash pool.
+    auth_check_p99_ms: f64,
 }
 
 struct Row {
@@ -297,6 +307,24 @@ struct Row {
 }
 
 const ROWS: &[Row] = &[
+    Row {
+        name: "**`/auth/check` ÷ `/healthz` throughput** ({login} connections each)",
+        get: |r| r.auth_check_ratio,
+        decimals: 3,
+        target: "≥ 0.5",
+    },
+    Row {
+        name: "`/auth/check` (bearer), checks/s",
+        get: |r| r.auth_check_rate,
+        decimals: 0,
+        target: "",
+    },
+    Row {
+        name: "`/auth/check` p99 while logins saturate the hash pool, ms",
+        get: |r| r.auth_check_p99_ms,
+        decimals: 2,
+        target: "≤ 2",
+    },
     Row {
         name: "raw Argon2id rate, hashes/s (all cores)",
         get: |r| r.raw_hash_rate,

@@ -43,6 +43,12 @@ pub(crate) async fn one_run(backend: Backend, plan: Plan) -> RunResult {
         database.drop_it().await;
         return result;
     }
+    if only == "auth" {
+        auth_check_phase(&server, plan, &mut result).await;
+        server.stop();
+        database.drop_it().await;
+        return result;
+    }
     if only == "login" {
         // The login phase alone between two raw-rate measurements (for comparing changes to
         // the login path quickly; the full run measures the same phase the same way).
@@ -103,6 +109,7 @@ pub(crate) async fn one_run(backend: Backend, plan: Plan) -> RunResult {
     }
 
     login_phase(&server, plan, &mut result).await;
+    auth_check_phase(&server, plan, &mut result).await;
 
     // Invalid input: validation errors only, nothing to hash.
     let invalid = register_load(
@@ -462,4 +469,116 @@ pub(crate) async fn register_load_on(
         total.latencies_ms.extend(r.latencies_ms);
     }
     (total, kept)
+}
+
+/// Forward auth: `/auth/check` with a bearer token against `/healthz`, alternating windows on
+/// `plan.login_clients` connections (throughput ratio in the same run), then the check's
+/// latency from one probe while logins saturate the hash pool.
+pub(crate) async fn auth_check_phase(server: &Server, plan: Plan, result: &mut RunResult) {
+    let mut conn = Conn::open(server.addr).await.expect("connect");
+    // An account of its own: the login load below signs the login account in so often that
+    // the session cap ends its oldest sessions, which would turn the probe's checks into 401s.
+    let account = login_accounts() + 1;
+    let (status, body) = conn
+        .send(&register_body(Payload::LoginAccount(account)))
+        .await
+        .expect("register the auth-check account");
+    assert!(
+        status == 200 && contains(&body, b"\"register\":{\"id\""),
+        "auth-check account: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, body) = conn
+        .send(&login_body(
+            &login_account_name(std::process::id(), account),
+            &format!("{PASSWORD_BASE}-login"),
+        ))
+        .await
+        .expect("log in");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let text = String::from_utf8_lossy(&body);
+    let token = text
+        .split("\"token\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a token")
+        .to_owned();
+    let check =
+        format!("GET /auth/check HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .into_bytes();
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec();
+    let mut check_rates = Vec::new();
+    let mut healthz_rates = Vec::new();
+    for _ in 0..2 {
+        healthz_rates
+            .push(get_rate(server.addr, &healthz, plan.login_clients, plan.auth_secs).await);
+        check_rates.push(get_rate(server.addr, &check, plan.login_clients, plan.auth_secs).await);
+    }
+    healthz_rates.push(get_rate(server.addr, &healthz, plan.login_clients, plan.auth_secs).await);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    result.auth_check_rate = mean(&check_rates);
+    result.auth_healthz_rate = mean(&healthz_rates);
+    // Each check window against the mean of the /healthz windows around it.
+    let ratios: Vec<f64> = check_rates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c / ((healthz_rates[i] + healthz_rates[i + 1]) / 2.0))
+        .collect();
+    result.auth_check_ratio = mean(&ratios);
+
+    // Latency while logins saturate the hash pool.
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        let addr = server.addr;
+        tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await.expect("probe connects");
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                match conn.send(&check).await {
+                    Ok((200, _)) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+                    _ => latencies.push(f64::INFINITY),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            latencies
+        })
+    };
+    let _ = register_load(
+        server.addr,
+        plan.login_clients,
+        0.3,
+        plan.auth_secs,
+        Payload::Login,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let latencies = probe.await.unwrap();
+    result.auth_check_p99_ms = percentile(&latencies, 99.0);
+}
+
+/// Answers per second to `request` (a GET) on `clients` keep-alive connections for `secs`.
+async fn get_rate(addr: SocketAddr, request: &[u8], clients: usize, secs: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let request = request.to_vec();
+            tokio::spawn(async move {
+                let mut conn = Conn::open(addr).await.expect("connect");
+                let mut ok = 0u64;
+                while Instant::now() < deadline {
+                    if let Ok((200, _)) = conn.send(&request).await {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / secs
 }

@@ -19,15 +19,20 @@ pub struct HttpHint {
 /// The one place where service errors become GraphQL errors.
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
+        // Field errors that cannot be serialised (they always can: strings only) would answer
+        // `BAD_USER_INPUT` with no fields; answer the internal error instead, logged.
+        let e = match e {
+            AppError::InvalidInput(fields) => match async_graphql::to_value(&fields) {
+                Ok(_) => AppError::InvalidInput(fields),
+                Err(err) => AppError::internal(format!("field errors not serialisable: {err}")),
+            },
+            other => other,
+        };
         let code = e.code();
         // The Display texts are the client-facing messages (Internal's is the fixed one).
         let message = e.to_string();
         let (fields, retry_after, status) = match e {
-            AppError::InvalidInput(fields) => (
-                Some(async_graphql::to_value(&fields).unwrap_or_default()),
-                None,
-                200,
-            ),
+            AppError::InvalidInput(fields) => (async_graphql::to_value(&fields).ok(), None, 200),
             AppError::RateLimited { retry_after } => {
                 (None, Some(retry_after.as_secs().max(1)), 429)
             }

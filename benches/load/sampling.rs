@@ -15,11 +15,18 @@ pub(crate) struct Probes {
 
 impl Probes {
     pub(crate) fn start(addr: SocketAddr) -> Self {
+        Self::start_with(
+            addr,
+            vec![
+                graphql_request(r#"{"query":"{ __typename }"}"#),
+                b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
+            ],
+        )
+    }
+
+    /// One probe per request, each on its own connection, every 5 ms.
+    pub(crate) fn start_with(addr: SocketAddr, requests: Vec<Vec<u8>>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let requests = [
-            graphql_request(r#"{"query":"{ __typename }"}"#),
-            b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
-        ];
         let tasks = requests
             .into_iter()
             .map(|request| {
@@ -43,14 +50,21 @@ impl Probes {
         Self { stop, tasks }
     }
 
+    /// The `{ __typename }` and `/healthz` latencies of [`Probes::start`].
     pub(crate) async fn stop(self) -> (Vec<f64>, Vec<f64>) {
+        let mut out = self.stop_all().await;
+        let healthz = out.pop().unwrap();
+        (out.pop().unwrap(), healthz)
+    }
+
+    /// Every probe's latencies, in the order of its requests (failures as infinity).
+    pub(crate) async fn stop_all(self) -> Vec<Vec<f64>> {
         self.stop.store(true, Ordering::Relaxed);
         let mut out = Vec::new();
         for t in self.tasks {
             out.push(t.await.unwrap());
         }
-        let healthz = out.pop().unwrap();
-        (out.pop().unwrap(), healthz)
+        out
     }
 }
 

@@ -527,24 +527,7 @@ pub(crate) async fn auth_check_phase(server: &Server, plan: Plan, result: &mut R
     result.auth_check_ratio = mean(&ratios);
 
     // Latency while logins saturate the hash pool.
-    let stop = Arc::new(AtomicBool::new(false));
-    let probe = {
-        let stop = stop.clone();
-        let addr = server.addr;
-        tokio::spawn(async move {
-            let mut conn = Conn::open(addr).await.expect("probe connects");
-            let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let sent = Instant::now();
-                match conn.send(&check).await {
-                    Ok((200, _)) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
-                    _ => latencies.push(f64::INFINITY),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            latencies
-        })
-    };
+    let probe = Probes::start_with(server.addr, vec![check]);
     let _ = register_load(
         server.addr,
         plan.login_clients,
@@ -553,8 +536,7 @@ pub(crate) async fn auth_check_phase(server: &Server, plan: Plan, result: &mut R
         Payload::Login,
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let latencies = probe.await.unwrap();
+    let latencies = probe.stop_all().await.pop().unwrap();
     result.auth_check_p99_ms = percentile(&latencies, 99.0);
 }
 

@@ -111,6 +111,30 @@ pub mod unique {
     }
 }
 
+/// Drops roster's triggers, for a migration's `down`: on PostgreSQL each `(trigger, table)`
+/// and the function of the same name it runs; on SQLite the triggers named (it has no
+/// functions, and one PostgreSQL trigger may be several SQLite ones).
+pub(crate) async fn drop_triggers<C: sea_orm_migration::sea_orm::ConnectionTrait>(
+    db: &C,
+    postgres: &[(&str, &str)],
+    sqlite: &[&str],
+) -> Result<(), DbErr> {
+    if db.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+        for (name, table) in postgres {
+            db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))
+                .await?;
+            db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {name}()"))
+                .await?;
+        }
+    } else {
+        for name in sqlite {
+            db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name}"))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The ordered list of migrations.
 pub struct Migrator;
 

@@ -61,19 +61,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        match db.get_database_backend() {
-            DatabaseBackend::Postgres => {
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON sessions"))
-                    .await?;
-                db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {TRIGGER}()"))
-                    .await?;
-            }
-            _ => {
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER}"))
-                    .await?;
-            }
-        }
-        Ok(())
+        crate::drop_triggers(
+            manager.get_connection(),
+            &[(TRIGGER, "sessions")],
+            &[TRIGGER],
+        )
+        .await
     }
 }

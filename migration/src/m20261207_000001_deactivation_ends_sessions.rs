@@ -96,27 +96,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        match db.get_database_backend() {
-            DatabaseBackend::Postgres => {
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON users"))
-                    .await?;
-                db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {TRIGGER}()"))
-                    .await?;
-                db.execute_unprepared(&format!(
-                    "DROP TRIGGER IF EXISTS {TOKEN_GUARD} ON email_tokens"
-                ))
-                .await?;
-                db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {TOKEN_GUARD}()"))
-                    .await?;
-            }
-            _ => {
-                for name in [TRIGGER, TOKEN_GUARD] {
-                    db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name}"))
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+        crate::drop_triggers(
+            manager.get_connection(),
+            &[(TRIGGER, "users"), (TOKEN_GUARD, "email_tokens")],
+            &[TRIGGER, TOKEN_GUARD],
+        )
+        .await
     }
 }

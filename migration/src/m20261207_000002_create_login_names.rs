@@ -151,21 +151,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        match db.get_database_backend() {
-            DatabaseBackend::Postgres => {
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON users"))
-                    .await?;
-                db.execute_unprepared(&format!("DROP FUNCTION IF EXISTS {TRIGGER}()"))
-                    .await?;
-            }
-            _ => {
-                for t in ["insert", "username", "email"] {
-                    db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER}_{t}"))
-                        .await?;
-                }
-            }
-        }
+        let sqlite = ["insert", "username", "email"].map(|t| format!("{TRIGGER}_{t}"));
+        let sqlite: Vec<&str> = sqlite.iter().map(String::as_str).collect();
+        crate::drop_triggers(manager.get_connection(), &[(TRIGGER, "users")], &sqlite).await?;
         manager
             .drop_table(Table::drop().table(LoginNames::Table).to_owned())
             .await

@@ -18,7 +18,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::AppError;
@@ -91,8 +90,6 @@ struct Inner {
     table: Table<ClientKey>,
     rate: Rate,
     ipv6_prefix: u8,
-    max_clients: usize,
-    overflow_logged: AtomicBool,
     name: &'static str,
 }
 
@@ -130,11 +127,9 @@ impl ClientLimiter {
     pub fn new(name: &'static str, rate: RateLimit, ipv6_prefix: u8, max_clients: usize) -> Self {
         let inner = rate_of(rate).map(|rate| {
             Arc::new(Inner {
-                table: Table::new(rate, max_clients),
+                table: Table::new(name, rate, max_clients),
                 rate,
                 ipv6_prefix,
-                max_clients: max_clients.max(1),
-                overflow_logged: AtomicBool::new(false),
                 name,
             })
         });
@@ -191,18 +186,7 @@ impl ClientLimiter {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let decided = inner.table.check(ClientKey::of(ip, inner.ipv6_prefix));
-        if inner.table.len() > inner.max_clients {
-            if !inner.overflow_logged.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    limiter = inner.name,
-                    "rate limiter is full; new clients are grouped by /16 (IPv4) or /32 (IPv6) until entries expire"
-                );
-            }
-        } else {
-            inner.overflow_logged.store(false, Ordering::Relaxed);
-        }
-        decided
+        inner.table.check(ClientKey::of(ip, inner.ipv6_prefix))
     }
 
     /// Forgets clients whose bucket is full again, so memory tracks active clients only.
@@ -507,8 +491,6 @@ pub struct AddressLimiter {
 struct AddressInner {
     table: Table<AddressKey>,
     rate: Rate,
-    max_keys: usize,
-    full_logged: AtomicBool,
 }
 
 /// A SHA-256 prefix of a canonical address, or the overflow bucket of a full table.
@@ -531,10 +513,8 @@ impl AddressLimiter {
     pub fn new(rate: RateLimit, max_keys: usize) -> Self {
         let inner = rate_of(rate).map(|rate| {
             Arc::new(AddressInner {
-                table: Table::new(rate, max_keys),
+                table: Table::new("mail_address", rate, max_keys),
                 rate,
-                max_keys: max_keys.max(1),
-                full_logged: AtomicBool::new(false),
             })
         });
         Self {
@@ -595,17 +575,7 @@ impl AddressLimiter {
 
 impl AddressInner {
     fn check_local(&self, key: [u8; 16]) -> Result<(), Duration> {
-        let decided = self.table.check(AddressKey::Address(key));
-        if self.table.len() > self.max_keys {
-            if !self.full_logged.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "per-address mail limiter is full; new addresses share one bucket until entries expire"
-                );
-            }
-        } else {
-            self.full_logged.store(false, Ordering::Relaxed);
-        }
-        decided
+        self.table.check(AddressKey::Address(key))
     }
 }
 

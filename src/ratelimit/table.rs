@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// One token every `interval`, up to `burst` at once.
@@ -60,6 +61,9 @@ pub struct Table<K> {
     rate: Rate,
     max_keys: usize,
     state: Mutex<State<K>>,
+    /// The limiter's name, for the one warning logged when the table fills.
+    name: &'static str,
+    full_logged: AtomicBool,
 }
 
 struct State<K> {
@@ -69,7 +73,7 @@ struct State<K> {
 }
 
 impl<K: Hash + Eq + Clone + Overflow> Table<K> {
-    pub fn new(rate: Rate, max_keys: usize) -> Self {
+    pub fn new(name: &'static str, rate: Rate, max_keys: usize) -> Self {
         Self {
             rate,
             max_keys: max_keys.max(1),
@@ -77,6 +81,22 @@ impl<K: Hash + Eq + Clone + Overflow> Table<K> {
                 buckets: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            name,
+            full_logged: AtomicBool::new(false),
+        }
+    }
+
+    /// Logs once each time the table fills past its bound (read under the lock already held).
+    fn note_fullness(&self, len: usize) {
+        if len > self.max_keys {
+            if !self.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limiter = self.name,
+                    "rate limiter is full; new keys share coarser buckets until entries expire"
+                );
+            }
+        } else if self.full_logged.load(Ordering::Relaxed) {
+            self.full_logged.store(false, Ordering::Relaxed);
         }
     }
 
@@ -89,7 +109,9 @@ impl<K: Hash + Eq + Clone + Overflow> Table<K> {
         // may already have a bucket; the last one always gets a slot.
         loop {
             if let Some(tat) = state.buckets.get_mut(&key) {
-                return self.rate.take(tat, now);
+                let decided = self.rate.take(tat, now);
+                self.note_fullness(state.buckets.len());
+                return decided;
             }
             if state.buckets.len() >= self.max_keys
                 && now.duration_since(state.last_sweep) >= Duration::from_secs(1)
@@ -104,8 +126,9 @@ impl<K: Hash + Eq + Clone + Overflow> Table<K> {
                 _ => break,
             }
         }
-        let tat = state.buckets.entry(key).or_insert(now);
-        self.rate.take(tat, now)
+        let decided = self.rate.take(state.buckets.entry(key).or_insert(now), now);
+        self.note_fullness(state.buckets.len());
+        decided
     }
 
     /// Forgets buckets that are full again, so memory tracks active keys only.
@@ -148,6 +171,7 @@ mod tests {
 
     fn table(burst: u32, max_keys: usize) -> Table<Key> {
         Table::new(
+            "test",
             Rate {
                 interval: Duration::from_secs(60),
                 burst,

@@ -53,6 +53,11 @@ pub enum AppError {
     #[error("too many attempts; retry later")]
     RateLimited { retry_after: Duration },
 
+    /// `ACCESS_TOKENS_UNAVAILABLE`: no server secret is configured (PostgreSQL without
+    /// `--secret-key-file` or `ROSTER_SECRET_KEY`), so no token can be signed.
+    #[error("Access tokens are not enabled on this server: it has no secret key configured.")]
+    AccessTokensUnavailable,
+
     /// `SERVER_BUSY`: every hash worker is busy and the queue is full (HTTP 503).
     #[error("the server is busy; retry shortly")]
     ServerBusy,
@@ -77,6 +82,7 @@ impl AppError {
             Self::Unauthenticated => codes::UNAUTHENTICATED,
             Self::RateLimited { .. } => codes::RATE_LIMITED,
             Self::ServerBusy => codes::SERVER_BUSY,
+            Self::AccessTokensUnavailable => codes::ACCESS_TOKENS_UNAVAILABLE,
             Self::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +103,7 @@ pub mod codes {
     pub const EMAIL_NOT_VERIFIED: &str = "EMAIL_NOT_VERIFIED";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const SERVER_BUSY: &str = "SERVER_BUSY";
+    pub const ACCESS_TOKENS_UNAVAILABLE: &str = "ACCESS_TOKENS_UNAVAILABLE";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";

@@ -42,3 +42,5 @@ pub mod startup;
 pub mod strict_json;
 /// Log output.
 pub mod telemetry;
+/// Access tokens (ES256 JWTs), their signing keys and the server secret that seals them.
+pub mod tokens;

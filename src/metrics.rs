@@ -32,13 +32,15 @@ pub struct FieldErrorLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimiterLabels {
-    /// `register`, `login`, `request`, `mail`, `mail_address`, `login_failures`.
+    /// `register`, `login`, `request`, `mail`, `mail_address`, `login_failures`,
+    /// `access_token`.
     pub limiter: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `signed_in`, `anonymous` or `error`.
+    /// Checks: `signed_in`, `anonymous` or `error`; tokens: `minted`, `rate_limited`,
+    /// `invalid_audience`, `unavailable`, `error`.
     pub outcome: String,
 }
 
@@ -70,6 +72,7 @@ struct Inner {
     hash_queue_depth: Gauge,
     sessions_created: Counter,
     auth_checks: Family<OutcomeLabels, Counter>,
+    access_tokens: Family<OutcomeLabels, Counter>,
     emails_delivered: Family<KindLabels, Counter>,
     email_attempts_failed: Family<KindLabels, Counter>,
     email_delivery_latency: Histogram,
@@ -138,6 +141,12 @@ impl Metrics {
             "Forward-auth checks (`/auth/check`) by outcome",
             auth_checks.clone(),
         );
+        let access_tokens = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "access_tokens",
+            "Access-token requests by outcome: minted, rate_limited, invalid_audience, unavailable, error",
+            access_tokens.clone(),
+        );
         let emails_delivered = Family::<KindLabels, Counter>::default();
         registry.register(
             "emails_delivered",
@@ -192,6 +201,7 @@ impl Metrics {
                 hash_queue_depth,
                 sessions_created,
                 auth_checks,
+                access_tokens,
                 emails_delivered,
                 email_attempts_failed,
                 email_delivery_latency,
@@ -241,6 +251,15 @@ impl Metrics {
     pub fn auth_check(&self, outcome: &str) {
         self.inner
             .auth_checks
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn access_token(&self, outcome: &str) {
+        self.inner
+            .access_tokens
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
             })

@@ -18,7 +18,7 @@ use crate::http::{self, AppState};
 use crate::mail::worker::{Delivery, DeliverySettings};
 use crate::outbox::Outbox;
 use crate::password::Hasher;
-use crate::ratelimit::{AddressLimiter, ClientLimiter, FailureThrottle, Shared};
+use crate::ratelimit::{ClientLimiter, FailureThrottle, KeyLimiter, Shared};
 use crate::sessions::{SessionPolicy, Sessions};
 
 /// Why the server could not start. Printed as is: no secrets inside.
@@ -38,6 +38,8 @@ pub enum StartupError {
     Hasher(#[source] crate::password::HashError),
     #[error("cannot set up email: {0}")]
     Mail(String),
+    #[error("cannot set up access tokens: {0}")]
+    Tokens(String),
 }
 
 /// A bound, ready-to-serve server.
@@ -50,7 +52,8 @@ pub struct Application {
     sessions: Sessions,
     serve: ServeSettings,
     hasher: Hasher,
-    address_limiter: AddressLimiter,
+    address_limiter: KeyLimiter,
+    tokens: crate::tokens::AccessTokens,
     delivery: Delivery,
     shared: Option<Shared>,
     /// `--admin-listen`: its listener and router (probes and metrics).
@@ -116,10 +119,13 @@ impl Application {
             .with_shared(shared.clone())
             .with_metrics(metrics.clone());
         let outbox = Outbox::new();
-        let address_limiter =
-            AddressLimiter::new(mc.mail_address_limit, limits.rate_limit_max_clients)
-                .with_shared(shared.clone())
-                .with_metrics(metrics.clone());
+        let address_limiter = KeyLimiter::new(
+            "mail_address",
+            mc.mail_address_limit,
+            limits.rate_limit_max_clients,
+        )
+        .with_shared(shared.clone())
+        .with_metrics(metrics.clone());
         let service = AccountService::new(crate::accounts::Parts {
             db: db.clone(),
             hasher: hasher.clone(),
@@ -147,12 +153,26 @@ impl Application {
         let request_limiter = limiter("request", limits.request_rate_limit);
         let login_limiter = limiter("login", sc.login_rate_limit);
         let mail_limiter = limiter("mail", mc.mail_rate_limit);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let bound = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let public_url = crate::mail::public_url(mc.public_url.as_deref(), bound);
+        let tokens = open_tokens(&config, &db, public_url.clone(), &shared, &metrics).await?;
         let schema = graphql::schema_builder(limits, config.introspection)
             .data(service.clone())
             .data(RegisterRateLimiter(register_limiter.clone()))
             .data(LoginRateLimiter(login_limiter.clone()))
             .data(MailRateLimiter(mail_limiter.clone()))
             .data(metrics.clone())
+            .data(tokens.clone())
             .data(SessionCookie {
                 enabled: sc.session_cookie,
                 secure: sc.session_cookie_secure,
@@ -175,6 +195,7 @@ impl Application {
             shared: shared.clone(),
             metrics: metrics.clone(),
             hasher: hasher.clone(),
+            tokens: tokens.clone(),
         };
         let router = http::router(state.clone(), &config);
         let admin = match config.admin_listen {
@@ -186,17 +207,6 @@ impl Application {
             }
             None => None,
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let bound = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let delivery = Delivery::new(
             db.clone(),
             metrics.clone(),
@@ -208,7 +218,7 @@ impl Application {
                     .mail_from
                     .parse()
                     .map_err(|_| StartupError::Config("--mail-from is not an address".into()))?,
-                public_url: crate::mail::public_url(mc.public_url.as_deref(), bound),
+                public_url,
                 verify_email_ttl: mc.verify_email_ttl,
                 reset_password_ttl: mc.reset_password_ttl,
                 max_attempts: mc.mail_max_attempts,
@@ -242,6 +252,7 @@ impl Application {
             serve,
             hasher,
             address_limiter,
+            tokens,
             delivery,
             shared,
             admin,
@@ -276,6 +287,7 @@ impl Application {
         let failures = self.failures.clone();
         let sessions = self.sessions.clone();
         let address_limiter = self.address_limiter.clone();
+        let tokens = self.tokens.clone();
         let housekeeping_db = self.db.clone();
         // The outbox worker runs beside the server and stops after it: an email being sent
         // when the signal comes is finished, claimed ones not yet started are handed back.
@@ -307,6 +319,7 @@ impl Application {
                 }
                 failures.forget_idle();
                 address_limiter.forget_idle();
+                tokens.forget_idle();
                 if ticks.is_multiple_of(10) {
                     match sessions.purge_expired().await {
                         Ok(0) => {}
@@ -375,6 +388,54 @@ impl Application {
         }
         result
     }
+}
+
+/// The server secret (configured, or the development one beside a SQLite file) and the
+/// signing keys it opens; without a secret on PostgreSQL, tokens are unavailable, and a
+/// database holding keys is refused.
+async fn open_tokens(
+    config: &Config,
+    db: &DatabaseConnection,
+    issuer: String,
+    shared: &Option<Shared>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<crate::tokens::AccessTokens, StartupError> {
+    use crate::tokens::{AccessTokens, SecretOrigin, ServerSecret};
+    let tc = &config.tokens;
+    let configured = tc.secret().map_err(StartupError::Config)?;
+    let sqlite_file = crate::db::sqlite_file(&config.database_url);
+    let secret = ServerSecret::resolve(configured, &config.database_url, sqlite_file.as_deref())
+        .map_err(StartupError::Tokens)?;
+    match &secret {
+        Some((_, SecretOrigin::DevelopmentFile(path))) => tracing::warn!(
+            path = %path.display(),
+            "no --secret-key-file: access-token keys are sealed with a development secret kept              beside the database, so a copy of both can mint tokens (development only)"
+        ),
+        Some((_, SecretOrigin::Ephemeral)) => tracing::warn!(
+            "no --secret-key-file: access-token keys are sealed with a random secret that ends              with this process (in-memory database)"
+        ),
+        Some((_, SecretOrigin::Configured)) => {}
+        None => tracing::warn!(
+            "no --secret-key-file or ROSTER_SECRET_KEY: accessToken answers              ACCESS_TOKENS_UNAVAILABLE"
+        ),
+    }
+    let settings = tc.settings(issuer).map_err(StartupError::Config)?;
+    let limiter = crate::ratelimit::KeyLimiter::new(
+        "access_token",
+        tc.access_token_rate_limit,
+        config.limits.rate_limit_max_clients,
+    )
+    .with_shared(shared.clone())
+    .with_metrics(metrics.clone());
+    AccessTokens::open(
+        db.clone(),
+        secret.as_ref().map(|(s, _)| s),
+        settings,
+        limiter,
+        metrics.clone(),
+    )
+    .await
+    .map_err(|e| StartupError::Tokens(e.to_string()))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -21,6 +21,8 @@ pub mod m20261203_000001_session_stamps_last_login;
 pub mod m20261207_000001_deactivation_ends_sessions;
 /// `login_names`: usernames and emails in one uniquely indexed namespace, kept by triggers.
 pub mod m20261207_000002_create_login_names;
+/// `signing_keys`: the access tokens' ES256 key pairs, private halves encrypted.
+pub mod m20261207_000003_create_signing_keys;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -150,6 +152,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_session_stamps_last_login::Migration),
             Box::new(m20261207_000001_deactivation_ends_sessions::Migration),
             Box::new(m20261207_000002_create_login_names::Migration),
+            Box::new(m20261207_000003_create_signing_keys::Migration),
         ]
     }
 }

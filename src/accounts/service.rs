@@ -11,7 +11,7 @@ use crate::entity::user;
 use crate::error::{AppError, FieldError};
 use crate::outbox::{Kind, Outbox};
 use crate::password::{HashError, Hasher, Plaintext};
-use crate::ratelimit::{AddressLimiter, Admission, FailureThrottle};
+use crate::ratelimit::{Admission, FailureThrottle, KeyLimiter};
 use crate::sessions::Sessions;
 
 /// Email requests (`resendVerificationEmail`, `requestPasswordReset`) that may be pending
@@ -47,7 +47,7 @@ pub struct EmailPolicy {
     /// `--require-verified-email`.
     pub require_verified: bool,
     /// `--mail-address-limit`.
-    pub address_limiter: AddressLimiter,
+    pub address_limiter: KeyLimiter,
 }
 
 /// A registration that passed every rule, ready to store.

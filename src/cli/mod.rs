@@ -1,5 +1,5 @@
 //! The `roster` binary's command line: serving is the default; `schema` (printed by `main`),
-//! `migrate`, `import-django` and `outbox` are commands, the last three one file each, thin:
+//! `migrate`, `import-django`, `outbox` and `keys` are commands, the last four one file each, thin:
 //! parse, call the use case, print, exit with a status.
 
 use clap::{Parser, Subcommand};
@@ -8,6 +8,8 @@ use crate::config::Config;
 
 /// `roster import-django`.
 pub mod import_django;
+/// `roster keys list|rotate`.
+pub mod keys;
 /// `roster migrate`.
 pub mod migrate;
 /// `roster outbox list|retry`.
@@ -39,6 +41,32 @@ pub enum Command {
     /// Inspect or requeue the outbox of confirmation and password-reset emails.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// List or rotate the keys that sign access tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `roster keys …`: the access tokens' signing keys. Never prints key material.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Every key, newest first: id (the tokens' `kid`), state (active, retiring, retired),
+    /// when it was made and retired, and until when the JWKS publishes it.
+    List,
+    /// Adds a new key, published at once, that signs every new token two minutes later (so
+    /// verifiers meet it in the key set first), on every process; the keys it replaces stay
+    /// in the JWKS until the tokens they signed have expired. Needs the server secret, as
+    /// the server does.
+    Rotate {
+        /// Sign with the new key at once (a leaked key): verifiers holding a cached key set
+        /// may refuse new tokens until they refetch it.
+        #[arg(long)]
+        now: bool,
+        /// Seal the new key with this secret even though it does not open the current key:
+        /// how a fleet moves to a new secret. Implies `--now`; restart every process with
+        /// the new secret right after (until then they cannot sign).
+        #[arg(long)]
+        replace_secret: bool,
+    },
 }
 
 /// `roster outbox …`: what operators need when email delivery fails.

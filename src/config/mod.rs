@@ -20,6 +20,8 @@ mod parse;
 mod policy;
 /// `--session-*`.
 mod sessions;
+/// `--secret-key*`, `--jwt-*`, `--access-token-rate-limit`.
+mod tokens;
 
 pub use hashing::HashingConfig;
 pub use limits::LimitsConfig;
@@ -28,6 +30,7 @@ pub use parse::{RedisUrl, parse_duration, parse_ip_net, parse_rate_limit};
 use parse::{check_origin, check_public_url, parse_redis_url};
 pub use policy::PolicyConfig;
 pub use sessions::{MAX_SESSIONS_PER_USER, SessionConfig};
+pub use tokens::{SecretText, TokenConfig};
 
 pub use crate::mail::SmtpUrl;
 pub use crate::ratelimit::RateLimit;
@@ -104,6 +107,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub mail: MailConfig,
+
+    #[command(flatten)]
+    pub tokens: TokenConfig,
 }
 
 impl Config {
@@ -224,6 +230,7 @@ impl Config {
                 self.sessions.session_max_ttl.as_secs()
             ));
         }
+        self.tokens.validate()?;
         if !(1..=MAX_SESSIONS_PER_USER).contains(&self.sessions.max_sessions_per_user) {
             return Err(format!(
                 "--max-sessions-per-user: {} is not between 1 and {MAX_SESSIONS_PER_USER}",

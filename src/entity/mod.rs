@@ -6,5 +6,7 @@ pub mod email_token;
 pub mod outbox;
 /// The `sessions` table.
 pub mod session;
+/// The `signing_keys` table.
+pub mod signing_key;
 /// The `users` table.
 pub mod user;

@@ -39,7 +39,8 @@ impl From<AppError> for async_graphql::Error {
             AppError::ServerBusy => (None, Some(1), 503),
             AppError::InvalidCredentials
             | AppError::Unauthenticated
-            | AppError::EmailNotVerified => (None, None, 200),
+            | AppError::EmailNotVerified
+            | AppError::AccessTokensUnavailable => (None, None, 200),
             AppError::Internal(source) => {
                 tracing::error!(error = %chain(source.as_ref()), "internal error");
                 (None, None, 200)

@@ -30,6 +30,7 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("Mutation", "resendVerificationEmail", Permission::AllowAny),
     ("Mutation", "requestPasswordReset", Permission::AllowAny),
     ("Mutation", "resetPassword", Permission::AllowAny),
+    ("Mutation", "accessToken", Permission::IsAuthenticated),
 ];
 
 /// The permission declared for `type_name.field`, if any.

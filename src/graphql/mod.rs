@@ -17,6 +17,8 @@ pub mod guard;
 mod observe;
 /// Login, sessions, `me`, logout, change password.
 pub mod sessions;
+/// `accessToken`.
+mod tokens;
 
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 
@@ -37,6 +39,7 @@ pub struct Mutation(
     accounts::AccountsMutation,
     sessions::SessionsMutation,
     email::EmailMutation,
+    tokens::TokensMutation,
 );
 
 pub type RosterSchema = Schema<Query, Mutation, EmptySubscription>;

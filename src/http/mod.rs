@@ -12,6 +12,8 @@ mod errors;
 mod graphiql;
 /// `POST /graphql` and `GET /graphql` per the GraphQL-over-HTTP spec.
 mod graphql;
+/// `GET /.well-known/jwks.json`: the access tokens' public keys.
+pub mod jwks;
 /// `Accept` negotiation between `application/graphql-response+json` and `application/json`.
 mod negotiate;
 /// `/verify-email` and `/reset-password`: the pages email links open.
@@ -65,6 +67,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// The hash pool, for the queue-depth gauge.
     pub hasher: crate::password::Hasher,
+    /// Access tokens' keys, for the JWKS.
+    pub tokens: crate::tokens::AccessTokens,
 }
 
 /// Builds the router with every layer. Serve it with [`serve::serve`], which gives each
@@ -74,6 +78,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let mut app = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/auth/check", get(auth_check::check))
+        .route("/.well-known/jwks.json", get(jwks::jwks))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/verify-email", get(pages::verify_email))
         .route("/reset-password", get(pages::reset_password))

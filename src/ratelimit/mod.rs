@@ -472,23 +472,26 @@ impl FailureInner {
     }
 }
 
-/// Per-address limits (`--mail-address-limit`): GCRA buckets keyed by a SHA-256 prefix of
-/// the address's canonical form, so the table holds no address. Applied whether or not the
-/// address has an account, so being limited says nothing about that.
+/// Limits keyed by a string: per address (`--mail-address-limit`, `mail_address`) and per
+/// session (`--access-token-rate-limit`, `access_token`). GCRA buckets keyed by a SHA-256
+/// prefix of the key, so the table holds no address. The address limit applies whether or
+/// not the address has an account, so being limited says nothing about that.
 ///
-/// Bounded like [`ClientLimiter`], and never open: an address that has a bucket is always
-/// checked against it, however full the table; a new address while the table is full of
-/// live buckets shares one overflow bucket (logged once). A sender who fills the table can
-/// then delay other new addresses' emails by a minute, but can never mail one victim past
-/// the limit (the per-client limit still bounds each sender).
+/// Bounded like [`ClientLimiter`], and never open: a key that has a bucket is always
+/// checked against it, however full the table; a new key while the table is full of live
+/// buckets shares one overflow bucket (logged once). A sender who fills the table can then
+/// delay other new addresses' emails by a minute, but can never mail one victim past the
+/// limit (the per-client limit still bounds each sender).
 #[derive(Clone)]
-pub struct AddressLimiter {
+pub struct KeyLimiter {
     inner: Option<Arc<AddressInner>>,
     shared: Option<Shared>,
     metrics: Option<crate::metrics::Metrics>,
 }
 
 struct AddressInner {
+    /// The metrics label and the Redis key's middle part.
+    name: &'static str,
     table: Table<AddressKey>,
     rate: Rate,
 }
@@ -509,11 +512,14 @@ impl Overflow for AddressKey {
     }
 }
 
-impl AddressLimiter {
-    pub fn new(rate: RateLimit, max_keys: usize) -> Self {
+impl KeyLimiter {
+    /// `name`: `mail_address` (Redis keys `roster:rl:address:…`, as before the limiter was
+    /// shared) or `access_token`.
+    pub fn new(name: &'static str, rate: RateLimit, max_keys: usize) -> Self {
         let inner = rate_of(rate).map(|rate| {
             Arc::new(AddressInner {
-                table: Table::new("mail_address", rate, max_keys),
+                name,
+                table: Table::new(name, rate, max_keys),
                 rate,
             })
         });
@@ -534,7 +540,7 @@ impl AddressLimiter {
         self
     }
 
-    /// Takes one token for the address: Redis decides when it answers, else this process's
+    /// Takes one token for the key: Redis decides when it answers, else this process's
     /// own bucket (charged either way, so a Redis outage continues from known counts).
     pub async fn check(&self, canonical_address: &str) -> Result<(), Duration> {
         use sha2::Digest;
@@ -549,7 +555,7 @@ impl AddressLimiter {
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
             if let Some(answer) = shared
                 .gcra(
-                    &format!("roster:rl:address:{hex}"),
+                    &format!("roster:rl:{}:{hex}", inner.redis_name()),
                     inner.rate.interval,
                     inner.rate.burst,
                 )
@@ -561,7 +567,7 @@ impl AddressLimiter {
         if decided.is_err()
             && let Some(metrics) = &self.metrics
         {
-            metrics.rate_limited("mail_address");
+            metrics.rate_limited(inner.name);
         }
         decided
     }
@@ -574,6 +580,13 @@ impl AddressLimiter {
 }
 
 impl AddressInner {
+    fn redis_name(&self) -> &'static str {
+        match self.name {
+            "mail_address" => "address",
+            other => other,
+        }
+    }
+
     fn check_local(&self, key: [u8; 16]) -> Result<(), Duration> {
         self.table.check(AddressKey::Address(key))
     }

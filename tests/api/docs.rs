@@ -259,6 +259,7 @@ fn the_domain_never_imports_config() {
         "src/outbox",
         "src/mail",
         "src/auth",
+        "src/tokens",
         "src/entity",
         "src/error.rs",
         "src/deadline.rs",

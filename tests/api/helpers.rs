@@ -70,7 +70,7 @@ impl Drop for TestApp {
 /// Removes a test's SQLite database and every file SQLite or roster made beside it.
 pub fn remove_sqlite(file: Option<PathBuf>) {
     if let Some(path) = file {
-        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
+        for suffix in ["", "-wal", "-shm", ".migrate-lock", ".secret"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
@@ -161,8 +161,14 @@ pub fn test_config(database_url: String) -> Config {
     config.database_url = database_url;
     config.limits.register_rate_limit = RateLimit::Off;
     config.sessions.login_rate_limit = RateLimit::Off;
+    // A configured secret, as in production (and so access tokens work on PostgreSQL too);
+    // the development secret beside a SQLite file has tests of its own.
+    config.tokens.secret_key = Some(roster::config::SecretText::new(TEST_SECRET));
     config
 }
+
+/// The server secret of the tests' servers.
+pub const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
 
 /// One hash worker and a hash of a few hundred milliseconds: requests visibly overlap.
 pub fn slow_hash(c: &mut Config) {

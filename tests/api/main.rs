@@ -19,3 +19,4 @@ mod register;
 mod resilience;
 mod schema;
 mod sessions;
+mod tokens;

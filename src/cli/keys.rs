@@ -1,0 +1,103 @@
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::tokens::keys::{self, KeyState};
+use crate::tokens::{KeyStore, ServerSecret};
+
+/// `roster keys list|rotate`: exit 0; 2 when the database cannot be read or written, or
+/// (rotate) no secret can seal the new key.
+pub async fn run(config: &Config, command: &super::KeysCommand) -> ExitCode {
+    let db = match crate::db::connect(config, Vec::new()).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("keys: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        super::KeysCommand::List => match keys::list(&db).await {
+            Ok(rows) => {
+                println!(
+                    "{:<43}  {:<8}  {:<19}  {:<19}  {:<19}  published until",
+                    "kid", "state", "created (UTC)", "signs from", "retired"
+                );
+                let time =
+                    |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+                for key in &rows {
+                    let until = match key.state {
+                        KeyState::Active | KeyState::Next | KeyState::Standby => {
+                            "while live".to_owned()
+                        }
+                        KeyState::Retiring { published_until } => time(published_until),
+                        KeyState::Retired => "-".to_owned(),
+                    };
+                    println!(
+                        "{:<43}  {:<8}  {:<19}  {:<19}  {:<19}  {until}",
+                        key.kid,
+                        key.state.name(),
+                        time(key.created_at),
+                        time(key.active_from),
+                        key.retired_at.map_or("-".to_owned(), time),
+                    );
+                }
+                eprintln!("keys: {} key(s)", rows.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("keys: {e}");
+                ExitCode::from(2)
+            }
+        },
+        super::KeysCommand::Rotate {
+            replace_secret,
+            now,
+        } => {
+            let configured = match config.tokens.secret() {
+                Ok(secret) => secret,
+                Err(e) => {
+                    eprintln!("keys: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let sqlite_file = crate::db::sqlite_file(&config.database_url);
+            let secret = match ServerSecret::resolve(
+                configured,
+                &config.database_url,
+                sqlite_file.as_deref(),
+            ) {
+                Ok(Some((secret, _))) => secret,
+                Ok(None) => {
+                    eprintln!(
+                        "keys: rotating needs the server secret: set --secret-key-file or \
+                         ROSTER_SECRET_KEY"
+                    );
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("keys: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match KeyStore::new(db, &secret)
+                .rotate(*replace_secret, *now)
+                .await
+            {
+                Ok(key) => {
+                    println!("{}", key.kid);
+                    eprintln!(
+                        "keys: {} is published now and signs every new token from {} UTC, on \
+                         every process; the keys it replaces stay published {} minutes after that",
+                        key.kid,
+                        key.active_from.format("%Y-%m-%d %H:%M:%S"),
+                        keys::PUBLISHED_AFTER_RETIREMENT.as_secs() / 60
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("keys: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Access tokens: short-lived JWTs (ES256) that let the team's other services verify who is
+//! calling without asking roster, and the JWK Set they verify them with.
+//!
+//! A token is minted for the caller's session (`accessToken`), signed by the key every
+//! process of a fleet shares ([`keys`]), and lives until its `exp` whatever happens to the
+//! session: a logout does not recall it. Services that need revocation at once ask
+//! `/auth/check` instead. Minting is limited per session.
+
+/// Compact JWS framing and the ES256 signature.
+pub mod jwt;
+/// The signing keys in the database, sealed with the server secret.
+pub mod keys;
+/// The server secret and the keys derived from it.
+pub mod secret;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+use crate::error::{AppError, FieldError};
+use crate::ratelimit::KeyLimiter;
+use crate::sessions::Caller;
+
+pub use keys::{KeyError, KeyStore, MAX_TOKEN_TTL};
+pub use secret::{SecretOrigin, ServerSecret};
+
+/// Longest audience accepted, in bytes.
+pub const MAX_AUDIENCE_BYTES: usize = 256;
+
+/// A token's `aud`: 1–256 bytes, no control characters, no surrounding whitespace (a
+/// service compares it byte for byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(String);
+
+impl Audience {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        if raw.is_empty() {
+            return Err(FieldError::new(
+                "audience",
+                crate::accounts::codes::REQUIRED,
+                "Name the service the token is for.",
+            ));
+        }
+        if raw.len() > MAX_AUDIENCE_BYTES || raw.trim() != raw || raw.chars().any(char::is_control)
+        {
+            return Err(FieldError::new(
+                "audience",
+                crate::accounts::codes::INVALID,
+                format!(
+                    "An audience is at most {MAX_AUDIENCE_BYTES} bytes, with no control \
+                     characters or surrounding spaces."
+                ),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How tokens are made (from `--jwt-*` and `--public-url`).
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// `iss`.
+    pub issuer: String,
+    /// At most [`MAX_TOKEN_TTL`].
+    pub ttl: Duration,
+    pub default_audience: Option<Audience>,
+}
+
+/// A minted token.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Mints access tokens and publishes the JWKS. Cheap to clone. Without a server secret
+/// (PostgreSQL and none configured) minting answers `ACCESS_TOKENS_UNAVAILABLE`.
+#[derive(Clone)]
+pub struct AccessTokens {
+    db: DatabaseConnection,
+    signer: Option<Arc<Signer>>,
+    metrics: crate::metrics::Metrics,
+}
+
+struct Signer {
+    store: KeyStore,
+    settings: TokenSettings,
+    limiter: KeyLimiter,
+    /// The last key opened: most mints find the same key id and skip the unsealing.
+    opened: Mutex<Option<Arc<keys::SigningKey>>>,
+}
+
+/// Why access tokens cannot be served at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum TokensError {
+    #[error(
+        "the database holds {0} access-token signing key(s) sealed with a server secret, and \
+         none is configured: set --secret-key-file or ROSTER_SECRET_KEY to the fleet's secret"
+    )]
+    NoSecret(u64),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+impl AccessTokens {
+    /// Opens the keys with `secret` (making the first key if there is none), or, without a
+    /// secret, checks that there is nothing to open.
+    pub async fn open(
+        db: DatabaseConnection,
+        secret: Option<&ServerSecret>,
+        settings: TokenSettings,
+        limiter: KeyLimiter,
+        metrics: crate::metrics::Metrics,
+    ) -> Result<Self, TokensError> {
+        let Some(secret) = secret else {
+            let sealed = KeyStore::count_sealed(&db).await.map_err(KeyError::from)?;
+            if sealed > 0 {
+                return Err(TokensError::NoSecret(sealed));
+            }
+            return Ok(Self {
+                db,
+                signer: None,
+                metrics,
+            });
+        };
+        let store = KeyStore::new(db.clone(), secret);
+        let active = store.prepare().await?;
+        Ok(Self {
+            db,
+            signer: Some(Arc::new(Signer {
+                store,
+                settings,
+                limiter,
+                opened: Mutex::new(Some(Arc::new(active))),
+            })),
+            metrics,
+        })
+    }
+
+    /// Whether tokens can be minted (a server secret is configured).
+    pub fn available(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// A token for the caller's session, for `audience` (or the default one).
+    pub async fn mint(
+        &self,
+        caller: &Caller,
+        audience: Option<&str>,
+    ) -> Result<AccessToken, AppError> {
+        let outcome = self.mint_inner(caller, audience).await;
+        self.metrics.access_token(match &outcome {
+            Ok(_) => "minted",
+            Err(AppError::RateLimited { .. }) => "rate_limited",
+            Err(AppError::InvalidInput(_)) => "invalid_audience",
+            Err(AppError::AccessTokensUnavailable) => "unavailable",
+            Err(_) => "error",
+        });
+        outcome
+    }
+
+    async fn mint_inner(
+        &self,
+        caller: &Caller,
+        audience: Option<&str>,
+    ) -> Result<AccessToken, AppError> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or(AppError::AccessTokensUnavailable)?;
+        let audience = match (audience, &signer.settings.default_audience) {
+            (Some(raw), _) => Audience::parse(raw),
+            (None, Some(default)) => Ok(default.clone()),
+            (None, None) => Audience::parse(""),
+        }
+        .map_err(|e| AppError::InvalidInput(vec![e]))?;
+        signer
+            .limiter
+            .check(&caller.session.id.to_string())
+            .await
+            .map_err(|retry_after| AppError::RateLimited { retry_after })?;
+        let key = signer.current_key().await?;
+        let now = Utc::now();
+        let expires_at = now
+            + chrono::Duration::from_std(signer.settings.ttl.min(MAX_TOKEN_TTL))
+                .map_err(AppError::internal)?;
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).map_err(|e| AppError::internal(e.to_string()))?;
+        let user = &caller.user;
+        let claims = jwt::Claims {
+            iss: signer.settings.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: audience.0,
+            exp: expires_at.timestamp(),
+            nbf: now.timestamp(),
+            iat: now.timestamp(),
+            jti: jwt::b64(&jti),
+            sid: caller.session.id.to_string(),
+            username: user.username.clone(),
+            email_verified: user.email_verified,
+            legacy_id: user.legacy_id,
+        };
+        let token = jwt::sign(&key.pair, &key.kid, &claims).map_err(AppError::internal)?;
+        Ok(AccessToken {
+            token,
+            // The token's `exp` is whole seconds; say the same.
+            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at),
+        })
+    }
+
+    /// The JWK Set: every key a live token may be signed by.
+    pub async fn jwks(&self) -> Result<String, sea_orm::DbErr> {
+        keys::jwks(&self.db).await
+    }
+
+    /// Forgets idle rate-limit buckets (the server's sweeper calls this).
+    pub fn forget_idle(&self) {
+        if let Some(signer) = &self.signer {
+            signer.limiter.forget_idle();
+        }
+    }
+}
+
+impl Signer {
+    /// The key that signs now. Read from the database on every mint (one indexed query), so
+    /// a rotation by `roster keys rotate` takes effect on every process at the same moment;
+    /// unsealed only when the key id changes.
+    async fn current_key(&self) -> Result<Arc<keys::SigningKey>, AppError> {
+        let row = match self.store.signing_sealed().await? {
+            Some(row) => row,
+            None => {
+                // Every key was retired by hand (SQL): make a new one rather than fail.
+                let key = Arc::new(self.store.prepare().await.map_err(AppError::internal)?);
+                *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
+                return Ok(key);
+            }
+        };
+        if let Some(key) = self
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|k| k.kid == row.kid)
+        {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(self.store.open(&row).map_err(AppError::internal)?);
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audiences_are_bounded_printable_and_trimmed() {
+        assert_eq!(Audience::parse("billing").unwrap().as_str(), "billing");
+        assert!(Audience::parse("https://api.example.com/").is_ok());
+        assert_eq!(Audience::parse("").unwrap_err().code, "required");
+        for bad in [
+            " billing",
+            "billing\n",
+            "bil\u{0}ling",
+            &"a".repeat(MAX_AUDIENCE_BYTES + 1),
+        ] {
+            assert_eq!(Audience::parse(bad).unwrap_err().code, "invalid", "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The server secret: the one value outside the database that seals what must not be usable
+//! from a dump alone (the access-token signing keys today). Every purpose gets its own key,
+//! derived from the secret with HKDF-SHA256 (RFC 5869), so one purpose's key says nothing
+//! of another's.
+
+use std::path::{Path, PathBuf};
+
+use ring::aead;
+use zeroize::Zeroizing;
+
+/// Shortest secret accepted, in bytes: 256 bits if it is random text such as
+/// `openssl rand -base64 32` prints (44 characters); anything shorter is a typo or a password.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Longest secret accepted (a file of more is not a secret file).
+pub const MAX_SECRET_BYTES: usize = 4096;
+
+/// The server secret. Never printed, wiped from memory when dropped.
+#[derive(Clone)]
+pub struct ServerSecret(Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecret(<redacted>)")
+    }
+}
+
+/// Where the process's secret came from; said once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretOrigin {
+    /// `--secret-key-file` or `ROSTER_SECRET_KEY`.
+    Configured,
+    /// No secret configured: the development secret kept beside the SQLite file.
+    DevelopmentFile(PathBuf),
+    /// No secret configured, on an in-memory database: a random one for this process.
+    Ephemeral,
+}
+
+impl ServerSecret {
+    /// The secret as written (a file's trailing line break dropped). Refused, without
+    /// quoting it: shorter than [`MIN_SECRET_BYTES`] or longer than [`MAX_SECRET_BYTES`].
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "the secret key is {} bytes; it needs at least {MIN_SECRET_BYTES} random ones \
+                 (make one with `openssl rand -base64 32`)",
+                text.len()
+            ));
+        }
+        if text.len() > MAX_SECRET_BYTES {
+            return Err(format!(
+                "the secret key is longer than {MAX_SECRET_BYTES} bytes: is this the right file?"
+            ));
+        }
+        Ok(Self(Zeroizing::new(text.as_bytes().to_vec())))
+    }
+
+    /// Reads a secret file (`--secret-key-file`).
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .map_err(|e| format!("cannot read --secret-key-file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("--secret-key-file {}: {e}", path.display()))
+    }
+
+    /// 256 random bits from the OS, as base64url text.
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        getrandom::fill(bytes.as_mut()).expect("the OS random source works");
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref());
+        Self(Zeroizing::new(text.into_bytes()))
+    }
+
+    /// The secret this process uses: the configured one; else, on a SQLite file, the
+    /// development secret beside it (`<file>.secret`, created on first use, owner-only); else,
+    /// on an in-memory SQLite database, a random one that dies with the process; else none
+    /// (PostgreSQL without a configured secret: access tokens are unavailable).
+    pub fn resolve(
+        configured: Option<Self>,
+        database_url: &str,
+        sqlite_file: Option<&Path>,
+    ) -> Result<Option<(Self, SecretOrigin)>, String> {
+        if let Some(secret) = configured {
+            return Ok(Some((secret, SecretOrigin::Configured)));
+        }
+        if let Some(file) = sqlite_file {
+            let path = development_file(file);
+            return Self::development(&path)
+                .map(|s| Some((s, SecretOrigin::DevelopmentFile(path))));
+        }
+        if database_url.starts_with("sqlite:") {
+            return Ok(Some((Self::generate(), SecretOrigin::Ephemeral)));
+        }
+        Ok(None)
+    }
+
+    /// Reads the development secret, or creates it (mode 0600, never overwriting a file a
+    /// concurrent process wrote first).
+    fn development(path: &Path) -> Result<Self, String> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut file) => {
+                let secret = Self::generate();
+                file.write_all(&secret.0)
+                    .and_then(|()| file.write_all(b"\n"))
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok(secret)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A process that created it a moment ago may still be writing: wait briefly.
+                for _ in 0..50 {
+                    let secret = Self::read(path);
+                    if secret.is_ok() {
+                        return secret;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Self::read(path)
+            }
+            Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        }
+    }
+
+    /// The AEAD key for one purpose: HKDF-SHA256 of the secret, `info` naming the purpose.
+    pub(super) fn sealing_key(&self, purpose: &'static str) -> aead::LessSafeKey {
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"roster server secret");
+        let info = [purpose.as_bytes()];
+        let prk = salt.extract(&self.0);
+        let okm = prk
+            .expand(&info, &aead::CHACHA20_POLY1305)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        aead::LessSafeKey::new(aead::UnboundKey::from(okm))
+    }
+}
+
+/// `<file>.secret`, beside the SQLite database file.
+pub fn development_file(sqlite_file: &Path) -> PathBuf {
+    let mut name = sqlite_file.as_os_str().to_owned();
+    name.push(".secret");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_huge_secrets_are_refused_without_being_quoted() {
+        let short = ServerSecret::parse("hunter2-hunter2").unwrap_err();
+        assert!(short.contains("at least 32"), "{short}");
+        assert!(!short.contains("hunter2"), "{short}");
+        assert!(ServerSecret::parse(&"x".repeat(MAX_SECRET_BYTES + 1)).is_err());
+        let ok = ServerSecret::parse(&format!("{}\n", "k".repeat(32))).unwrap();
+        assert_eq!(
+            ok.0.len(),
+            32,
+            "the file's line break is not part of the secret"
+        );
+        assert_eq!(format!("{ok:?}"), "ServerSecret(<redacted>)");
+    }
+
+    #[test]
+    fn the_development_secret_is_created_once_owner_only_and_read_back() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let db = std::env::temp_dir().join(format!("secret_{}.db", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        let (first, origin) = ServerSecret::resolve(None, &url, Some(&db))
+            .unwrap()
+            .unwrap();
+        let path = development_file(&db);
+        assert_eq!(origin, SecretOrigin::DevelopmentFile(path.clone()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (again, _) = ServerSecret::resolve(None, &url, Some(&db))
+            .unwrap()
+            .unwrap();
+        assert_eq!(*first.0, *again.0);
+        std::fs::remove_file(path).unwrap();
+        // PostgreSQL without a configured secret has none; a configured one always wins.
+        assert!(
+            ServerSecret::resolve(None, "postgres://h/db", None)
+                .unwrap()
+                .is_none()
+        );
+        let given = ServerSecret::generate();
+        let (chosen, origin) = ServerSecret::resolve(Some(given.clone()), &url, Some(&db))
+            .unwrap()
+            .unwrap();
+        assert_eq!((*chosen.0).clone(), (*given.0).clone());
+        assert_eq!(origin, SecretOrigin::Configured);
+        assert!(!development_file(&db).exists());
+    }
+
+    #[test]
+    fn each_purpose_gets_its_own_key() {
+        let secret = ServerSecret::generate();
+        let seal = |purpose| {
+            let key = secret.sealing_key(purpose);
+            let mut data = b"same plaintext".to_vec();
+            key.seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key([0; 12]),
+                aead::Aad::empty(),
+                &mut data,
+            )
+            .unwrap();
+            data
+        };
+        assert_ne!(seal("a"), seal("b"));
+        assert_eq!(seal("a"), seal("a"));
+    }
+}

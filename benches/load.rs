@@ -297,6 +297,9 @@ struct RunResult {
     auth_check_ratio: f64,
     /// `/auth/check` p99 while logins saturate the hash pool.
     auth_check_p99_ms: f64,
+    /// `accessToken` answers per second (one session, no limit), and ÷ `/healthz`.
+    mint_rate: f64,
+    mint_ratio: f64,
 }
 
 struct Row {
@@ -317,6 +320,18 @@ const ROWS: &[Row] = &[
         name: "`/auth/check` (bearer), checks/s",
         get: |r| r.auth_check_rate,
         decimals: 0,
+        target: "",
+    },
+    Row {
+        name: "`accessToken` (ES256 JWT) minted/s, {login} connections, one session",
+        get: |r| r.mint_rate,
+        decimals: 0,
+        target: "",
+    },
+    Row {
+        name: "`accessToken` ÷ `/healthz` throughput",
+        get: |r| r.mint_ratio,
+        decimals: 3,
         target: "",
     },
     Row {

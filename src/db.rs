@@ -59,7 +59,7 @@ pub(crate) async fn report_legacy_hashes(db: &DatabaseConnection) {
 
 /// The file a `sqlite:` URL names, as sqlx reads it (percent-decoded), if it names one (not
 /// an in-memory database).
-pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     sqlite_url(url).map(|(file, _)| file)
 }
 

@@ -103,7 +103,7 @@ impl Application {
 
         let limits = &config.limits;
         let sc = &config.sessions;
-        let sessions = Sessions::new(
+        let mut sessions = Sessions::new(
             db.clone(),
             SessionPolicy {
                 idle_ttl: sc.session_idle_ttl,
@@ -111,6 +111,16 @@ impl Application {
                 max_per_user: sc.max_sessions_per_user,
             },
         );
+        if let Some(file) = crate::db::sqlite_file(&config.database_url) {
+            // Two per core: a lookup holds one only while it steps; past them, sqlx answers.
+            let n = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+            match crate::sessions::sqlite_lookup::Lookup::open(&file, n) {
+                Some(lookup) => sessions = sessions.with_direct_lookup(lookup),
+                None => tracing::warn!(
+                    "the direct session lookup could not open the database file; sqlx answers every lookup"
+                ),
+            }
+        }
         let shared = match &config.redis_url {
             Some(url) => Some(Shared::new(&url.0).map_err(StartupError::Config)?),
             None => None,
@@ -196,6 +206,7 @@ impl Application {
             metrics: metrics.clone(),
             hasher: hasher.clone(),
             tokens: tokens.clone(),
+            auth_check_jwt: config.tokens.auth_check_jwt,
         };
         let router = http::router(state.clone(), &config);
         let admin = match config.admin_listen {
@@ -263,6 +274,11 @@ impl Application {
     /// The server's metrics.
     pub fn metrics(&self) -> crate::metrics::Metrics {
         self.metrics.clone()
+    }
+
+    /// The session store, for tests that ask how tokens were resolved.
+    pub fn sessions(&self) -> Sessions {
+        self.sessions.clone()
     }
 
     /// The hash pool, for tests that count the hashes it computed.
@@ -418,6 +434,13 @@ async fn open_tokens(
         None => tracing::warn!(
             "no --secret-key-file or ROSTER_SECRET_KEY: accessToken answers              ACCESS_TOKENS_UNAVAILABLE"
         ),
+    }
+    if tc.auth_check_jwt && secret.is_none() {
+        return Err(StartupError::Config(
+            "--auth-check-jwt needs a server secret to sign with: set --secret-key-file or \
+             ROSTER_SECRET_KEY"
+                .into(),
+        ));
     }
     let settings = tc.settings(issuer).map_err(StartupError::Config)?;
     let limiter = crate::ratelimit::KeyLimiter::new(

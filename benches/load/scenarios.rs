@@ -516,6 +516,31 @@ pub(crate) async fn auth_check_phase(server: &Server, plan: Plan, result: &mut R
     }
     healthz_rates.push(get_rate(server.addr, &healthz, plan.login_clients, plan.auth_secs).await);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    // Minting: one GraphQL mutation and one ES256 signature each, then /healthz again.
+    let body = r#"{"query":"mutation { accessToken(audience: \"bench\") { token } }"}"#;
+    let mint = format!(
+        "POST /graphql HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    // A new connection: the first one has been idle past the server's keep-alive timeout.
+    let mut conn = Conn::open(server.addr).await.expect("connect");
+    let (status, minted) = conn.send(&mint).await.expect("mint");
+    if status == 200 && contains(&minted, b"\"accessToken\":{\"token\"") {
+        result.mint_rate = get_rate(server.addr, &mint, plan.login_clients, plan.auth_secs).await;
+        let after = get_rate(server.addr, &healthz, plan.login_clients, plan.auth_secs).await;
+        let before = healthz_rates[healthz_rates.len() - 1];
+        result.mint_ratio = result.mint_rate / ((before + after) / 2.0);
+    } else {
+        // A build without access tokens (ROSTER_BENCH_SERVER=an older one).
+        eprintln!(
+            "accessToken not measured: {}",
+            String::from_utf8_lossy(&minted)
+        );
+        result.mint_rate = f64::NAN;
+        result.mint_ratio = f64::NAN;
+    }
     result.auth_check_rate = mean(&check_rates);
     result.auth_healthz_rate = mean(&healthz_rates);
     // Each check window against the mean of the /healthz windows around it.

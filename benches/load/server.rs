@@ -104,6 +104,12 @@ impl Server {
             .env("ROSTER_MAX_CONNECTIONS_PER_IP", "100000")
             // One load generator logs in to one account, over and over.
             .env("ROSTER_LOGIN_RATE_LIMIT", "off")
+            .env("ROSTER_ACCESS_TOKEN_RATE_LIMIT", "off")
+            // Access tokens on PostgreSQL too (SQLite would make a development secret).
+            .env(
+                "ROSTER_SECRET_KEY",
+                "bench-secret-0123456789abcdef0123456789abcdef",
+            )
             .env("ROSTER_LOGIN_FAILURE_LIMIT", "off")
             .env("DATABASE_URL", database_url)
             .env_remove("RUST_LOG")

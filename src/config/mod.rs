@@ -398,6 +398,22 @@ mod tests {
                 "mail-from",
             ),
             (
+                Box::new(|c| c.tokens.jwt_ttl = std::time::Duration::ZERO),
+                "jwt-ttl",
+            ),
+            (
+                Box::new(|c| c.tokens.jwt_ttl = std::time::Duration::from_secs(3601)),
+                "jwt-ttl",
+            ),
+            (
+                Box::new(|c| c.tokens.auth_check_jwt = true),
+                "jwt-default-audience",
+            ),
+            (
+                Box::new(|c| c.tokens.jwt_default_audience = Some(" spaced".into())),
+                "jwt-default-audience",
+            ),
+            (
                 Box::new(|c| c.mail.mail_lease = c.mail.smtp_timeout),
                 "mail-lease",
             ),

@@ -57,6 +57,13 @@ pub struct TokenConfig {
     #[arg(long, env = "ROSTER_JWT_DEFAULT_AUDIENCE")]
     pub jwt_default_audience: Option<String>,
 
+    /// `/auth/check` also answers `X-Roster-Jwt`, an access token for
+    /// `--jwt-default-audience` (required then), so an upstream can verify the identity
+    /// instead of trusting the network. One token per session, reused while more than half
+    /// its life is left. Off by default: a signature costs more than the check.
+    #[arg(long, env = "ROSTER_AUTH_CHECK_JWT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auth_check_jwt: bool,
+
     /// Access tokens one session may mint, in the `N/PERIOD` form; or `off`.
     #[arg(long, env = "ROSTER_ACCESS_TOKEN_RATE_LIMIT", default_value = "30/5m",
           value_parser = parse_rate_limit)]
@@ -101,6 +108,13 @@ impl TokenConfig {
                 "--jwt-ttl must be between 1s and 1h; got {}s",
                 self.jwt_ttl.as_secs()
             ));
+        }
+        if self.auth_check_jwt && self.jwt_default_audience.is_none() {
+            return Err(
+                "--auth-check-jwt needs --jwt-default-audience: the audience of the tokens \
+                 /auth/check hands to the upstream"
+                    .into(),
+            );
         }
         self.settings(String::new()).map(|_| ())
     }

@@ -34,6 +34,8 @@ pub const USERNAME: &str = "x-roster-username";
 pub const SESSION_ID: &str = "x-roster-session-id";
 pub const EMAIL_VERIFIED: &str = "x-roster-email-verified";
 pub const LEGACY_ID: &str = "x-roster-legacy-id";
+/// `--auth-check-jwt`: an access token for the caller (ES256, `--jwt-default-audience`).
+pub const JWT: &str = "x-roster-jwt";
 
 /// A username as a header value: percent-encoded UTF-8, so nothing a client chose can carry
 /// a line break, a comma or a byte a proxy would read differently.
@@ -72,6 +74,26 @@ pub async fn check(State(state): State<AppState>, headers: axum::http::HeaderMap
             return response;
         }
     };
+    // Signed before anything is answered: a check that cannot carry the token it promised
+    // is refused as a store failure, never passed on without it.
+    let jwt = if state.auth_check_jwt {
+        match state.tokens.for_check(&caller).await {
+            Ok(token) => Some(token),
+            Err(e) => {
+                state.metrics.auth_check("error");
+                tracing::error!(error = %e, "an auth check could not sign its token");
+                let mut response = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::SERVER_BUSY,
+                    "the key store did not answer; retry shortly",
+                );
+                no_store(&mut response);
+                return response;
+            }
+        }
+    } else {
+        None
+    };
     state.metrics.auth_check("signed_in");
     let mut response = StatusCode::OK.into_response();
     let user = &caller.user;
@@ -83,6 +105,10 @@ pub async fn check(State(state): State<AppState>, headers: axum::http::HeaderMap
     ];
     if let Some(legacy) = user.legacy_id {
         identity.push((LEGACY_ID, legacy.to_string()));
+    }
+    if let Some(jwt) = jwt {
+        // base64url and dots: a plain header value.
+        identity.push((JWT, jwt.to_string()));
     }
     for (name, value) in identity {
         // Every value above is ASCII without control characters; a failure is impossible,

@@ -67,8 +67,10 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// The hash pool, for the queue-depth gauge.
     pub hasher: crate::password::Hasher,
-    /// Access tokens' keys, for the JWKS.
+    /// Access tokens' keys, for the JWKS (and `/auth/check`'s tokens).
     pub tokens: crate::tokens::AccessTokens,
+    /// `--auth-check-jwt`: `/auth/check` answers `X-Roster-Jwt` too.
+    pub auth_check_jwt: bool,
 }
 
 /// Builds the router with every layer. Serve it with [`serve::serve`], which gives each

@@ -94,7 +94,22 @@ struct Signer {
     limiter: KeyLimiter,
     /// The last key opened: most mints find the same key id and skip the unsealing.
     opened: Mutex<Option<Arc<keys::SigningKey>>>,
+    /// `--auth-check-jwt`: each session's token for `/auth/check`, reused while more than
+    /// half its life is left (a signature per check would cost more than the check).
+    for_checks: Mutex<std::collections::HashMap<uuid::Uuid, CheckToken>>,
 }
+
+/// A token handed to a proxy's check, and what it says (re-minted when the user changed).
+struct CheckToken {
+    token: Arc<str>,
+    fresh_until: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    said: (String, bool, Option<i64>),
+}
+
+/// Sessions whose check token is kept; past it the expired ones go, then all (the next
+/// checks sign again: slower, never wrong).
+pub const MAX_CHECK_TOKENS: usize = 10_000;
 
 /// Why access tokens cannot be served at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +153,7 @@ impl AccessTokens {
                 settings,
                 limiter,
                 opened: Mutex::new(Some(Arc::new(active))),
+                for_checks: Mutex::default(),
             })),
             metrics,
         })
@@ -185,6 +201,67 @@ impl AccessTokens {
             .check(&caller.session.id.to_string())
             .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
+        signer.sign(caller, audience).await
+    }
+
+    /// `--auth-check-jwt`: a token for the proxy's check of this caller, for the default
+    /// audience. One per session, reused while more than half its life is left and the user
+    /// is as it says; not charged to the session's minting limit (it is bounded by the
+    /// reuse: two signatures per token lifetime).
+    pub async fn for_check(&self, caller: &Caller) -> Result<Arc<str>, AppError> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or(AppError::AccessTokensUnavailable)?;
+        let user = &caller.user;
+        let said = (user.username.clone(), user.email_verified, user.legacy_id);
+        let now = Utc::now();
+        if let Some(kept) = signer
+            .for_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&caller.session.id)
+            .filter(|k| k.fresh_until > now && k.said == said)
+        {
+            return Ok(kept.token.clone());
+        }
+        let audience = signer
+            .settings
+            .default_audience
+            .clone()
+            .ok_or_else(|| AppError::internal("--auth-check-jwt without a default audience"))?;
+        let minted = signer.sign(caller, audience).await;
+        self.metrics.access_token(match &minted {
+            Ok(_) => "minted_for_check",
+            Err(_) => "error",
+        });
+        let minted = minted?;
+        let token: Arc<str> = Arc::from(minted.token);
+        let half = (minted.expires_at - now) / 2;
+        let mut kept = signer.for_checks.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= MAX_CHECK_TOKENS {
+            kept.retain(|_, k| k.expires_at > now);
+            if kept.len() >= MAX_CHECK_TOKENS {
+                kept.clear();
+            }
+        }
+        kept.insert(
+            caller.session.id,
+            CheckToken {
+                token: token.clone(),
+                fresh_until: now + half,
+                expires_at: minted.expires_at,
+                said,
+            },
+        );
+        Ok(token)
+    }
+}
+
+impl Signer {
+    /// Signs a token for `caller` and `audience` with the key that signs now.
+    async fn sign(&self, caller: &Caller, audience: Audience) -> Result<AccessToken, AppError> {
+        let signer = self;
         let key = signer.current_key().await?;
         let now = Utc::now();
         let expires_at = now
@@ -213,16 +290,25 @@ impl AccessTokens {
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at),
         })
     }
+}
 
+impl AccessTokens {
     /// The JWK Set: every key a live token may be signed by.
     pub async fn jwks(&self) -> Result<String, sea_orm::DbErr> {
         keys::jwks(&self.db).await
     }
 
-    /// Forgets idle rate-limit buckets (the server's sweeper calls this).
+    /// Forgets idle rate-limit buckets and expired check tokens (the server's sweeper
+    /// calls this every minute).
     pub fn forget_idle(&self) {
         if let Some(signer) = &self.signer {
             signer.limiter.forget_idle();
+            let now = Utc::now();
+            signer
+                .for_checks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, k| k.expires_at > now);
         }
     }
 }

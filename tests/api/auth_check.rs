@@ -196,3 +196,64 @@ async fn checks_through_a_trusted_proxy_are_budgeted_per_forwarded_client() {
         "another client behind the same proxy is not"
     );
 }
+
+/// The direct SQLite lookup (`sessions::sqlite_lookup`) against sqlx's answer for the same
+/// tokens, on a SQLite file whatever database the suite runs on.
+#[tokio::test]
+async fn the_direct_sqlite_lookup_answers_as_sqlx_does_and_sees_a_logout_at_once() {
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+    let (url, file) = crate::helpers::fresh_sqlite("direct_lookup");
+    let app = crate::helpers::spawn_app_on(url.clone(), |_| {}).await;
+    let path = roster::db::sqlite_file(&url).unwrap();
+    let lookup = roster::sessions::sqlite_lookup::Lookup::open(&path, 2).expect("opens");
+    assert_eq!(
+        app.register("Zoë", "zoe@example.com", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
+    let plain = token(&app, "zoe@example.com").await;
+    // Every column in use: a legacy id, a login time, skeletons, an agent, an address.
+    app.db
+        .execute_unprepared("UPDATE users SET legacy_id = 77, is_staff = 1, email_verified = 1")
+        .await
+        .unwrap();
+    let digest = roster::sessions::Token::parse(&plain).unwrap().digest();
+    let by_sqlx = roster::entity::session::Entity::find()
+        .find_also_related(roster::entity::user::Entity)
+        .filter(roster::entity::session::Column::TokenHash.eq(digest.clone()))
+        .one(&app.db)
+        .await
+        .unwrap()
+        .map(|(s, u)| (s, u.unwrap()));
+    assert!(
+        by_sqlx
+            .as_ref()
+            .is_some_and(|(_, u)| u.last_login.is_some())
+    );
+    assert_eq!(lookup.find(&digest), Some(by_sqlx));
+    // Unknown token: found to be nobody's (not "ask sqlx").
+    let unknown = roster::sessions::Token::generate().unwrap().digest();
+    assert_eq!(lookup.find(&unknown), Some(None));
+    // A logout is seen by the very next lookup: nothing is cached.
+    let out = app
+        .client
+        .post(app.url())
+        .bearer_auth(&plain)
+        .json(&json!({ "query": "mutation { logout }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    assert_eq!(lookup.find(&digest), Some(None));
+    // And the server resolves through it: the check after the logout is refused.
+    let before = app.sessions.direct_lookups();
+    assert_anonymous(&check(&app, &bearer(&plain)).await);
+    assert_eq!(
+        app.sessions.direct_lookups(),
+        before + 1,
+        "not through sqlx"
+    );
+    drop(app);
+    crate::helpers::remove_sqlite(Some(file));
+}

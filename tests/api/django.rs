@@ -150,7 +150,11 @@ fn fixture_users() -> Vec<Value> {
 }
 
 /// Runs `roster import-django` (the real binary) against the app's database.
-async fn import(app: &TestApp, source: &str, extra: &[&str]) -> (i32, Vec<Value>, String) {
+pub(crate) async fn import(
+    app: &TestApp,
+    source: &str,
+    extra: &[&str],
+) -> (i32, Vec<Value>, String) {
     let report = std::env::temp_dir().join(format!("report_{}.jsonl", uuid::Uuid::now_v7()));
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
     command
@@ -180,7 +184,7 @@ fn fixture(name: &str) -> String {
 }
 
 /// The Django SQLite file, copied so the import can open it read-only wherever it runs.
-fn django_sqlite() -> String {
+pub(crate) fn django_sqlite() -> String {
     let copy = std::env::temp_dir().join(format!("django_{}.sqlite3", uuid::Uuid::now_v7()));
     std::fs::copy(fixture("auth_user.sqlite3"), &copy).unwrap();
     format!("sqlite://{}", copy.display())

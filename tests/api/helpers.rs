@@ -55,6 +55,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The server's hash pool, to count the hashes it computed.
     pub hasher: roster::password::Hasher,
+    /// The server's session store.
+    pub sessions: roster::sessions::Sessions,
     /// The serving task: finishes when the server has shut down.
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub database_url: String,
@@ -224,6 +226,7 @@ async fn start(
     let app = Application::build(config).await.expect("the app starts");
     let addr = app.local_addr();
     let hasher = app.hasher();
+    let sessions = app.sessions();
     let server = tokio::spawn(app.run_until(shutdown));
     let db = Database::connect(&url).await.expect("test connection");
     TestApp {
@@ -231,6 +234,7 @@ async fn start(
         client: reqwest::Client::new(),
         db,
         hasher,
+        sessions,
         server: Some(server),
         database_url: url,
         sqlite_file: None,

@@ -176,3 +176,106 @@ async fn nginx_passes_roster_identities_to_the_application_and_refuses_everyone_
         .unwrap();
     assert_eq!(after.status(), 401);
 }
+
+/// The strangler fig, whole: a real Django application behind the documented nginx, on the
+/// Django database `roster import-django` read, with the documented middleware
+/// (docs/django/roster_middleware.py). Users sign in to roster; Django sees its own
+/// `auth_user`.
+#[tokio::test]
+#[ignore = "needs nginx and Django: run with ROSTER_TEST_DJANGO_PYTHON (a python with Django; .ci/run makes one) and -- --include-ignored"]
+async fn a_django_app_behind_nginx_sees_roster_s_user_as_its_own_auth_user() {
+    use tokio::io::AsyncBufReadExt as _;
+    let python = std::env::var("ROSTER_TEST_DJANGO_PYTHON").expect(
+        "this test needs ROSTER_TEST_DJANGO_PYTHON, a python with Django installed; .ci/run sets it",
+    );
+    let app = spawn_app().await;
+    let source = crate::django::django_sqlite();
+    let (code, report, stderr) = crate::django::import(&app, &source, &[]).await;
+    assert!(code == 0 || !report.is_empty(), "{stderr}");
+    let django_file = source.strip_prefix("sqlite://").unwrap().to_owned();
+
+    let port = free_port();
+    let mut django = tokio::process::Command::new(&python)
+        .arg(format!(
+            "{}/tests/django/strangler_app.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(&django_file)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python runs");
+    let mut lines = tokio::io::BufReader::new(django.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("Django starts")
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("ready"));
+    let listen = free_port();
+    let _nginx = start_nginx(listen, app.addr, port);
+    let base = format!("http://127.0.0.1:{listen}");
+    let client = reqwest::Client::new();
+    let whoami = |token: Option<&str>, forged: Option<&str>| {
+        let mut request = client.get(format!("{base}/whoami"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(id) = forged {
+            request = request.header("x-roster-legacy-id", id);
+        }
+        request.send()
+    };
+
+    // Nobody signed in, even claiming to be Django's superuser: nginx refuses.
+    assert_eq!(whoami(None, Some("14")).await.unwrap().status(), 401);
+
+    // Django's user signs in to roster, with the password Django hashed, through nginx.
+    let login: Value = client
+        .post(format!("{base}/graphql"))
+        .json(
+            &json!({ "query": "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                       "variables": { "i": { "identifier": "user_pbkdf2_sha256",
+                                              "password": GOOD_PASSWORD } } }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{login}"))
+        .to_owned();
+
+    // Django sees its own auth_user 1, whatever the client claims.
+    for forged in [None, Some("14")] {
+        let seen: Value = whoami(Some(&token), forged)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            json!({ "authenticated": true, "id": 1, "username": "user_pbkdf2_sha256", "is_staff": false }),
+            "forged: {forged:?}"
+        );
+    }
+
+    // Logged out of roster: Django's pages refuse at once.
+    let out: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({ "query": "mutation { logout }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    assert_eq!(whoami(Some(&token), None).await.unwrap().status(), 401);
+    let _ = std::fs::remove_file(&django_file);
+}

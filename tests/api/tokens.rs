@@ -782,3 +782,78 @@ async fn two_processes_share_signing_keys_and_forward_auth_sees_a_logout_on_the_
     assert_eq!(out["data"]["logout"], true, "{out}");
     assert_eq!(check(&b).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn with_auth_check_jwt_a_check_carries_one_token_per_session_that_verifies() {
+    let app = spawn_app_with(|c| {
+        c.tokens.auth_check_jwt = true;
+        c.tokens.jwt_default_audience = Some("intranet".into());
+    })
+    .await;
+    let token = sign_in(&app, "kim").await;
+    let check = |credential: Option<&str>| {
+        let mut request = fresh_client().get(format!("http://{}/auth/check", app.addr));
+        if let Some(t) = credential {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+    let first = check(Some(&token)).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let session_id = first.headers()["x-roster-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let jwt = first.headers()["x-roster-jwt"].to_str().unwrap().to_owned();
+    let claims = verify(&jwt, &jwks(&app).await).unwrap();
+    assert_eq!(claims["aud"], "intranet");
+    assert_eq!(claims["sid"], session_id.as_str());
+    assert_eq!(claims["email_verified"], false);
+
+    // The next check reuses the token (no signature per check)…
+    let again = check(Some(&token)).await.unwrap();
+    assert_eq!(again.headers()["x-roster-jwt"], jwt.as_str());
+    // …until what it says of the user changes.
+    app.db
+        .execute_unprepared("UPDATE users SET email_verified = true")
+        .await
+        .unwrap();
+    let changed = check(Some(&token)).await.unwrap();
+    let renewed = changed.headers()["x-roster-jwt"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(renewed, jwt);
+    assert_eq!(part(&renewed, 1)["email_verified"], true);
+
+    // Anonymous and logged out: 401, and no token.
+    let anonymous = check(None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(anonymous.headers().get("x-roster-jwt").is_none());
+    let out = fresh_client()
+        .post(app.url())
+        .bearer_auth(&token)
+        .json(&json!({ "query": "mutation { logout }" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(out["data"]["logout"], true);
+    let after = check(Some(&token)).await.unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    assert!(after.headers().get("x-roster-jwt").is_none());
+
+    // Off by default: no token in a check.
+    let plain = spawn_app().await;
+    let token = sign_in(&plain, "lee").await;
+    let answer = fresh_client()
+        .get(format!("http://{}/auth/check", plain.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer.headers().get("x-roster-jwt").is_none());
+}

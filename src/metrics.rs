@@ -39,8 +39,8 @@ pub struct LimiterLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// Checks: `signed_in`, `anonymous` or `error`; tokens: `minted`, `rate_limited`,
-    /// `invalid_audience`, `unavailable`, `error`.
+    /// Checks: `signed_in`, `anonymous` or `error`; tokens: `minted`, `minted_for_check`,
+    /// `rate_limited`, `invalid_audience`, `unavailable`, `error`.
     pub outcome: String,
 }
 
@@ -144,7 +144,7 @@ impl Metrics {
         let access_tokens = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "access_tokens",
-            "Access-token requests by outcome: minted, rate_limited, invalid_audience, unavailable, error",
+            "Access-token requests by outcome: minted, minted_for_check, rate_limited, invalid_audience, unavailable, error",
             access_tokens.clone(),
         );
         let emails_delivered = Family::<KindLabels, Counter>::default();

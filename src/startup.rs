@@ -336,6 +336,7 @@ impl Application {
                 failures.forget_idle();
                 address_limiter.forget_idle();
                 tokens.forget_idle();
+                tokens.refresh().await;
                 if ticks.is_multiple_of(10) {
                     match sessions.purge_expired().await {
                         Ok(0) => {}
@@ -425,14 +426,14 @@ async fn open_tokens(
     match &secret {
         Some((_, SecretOrigin::DevelopmentFile(path))) => tracing::warn!(
             path = %path.display(),
-            "no --secret-key-file: access-token keys are sealed with a development secret kept              beside the database, so a copy of both can mint tokens (development only)"
+            "no --secret-key-file: access-token keys are sealed with a development secret kept beside the database, so a copy of both can mint tokens (development only)"
         ),
         Some((_, SecretOrigin::Ephemeral)) => tracing::warn!(
-            "no --secret-key-file: access-token keys are sealed with a random secret that ends              with this process (in-memory database)"
+            "no --secret-key-file: access-token keys are sealed with a random secret that ends with this process (in-memory database)"
         ),
         Some((_, SecretOrigin::Configured)) => {}
         None => tracing::warn!(
-            "no --secret-key-file or ROSTER_SECRET_KEY: accessToken answers              ACCESS_TOKENS_UNAVAILABLE"
+            "no --secret-key-file or ROSTER_SECRET_KEY: accessToken answers ACCESS_TOKENS_UNAVAILABLE"
         ),
     }
     if tc.auth_check_jwt && secret.is_none() {
@@ -441,6 +442,15 @@ async fn open_tokens(
              ROSTER_SECRET_KEY"
                 .into(),
         ));
+    }
+    if secret.is_some()
+        && config.mail.public_url.is_none()
+        && config.database_url.starts_with("postgres")
+    {
+        tracing::warn!(
+            "no --public-url: access tokens name this process's own address as their issuer, \
+             which differs from process to process in a fleet; set --public-url"
+        );
     }
     let settings = tc.settings(issuer).map_err(StartupError::Config)?;
     let limiter = crate::ratelimit::KeyLimiter::new(

@@ -23,6 +23,8 @@ pub mod m20261207_000001_deactivation_ends_sessions;
 pub mod m20261207_000002_create_login_names;
 /// `signing_keys`: the access tokens' ES256 key pairs, private halves encrypted.
 pub mod m20261207_000003_create_signing_keys;
+/// `signing_keys.public_mac`: only keys the server secret vouches for are published.
+pub mod m20261207_000004_signing_keys_mac;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -153,6 +155,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_deactivation_ends_sessions::Migration),
             Box::new(m20261207_000002_create_login_names::Migration),
             Box::new(m20261207_000003_create_signing_keys::Migration),
+            Box::new(m20261207_000004_signing_keys_mac::Migration),
         ]
     }
 }

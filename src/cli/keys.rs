@@ -4,8 +4,8 @@ use crate::config::Config;
 use crate::tokens::keys::{self, KeyState};
 use crate::tokens::{KeyStore, ServerSecret};
 
-/// `roster keys list|rotate`: exit 0; 2 when the database cannot be read or written, or
-/// (rotate) no secret can seal the new key.
+/// `roster keys list|rotate|revoke`: exit 0; 1 when `revoke` found no such key; 2 when the
+/// database cannot be read or written, or (rotate, revoke) there is no secret.
 pub async fn run(config: &Config, command: &super::KeysCommand) -> ExitCode {
     let db = match crate::db::connect(config, Vec::new()).await {
         Ok(db) => db,
@@ -48,35 +48,36 @@ pub async fn run(config: &Config, command: &super::KeysCommand) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        super::KeysCommand::Revoke { kid } => {
+            let secret = match secret_for(config) {
+                Ok(secret) => secret,
+                Err(code) => return code,
+            };
+            match KeyStore::new(db, &secret).revoke(kid).await {
+                Ok(true) => {
+                    eprintln!(
+                        "keys: {kid} is out of the JWKS (verifiers refetching it drop it within \
+                         a minute) and its private half is wiped"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    eprintln!("keys: no key has that id");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("keys: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         super::KeysCommand::Rotate {
             replace_secret,
             now,
         } => {
-            let configured = match config.tokens.secret() {
+            let secret = match secret_for(config) {
                 Ok(secret) => secret,
-                Err(e) => {
-                    eprintln!("keys: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let sqlite_file = crate::db::sqlite_file(&config.database_url);
-            let secret = match ServerSecret::resolve(
-                configured,
-                &config.database_url,
-                sqlite_file.as_deref(),
-            ) {
-                Ok(Some((secret, _))) => secret,
-                Ok(None) => {
-                    eprintln!(
-                        "keys: rotating needs the server secret: set --secret-key-file or \
-                         ROSTER_SECRET_KEY"
-                    );
-                    return ExitCode::from(2);
-                }
-                Err(e) => {
-                    eprintln!("keys: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match KeyStore::new(db, &secret)
                 .rotate(*replace_secret, *now)
@@ -98,6 +99,28 @@ pub async fn run(config: &Config, command: &super::KeysCommand) -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// The server secret, as the server would resolve it; the exit code to end with otherwise.
+fn secret_for(config: &Config) -> Result<ServerSecret, ExitCode> {
+    let configured = config.tokens.secret().map_err(|e| {
+        eprintln!("keys: {e}");
+        ExitCode::from(2)
+    })?;
+    let sqlite_file = crate::db::sqlite_file(&config.database_url);
+    match ServerSecret::resolve(configured, &config.database_url, sqlite_file.as_deref()) {
+        Ok(Some((secret, _))) => Ok(secret),
+        Ok(None) => {
+            eprintln!(
+                "keys: this needs the server secret: set --secret-key-file or ROSTER_SECRET_KEY"
+            );
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("keys: {e}");
+            Err(ExitCode::from(2))
         }
     }
 }

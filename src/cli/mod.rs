@@ -67,6 +67,13 @@ pub enum KeysCommand {
         #[arg(long)]
         replace_secret: bool,
     },
+    /// Takes a key out of the JWKS at once and wipes its private half (a key that leaked):
+    /// every token it signed stops verifying. Rotate first (`rotate --now`) when it is the
+    /// key that signs, or the next token makes a new key on the spot.
+    Revoke {
+        /// The key's id (`kid`, from `roster keys list`).
+        kid: String,
+    },
 }
 
 /// `roster outbox …`: what operators need when email delivery fails.

@@ -11,6 +11,9 @@ pub struct Model {
     pub algorithm: String,
     /// The public key as a JWK (JSON), published in the JWKS.
     pub public_jwk: String,
+    /// Hex HMAC-SHA256 (key from the server secret) of `kid`, `algorithm` and `public_jwk`:
+    /// only keys whose MAC checks are published.
+    pub public_mac: Option<String>,
     /// The PKCS#8 private key sealed with the server secret; `None` once wiped.
     pub private_key: Option<String>,
     /// Published in the JWKS from here on.

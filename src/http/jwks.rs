@@ -22,7 +22,7 @@ pub const CACHE_CONTROL: &str = "public, max-age=60";
 pub async fn jwks(State(state): State<AppState>) -> Response {
     match state.tokens.jwks().await {
         Ok(body) => {
-            let mut response = body.into_response();
+            let mut response = body.to_string().into_response();
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,

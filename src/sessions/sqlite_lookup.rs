@@ -37,6 +37,24 @@ const SQL: &str = "SELECT s.id, s.user_id, s.token_hash, s.created_at, s.last_se
 /// Read-only connections to the database file, each with the statement prepared.
 pub struct Lookup {
     conns: Vec<Mutex<Conn>>,
+    path: std::path::PathBuf,
+    /// The file's device and inode when opened: a file put in its place (a restore by
+    /// `mv`) is not the one these connections read, so sqlx answers from then on.
+    identity: (u64, u64),
+}
+
+/// Resets the statement when dropped, on every exit, unwinding included: ends the read
+/// transaction (which would otherwise hold back WAL checkpoints) and drops the binding.
+struct Reset(*mut ffi::sqlite3_stmt);
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        // SAFETY: the statement is alive (its connection is locked by the caller).
+        unsafe {
+            ffi::sqlite3_reset(self.0);
+            ffi::sqlite3_clear_bindings(self.0);
+        }
+    }
 }
 
 struct Conn {
@@ -97,30 +115,27 @@ impl Conn {
     /// Steps the statement for `digest`. `None`: ask sqlx.
     fn find(&mut self, digest: &str) -> Option<Option<(session::Model, user::Model)>> {
         let stmt = self.stmt;
+        let _reset = Reset(stmt);
+        let len = c_int::try_from(digest.len()).ok()?;
         // SAFETY: `stmt` is a prepared statement of this connection, used by this thread
         // alone (the caller holds the mutex). The digest is copied by SQLite
-        // (SQLITE_TRANSIENT). Every exit resets the statement, which ends the read
-        // transaction and drops the binding.
+        // (SQLITE_TRANSIENT). `_reset` resets the statement on every exit.
         unsafe {
             let bound = ffi::sqlite3_bind_text(
                 stmt,
                 1,
                 digest.as_ptr().cast(),
-                c_int::try_from(digest.len()).ok()?,
+                len,
                 ffi::SQLITE_TRANSIENT(),
             );
-            let answer = if bound != ffi::SQLITE_OK {
-                None
-            } else {
-                match ffi::sqlite3_step(stmt) {
-                    ffi::SQLITE_ROW => decode(stmt).map(Some),
-                    ffi::SQLITE_DONE => Some(None),
-                    _ => None,
-                }
-            };
-            ffi::sqlite3_reset(stmt);
-            ffi::sqlite3_clear_bindings(stmt);
-            answer
+            if bound != ffi::SQLITE_OK {
+                return None;
+            }
+            match ffi::sqlite3_step(stmt) {
+                ffi::SQLITE_ROW => decode(stmt).map(Some),
+                ffi::SQLITE_DONE => Some(None),
+                _ => None,
+            }
         }
     }
 }
@@ -130,22 +145,46 @@ impl Lookup {
     /// server then uses sqlx alone).
     pub fn open(file: &Path, connections: usize) -> Option<Self> {
         use std::os::unix::ffi::OsStrExt as _;
+        // SAFETY: no preconditions. A SQLite built single-threaded could not be used from
+        // the runtime's threads at all.
+        if unsafe { ffi::sqlite3_threadsafe() } == 0 {
+            return None;
+        }
+        let identity = identity(file)?;
         let path = CString::new(file.as_os_str().as_bytes()).ok()?;
         let conns = (0..connections.max(1))
             .map(|_| Conn::open(&path).map(Mutex::new))
             .collect::<Option<Vec<_>>>()?;
-        Some(Self { conns })
+        Some(Self {
+            conns,
+            path: file.to_owned(),
+            identity,
+        })
     }
 
     /// The session and user for `digest`: `Some(None)` when there is none, `None` when this
     /// reader cannot answer (ask sqlx).
     pub fn find(&self, digest: &str) -> Option<Option<(session::Model, user::Model)>> {
-        // A free connection, or none: a request never waits here for another's lookup.
+        if identity(&self.path) != Some(self.identity) {
+            return None;
+        }
+        // A free connection, or none: a request never waits here for another's lookup. A
+        // lock poisoned by a panic holds a statement `Reset` has already reset: usable.
         self.conns
             .iter()
-            .find_map(|c| c.try_lock().ok())
+            .find_map(|c| match c.try_lock() {
+                Ok(conn) => Some(conn),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            })
             .and_then(|mut conn| conn.find(digest))
     }
+}
+
+/// A file's device and inode.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The row as sqlx would decode it; `None` for anything this decoder does not know.

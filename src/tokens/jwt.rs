@@ -58,6 +58,17 @@ pub fn sign(key: &EcdsaKeyPair, kid: &str, claims: &Claims) -> Result<String, Si
     Ok(token)
 }
 
+/// The `kid` of a token this module signed.
+pub fn kid_of(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("kid")?.as_str().map(str::to_owned)
+}
+
 /// Signing failed (the OS random source, or serialisation): nothing a client can fix.
 #[derive(Debug, thiserror::Error)]
 #[error("signing an access token failed")]

@@ -20,7 +20,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, TransactionTrait,
 };
 use zeroize::Zeroizing;
 
@@ -30,6 +30,8 @@ use crate::entity::signing_key;
 
 /// The HKDF purpose of the key that seals signing keys.
 const SEALING_PURPOSE: &str = "roster signing keys v1";
+/// The HKDF purpose of the key that vouches for published public keys.
+const PUBLISHING_PURPOSE: &str = "roster jwks v1";
 /// The sealed form's version prefix.
 const SEALED_PREFIX: &str = "v1:";
 
@@ -112,6 +114,7 @@ fn retention() -> chrono::Duration {
 pub struct KeyStore {
     db: DatabaseConnection,
     sealing: std::sync::Arc<aead::LessSafeKey>,
+    publishing: std::sync::Arc<ring::hmac::Key>,
 }
 
 impl KeyStore {
@@ -119,7 +122,48 @@ impl KeyStore {
         Self {
             db,
             sealing: std::sync::Arc::new(secret.sealing_key(SEALING_PURPOSE)),
+            publishing: std::sync::Arc::new(secret.mac_key(PUBLISHING_PURPOSE)),
         }
+    }
+
+    /// The MAC that lets a row's public key be published.
+    fn public_mac(&self, kid: &str, algorithm: &str, public_jwk: &str) -> String {
+        let mut context = ring::hmac::Context::with_key(&self.publishing);
+        for part in [kid, algorithm, public_jwk] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part.as_bytes());
+        }
+        hex(context.sign().as_ref())
+    }
+
+    fn vouches_for(&self, row: &signing_key::Model) -> bool {
+        let Some(mac) = row.public_mac.as_deref() else {
+            return false;
+        };
+        let expected = self.public_mac(&row.kid, &row.algorithm, &row.public_jwk);
+        // Constant time: the MAC is a secret-keyed value an attacker may probe for.
+        subtle::ConstantTimeEq::ct_eq(mac.as_bytes(), expected.as_bytes()).into()
+    }
+
+    /// Keys made before `public_mac` existed get theirs once their private half proves to
+    /// open with this secret and to match the published public key.
+    async fn vouch_for_older_keys(&self) -> Result<(), DbErr> {
+        let rows = signing_key::Entity::find()
+            .filter(signing_key::Column::PublicMac.is_null())
+            .filter(signing_key::Column::PrivateKey.is_not_null())
+            .all(&self.db)
+            .await?;
+        for row in rows {
+            if self.open(&row).is_ok() {
+                let mac = self.public_mac(&row.kid, &row.algorithm, &row.public_jwk);
+                signing_key::Entity::update_many()
+                    .col_expr(signing_key::Column::PublicMac, Expr::value(mac))
+                    .filter(signing_key::Column::Kid.eq(row.kid))
+                    .exec(&self.db)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// How many keys still hold a private half (sealed by some secret).
@@ -135,6 +179,7 @@ impl KeyStore {
     /// the first key; wipes private halves no longer needed. Returns the active key.
     pub async fn prepare(&self) -> Result<SigningKey, KeyError> {
         self.wipe_expired(&self.db).await?;
+        self.vouch_for_older_keys().await?;
         match self.signing_row(&self.db).await? {
             Some(row) => self.open(&row),
             None => {
@@ -172,8 +217,34 @@ impl KeyStore {
         };
         let (row, key) = self.generate(now, active_from)?;
         let txn = self.db.begin().await?;
+        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // One rotation at a time: a second one waits and then retires the first's key,
+            // instead of leaving it live beside its own.
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7275890111)")
+                .await?;
+        }
         if !replace_secret && let Some(active) = self.signing_row(&txn).await? {
             self.open(&active)?;
+        }
+        if replace_secret {
+            // The new secret vouches for the keys published now, so the tokens they signed
+            // keep verifying (`roster keys list` shows which, beforehand).
+            let published = signing_key::Entity::find()
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(signing_key::Column::RetiredAt.is_null())
+                        .add(signing_key::Column::RetiredAt.gt(now - retention())),
+                )
+                .all(&txn)
+                .await?;
+            for row in published {
+                let mac = self.public_mac(&row.kid, &row.algorithm, &row.public_jwk);
+                signing_key::Entity::update_many()
+                    .col_expr(signing_key::Column::PublicMac, Expr::value(mac))
+                    .filter(signing_key::Column::Kid.eq(row.kid))
+                    .exec(&txn)
+                    .await?;
+            }
         }
         signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetiredAt, Expr::value(active_from))
@@ -253,10 +324,64 @@ impl KeyStore {
             &ring::rand::SystemRandom::new(),
         )
         .map_err(|_| wrong())?;
+        // The key id is the public key's thumbprint: a sealed key moved onto another row's id
+        // fails the AEAD already; this also catches a row whose id was made up.
+        if PublicJwk::of(&pair)
+            .map(|jwk| jwk.thumbprint())
+            .ok()
+            .as_deref()
+            != Some(&row.kid)
+        {
+            return Err(wrong());
+        }
         Ok(SigningKey {
             kid: row.kid.clone(),
             pair,
         })
+    }
+
+    /// Takes a key out of the JWKS at once and wipes its private half: for a key that
+    /// leaked (`roster keys revoke`). Tokens it signed stop verifying. If it was the key
+    /// that signs, the next token is signed by the next live key, or a new one made then.
+    /// `false` when there is no such key.
+    pub async fn revoke(&self, kid: &str) -> Result<bool, KeyError> {
+        let long_ago = Utc::now() - retention() - chrono::Duration::seconds(1);
+        let done = signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::RetiredAt, Expr::value(long_ago))
+            .col_expr(
+                signing_key::Column::PrivateKey,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(signing_key::Column::Kid.eq(kid))
+            .exec(&self.db)
+            .await?;
+        Ok(done.rows_affected > 0)
+    }
+
+    /// The public keys a verifier may meet, as a JWK Set document: live keys and keys
+    /// retired less than [`PUBLISHED_AFTER_RETIREMENT`] ago, each only if this secret vouches
+    /// for it (a row written into the database by anyone else is never published).
+    pub async fn jwks(&self) -> Result<String, DbErr> {
+        let rows = signing_key::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(signing_key::Column::RetiredAt.is_null())
+                    .add(signing_key::Column::RetiredAt.gt(Utc::now() - retention())),
+            )
+            .order_by_desc(signing_key::Column::ActiveFrom)
+            .order_by_desc(signing_key::Column::Kid)
+            .all(&self.db)
+            .await?;
+        let mut published = Vec::with_capacity(rows.len());
+        for row in rows {
+            if self.vouches_for(&row) {
+                published.push(row.public_jwk);
+            } else {
+                tracing::warn!(kid = %row.kid, "a signing key the server secret does not vouch for is not published");
+            }
+        }
+        // Each one a JWK this module wrote as JSON (and vouched for).
+        Ok(format!("{{\"keys\":[{}]}}", published.join(",")))
     }
 
     /// A new key pair, and its row with the private half sealed.
@@ -284,10 +409,12 @@ impl KeyStore {
             .map_err(|_| KeyError::Crypto("sealing a key failed"))?;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&buffer);
+        let public_jwk = jwk.to_json(&kid);
         let row = signing_key::ActiveModel {
             kid: Set(kid.clone()),
             algorithm: Set("ES256".into()),
-            public_jwk: Set(jwk.to_json(&kid)),
+            public_mac: Set(Some(self.public_mac(&kid, "ES256", &public_jwk))),
+            public_jwk: Set(public_jwk),
             private_key: Set(Some(format!("{SEALED_PREFIX}{}", b64(&sealed)))),
             created_at: Set(now),
             active_from: Set(active_from),
@@ -320,25 +447,6 @@ fn signing_of(live: Vec<signing_key::Model>, now: DateTime<Utc>) -> Option<signi
         Some(i) => live.into_iter().nth(i),
         None => first_pending.and_then(|i| live.into_iter().nth(i)),
     }
-}
-
-/// The public keys a verifier may meet: live keys and keys retired less than
-/// [`PUBLISHED_AFTER_RETIREMENT`] ago, as a JWK Set document.
-pub async fn jwks(db: &DatabaseConnection) -> Result<String, DbErr> {
-    let rows: Vec<String> = signing_key::Entity::find()
-        .select_only()
-        .column(signing_key::Column::PublicJwk)
-        .filter(
-            sea_orm::Condition::any()
-                .add(signing_key::Column::RetiredAt.is_null())
-                .add(signing_key::Column::RetiredAt.gt(Utc::now() - retention())),
-        )
-        .order_by_desc(signing_key::Column::CreatedAt)
-        .into_tuple()
-        .all(db)
-        .await?;
-    // Each row is a JWK this module wrote as JSON.
-    Ok(format!("{{\"keys\":[{}]}}", rows.join(",")))
 }
 
 /// Every key, newest first, with its state.
@@ -378,6 +486,10 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<KeyInfo>, DbErr> {
             }
         })
         .collect())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An EC public key as a JWK (RFC 7517/7518).

@@ -73,17 +73,25 @@ pub struct TokenSettings {
 }
 
 /// A minted token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AccessToken {
     pub token: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// The token is a bearer credential: never in a log line.
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Mints access tokens and publishes the JWKS. Cheap to clone. Without a server secret
 /// (PostgreSQL and none configured) minting answers `ACCESS_TOKENS_UNAVAILABLE`.
 #[derive(Clone)]
 pub struct AccessTokens {
-    db: DatabaseConnection,
     signer: Option<Arc<Signer>>,
     metrics: crate::metrics::Metrics,
 }
@@ -97,19 +105,29 @@ struct Signer {
     /// `--auth-check-jwt`: each session's token for `/auth/check`, reused while more than
     /// half its life is left (a signature per check would cost more than the check).
     for_checks: Mutex<std::collections::HashMap<uuid::Uuid, CheckToken>>,
+    /// The id of the key that signs, as last read (each mint, and every minute): a check
+    /// token of another key is signed again.
+    signing_kid: Mutex<String>,
+    /// The JWKS document and when it was read (served for [`JWKS_CACHE`]).
+    jwks: Mutex<Option<(std::time::Instant, Arc<str>)>>,
 }
 
 /// A token handed to a proxy's check, and what it says (re-minted when the user changed).
 struct CheckToken {
     token: Arc<str>,
+    kid: String,
     fresh_until: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     said: (String, bool, Option<i64>),
 }
 
-/// Sessions whose check token is kept; past it the expired ones go, then all (the next
-/// checks sign again: slower, never wrong).
+/// Sessions whose check token is kept; past it, expired ones go first, and a new session's
+/// token is then not kept (its checks sign again: slower, never wrong).
 pub const MAX_CHECK_TOKENS: usize = 10_000;
+
+/// How long the JWKS document is served from memory: an unauthenticated endpoint should not
+/// cost a query per request, and a rotated-in key is published two minutes before it signs.
+pub const JWKS_CACHE: Duration = Duration::from_secs(1);
 
 /// Why access tokens cannot be served at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -139,21 +157,21 @@ impl AccessTokens {
                 return Err(TokensError::NoSecret(sealed));
             }
             return Ok(Self {
-                db,
                 signer: None,
                 metrics,
             });
         };
-        let store = KeyStore::new(db.clone(), secret);
+        let store = KeyStore::new(db, secret);
         let active = store.prepare().await?;
         Ok(Self {
-            db,
             signer: Some(Arc::new(Signer {
                 store,
                 settings,
                 limiter,
+                signing_kid: Mutex::new(active.kid.clone()),
                 opened: Mutex::new(Some(Arc::new(active))),
                 for_checks: Mutex::default(),
+                jwks: Mutex::default(),
             })),
             metrics,
         })
@@ -216,12 +234,17 @@ impl AccessTokens {
         let user = &caller.user;
         let said = (user.username.clone(), user.email_verified, user.legacy_id);
         let now = Utc::now();
+        let signing_kid = signer
+            .signing_kid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if let Some(kept) = signer
             .for_checks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&caller.session.id)
-            .filter(|k| k.fresh_until > now && k.said == said)
+            .filter(|k| k.fresh_until > now && k.said == said && k.kid == signing_kid)
         {
             return Ok(kept.token.clone());
         }
@@ -236,24 +259,25 @@ impl AccessTokens {
             Err(_) => "error",
         });
         let minted = minted?;
+        let kid = jwt::kid_of(&minted.token).unwrap_or_default();
         let token: Arc<str> = Arc::from(minted.token);
         let half = (minted.expires_at - now) / 2;
         let mut kept = signer.for_checks.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() >= MAX_CHECK_TOKENS {
+        if kept.len() >= MAX_CHECK_TOKENS && !kept.contains_key(&caller.session.id) {
             kept.retain(|_, k| k.expires_at > now);
-            if kept.len() >= MAX_CHECK_TOKENS {
-                kept.clear();
-            }
         }
-        kept.insert(
-            caller.session.id,
-            CheckToken {
-                token: token.clone(),
-                fresh_until: now + half,
-                expires_at: minted.expires_at,
-                said,
-            },
-        );
+        if kept.len() < MAX_CHECK_TOKENS || kept.contains_key(&caller.session.id) {
+            kept.insert(
+                caller.session.id,
+                CheckToken {
+                    token: token.clone(),
+                    kid,
+                    fresh_until: now + half,
+                    expires_at: minted.expires_at,
+                    said,
+                },
+            );
+        }
         Ok(token)
     }
 }
@@ -263,6 +287,7 @@ impl Signer {
     async fn sign(&self, caller: &Caller, audience: Audience) -> Result<AccessToken, AppError> {
         let signer = self;
         let key = signer.current_key().await?;
+        *signer.signing_kid.lock().unwrap_or_else(|e| e.into_inner()) = key.kid.clone();
         let now = Utc::now();
         let expires_at = now
             + chrono::Duration::from_std(signer.settings.ttl.min(MAX_TOKEN_TTL))
@@ -293,9 +318,40 @@ impl Signer {
 }
 
 impl AccessTokens {
-    /// The JWK Set: every key a live token may be signed by.
-    pub async fn jwks(&self) -> Result<String, sea_orm::DbErr> {
-        keys::jwks(&self.db).await
+    /// The JWK Set: every key a live token may be signed by (none without a secret: no
+    /// key can be vouched for). Read at most every [`JWKS_CACHE`].
+    pub async fn jwks(&self) -> Result<Arc<str>, sea_orm::DbErr> {
+        let Some(signer) = &self.signer else {
+            return Ok(Arc::from(r#"{"keys":[]}"#));
+        };
+        if let Some((_, body)) = signer
+            .jwks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < JWKS_CACHE)
+        {
+            return Ok(body.clone());
+        }
+        let body: Arc<str> = Arc::from(signer.store.jwks().await?);
+        *signer.jwks.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), body.clone()));
+        Ok(body)
+    }
+
+    /// Every minute (the server's sweeper): learns which key signs now, so check tokens of
+    /// a key rotated out or revoked elsewhere are signed again within the minute.
+    pub async fn refresh(&self) {
+        let Some(signer) = &self.signer else {
+            return;
+        };
+        match signer.store.signing_sealed().await {
+            Ok(Some(row)) => {
+                *signer.signing_kid.lock().unwrap_or_else(|e| e.into_inner()) = row.kid;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the signing key failed"),
+        }
     }
 
     /// Forgets idle rate-limit buckets and expired check tokens (the server's sweeper

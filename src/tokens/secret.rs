@@ -95,38 +95,79 @@ impl ServerSecret {
         Ok(None)
     }
 
-    /// Reads the development secret, or creates it (mode 0600, never overwriting a file a
-    /// concurrent process wrote first).
+    /// Reads the development secret, or creates it: written whole to a private temporary
+    /// file (mode 0600), then hard-linked into place, which never replaces a file a
+    /// concurrent process put there first and never leaves a half-written one.
     fn development(path: &Path) -> Result<Self, String> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(mut file) => {
-                let secret = Self::generate();
-                file.write_all(&secret.0)
-                    .and_then(|()| file.write_all(b"\n"))
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                Ok(secret)
+        if !path.exists() {
+            let temp = {
+                let mut name = path.as_os_str().to_owned();
+                name.push(format!(".{}.tmp", uuid::Uuid::now_v7().simple()));
+                std::path::PathBuf::from(name)
+            };
+            let secret = Self::generate();
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .and_then(|mut file| {
+                    file.write_all(&secret.0)?;
+                    file.write_all(b"\n")?;
+                    file.sync_all()
+                })
+                .and_then(|()| std::fs::hard_link(&temp, path));
+            let _ = std::fs::remove_file(&temp);
+            match written {
+                Ok(()) => return Ok(secret),
+                // Another process linked its own first: use that one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // A process that created it a moment ago may still be writing: wait briefly.
-                for _ in 0..50 {
-                    let secret = Self::read(path);
-                    if secret.is_ok() {
-                        return secret;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Self::read(path)
-            }
-            Err(e) => Err(format!("cannot create {}: {e}", path.display())),
         }
+        Self::read_private(path)
+    }
+
+    /// Reads the development secret only if it is a regular file of this user's that nobody
+    /// else may read (not a link someone planted beside the database).
+    fn read_private(path: &Path) -> Result<Self, String> {
+        use std::io::Read as _;
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| format!("cannot read the development secret {}: {e}", path.display()))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot read the development secret {}: {e}", path.display()))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "the development secret {} must be a regular file of this user's that only \
+                 they can read (mode 0600); remove it to make a new one (access tokens signed \
+                 with it stop verifying), or set --secret-key-file",
+                path.display()
+            ));
+        }
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the development secret {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("the development secret {}: {e}", path.display()))
+    }
+
+    /// The HMAC-SHA256 key for one purpose, derived as [`Self::sealing_key`] is.
+    pub(super) fn mac_key(&self, purpose: &'static str) -> ring::hmac::Key {
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"roster server secret");
+        let info = [purpose.as_bytes()];
+        let prk = salt.extract(&self.0);
+        let okm = prk
+            .expand(&info, ring::hmac::HMAC_SHA256)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        ring::hmac::Key::from(okm)
     }
 
     /// The AEAD key for one purpose: HKDF-SHA256 of the secret, `info` naming the purpose.
@@ -183,7 +224,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(*first.0, *again.0);
-        std::fs::remove_file(path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // A development secret others may read, or a link planted in its place, is refused.
+        std::fs::write(&path, format!("{}\n", "k".repeat(40))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = ServerSecret::resolve(None, &url, Some(&db)).unwrap_err();
+        assert!(refused.contains("mode 0600"), "{refused}");
+        std::fs::remove_file(&path).unwrap();
+        let elsewhere = std::env::temp_dir().join(format!("planted_{}", uuid::Uuid::now_v7()));
+        std::fs::write(&elsewhere, format!("{}\n", "k".repeat(40))).unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(
+            ServerSecret::resolve(None, &url, Some(&db)).is_err(),
+            "a symlink is not read"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(&elsewhere).unwrap();
         // PostgreSQL without a configured secret has none; a configured one always wins.
         assert!(
             ServerSecret::resolve(None, "postgres://h/db", None)

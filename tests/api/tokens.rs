@@ -329,6 +329,11 @@ fn state_of(states: &[(String, String)], kid: &str) -> String {
         .unwrap_or_else(|| panic!("{kid} not in {states:?}"))
 }
 
+/// The server reads the JWKS at most once a second (`tokens::JWKS_CACHE`).
+async fn past_jwks_cache() {
+    tokio::time::sleep(roster::tokens::JWKS_CACHE + std::time::Duration::from_millis(100)).await;
+}
+
 /// Moves time on for the keys: what `ACTIVATION_DELAY` (two minutes) would do.
 async fn activate_now(app: &TestApp, kid: &str) {
     use roster::entity::signing_key::{Column, Entity};
@@ -406,6 +411,7 @@ async fn a_rotated_key_is_published_first_then_signs_everywhere_and_the_old_one_
         .exec(&app.db)
         .await
         .unwrap();
+    past_jwks_cache().await;
     let keys = jwks(&app).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 2, "{keys}");
     assert_eq!(
@@ -691,6 +697,7 @@ async fn jose_verifies_roster_s_tokens_through_a_rotation_and_refuses_forgeries(
     // key's token still verifies.
     let new_kid = rotate(&app, &[]);
     activate_now(&app, &new_kid).await;
+    past_jwks_cache().await;
     let second = jwt_of(&mint(&app, &token, Some("billing")).await);
     assert_eq!(
         jose.verify(&second, "billing").await,
@@ -856,4 +863,135 @@ async fn with_auth_check_jwt_a_check_carries_one_token_per_session_that_verifies
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     assert!(answer.headers().get("x-roster-jwt").is_none());
+}
+
+/// A row written into `signing_keys` by anyone without the server secret: a key pair of the
+/// attacker's, made the newest and active.
+async fn plant_key(app: &TestApp, mac: Option<&str>) -> String {
+    use roster::entity::signing_key::{ActiveModel, Entity};
+    use sea_orm::ActiveValue::Set;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        pkcs8.as_ref(),
+        &rng,
+    )
+    .unwrap();
+    use ring::signature::KeyPair as _;
+    let point = pair.public_key().as_ref();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let kid = format!("planted{}", uuid::Uuid::now_v7().simple());
+    let jwk = json!({ "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
+                      "kid": kid, "use": "sig", "alg": "ES256" });
+    Entity::insert(ActiveModel {
+        kid: Set(kid.clone()),
+        algorithm: Set("ES256".into()),
+        public_jwk: Set(jwk.to_string()),
+        public_mac: Set(mac.map(str::to_owned)),
+        private_key: Set(Some(format!("v1:{}", b64(&[7u8; 80])))),
+        created_at: Set(chrono::Utc::now()),
+        active_from: Set(chrono::Utc::now()),
+        retired_at: Set(None),
+    })
+    .exec(&app.db)
+    .await
+    .unwrap();
+    kid
+}
+
+#[tokio::test]
+async fn a_key_written_into_the_database_is_never_published_and_never_signs() {
+    let app = spawn_app_with(|c| {
+        c.tokens.auth_check_jwt = true;
+        c.tokens.jwt_default_audience = Some("intranet".into());
+    })
+    .await;
+    let token = sign_in(&app, "mallory").await;
+    let honest = part(&jwt_of(&mint(&app, &token, Some("billing")).await), 0)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Without a MAC, or with one made up: not in the JWKS (only the honest key is).
+    let unvouched = plant_key(&app, None).await;
+    let forged = plant_key(&app, Some(&"0".repeat(64))).await;
+    let keys = jwks(&app).await;
+    let published: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(published, [honest.as_str()], "{unvouched} {forged}");
+    // Made the key that signs, it cannot be opened: minting fails closed (an internal
+    // error, logged), and a check that promised a token answers 503 rather than pass the
+    // request on without one.
+    let answer = mint(&app, &token, Some("billing")).await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{answer}"
+    );
+    let check = fresh_client()
+        .get(format!("http://{}/auth/check", app.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(check.headers().get("x-roster-user-id").is_none());
+}
+
+#[tokio::test]
+async fn a_revoked_key_leaves_the_jwks_at_once_and_a_key_from_before_macs_is_vouched_for() {
+    let (url, file) = crate::helpers::fresh_sqlite("revoke");
+    let app = crate::helpers::spawn_app_on(url.clone(), |_| {}).await;
+    let token = sign_in(&app, "nina").await;
+    let before = jwt_of(&mint(&app, &token, Some("billing")).await);
+    let leaked = part(&before, 0)["kid"].as_str().unwrap().to_owned();
+    let fresh = rotate(&app, &["--now"]);
+    let out = crate::helpers::roster_output(
+        &[
+            "--database-url",
+            &app.database_url,
+            "keys",
+            "revoke",
+            &leaked,
+        ],
+        &[("ROSTER_SECRET_KEY", TEST_SECRET)],
+    );
+    assert!(out.contains("out of the JWKS"), "{out}");
+    let keys = jwks(&app).await;
+    assert_eq!(
+        verify(&before, &keys).unwrap_err(),
+        format!("no key {leaked} in the JWKS")
+    );
+    assert_eq!(state_of(&states(&app), &leaked), "retired");
+    let row = roster::entity::signing_key::Entity::find_by_id(leaked.clone())
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.private_key, None, "wiped");
+    // A key whose row predates `public_mac` is published again once a server with the
+    // secret has opened it.
+    roster::entity::signing_key::Entity::update_many()
+        .col_expr(
+            roster::entity::signing_key::Column::PublicMac,
+            sea_orm::sea_query::Expr::value(Option::<String>::None),
+        )
+        .exec(&app.db)
+        .await
+        .unwrap();
+    past_jwks_cache().await;
+    assert_eq!(jwks(&app).await["keys"], json!([]));
+    drop(app);
+    let again = crate::helpers::spawn_app_on(url, |_| {}).await;
+    let keys = jwks(&again).await;
+    assert_eq!(keys["keys"][0]["kid"], fresh.as_str(), "{keys}");
+    drop(again);
+    crate::helpers::remove_sqlite(Some(file));
 }

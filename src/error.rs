@@ -53,6 +53,15 @@ pub enum AppError {
     #[error("too many attempts; retry later")]
     RateLimited { retry_after: Duration },
 
+    /// `FORBIDDEN`: signed in, but not allowed: not staff, without the permission the field
+    /// names, or a privilege rule (the message says which).
+    #[error("{0}")]
+    Forbidden(&'static str),
+
+    /// `NOT_FOUND`: the user (or other object) an admin operation names does not exist.
+    #[error("No such object.")]
+    NotFound,
+
     /// `ACCESS_TOKENS_UNAVAILABLE`: no server secret is configured (PostgreSQL without
     /// `--secret-key-file` or `ROSTER_SECRET_KEY`), so no token can be signed.
     #[error("Access tokens are not enabled on this server: it has no secret key configured.")]
@@ -83,6 +92,8 @@ impl AppError {
             Self::RateLimited { .. } => codes::RATE_LIMITED,
             Self::ServerBusy => codes::SERVER_BUSY,
             Self::AccessTokensUnavailable => codes::ACCESS_TOKENS_UNAVAILABLE,
+            Self::Forbidden(_) => codes::FORBIDDEN,
+            Self::NotFound => codes::NOT_FOUND,
             Self::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +115,8 @@ pub mod codes {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const SERVER_BUSY: &str = "SERVER_BUSY";
     pub const ACCESS_TOKENS_UNAVAILABLE: &str = "ACCESS_TOKENS_UNAVAILABLE";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";

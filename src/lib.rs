@@ -2,6 +2,8 @@
 
 /// The registration domain: newtypes, rules, the service.
 pub mod accounts;
+/// Operators: Django's permission model, the admin use cases, the audit log.
+pub mod admin;
 /// The auth seam: a request's credential, the caller it stands for, and what they may do.
 pub mod auth;
 /// The binary's command line and its commands (`migrate`, `import-django`, `outbox`).

@@ -22,6 +22,21 @@ async fn main() -> std::process::ExitCode {
     if let Some(Command::Keys(command)) = &cli.command {
         return roster::cli::keys::run(&cli.config, command).await;
     }
+    if let Some(Command::Createsuperuser {
+        username,
+        email,
+        no_input,
+    }) = &cli.command
+    {
+        return roster::cli::users::create_superuser(&cli.config, username, email, *no_input).await;
+    }
+    if let Some(Command::Users(command)) = &cli.command {
+        let (username, active) = match command {
+            roster::cli::UsersCommand::Deactivate { username } => (username, false),
+            roster::cli::UsersCommand::Reactivate { username } => (username, true),
+        };
+        return roster::cli::users::set_active(&cli.config, username, active).await;
+    }
     let app = match Application::build(cli.config).await {
         Ok(app) => app,
         Err(e) => {

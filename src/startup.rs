@@ -183,6 +183,15 @@ impl Application {
             .data(MailRateLimiter(mail_limiter.clone()))
             .data(metrics.clone())
             .data(tokens.clone())
+            .data(graphql::admin::AdminRateLimiter(
+                crate::ratelimit::KeyLimiter::new(
+                    "admin",
+                    limits.admin_rate_limit,
+                    limits.rate_limit_max_clients,
+                )
+                .with_shared(shared.clone())
+                .with_metrics(metrics.clone()),
+            ))
             .data(SessionCookie {
                 enabled: sc.session_cookie,
                 secure: sc.session_cookie_secure,
@@ -405,6 +414,49 @@ impl Application {
         }
         result
     }
+}
+
+/// The account service on its own, for a command that registers a user
+/// (`roster createsuperuser`): the database (migrated as the server would), the hash
+/// workers and the registration policy; emails are queued for the server to deliver.
+pub async fn account_service(
+    config: &Config,
+) -> Result<(DatabaseConnection, AccountService), StartupError> {
+    config.validate().map_err(StartupError::Config)?;
+    let policy = config.policy.policy().map_err(StartupError::Config)?;
+    let hasher = Hasher::start(&config.hashing.settings().map_err(StartupError::Config)?)
+        .map_err(StartupError::Hasher)?;
+    let db = crate::db::connect(config, Vec::new()).await?;
+    if config.migrate_on_start {
+        crate::db::migrate(&db, config).await?;
+    } else {
+        crate::migrate::check(&db)
+            .await
+            .map_err(crate::db::DbError::from)?;
+    }
+    let sc = &config.sessions;
+    let max = config.limits.rate_limit_max_clients;
+    let service = AccountService::new(crate::accounts::Parts {
+        db: db.clone(),
+        hasher,
+        policy,
+        sessions: Sessions::new(
+            db.clone(),
+            SessionPolicy {
+                idle_ttl: sc.session_idle_ttl,
+                max_ttl: sc.session_max_ttl,
+                max_per_user: sc.max_sessions_per_user,
+            },
+        ),
+        failures: FailureThrottle::new(sc.login_failure_limit, max),
+        outbox: Outbox::new(),
+        email: EmailPolicy {
+            require_verified: config.mail.require_verified_email,
+            address_limiter: KeyLimiter::new("mail_address", config.mail.mail_address_limit, max),
+        },
+        metrics: crate::metrics::Metrics::new(),
+    });
+    Ok((db, service))
 }
 
 /// The server secret (configured, or the development one beside a SQLite file) and the

@@ -25,6 +25,8 @@ pub mod m20261207_000002_create_login_names;
 pub mod m20261207_000003_create_signing_keys;
 /// `signing_keys.public_mac`: only keys the server secret vouches for are published.
 pub mod m20261207_000004_signing_keys_mac;
+/// Django's permission model (groups, permissions, their links) and the audit log.
+pub mod m20261207_000005_create_permissions;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -156,6 +158,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_create_login_names::Migration),
             Box::new(m20261207_000003_create_signing_keys::Migration),
             Box::new(m20261207_000004_signing_keys_mac::Migration),
+            Box::new(m20261207_000005_create_permissions::Migration),
         ]
     }
 }

@@ -21,6 +21,10 @@ pub enum Permission {
     /// A live session of an active user; otherwise one `UNAUTHENTICATED` error and nothing
     /// runs.
     IsAuthenticated,
+    /// An active **staff** user holding this Django permission (`app_label.codename`; a
+    /// superuser holds all): Django's admin rule. Anonymous: `UNAUTHENTICATED`; anyone else
+    /// signed in: `FORBIDDEN`.
+    Staff(&'static str),
 }
 
 /// The request's credentials and, once asked for, the caller they stand for. The lookup
@@ -29,6 +33,8 @@ pub struct Auth {
     token: Option<Token>,
     sessions: Option<Sessions>,
     caller: OnceCell<Option<Caller>>,
+    /// The caller's effective permissions, read once per request if a field needs them.
+    permissions: OnceCell<std::collections::BTreeSet<String>>,
     /// Set once the request ended its own session: later fields of the same document run
     /// as anonymous.
     forgotten: std::sync::atomic::AtomicBool,
@@ -40,6 +46,7 @@ impl Auth {
             token,
             sessions: Some(sessions),
             caller: OnceCell::new(),
+            permissions: OnceCell::new(),
             forgotten: Default::default(),
         }
     }
@@ -50,6 +57,7 @@ impl Auth {
             token: None,
             sessions: None,
             caller: OnceCell::new(),
+            permissions: OnceCell::new(),
             forgotten: Default::default(),
         }
     }
@@ -81,12 +89,43 @@ impl Auth {
         self.caller().await?.ok_or(AppError::Unauthenticated)
     }
 
-    /// Whether the caller may run an operation that requires `permission`: `Ok(false)` is
-    /// `UNAUTHENTICATED` to the client.
-    pub async fn allows(&self, permission: Permission) -> Result<bool, AppError> {
+    /// Whether the caller may run an operation that requires `permission`: `Ok(())`, or the
+    /// error to answer (`UNAUTHENTICATED`, `FORBIDDEN`).
+    pub async fn authorize(&self, permission: Permission) -> Result<(), AppError> {
         match permission {
-            Permission::AllowAny => Ok(true),
-            Permission::IsAuthenticated => Ok(self.caller().await?.is_some()),
+            Permission::AllowAny => Ok(()),
+            Permission::IsAuthenticated => self.require().await.map(|_| ()),
+            Permission::Staff(name) => {
+                let caller = self.require().await?;
+                if !caller.user.is_staff {
+                    return Err(AppError::Forbidden(
+                        "This needs a staff account with the right permission.",
+                    ));
+                }
+                let held = self.permissions(caller).await?;
+                if crate::admin::perms::staff_may(&caller.user, held, name) {
+                    Ok(())
+                } else {
+                    Err(AppError::Forbidden(
+                        "This needs a staff account with the right permission.",
+                    ))
+                }
+            }
         }
+    }
+
+    /// The caller's effective permissions (read once per request).
+    pub async fn permissions(
+        &self,
+        caller: &Caller,
+    ) -> Result<&std::collections::BTreeSet<String>, AppError> {
+        let sessions = self
+            .sessions
+            .as_ref()
+            .ok_or_else(|| AppError::internal("permissions asked outside a request"))?;
+        Ok(self
+            .permissions
+            .get_or_try_init(|| crate::admin::perms::effective(sessions.db(), &caller.user))
+            .await?)
     }
 }

@@ -14,6 +14,8 @@ pub mod keys;
 pub mod migrate;
 /// `roster outbox list|retry`.
 pub mod outbox;
+/// `roster createsuperuser`, `roster users deactivate|reactivate`.
+pub mod users;
 
 /// Command line of the `roster` binary.
 #[derive(Debug, Clone, Parser)]
@@ -44,6 +46,32 @@ pub enum Command {
     /// List or rotate the keys that sign access tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create a superuser (staff, every permission), as Django's `manage.py createsuperuser`:
+    /// the password is asked twice without echo, or read from ROSTER_SUPERUSER_PASSWORD with
+    /// `--no-input`; it must pass the registration policy.
+    Createsuperuser {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Never prompt: the password comes from ROSTER_SUPERUSER_PASSWORD.
+        #[arg(long)]
+        no_input: bool,
+    },
+    /// Deactivate or reactivate a user by username (for a locked-out team; recorded in the
+    /// audit log as done by the system).
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+/// `roster users …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// Deactivate: every session and email link of the user ends at once. The last active
+    /// superuser cannot be deactivated.
+    Deactivate { username: String },
+    /// Reactivate (ended sessions stay ended).
+    Reactivate { username: String },
 }
 
 /// `roster keys …`: the access tokens' signing keys. Never prints key material.

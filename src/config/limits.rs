@@ -96,6 +96,11 @@ pub struct LimitsConfig {
           value_parser = parse_rate_limit)]
     pub request_rate_limit: RateLimit,
 
+    /// Per staff user: the admin API's mutations (`deactivateUser`, …), in the same form.
+    #[arg(long, env = "ROSTER_ADMIN_RATE_LIMIT", default_value = "60/1m",
+          value_parser = parse_rate_limit)]
+    pub admin_rate_limit: RateLimit,
+
     /// IPv6 clients are counted by this prefix length (a /64 is one subscriber).
     #[arg(long, env = "ROSTER_IPV6_PREFIX", default_value_t = 64,
           value_parser = clap::value_parser!(u8).range(1..=128))]

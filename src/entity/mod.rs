@@ -1,5 +1,7 @@
 //! SeaORM entities: the database's shape, never exposed through GraphQL directly.
 
+/// The `audit_log` table.
+pub mod audit_entry;
 /// The `email_tokens` table.
 pub mod email_token;
 /// The `outbox` table.

@@ -40,7 +40,9 @@ impl From<AppError> for async_graphql::Error {
             AppError::InvalidCredentials
             | AppError::Unauthenticated
             | AppError::EmailNotVerified
-            | AppError::AccessTokensUnavailable => (None, None, 200),
+            | AppError::AccessTokensUnavailable
+            | AppError::Forbidden(_)
+            | AppError::NotFound => (None, None, 200),
             AppError::Internal(source) => {
                 tracing::error!(error = %chain(source.as_ref()), "internal error");
                 (None, None, 200)

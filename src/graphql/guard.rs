@@ -31,6 +31,31 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("Mutation", "requestPasswordReset", Permission::AllowAny),
     ("Mutation", "resetPassword", Permission::AllowAny),
     ("Mutation", "accessToken", Permission::IsAuthenticated),
+    (
+        "Query",
+        "users",
+        Permission::Staff(crate::admin::perms::VIEW_USER),
+    ),
+    (
+        "Query",
+        "user",
+        Permission::Staff(crate::admin::perms::VIEW_USER),
+    ),
+    (
+        "Query",
+        "auditLog",
+        Permission::Staff(crate::admin::perms::VIEW_AUDITLOG),
+    ),
+    (
+        "Mutation",
+        "deactivateUser",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
+    (
+        "Mutation",
+        "reactivateUser",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
 ];
 
 /// The permission declared for `type_name.field`, if any.
@@ -94,11 +119,10 @@ impl Extension for DenyByDefault {
             Some(permission) => match ctx
                 .data_opt::<Auth>()
                 .unwrap_or(&ANONYMOUS)
-                .allows(permission)
+                .authorize(permission)
                 .await
             {
-                Ok(true) => next.run(ctx, info).await,
-                Ok(false) => refuse(AppError::Unauthenticated),
+                Ok(()) => next.run(ctx, info).await,
                 Err(e) => refuse(e),
             },
             None => {

@@ -5,6 +5,8 @@
 
 /// `register`, `passwordPolicy` and their types.
 mod accounts;
+/// `users`, `user`, `auditLog`, `deactivateUser`, `reactivateUser`.
+pub mod admin;
 /// Size, fan-out and argument-value checks on a document before execution.
 pub mod document;
 /// `verifyEmail`, `resendVerificationEmail`, `requestPasswordReset`, `resetPassword`.
@@ -31,7 +33,11 @@ pub use sessions::SessionCookie;
 
 /// The Query root; one object per domain, merged.
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, sessions::SessionsQuery);
+pub struct Query(
+    accounts::AccountsQuery,
+    sessions::SessionsQuery,
+    admin::AdminQuery,
+);
 
 /// The Mutation root.
 #[derive(MergedObject, Default)]
@@ -40,6 +46,7 @@ pub struct Mutation(
     sessions::SessionsMutation,
     email::EmailMutation,
     tokens::TokensMutation,
+    admin::AdminMutation,
 );
 
 pub type RosterSchema = Schema<Query, Mutation, EmptySubscription>;

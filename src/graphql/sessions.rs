@@ -101,7 +101,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn of(s: sessions::Session, current: Option<uuid::Uuid>) -> Self {
+    pub(super) fn of(s: sessions::Session, current: Option<uuid::Uuid>) -> Self {
         Self {
             id: ID(s.id.to_string()),
             created_at: s.created_at,

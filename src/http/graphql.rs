@@ -274,6 +274,12 @@ async fn execute(
     let mut request = request
         .data(ClientIp(ip))
         .data(Auth::new(token, state.sessions.clone()));
+    if let Some(id) = headers
+        .get(super::request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        request = request.data(crate::graphql::admin::RequestId(id.to_owned()));
+    }
     if let Some(agent) = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

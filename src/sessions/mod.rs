@@ -120,6 +120,11 @@ impl Sessions {
         self
     }
 
+    /// The database the sessions live in (for what the auth seam reads beside them).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// How many tokens the direct SQLite lookup has resolved (found or not).
     pub fn direct_lookups(&self) -> u64 {
         self.direct

@@ -260,6 +260,7 @@ fn the_domain_never_imports_config() {
         "src/mail",
         "src/auth",
         "src/tokens",
+        "src/admin",
         "src/entity",
         "src/error.rs",
         "src/deadline.rs",

@@ -2,6 +2,7 @@
 //! database of its own (a fresh SQLite file, or a fresh Postgres database when
 //! `ROSTER_TEST_DATABASE_URL` is set).
 
+mod admin;
 mod auth_check;
 mod django;
 mod docs;

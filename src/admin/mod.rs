@@ -1,0 +1,44 @@
+//! The operator's half: Django's permission model over roster's users, the admin use cases
+//! (one per file, each owning its transaction) and the audit log. Knows nothing of HTTP or
+//! GraphQL; who may call what is `auth::Permission::Staff`.
+
+/// The audit log: entries written in the transaction of the change they record.
+pub mod audit;
+/// Effective permissions (own ∪ groups', all for a superuser, none when inactive).
+pub mod perms;
+/// Deactivating and reactivating a user, with the privilege rules.
+pub mod set_active;
+/// Finding users: a prefix of the canonical username or email, cursor pagination.
+pub mod users;
+
+use crate::entity::user;
+
+/// Who acts: a signed-in staff user, or a command run where the server runs.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    User(Box<user::Model>),
+    System,
+}
+
+impl Actor {
+    fn user_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            Self::User(u) => Some(u.id),
+            Self::System => None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::User(_) => "user",
+            Self::System => "system",
+        }
+    }
+}
+
+/// Where an action came from, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}

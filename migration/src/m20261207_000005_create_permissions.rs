@@ -19,9 +19,9 @@ pub const PREFIX_INDEXES: [(&str, &str); 2] = [
     ("users_email_canonical_prefix_idx", "email_canonical"),
 ];
 
-/// The audit log's index by time (the listing's order) and by the user acted on.
-pub const AUDIT_AT_INDEX: &str = "audit_log_at_id_idx";
-pub const AUDIT_TARGET_INDEX: &str = "audit_log_target_user_id_at_idx";
+/// The audit log's listing about one user, newest first (the primary key, a UUIDv7, orders
+/// the whole log).
+pub const AUDIT_TARGET_INDEX: &str = "audit_log_target_user_id_id_idx";
 
 /// Django's permission model, and the audit log.
 ///
@@ -166,20 +166,10 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
-                    .name(AUDIT_AT_INDEX)
-                    .table(AuditLog::Table)
-                    .col(AuditLog::At)
-                    .col(AuditLog::Id)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
                     .name(AUDIT_TARGET_INDEX)
                     .table(AuditLog::Table)
                     .col(AuditLog::TargetUserId)
-                    .col(AuditLog::At)
+                    .col(AuditLog::Id)
                     .to_owned(),
             )
             .await?;

@@ -14,10 +14,20 @@ pub mod users;
 use crate::entity::user;
 
 /// Who acts: a signed-in staff user, or a command run where the server runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Actor {
     User(Box<user::Model>),
     System,
+}
+
+/// Ids only: the user row holds the password hash.
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::User(u) => write!(f, "Actor::User({})", u.id),
+            Self::System => f.write_str("Actor::System"),
+        }
+    }
 }
 
 impl Actor {

@@ -11,27 +11,33 @@ use crate::entity::user;
 pub const PASSWORD_ENV: &str = "ROSTER_SUPERUSER_PASSWORD";
 
 /// `roster createsuperuser`: registers a user under the registration policy (the password is
-/// judged as any other), then makes them staff and superuser and records it, in one
-/// transaction with the audit entry. Exit 0; 1 when the input is refused (every reason
-/// printed); 2 when the database or the hash workers cannot be reached.
+/// judged as any other), then makes them staff and superuser and records it (the promotion
+/// and its audit entry in one transaction, after the registration's own: should the
+/// promotion fail, an ordinary user is left, which `roster users …` can deactivate). Exit 0;
+/// 1 when the input is refused (every reason printed); 2 when the database or the hash
+/// workers cannot be reached.
 pub async fn create_superuser(
     config: &Config,
     username: &str,
     email: &str,
     no_input: bool,
 ) -> ExitCode {
-    let password = match std::env::var(PASSWORD_ENV) {
-        Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
-        _ if no_input => {
-            eprintln!(
-                "createsuperuser: --no-input reads the password from {PASSWORD_ENV}, which is not set"
-            );
-            return ExitCode::from(1);
+    // As Django: the variable is read with --no-input only; otherwise the terminal asks.
+    let password = if no_input {
+        match std::env::var(PASSWORD_ENV) {
+            Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
+            _ => {
+                eprintln!(
+                    "createsuperuser: --no-input reads the password from {PASSWORD_ENV}, which is not set"
+                );
+                return ExitCode::from(1);
+            }
         }
-        _ => match prompt_password() {
+    } else {
+        match prompt_password() {
             Some(p) => p,
             None => return ExitCode::from(1),
-        },
+        }
     };
     let (db, service) = match crate::startup::account_service(config).await {
         Ok(parts) => parts,

@@ -32,7 +32,8 @@ pub struct Model {
     /// Django's `auth_user.id` for imported users (unique); `None` for roster's own.
     #[sea_orm(unique)]
     pub legacy_id: Option<i64>,
-    /// Django's flags, kept as data for imported users; nothing reads them yet.
+    /// Django's flags: staff may use the admin API with the permissions they hold; a
+    /// superuser holds every permission (an imported Django superuser is one here too).
     pub is_staff: bool,
     pub is_superuser: bool,
     /// The user proved they read the address (`verifyEmail`, or a completed password reset).

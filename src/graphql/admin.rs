@@ -323,6 +323,14 @@ impl AdminQuery {
     }
 }
 
+/// What a deactivation or reactivation answers: the user's id and state, nothing more
+/// (`roster.change_user` alone does not let anyone read a user's record).
+#[derive(SimpleObject)]
+pub struct UserActivity {
+    pub id: ID,
+    pub is_active: bool,
+}
+
 #[derive(Default)]
 pub struct AdminMutation;
 
@@ -331,7 +339,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         id: &str,
         active: bool,
-    ) -> async_graphql::Result<AdminUser> {
+    ) -> async_graphql::Result<UserActivity> {
         let caller = auth(ctx).require().await?;
         if let Some(limiter) = ctx.data_opt::<AdminRateLimiter>() {
             limiter
@@ -345,10 +353,10 @@ impl AdminMutation {
         let user =
             admin::set_active::set_active(service(ctx)?.db(), &actor, target, active, &origin(ctx))
                 .await?;
-        if !active && user.id == caller.user.id {
-            auth(ctx).forget();
-        }
-        Ok(user.into())
+        Ok(UserActivity {
+            id: ID(user.id.to_string()),
+            is_active: user.is_active,
+        })
     }
 }
 
@@ -356,15 +364,23 @@ impl AdminMutation {
 impl AdminMutation {
     /// Deactivates a user: every session and email link of theirs ends in the same
     /// transaction, and it is recorded in the audit log. Refused (`FORBIDDEN`) for oneself,
-    /// for a superuser unless the caller is one, and for the last active superuser.
-    /// Permission: staff with `roster.change_user`.
-    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<AdminUser> {
+    /// for a staff account or a superuser unless the caller is a superuser, and for the last
+    /// active staff superuser. Permission: staff with `roster.change_user`.
+    async fn deactivate_user(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<UserActivity> {
         Self::set_active(ctx, &id, false).await
     }
 
-    /// Reactivates a user (their ended sessions stay ended). Permission: staff with
-    /// `roster.change_user`.
-    async fn reactivate_user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<AdminUser> {
+    /// Reactivates a user (their ended sessions stay ended), with the same rules.
+    /// Permission: staff with `roster.change_user`.
+    async fn reactivate_user(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<UserActivity> {
         Self::set_active(ctx, &id, true).await
     }
 }

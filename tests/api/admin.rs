@@ -8,23 +8,7 @@ use crate::helpers::{GOOD_PASSWORD, TestApp, fresh_client, spawn_app};
 
 /// Registers `name` and signs in: (user id, session token).
 async fn member(app: &TestApp, name: &str) -> (String, String) {
-    let email = format!("{name}@example.com");
-    let answer = app.register(name, &email, GOOD_PASSWORD).await;
-    let id = answer.body["data"]["register"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}", answer.body))
-        .to_owned();
-    let login = app
-        .graphql(
-            "mutation($i: LoginInput!) { login(input: $i) { token } }",
-            json!({ "i": { "identifier": name, "password": GOOD_PASSWORD } }),
-        )
-        .await;
-    let token = login.body["data"]["login"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}", login.body))
-        .to_owned();
-    (id, token)
+    app.sign_in(name).await
 }
 
 async fn sql(app: &TestApp, statement: &str, values: Vec<sea_orm::Value>) {
@@ -451,9 +435,34 @@ async fn privilege_rules_protect_superusers_oneself_and_the_last_superuser() {
             "mutation($id: ID!) { deactivateUser(id: $id) { isActive } }"
         }
     };
-    // Staff cannot touch a superuser; nobody deactivates themselves.
+    // Staff cannot touch a superuser or another staff account; nobody deactivates themselves.
     let answer = as_user(&app, Some(&staff), set(false), json!({ "id": root_id })).await;
     assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
+    let (colleague_id, _) = member(&app, "colleague").await;
+    make_staff(&app, &colleague_id, false).await;
+    let answer = as_user(
+        &app,
+        Some(&staff),
+        set(false),
+        json!({ "id": colleague_id }),
+    )
+    .await;
+    assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
+    // A plain user is theirs to change; the answer is the state, not the record.
+    let (plain_id, _) = member(&app, "plain_c").await;
+    let answer = as_user(&app, Some(&staff), set(false), json!({ "id": plain_id })).await;
+    assert_eq!(
+        answer["data"]["deactivateUser"]["isActive"], false,
+        "{answer}"
+    );
+    let record = as_user(
+        &app,
+        Some(&staff),
+        "mutation($id: ID!) { reactivateUser(id: $id) { email } }",
+        json!({ "id": plain_id }),
+    )
+    .await;
+    assert_eq!(code(&record), "GRAPHQL_VALIDATION_FAILED", "{record}");
     let answer = as_user(&app, Some(&staff), set(false), json!({ "id": staff_id })).await;
     assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
     // An unknown id.
@@ -478,38 +487,17 @@ async fn privilege_rules_protect_superusers_oneself_and_the_last_superuser() {
         "{answer}"
     );
     // …and the command cannot deactivate the last one.
-    let out = crate::helpers::roster_output(
-        &[
-            "--database-url",
-            &app.database_url,
-            "users",
-            "deactivate",
-            "root_a",
-        ],
-        &[],
-    );
+    let users = |action: &str, name: &str| {
+        crate::helpers::roster_output(
+            &["--database-url", &app.database_url, "users", action, name],
+            &[],
+        )
+    };
+    let out = users("deactivate", "root_a");
     assert!(out.contains("last active superuser"), "{out}");
-    let out = crate::helpers::roster_output(
-        &[
-            "--database-url",
-            &app.database_url,
-            "users",
-            "reactivate",
-            "root_b",
-        ],
-        &[],
-    );
+    let out = users("reactivate", "root_b");
     assert!(out.contains("root_b is active"), "{out}");
-    let out = crate::helpers::roster_output(
-        &[
-            "--database-url",
-            &app.database_url,
-            "users",
-            "deactivate",
-            "root_a",
-        ],
-        &[],
-    );
+    let out = users("deactivate", "root_a");
     assert!(out.contains("deactivated"), "{out}");
     let log = as_user(
         &app,

@@ -335,6 +335,28 @@ impl TestApp {
         .await
     }
 
+    /// Registers `name` (with `name@example.com`) and signs in: (user id, session token).
+    pub async fn sign_in(&self, name: &str) -> (String, String) {
+        let answer = self
+            .register(name, &format!("{name}@example.com"), GOOD_PASSWORD)
+            .await;
+        let id = answer.body["data"]["register"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", answer.body))
+            .to_owned();
+        let login = self
+            .graphql(
+                "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                serde_json::json!({ "i": { "identifier": name, "password": GOOD_PASSWORD } }),
+            )
+            .await;
+        let token = login.body["data"]["login"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", login.body))
+            .to_owned();
+        (id, token)
+    }
+
     pub async fn user_count(&self) -> u64 {
         user::Entity::find().count(&self.db).await.unwrap()
     }

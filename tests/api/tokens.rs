@@ -14,18 +14,16 @@ use crate::helpers::{
 const MINT: &str = "mutation($a: String) { accessToken(audience: $a) { token expiresAt } }";
 
 async fn sign_in(app: &TestApp, name: &str) -> String {
-    let email = format!("{name}@example.com");
-    assert_eq!(app.register(name, &email, GOOD_PASSWORD).await.status, 200);
-    let answer = app
-        .graphql(
-            "mutation($i: LoginInput!) { login(input: $i) { token } }",
-            json!({ "i": { "identifier": name, "password": GOOD_PASSWORD } }),
-        )
-        .await;
-    answer.body["data"]["login"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}", answer.body))
-        .to_owned()
+    app.sign_in(name).await.1
+}
+
+/// A server with `--auth-check-jwt` for the audience `intranet`.
+async fn check_jwt_app() -> TestApp {
+    spawn_app_with(|c| {
+        c.tokens.auth_check_jwt = true;
+        c.tokens.jwt_default_audience = Some("intranet".into());
+    })
+    .await
 }
 
 /// `accessToken` as `token`'s session: the whole GraphQL answer.
@@ -792,11 +790,7 @@ async fn two_processes_share_signing_keys_and_forward_auth_sees_a_logout_on_the_
 
 #[tokio::test]
 async fn with_auth_check_jwt_a_check_carries_one_token_per_session_that_verifies() {
-    let app = spawn_app_with(|c| {
-        c.tokens.auth_check_jwt = true;
-        c.tokens.jwt_default_audience = Some("intranet".into());
-    })
-    .await;
+    let app = check_jwt_app().await;
     let token = sign_in(&app, "kim").await;
     let check = |credential: Option<&str>| {
         let mut request = fresh_client().get(format!("http://{}/auth/check", app.addr));
@@ -906,11 +900,7 @@ async fn plant_key(app: &TestApp, mac: Option<&str>) -> String {
 
 #[tokio::test]
 async fn a_key_written_into_the_database_is_never_published_and_never_signs() {
-    let app = spawn_app_with(|c| {
-        c.tokens.auth_check_jwt = true;
-        c.tokens.jwt_default_audience = Some("intranet".into());
-    })
-    .await;
+    let app = check_jwt_app().await;
     let token = sign_in(&app, "mallory").await;
     let honest = part(&jwt_of(&mint(&app, &token, Some("billing")).await), 0)["kid"]
         .as_str()

@@ -68,6 +68,12 @@ pub async fn run(config: &Config, args: &crate::import::ImportArgs) -> std::proc
                     algorithms.join(", ")
                 }
             );
+            if s.perms.groups + s.perms.permissions > 0 {
+                eprintln!(
+                    "import-django: {} groups, {} permissions, {} new links (user-group, user-permission, group-permission)",
+                    s.perms.groups, s.perms.permissions, s.perms.links
+                );
+            }
             if s.committed {
                 ExitCode::SUCCESS
             } else if args.dry_run {

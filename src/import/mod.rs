@@ -8,6 +8,8 @@
 //! import is one transaction). Memory does not grow with the input, and a failed or refused
 //! import leaves nothing behind.
 
+/// Groups, permissions and their links, after the users.
+pub mod perms;
 /// Reading `auth_user` from a database or a dumpdata file.
 mod source;
 
@@ -95,6 +97,8 @@ pub struct Summary {
     pub by_algorithm: BTreeMap<String, u64>,
     /// Whether the rows were written (not a dry run, not refused by `--on-conflict fail`).
     pub committed: bool,
+    /// Groups, permissions and links (database sources).
+    pub perms: perms::PermsSummary,
 }
 
 /// Why an import could not run at all.
@@ -172,6 +176,20 @@ pub async fn run(
     .await;
     // Whatever happened, the reader is done with or no longer wanted (dropping it aborts it).
     drop(reader);
+    // Then the groups and permissions, in the same transaction (so a refused or dry run
+    // writes none of them either).
+    let imported = match imported {
+        Ok(()) if source::is_database(source) => {
+            async {
+                let db = source::connect(source).await?;
+                summary.perms = perms::import(&db, &txn).await?;
+                let _ = db.close().await;
+                Ok(())
+            }
+            .await
+        }
+        other => other,
+    };
     if let Err(e) = imported {
         txn.rollback().await?;
         return Err(e);

@@ -28,22 +28,31 @@ pub enum Rows {
     Json(mpsc::Receiver<Result<DjangoUser, String>>),
 }
 
+/// Whether `source` is a database URL (not a dumpdata file).
+pub fn is_database(source: &str) -> bool {
+    source.starts_with("sqlite:") || source.starts_with("postgres")
+}
+
+/// One connection to a Django database (read-only on SQLite).
+pub async fn connect(source: &str) -> Result<DatabaseConnection, ImportError> {
+    let url = if source.starts_with("sqlite:") && !source.contains('?') {
+        // Read-only: the import never writes to the Django database.
+        format!("{source}?mode=ro")
+    } else {
+        source.to_owned()
+    };
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options.max_connections(1).sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .map_err(|e| ImportError::Source(e.to_string()))
+}
+
 /// Opens `source`: a database URL, or a path to a dumpdata JSON file.
 pub async fn open(source: &str) -> Result<Rows, ImportError> {
-    if source.starts_with("sqlite:") || source.starts_with("postgres") {
-        let url = if source.starts_with("sqlite:") && !source.contains('?') {
-            // Read-only: the import never writes to the Django database.
-            format!("{source}?mode=ro")
-        } else {
-            source.to_owned()
-        };
-        let mut options = sea_orm::ConnectOptions::new(url);
-        options.max_connections(1).sqlx_logging(false);
-        let db = Database::connect(options)
-            .await
-            .map_err(|e| ImportError::Source(e.to_string()))?;
+    if is_database(source) {
         return Ok(Rows::Database {
-            db,
+            db: connect(source).await?,
             after: i64::MIN,
         });
     }

@@ -793,3 +793,75 @@ async fn wrap_weak_puts_weak_hashes_under_argon2id_and_their_users_still_log_in(
         );
     }
 }
+
+/// Django's groups, permissions and links come over with the users (from a database source),
+/// in the import's transaction, and a re-run adds nothing twice.
+#[tokio::test]
+async fn groups_and_permissions_come_over_with_the_users_and_a_rerun_adds_nothing() {
+    use sea_orm::{ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    let source = django_sqlite();
+    // Django's own tables in the copy (made by Django's `migrate`), filled as its admin would:
+    // a group holding `auth.view_user`, user 1 in it, user 14 holding `auth.change_user`.
+    let django = sea_orm::Database::connect(format!("{source}?mode=rw"))
+        .await
+        .unwrap();
+    for statement in [
+        "INSERT INTO auth_group (id, name) VALUES (3, 'support')",
+        "INSERT INTO auth_group_permissions (group_id, permission_id) \
+         SELECT 3, p.id FROM auth_permission p JOIN django_content_type ct \
+         ON ct.id = p.content_type_id WHERE ct.app_label = 'auth' AND p.codename = 'view_user'",
+        "INSERT INTO auth_user_groups (user_id, group_id) VALUES (1, 3)",
+        "INSERT INTO auth_user_user_permissions (user_id, permission_id) \
+         SELECT 14, p.id FROM auth_permission p JOIN django_content_type ct \
+         ON ct.id = p.content_type_id WHERE ct.app_label = 'auth' AND p.codename = 'change_user'",
+    ] {
+        django.execute_unprepared(statement).await.unwrap();
+    }
+    django.close().await.unwrap();
+
+    let (code, _, stderr) = import(&app, &source, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 groups"), "{stderr}");
+    let perms = |legacy: i64| {
+        let db = app.db.clone();
+        async move {
+            let user = user::Entity::find()
+                .filter(user::Column::LegacyId.eq(legacy))
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap();
+            let held = roster::admin::perms::effective(&db, &user).await.unwrap();
+            let groups = roster::admin::perms::groups(&db, user.id).await.unwrap();
+            (held, groups)
+        }
+    };
+    let (held, groups) = perms(1).await;
+    assert_eq!(groups, ["support"]);
+    assert_eq!(held.into_iter().collect::<Vec<_>>(), ["auth.view_user"]);
+    let (held, _) = perms(14).await;
+    assert!(held.contains("auth.change_user"), "{held:?}");
+
+    // Again: users skipped, groups and permissions updated in place, no link twice.
+    let (code, _, stderr) = import(&app, &source, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 new links"), "{stderr}");
+    let count = |table: &'static str| {
+        let db = app.db.clone();
+        async move {
+            db.query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+        }
+    };
+    assert_eq!(count("groups").await, 1);
+    assert_eq!(count("user_groups").await, 1);
+    let _ = std::fs::remove_file(source.trim_start_matches("sqlite://"));
+}

@@ -46,3 +46,5 @@ pub mod strict_json;
 pub mod telemetry;
 /// Access tokens (ES256 JWTs), their signing keys and the server secret that seals them.
 pub mod tokens;
+/// Transactions that read, then write (SQLite's write lock taken first).
+pub mod txn;

@@ -19,7 +19,7 @@ use crate::mail::worker::{Delivery, DeliverySettings};
 use crate::outbox::Outbox;
 use crate::password::Hasher;
 use crate::ratelimit::{ClientLimiter, FailureThrottle, KeyLimiter, Shared};
-use crate::sessions::{SessionPolicy, Sessions};
+use crate::sessions::Sessions;
 
 /// Why the server could not start. Printed as is: no secrets inside.
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +103,7 @@ impl Application {
 
         let limits = &config.limits;
         let sc = &config.sessions;
-        let mut sessions = Sessions::new(
-            db.clone(),
-            SessionPolicy {
-                idle_ttl: sc.session_idle_ttl,
-                max_ttl: sc.session_max_ttl,
-                max_per_user: sc.max_sessions_per_user,
-            },
-        );
+        let mut sessions = Sessions::new(db.clone(), sc.policy());
         if let Some(file) = crate::db::sqlite_file(&config.database_url) {
             // Two per core: a lookup holds one only while it steps; past them, sqlx answers.
             let n = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
@@ -440,14 +433,7 @@ pub async fn account_service(
         db: db.clone(),
         hasher,
         policy,
-        sessions: Sessions::new(
-            db.clone(),
-            SessionPolicy {
-                idle_ttl: sc.session_idle_ttl,
-                max_ttl: sc.session_max_ttl,
-                max_per_user: sc.max_sessions_per_user,
-            },
-        ),
+        sessions: Sessions::new(db.clone(), sc.policy()),
         failures: FailureThrottle::new(sc.login_failure_limit, max),
         outbox: Outbox::new(),
         email: EmailPolicy {
@@ -469,11 +455,10 @@ async fn open_tokens(
     shared: &Option<Shared>,
     metrics: &crate::metrics::Metrics,
 ) -> Result<crate::tokens::AccessTokens, StartupError> {
-    use crate::tokens::{AccessTokens, SecretOrigin, ServerSecret};
+    use crate::tokens::{AccessTokens, SecretOrigin};
     let tc = &config.tokens;
-    let configured = tc.secret().map_err(StartupError::Config)?;
-    let sqlite_file = crate::db::sqlite_file(&config.database_url);
-    let secret = ServerSecret::resolve(configured, &config.database_url, sqlite_file.as_deref())
+    let secret = tc
+        .server_secret(&config.database_url)
         .map_err(StartupError::Tokens)?;
     match &secret {
         Some((_, SecretOrigin::DevelopmentFile(path))) => tracing::warn!(

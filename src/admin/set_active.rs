@@ -7,7 +7,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, TransactionTrait,
+    QueryFilter,
 };
 use uuid::Uuid;
 
@@ -27,7 +27,7 @@ pub async fn set_active(
     active: bool,
     origin: &Origin,
 ) -> Result<user::Model, AppError> {
-    let txn = db.begin().await?;
+    let txn = crate::txn::begin_writing(db).await?;
     let postgres = txn.get_database_backend() == DbBackend::Postgres;
     if postgres {
         // One change of activity at a time: two operators deactivating the last two

@@ -105,12 +105,7 @@ pub async fn run(config: &Config, command: &super::KeysCommand) -> ExitCode {
 
 /// The server secret, as the server would resolve it; the exit code to end with otherwise.
 fn secret_for(config: &Config) -> Result<ServerSecret, ExitCode> {
-    let configured = config.tokens.secret().map_err(|e| {
-        eprintln!("keys: {e}");
-        ExitCode::from(2)
-    })?;
-    let sqlite_file = crate::db::sqlite_file(&config.database_url);
-    match ServerSecret::resolve(configured, &config.database_url, sqlite_file.as_deref()) {
+    match config.tokens.server_secret(&config.database_url) {
         Ok(Some((secret, _))) => Ok(secret),
         Ok(None) => {
             eprintln!(

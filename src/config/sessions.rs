@@ -9,6 +9,17 @@ use super::*;
 /// Highest `--max-sessions-per-user`: the `sessions` query lists them all in one answer.
 pub const MAX_SESSIONS_PER_USER: u32 = 10_000;
 
+impl SessionConfig {
+    /// The session store's policy.
+    pub fn policy(&self) -> crate::sessions::SessionPolicy {
+        crate::sessions::SessionPolicy {
+            idle_ttl: self.session_idle_ttl,
+            max_ttl: self.session_max_ttl,
+            max_per_user: self.max_sessions_per_user,
+        }
+    }
+}
+
 /// Sessions, the session cookie, and login throttling.
 #[derive(Debug, Clone, Args)]
 pub struct SessionConfig {

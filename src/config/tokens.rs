@@ -86,6 +86,18 @@ impl TokenConfig {
         }
     }
 
+    /// The secret this process uses for `database_url`: the configured one, else the
+    /// development one beside a SQLite file ([`ServerSecret::resolve`]); the server and
+    /// `roster keys` resolve it alike.
+    pub fn server_secret(
+        &self,
+        database_url: &str,
+    ) -> Result<Option<(ServerSecret, crate::tokens::SecretOrigin)>, String> {
+        let configured = self.secret()?;
+        let sqlite_file = crate::db::sqlite_file(database_url);
+        ServerSecret::resolve(configured, database_url, sqlite_file.as_deref())
+    }
+
     /// How tokens are made, `issuer` being the public URL.
     pub fn settings(&self, issuer: String) -> Result<TokenSettings, String> {
         let default_audience = self

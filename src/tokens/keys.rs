@@ -20,7 +20,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
 };
 use zeroize::Zeroizing;
 
@@ -216,7 +216,7 @@ impl KeyStore {
             now + chrono::Duration::from_std(ACTIVATION_DELAY).expect("a small duration")
         };
         let (row, key) = self.generate(now, active_from)?;
-        let txn = self.db.begin().await?;
+        let txn = crate::txn::begin_writing(&self.db).await?;
         if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
             // One rotation at a time: a second one waits and then retires the first's key,
             // instead of leaving it live beside its own.

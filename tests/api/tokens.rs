@@ -17,6 +17,16 @@ async fn sign_in(app: &TestApp, name: &str) -> String {
     app.sign_in(name).await.1
 }
 
+/// `GET /auth/check` with `token` as the bearer.
+async fn bearer_check(app: &TestApp, token: &str) -> reqwest::Response {
+    fresh_client()
+        .get(format!("http://{}/auth/check", app.addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A server with `--auth-check-jwt` for the audience `intranet`.
 async fn check_jwt_app() -> TestApp {
     spawn_app_with(|c| {
@@ -849,12 +859,7 @@ async fn with_auth_check_jwt_a_check_carries_one_token_per_session_that_verifies
     // Off by default: no token in a check.
     let plain = spawn_app().await;
     let token = sign_in(&plain, "lee").await;
-    let answer = fresh_client()
-        .get(format!("http://{}/auth/check", plain.addr))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let answer = bearer_check(&plain, &token).await;
     assert_eq!(answer.status(), StatusCode::OK);
     assert!(answer.headers().get("x-roster-jwt").is_none());
 }
@@ -925,12 +930,7 @@ async fn a_key_written_into_the_database_is_never_published_and_never_signs() {
         answer["errors"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR",
         "{answer}"
     );
-    let check = fresh_client()
-        .get(format!("http://{}/auth/check", app.addr))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let check = bearer_check(&app, &token).await;
     assert_eq!(check.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(check.headers().get("x-roster-user-id").is_none());
 }

@@ -82,6 +82,11 @@ impl AppError {
         Self::Internal(e.into())
     }
 
+    /// [`AppError::internal`] for a cause that is only `Debug` (a column read's error).
+    pub fn internal_debug(e: impl std::fmt::Debug) -> Self {
+        Self::internal(format!("{e:?}"))
+    }
+
     /// The `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {

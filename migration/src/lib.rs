@@ -27,6 +27,8 @@ pub mod m20261207_000003_create_signing_keys;
 pub mod m20261207_000004_signing_keys_mac;
 /// Django's permission model (groups, permissions, their links) and the audit log.
 pub mod m20261207_000005_create_permissions;
+/// `roster.change_group`: the permission group CRUD asks for.
+pub mod m20261207_000006_add_change_group;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -159,6 +161,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000003_create_signing_keys::Migration),
             Box::new(m20261207_000004_signing_keys_mac::Migration),
             Box::new(m20261207_000005_create_permissions::Migration),
+            Box::new(m20261207_000006_add_change_group::Migration),
         ]
     }
 }

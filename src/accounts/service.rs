@@ -108,6 +108,11 @@ impl AccountService {
         &self.sessions
     }
 
+    /// The email outbox (admin use cases queue their emails in their own transactions).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &RegistrationPolicy {
         &self.policy

@@ -4,10 +4,24 @@
 
 /// The audit log: entries written in the transaction of the change they record.
 pub mod audit;
+/// Deleting a user and everything keyed to them.
+pub mod delete_user;
+/// Ending every session of a user.
+pub mod end_sessions;
+/// A user's own permissions and groups.
+pub mod grants;
+/// Group CRUD.
+pub mod groups;
 /// Effective permissions (own ∪ groups', all for a superuser, none when inactive).
 pub mod perms;
-/// Deactivating and reactivating a user, with the privilege rules.
+/// The privilege rules, applied inside each use case's transaction.
+mod rules;
+/// An operator sends a user the password-reset email.
+pub mod send_reset;
+/// Deactivating and reactivating a user.
 pub mod set_active;
+/// Granting and taking away staff and superuser status.
+pub mod set_staff;
 /// Finding users: a prefix of the canonical username or email, cursor pagination.
 pub mod users;
 

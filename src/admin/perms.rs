@@ -12,6 +12,7 @@ pub const VIEW_USER: &str = "roster.view_user";
 pub const CHANGE_USER: &str = "roster.change_user";
 pub const DELETE_USER: &str = "roster.delete_user";
 pub const VIEW_AUDITLOG: &str = "roster.view_auditlog";
+pub const CHANGE_GROUP: &str = "roster.change_group";
 
 /// `app_label.codename` of every permission `user` holds.
 pub async fn effective(
@@ -50,6 +51,22 @@ pub async fn groups(db: &impl ConnectionTrait, user_id: uuid::Uuid) -> Result<Ve
             db.get_database_backend(),
             "SELECT g.name FROM groups g JOIN user_groups ug ON ug.group_id = g.id \
              WHERE ug.user_id = $1 ORDER BY g.name",
+            [user_id.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get_by_index::<String>(0))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbErr::Type(e.to_string()))
+}
+
+/// `user_id`'s own permissions (not their groups'), sorted.
+pub async fn own(db: &impl ConnectionTrait, user_id: uuid::Uuid) -> Result<Vec<String>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT p.codename FROM permissions p JOIN user_permissions up \
+             ON up.permission_id = p.id WHERE up.user_id = $1 ORDER BY p.codename",
             [user_id.into()],
         ))
         .await?;

@@ -56,6 +56,61 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
         "reactivateUser",
         Permission::Staff(crate::admin::perms::CHANGE_USER),
     ),
+    (
+        "Query",
+        "groups",
+        Permission::Staff(crate::admin::perms::VIEW_USER),
+    ),
+    (
+        "Query",
+        "permissions",
+        Permission::Staff(crate::admin::perms::VIEW_USER),
+    ),
+    (
+        "Mutation",
+        "endUserSessions",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
+    (
+        "Mutation",
+        "deleteUser",
+        Permission::Staff(crate::admin::perms::DELETE_USER),
+    ),
+    (
+        "Mutation",
+        "sendPasswordReset",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
+    (
+        "Mutation",
+        "setStaff",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
+    (
+        "Mutation",
+        "setUserGroups",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
+    (
+        "Mutation",
+        "setUserPermissions",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
+    (
+        "Mutation",
+        "createGroup",
+        Permission::Staff(crate::admin::perms::CHANGE_GROUP),
+    ),
+    (
+        "Mutation",
+        "updateGroup",
+        Permission::Staff(crate::admin::perms::CHANGE_GROUP),
+    ),
+    (
+        "Mutation",
+        "deleteGroup",
+        Permission::Staff(crate::admin::perms::CHANGE_GROUP),
+    ),
 ];
 
 /// The permission declared for `type_name.field`, if any.

@@ -36,7 +36,8 @@ pub use sessions::SessionCookie;
 pub struct Query(
     accounts::AccountsQuery,
     sessions::SessionsQuery,
-    admin::AdminQuery,
+    admin::users::AdminQuery,
+    admin::groups::GroupsQuery,
 );
 
 /// The Mutation root.
@@ -46,7 +47,8 @@ pub struct Mutation(
     sessions::SessionsMutation,
     email::EmailMutation,
     tokens::TokensMutation,
-    admin::AdminMutation,
+    admin::manage::AdminMutation,
+    admin::groups::GroupsMutation,
 );
 
 pub type RosterSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 use crate::helpers::{GOOD_PASSWORD, TestApp, fresh_client, spawn_app};
 
 /// Registers `name` and signs in: (user id, session token).
-async fn member(app: &TestApp, name: &str) -> (String, String) {
+pub async fn member(app: &TestApp, name: &str) -> (String, String) {
     app.sign_in(name).await
 }
 
-async fn sql(app: &TestApp, statement: &str, values: Vec<sea_orm::Value>) {
+pub async fn sql(app: &TestApp, statement: &str, values: Vec<sea_orm::Value>) {
     app.db
         .execute_raw(Statement::from_sql_and_values(
             app.db.get_database_backend(),
@@ -22,12 +22,12 @@ async fn sql(app: &TestApp, statement: &str, values: Vec<sea_orm::Value>) {
         .unwrap();
 }
 
-fn uuid(id: &str) -> sea_orm::Value {
+pub fn uuid(id: &str) -> sea_orm::Value {
     uuid::Uuid::parse_str(id).unwrap().into()
 }
 
 /// Makes `id` staff (and superuser) as an import from Django would.
-async fn make_staff(app: &TestApp, id: &str, superuser: bool) {
+pub async fn make_staff(app: &TestApp, id: &str, superuser: bool) {
     sql(
         app,
         "UPDATE users SET is_staff = $1, is_superuser = $2 WHERE id = $3",
@@ -37,7 +37,7 @@ async fn make_staff(app: &TestApp, id: &str, superuser: bool) {
 }
 
 /// Grants `codename` to `id` directly.
-async fn grant(app: &TestApp, id: &str, codename: &str) {
+pub async fn grant(app: &TestApp, id: &str, codename: &str) {
     sql(
         app,
         "INSERT INTO user_permissions (user_id, permission_id) \
@@ -48,7 +48,7 @@ async fn grant(app: &TestApp, id: &str, codename: &str) {
 }
 
 /// Puts `id` in a new group holding `codenames`.
-async fn grant_through_group(app: &TestApp, id: &str, group: &str, codenames: &[&str]) {
+pub async fn grant_through_group(app: &TestApp, id: &str, group: &str, codenames: &[&str]) {
     let group_id = uuid::Uuid::now_v7();
     sql(
         app,
@@ -74,7 +74,7 @@ async fn grant_through_group(app: &TestApp, id: &str, group: &str, codenames: &[
 }
 
 /// A GraphQL request as `token` (anonymous with `None`): the answer and the request id sent.
-async fn as_user(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> Value {
+pub async fn as_user(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> Value {
     let mut request = fresh_client()
         .post(app.url())
         .json(&json!({ "query": query, "variables": variables }));
@@ -84,7 +84,7 @@ async fn as_user(app: &TestApp, token: Option<&str>, query: &str, variables: Val
     request.send().await.unwrap().json().await.unwrap()
 }
 
-fn code(answer: &Value) -> &str {
+pub fn code(answer: &Value) -> &str {
     answer["errors"][0]["extensions"]["code"]
         .as_str()
         .unwrap_or("none")

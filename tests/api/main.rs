@@ -3,6 +3,7 @@
 //! `ROSTER_TEST_DATABASE_URL` is set).
 
 mod admin;
+mod admin_manage;
 mod auth_check;
 mod django;
 mod docs;

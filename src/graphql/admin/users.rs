@@ -1,24 +1,14 @@
-//! The admin API: `users`, `user`, `auditLog`, `deactivateUser`, `reactivateUser`. Thin
-//! resolvers over [`crate::admin`]; each root field needs an active staff user holding the
-//! permission [`super::guard::PERMISSIONS`] names (Django's admin rule), and the mutations
-//! are limited per acting user (`--admin-rate-limit`).
+//! Reading the user base: `users` (search and pages), `user` (one, with groups, permissions
+//! and sessions), `auditLog`.
 
 use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::guard::{ClientIp, auth, service};
-use crate::admin::{self, Actor, Origin};
+use super::{DEFAULT_PAGE, page_size, uuid_arg};
+use crate::admin;
 use crate::entity::{audit_entry, user};
 use crate::error::{AppError, FieldError};
-use crate::ratelimit::KeyLimiter;
-
-/// The admin mutations' per-user limit (schema data; `--admin-rate-limit`).
-#[derive(Clone)]
-pub struct AdminRateLimiter(pub KeyLimiter);
-
-/// The request's id, for the audit log (schema data per request).
-#[derive(Clone)]
-pub struct RequestId(pub String);
+use crate::graphql::guard::service;
 
 /// A user as operators see it: flags, dates, groups, effective permissions, sessions, and
 /// the stored password's format (never the hash).
@@ -91,11 +81,19 @@ impl AdminUser {
             .collect())
     }
 
+    /// The user's own permissions (`app_label.codename`), without their groups'.
+    async fn user_permissions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        let db = service(ctx)?.db();
+        Ok(admin::perms::own(db, self.model.id)
+            .await
+            .map_err(AppError::from)?)
+    }
+
     /// The user's live sessions, newest first.
     async fn sessions(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<super::sessions::Session>> {
+    ) -> async_graphql::Result<Vec<crate::graphql::sessions::Session>> {
         let list = service(ctx)?
             .sessions()
             .list(self.model.id)
@@ -103,7 +101,7 @@ impl AdminUser {
             .map_err(AppError::from)?;
         Ok(list
             .into_iter()
-            .map(|s| super::sessions::Session::of(s, None))
+            .map(|s| crate::graphql::sessions::Session::of(s, None))
             .collect())
     }
 }
@@ -184,40 +182,6 @@ pub struct AuditEdge {
 pub struct AuditConnection {
     pub edges: Vec<AuditEdge>,
     pub page_info: PageInfo,
-}
-
-/// An id argument; anything that is not a UUID names nothing.
-fn uuid_arg(field: &'static str, raw: &str) -> Result<uuid::Uuid, AppError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| {
-        AppError::InvalidInput(vec![FieldError::new(
-            field,
-            crate::accounts::codes::INVALID,
-            "Not an id.",
-        )])
-    })
-}
-
-/// `first` when not given (a variable left out counts as not given).
-const DEFAULT_PAGE: i32 = 20;
-
-fn page_size(first: i32) -> Result<u64, AppError> {
-    u64::try_from(first)
-        .ok()
-        .filter(|n| (1..=admin::users::MAX_PAGE).contains(n))
-        .ok_or_else(|| {
-            AppError::InvalidInput(vec![FieldError::new(
-                "first",
-                crate::accounts::codes::INVALID,
-                format!("Between 1 and {}.", admin::users::MAX_PAGE),
-            )])
-        })
-}
-
-fn origin(ctx: &Context<'_>) -> Origin {
-    Origin {
-        ip: ctx.data_opt::<ClientIp>().map(|c| c.0.to_string()),
-        request_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()),
-    }
 }
 
 #[derive(Default)]
@@ -320,67 +284,5 @@ impl AdminQuery {
                 end_cursor,
             },
         })
-    }
-}
-
-/// What a deactivation or reactivation answers: the user's id and state, nothing more
-/// (`roster.change_user` alone does not let anyone read a user's record).
-#[derive(SimpleObject)]
-pub struct UserActivity {
-    pub id: ID,
-    pub is_active: bool,
-}
-
-#[derive(Default)]
-pub struct AdminMutation;
-
-impl AdminMutation {
-    async fn set_active(
-        ctx: &Context<'_>,
-        id: &str,
-        active: bool,
-    ) -> async_graphql::Result<UserActivity> {
-        let caller = auth(ctx).require().await?;
-        if let Some(limiter) = ctx.data_opt::<AdminRateLimiter>() {
-            limiter
-                .0
-                .check(&caller.user.id.to_string())
-                .await
-                .map_err(|retry_after| AppError::RateLimited { retry_after })?;
-        }
-        let target = uuid_arg("id", id)?;
-        let actor = Actor::User(Box::new(caller.user.clone()));
-        let user =
-            admin::set_active::set_active(service(ctx)?.db(), &actor, target, active, &origin(ctx))
-                .await?;
-        Ok(UserActivity {
-            id: ID(user.id.to_string()),
-            is_active: user.is_active,
-        })
-    }
-}
-
-#[Object]
-impl AdminMutation {
-    /// Deactivates a user: every session and email link of theirs ends in the same
-    /// transaction, and it is recorded in the audit log. Refused (`FORBIDDEN`) for oneself,
-    /// for a staff account or a superuser unless the caller is a superuser, and for the last
-    /// active staff superuser. Permission: staff with `roster.change_user`.
-    async fn deactivate_user(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<UserActivity> {
-        Self::set_active(ctx, &id, false).await
-    }
-
-    /// Reactivates a user (their ended sessions stay ended), with the same rules.
-    /// Permission: staff with `roster.change_user`.
-    async fn reactivate_user(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<UserActivity> {
-        Self::set_active(ctx, &id, true).await
     }
 }

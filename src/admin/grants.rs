@@ -1,0 +1,271 @@
+//! `setUserPermissions` and `setUserGroups`: replace a user's own permissions or groups, in
+//! one transaction with the privilege rules and the audit entry. A non-superuser may change
+//! only what it holds: every permission added or taken away (directly, or as a group's) must
+//! be one of its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, Value};
+use uuid::Uuid;
+
+use super::{Actor, Origin, audit, perms, rules};
+use crate::error::{AppError, FieldError};
+
+/// Most names one call may set (a user's permissions or groups, a group's permissions).
+pub const MAX_NAMES: usize = 1000;
+
+/// Runs `sql` with `values` and reads the first two columns as (string, uuid) rows.
+pub(super) async fn pairs(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<(String, Uuid)>, DbErr> {
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect::<Result<_, sea_orm::TryGetError>>()
+        .map_err(|e| DbErr::Type(format!("{e:?}")))
+}
+
+/// `names`, distinct, checked for size; `BAD_USER_INPUT` on `field` otherwise.
+pub(super) fn distinct(
+    field: &'static str,
+    names: &[String],
+) -> Result<BTreeSet<String>, AppError> {
+    if names.len() > MAX_NAMES {
+        return Err(AppError::InvalidInput(vec![FieldError::new(
+            field,
+            crate::accounts::codes::INVALID,
+            format!("At most {MAX_NAMES}."),
+        )]));
+    }
+    Ok(names.iter().cloned().collect())
+}
+
+/// The ids of the named rows of `table` (`permissions` by codename, `groups` by name), or
+/// `BAD_USER_INPUT` on `field` naming the unknown ones.
+pub(super) async fn resolve(
+    txn: &DatabaseTransaction,
+    table: &'static str,
+    field: &'static str,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Uuid>, AppError> {
+    let column = if table == "permissions" {
+        "codename"
+    } else {
+        "name"
+    };
+    let mut found = BTreeMap::new();
+    // One lookup per name: at most MAX_NAMES, each an index probe.
+    for name in names {
+        let rows = pairs(
+            txn,
+            &format!("SELECT {column}, id FROM {table} WHERE {column} = $1"),
+            vec![name.clone().into()],
+        )
+        .await?;
+        if let Some((n, id)) = rows.into_iter().next() {
+            found.insert(n, id);
+        }
+    }
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !found.contains_key(*n))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let shown: Vec<&str> = unknown.iter().take(5).copied().collect();
+        return Err(AppError::InvalidInput(vec![FieldError::new(
+            field,
+            crate::accounts::codes::INVALID,
+            format!("Unknown: {}.", shown.join(", ")),
+        )]));
+    }
+    Ok(found)
+}
+
+/// The codenames of the permissions of the groups `group_ids`.
+pub(super) async fn group_permissions(
+    txn: &DatabaseTransaction,
+    group_ids: impl Iterator<Item = Uuid>,
+) -> Result<BTreeSet<String>, AppError> {
+    let mut all = BTreeSet::new();
+    for id in group_ids {
+        for (codename, _) in pairs(
+            txn,
+            "SELECT p.codename, p.id FROM permissions p \
+             JOIN group_permissions gp ON gp.permission_id = p.id WHERE gp.group_id = $1",
+            vec![id.into()],
+        )
+        .await?
+        {
+            all.insert(codename);
+        }
+    }
+    Ok(all)
+}
+
+/// Replaces the link rows `table` (`user_permissions`, `user_groups`, `group_permissions`)
+/// of `owner` so they are exactly `now`, given what they were (`before`).
+pub(super) async fn relink(
+    txn: &DatabaseTransaction,
+    table: &'static str,
+    owner_column: &'static str,
+    item_column: &'static str,
+    owner: Uuid,
+    before: &BTreeMap<String, Uuid>,
+    now: &BTreeMap<String, Uuid>,
+) -> Result<(), AppError> {
+    let backend = txn.get_database_backend();
+    for (name, id) in before {
+        if !now.contains_key(name) {
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!("DELETE FROM {table} WHERE {owner_column} = $1 AND {item_column} = $2"),
+                [owner.into(), (*id).into()],
+            ))
+            .await?;
+        }
+    }
+    for (name, id) in now {
+        if !before.contains_key(name) {
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!("INSERT INTO {table} ({owner_column}, {item_column}) VALUES ($1, $2)"),
+                [owner.into(), (*id).into()],
+            ))
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What changed between two sets of names, for the audit entry.
+pub(super) fn change(
+    before: &BTreeMap<String, Uuid>,
+    now: &BTreeMap<String, Uuid>,
+) -> (Vec<String>, Vec<String>) {
+    let added = now
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .cloned()
+        .collect();
+    let removed = before
+        .keys()
+        .filter(|k| !now.contains_key(*k))
+        .cloned()
+        .collect();
+    (added, removed)
+}
+
+/// Sets `target`'s own permissions to exactly `codenames`; answers them, sorted.
+pub async fn set_user_permissions(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    target: Uuid,
+    codenames: &[String],
+    origin: &Origin,
+) -> Result<Vec<String>, AppError> {
+    let wanted = distinct("permissions", codenames)?;
+    let txn = crate::txn::begin_writing(db).await?;
+    let acting = rules::acting(&txn, actor, perms::CHANGE_USER).await?;
+    let user = rules::target(&txn, target).await?;
+    acting.may_touch(&user)?;
+    let now = resolve(&txn, "permissions", "permissions", &wanted).await?;
+    let before: BTreeMap<String, Uuid> = pairs(
+        &txn,
+        "SELECT p.codename, p.id FROM permissions p \
+         JOIN user_permissions up ON up.permission_id = p.id WHERE up.user_id = $1",
+        vec![user.id.into()],
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let (added, removed) = change(&before, &now);
+    acting.holds_all(added.iter().chain(&removed))?;
+    relink(
+        &txn,
+        "user_permissions",
+        "user_id",
+        "permission_id",
+        user.id,
+        &before,
+        &now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        "user.permissions_set",
+        Some(user.id),
+        origin,
+        Some(serde_json::json!({ "added": added, "removed": removed })),
+    )
+    .await?;
+    crate::deadline::commit_started();
+    txn.commit().await?;
+    Ok(now.into_keys().collect())
+}
+
+/// Sets `target`'s groups to exactly `names`; answers them, sorted. Joining or leaving a
+/// group grants or takes away its permissions, so the actor must hold them all.
+pub async fn set_user_groups(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    target: Uuid,
+    names: &[String],
+    origin: &Origin,
+) -> Result<Vec<String>, AppError> {
+    let wanted = distinct("groups", names)?;
+    let txn = crate::txn::begin_writing(db).await?;
+    let acting = rules::acting(&txn, actor, perms::CHANGE_USER).await?;
+    let user = rules::target(&txn, target).await?;
+    acting.may_touch(&user)?;
+    let now = resolve(&txn, "groups", "groups", &wanted).await?;
+    let before: BTreeMap<String, Uuid> = pairs(
+        &txn,
+        "SELECT g.name, g.id FROM groups g \
+         JOIN user_groups ug ON ug.group_id = g.id WHERE ug.user_id = $1",
+        vec![user.id.into()],
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let (added, removed) = change(&before, &now);
+    let moved = added.iter().chain(&removed).map(|n| {
+        now.get(n)
+            .or_else(|| before.get(n))
+            .copied()
+            .unwrap_or_default()
+    });
+    let granted = group_permissions(&txn, moved).await?;
+    acting.holds_all(granted.iter())?;
+    relink(
+        &txn,
+        "user_groups",
+        "user_id",
+        "group_id",
+        user.id,
+        &before,
+        &now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        actor,
+        "user.groups_set",
+        Some(user.id),
+        origin,
+        Some(serde_json::json!({ "added": added, "removed": removed })),
+    )
+    .await?;
+    crate::deadline::commit_started();
+    txn.commit().await?;
+    Ok(now.into_keys().collect())
+}

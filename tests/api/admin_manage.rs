@@ -550,7 +550,9 @@ async fn admin_mutations_are_rate_limited_per_actor_and_counted() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"roster_graphql_operations_total{operation="endUserSessions",outcome="ok"} 2"#),
+        metrics.contains(
+            r#"roster_graphql_operations_total{operation="endUserSessions",outcome="ok"} 2"#
+        ),
         "{metrics}"
     );
     assert!(

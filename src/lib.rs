@@ -4,6 +4,8 @@
 pub mod accounts;
 /// Operators: Django's permission model, the admin use cases, the audit log.
 pub mod admin;
+/// The audit log: written in the transaction of the change it records.
+pub mod audit;
 /// The auth seam: a request's credential, the caller it stands for, and what they may do.
 pub mod auth;
 /// The binary's command line and its commands (`migrate`, `import-django`, `outbox`).

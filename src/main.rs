@@ -30,6 +30,12 @@ async fn main() -> std::process::ExitCode {
     {
         return roster::cli::users::create_superuser(&cli.config, username, email, *no_input).await;
     }
+    if let Some(Command::Apikey(command)) = &cli.command {
+        return roster::cli::apikey::run(&cli.config, command).await;
+    }
+    if let Some(Command::Changepassword { username, no_input }) = &cli.command {
+        return roster::cli::users::change_password(&cli.config, username, *no_input).await;
+    }
     if let Some(Command::Users(command)) = &cli.command {
         let (username, active) = match command {
             roster::cli::UsersCommand::Deactivate { username } => (username, false),

@@ -59,6 +59,8 @@ pub struct Application {
     /// `--admin-listen`: its listener and router (probes and metrics).
     admin: Option<(TcpListener, axum::Router)>,
     metrics: crate::metrics::Metrics,
+    /// `--audit-retention`.
+    audit_retention: Duration,
 }
 
 impl Application {
@@ -270,6 +272,7 @@ impl Application {
             shared,
             admin,
             metrics,
+            audit_retention: config.audit_retention,
         })
     }
 
@@ -307,6 +310,7 @@ impl Application {
         let address_limiter = self.address_limiter.clone();
         let tokens = self.tokens.clone();
         let housekeeping_db = self.db.clone();
+        let audit_retention = self.audit_retention;
         // The outbox worker runs beside the server and stops after it: an email being sent
         // when the signal comes is finished, claimed ones not yet started are handed back.
         let (stop_delivery, stopped) = tokio::sync::watch::channel(false);
@@ -349,6 +353,18 @@ impl Application {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(tokens = n, "used and expired email tokens purged"),
                         Err(e) => tracing::warn!(error = %e, "purging email tokens failed"),
+                    }
+                    if !audit_retention.is_zero() {
+                        match crate::audit::purge_older_than(&housekeeping_db, audit_retention)
+                            .await
+                        {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                entries = n,
+                                "audit-log entries past --audit-retention deleted"
+                            ),
+                            Err(e) => tracing::warn!(error = %e, "purging the audit log failed"),
+                        }
                     }
                     // Delivered and skipped emails are deleted after a week; failed ones stay for
                     // `roster outbox`.

@@ -29,6 +29,8 @@ pub mod m20261207_000004_signing_keys_mac;
 pub mod m20261207_000005_create_permissions;
 /// `roster.change_group`: the permission group CRUD asks for.
 pub mod m20261207_000006_add_change_group;
+/// `api_keys`: back-office scripts' credentials, with their permissions.
+pub mod m20261207_000007_create_api_keys;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -162,6 +164,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000004_signing_keys_mac::Migration),
             Box::new(m20261207_000005_create_permissions::Migration),
             Box::new(m20261207_000006_add_change_group::Migration),
+            Box::new(m20261207_000007_create_api_keys::Migration),
         ]
     }
 }

@@ -28,6 +28,7 @@ impl AccountService {
         current: Plaintext,
         new: Plaintext,
         admit: Admission,
+        origin: &crate::audit::Origin,
     ) -> Result<User, AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
         admit.check().await?;
@@ -109,6 +110,15 @@ impl AccountService {
             &txn,
             caller.user.id,
             super::email_tokens::Purpose::ResetPassword,
+        )
+        .await?;
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::user(caller.user.id),
+            "user.password_changed",
+            Some(caller.user.id),
+            origin,
+            Some(serde_json::json!({ "other_sessions_ended": revoked })),
         )
         .await?;
         txn.commit().await?;

@@ -7,6 +7,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, Tra
 
 use super::canonical::{canonical, email_canonical};
 use super::{AccountService, User};
+use crate::audit::{self, Origin, Who};
 use crate::entity::user;
 use crate::error::AppError;
 use crate::password::{HashError, Plaintext, Verified};
@@ -25,6 +26,8 @@ pub struct Login {
     pub password: Plaintext,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// For the audit log.
+    pub request_id: Option<String>,
 }
 
 /// A successful login: the token is shown to the client once and stored only hashed.
@@ -33,6 +36,15 @@ pub struct LoggedIn {
     pub token: Token,
     pub session: Session,
     pub user: User,
+}
+
+impl Login {
+    fn origin(&self) -> Origin {
+        Origin {
+            ip: self.ip.map(|ip| ip.to_string()),
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
 impl AccountService {
@@ -110,7 +122,25 @@ impl AccountService {
         };
         let (user, verified) = match (account, matches) {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
-            _ => return Err(self.failed_after(verify_started).await),
+            (account, _) => {
+                // One insert whether or not the account exists: the answer's timing stays
+                // the same. Never the identifier (it may be a password typed in the wrong
+                // field), only the account it named, if any.
+                let origin = login.origin();
+                let entry = audit::record(
+                    &self.db,
+                    &Who::anonymous(),
+                    "login.failed",
+                    account.map(|u| u.id),
+                    &origin,
+                    None,
+                )
+                .await;
+                if let Err(e) = entry {
+                    tracing::warn!(error = %e, "a failed login could not be written to the audit log");
+                }
+                return Err(self.failed_after(verify_started).await);
+            }
         };
         // The password is proven: the attempt was not a guess, so its count is cleared now,
         // before anything else can fail or the request be dropped (a busy pool while
@@ -162,8 +192,9 @@ impl AccountService {
 
         crate::deadline::commit_started();
         let agent = login.user_agent.as_deref();
+        let origin = login.origin();
         let mut created = self
-            .commit_login(&user, upgraded.as_deref(), login.ip, agent)
+            .commit_login(&user, upgraded.as_deref(), login.ip, agent, &origin)
             .await?;
         // Only a first commit that went through stored the upgrade; a retry below does not.
         let upgraded_from = match (&created, &upgraded) {
@@ -180,7 +211,9 @@ impl AccountService {
             crate::deadline::commit_abandoned();
             if let Some(fresh) = self.reverify(&user, login.password).await? {
                 crate::deadline::commit_started();
-                created = self.commit_login(&fresh, None, login.ip, agent).await?;
+                created = self
+                    .commit_login(&fresh, None, login.ip, agent, &origin)
+                    .await?;
                 user = fresh;
             }
         }
@@ -216,23 +249,24 @@ impl AccountService {
         upgraded: Option<&str>,
         ip: Option<IpAddr>,
         agent: Option<&str>,
+        origin: &Origin,
     ) -> Result<Option<NewSession>, AppError> {
-        let Some(hash) = upgraded else {
-            return Ok(self
-                .sessions
-                .create_for_login(&self.db, user.id, &user.password_hash, ip, agent)
-                .await?);
-        };
         let txn = self.db.begin().await?;
-        let swapped = user::Entity::update_many()
-            .col_expr(user::Column::PasswordHash, Expr::value(hash))
-            .filter(user::Column::Id.eq(user.id))
-            .filter(user::Column::PasswordHash.eq(&user.password_hash))
-            .filter(user::Column::IsActive.eq(true))
-            .exec(&txn)
-            .await?
-            .rows_affected
-            == 1;
+        let swapped = match upgraded {
+            None => true,
+            Some(hash) => {
+                user::Entity::update_many()
+                    .col_expr(user::Column::PasswordHash, Expr::value(hash))
+                    .filter(user::Column::Id.eq(user.id))
+                    .filter(user::Column::PasswordHash.eq(&user.password_hash))
+                    .filter(user::Column::IsActive.eq(true))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected
+                    == 1
+            }
+        };
+        let hash = upgraded.unwrap_or(&user.password_hash);
         let created = if swapped {
             self.sessions
                 .create_for_login(&txn, user.id, hash, ip, agent)
@@ -240,7 +274,16 @@ impl AccountService {
         } else {
             None
         };
-        if created.is_some() {
+        if let Some(created) = &created {
+            audit::record(
+                &txn,
+                &Who::user(user.id),
+                "login.succeeded",
+                Some(user.id),
+                origin,
+                Some(serde_json::json!({ "session": created.session.id })),
+            )
+            .await?;
             txn.commit().await?;
         } else {
             txn.rollback().await?;

@@ -21,6 +21,8 @@ mod policy;
 mod reset_password;
 /// The registration service: validation, uniqueness, hashing, insert.
 mod service;
+/// `roster changepassword`: an operator sets a user's password.
+mod set_password;
 /// TR39 look-alike keys for usernames.
 pub mod skeleton;
 /// Usernames: NFKC, charset, invisible characters, confusables, reserved names.

@@ -57,6 +57,7 @@ impl AccountService {
         raw_token: &str,
         new: Plaintext,
         admit: Admission,
+        origin: &crate::audit::Origin,
     ) -> Result<bool, AppError> {
         let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
         admit.check().await?;
@@ -109,6 +110,15 @@ impl AccountService {
             .await?;
         email_tokens::invalidate(&txn, found.id, Purpose::ResetPassword).await?;
         let revoked = self.sessions.revoke_all(&txn, found.id, None).await?;
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::user(found.id),
+            "user.password_reset",
+            Some(found.id),
+            origin,
+            Some(serde_json::json!({ "sessions_ended": revoked })),
+        )
+        .await?;
         txn.commit().await?;
         // The owner proved control of the address: earlier failed logins no longer count.
         self.failures

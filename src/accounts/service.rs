@@ -325,10 +325,27 @@ impl AccountService {
         })
     }
 
-    /// Ends every session of a user (`logoutEverywhere`); answers how many were live.
-    pub async fn revoke_all_sessions(&self, user_id: Uuid) -> Result<u64, AppError> {
+    /// Ends every session of a user (`logoutEverywhere`), recorded in the audit log in the
+    /// same transaction; answers how many were live.
+    pub async fn revoke_all_sessions(
+        &self,
+        user_id: Uuid,
+        origin: &crate::audit::Origin,
+    ) -> Result<u64, AppError> {
         crate::deadline::commit_started();
-        Ok(self.sessions.revoke_all(&self.db, user_id, None).await?)
+        let txn = self.db.begin().await?;
+        let ended = self.sessions.revoke_all(&txn, user_id, None).await?;
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::user(user_id),
+            "user.sessions_ended",
+            Some(user_id),
+            origin,
+            Some(serde_json::json!({ "ended": ended })),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(ended)
     }
 
     /// The serving pool (for the metrics' pool gauges and outbox counts).

@@ -18,7 +18,11 @@ impl AccountService {
     /// Marks the address of the token's user verified and uses the token up, in one
     /// transaction: of two concurrent uses of one token, one succeeds.
     #[tracing::instrument(name = "verify_email", skip_all)]
-    pub async fn verify_email(&self, raw_token: &str) -> Result<User, AppError> {
+    pub async fn verify_email(
+        &self,
+        raw_token: &str,
+        origin: &crate::audit::Origin,
+    ) -> Result<User, AppError> {
         let token = match email_tokens::find(&self.db, raw_token, Purpose::VerifyEmail).await? {
             Lookup::Valid(t) => t,
             Lookup::Invalid => return Err(token_error(codes::TOKEN_INVALID)),
@@ -41,6 +45,15 @@ impl AccountService {
             txn.rollback().await?;
             return Err(token_error(codes::TOKEN_INVALID));
         }
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::user(token.user_id),
+            "user.email_verified",
+            Some(token.user_id),
+            origin,
+            None,
+        )
+        .await?;
         txn.commit().await?;
         let user = user::Entity::find_by_id(token.user_id)
             .one(&self.db)

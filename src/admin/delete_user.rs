@@ -6,7 +6,8 @@
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
-use super::{Actor, Origin, audit, perms, rules};
+use super::{Actor, Origin, perms, rules};
+use crate::audit;
 use crate::entity::user;
 use crate::error::AppError;
 
@@ -30,7 +31,15 @@ pub async fn delete_user(
     acting.may_touch(&user)?;
     rules::keeps_a_superuser(&txn, &user, "The last active superuser cannot be deleted.").await?;
     user::Entity::delete_by_id(user.id).exec(&txn).await?;
-    audit::record(&txn, actor, "user.deleted", Some(user.id), origin, None).await?;
+    audit::record(
+        &txn,
+        &actor.who(),
+        "user.deleted",
+        Some(user.id),
+        origin,
+        None,
+    )
+    .await?;
     crate::deadline::commit_started();
     txn.commit().await?;
     Ok(())

@@ -4,7 +4,8 @@
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::{Actor, Origin, audit, perms, rules};
+use super::{Actor, Origin, perms, rules};
+use crate::audit;
 use crate::error::AppError;
 use crate::sessions::Sessions;
 
@@ -24,7 +25,7 @@ pub async fn end_sessions(
     let ended = sessions.revoke_all(&txn, user.id, None).await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "user.sessions_ended",
         Some(user.id),
         origin,

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, Value};
 use uuid::Uuid;
 
-use super::{Actor, Origin, audit, perms, rules};
+use super::{Actor, Origin, perms, rules};
+use crate::audit;
 use crate::error::{AppError, FieldError};
 
 /// Most names one call may set (a user's permissions or groups, a group's permissions).
@@ -201,7 +202,7 @@ pub async fn set_user_permissions(
     .await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "user.permissions_set",
         Some(user.id),
         origin,
@@ -258,7 +259,7 @@ pub async fn set_user_groups(
     .await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "user.groups_set",
         Some(user.id),
         origin,

@@ -9,7 +9,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqlErr, 
 use uuid::Uuid;
 
 use super::grants::{change, distinct, pairs, relink, resolve};
-use super::{Actor, Origin, audit, perms, rules};
+use super::{Actor, Origin, perms, rules};
+use crate::audit;
 use crate::error::{AppError, FieldError};
 
 /// Longest group name, in characters (Django's `max_length=150`).
@@ -206,7 +207,7 @@ pub async fn create(
     .await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "group.created",
         None,
         origin,
@@ -268,7 +269,7 @@ pub async fn update(
     .await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "group.changed",
         None,
         origin,
@@ -325,7 +326,7 @@ pub async fn delete(
     .await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "group.deleted",
         None,
         origin,

@@ -2,8 +2,8 @@
 //! (one per file, each owning its transaction) and the audit log. Knows nothing of HTTP or
 //! GraphQL; who may call what is `auth::Permission::Staff`.
 
-/// The audit log: entries written in the transaction of the change they record.
-pub mod audit;
+/// API keys for back-office scripts: made, listed and revoked by `roster apikey`.
+pub mod api_keys;
 /// Deleting a user and everything keyed to them.
 pub mod delete_user;
 /// Ending every session of a user.
@@ -27,10 +27,12 @@ pub mod users;
 
 use crate::entity::user;
 
-/// Who acts: a signed-in staff user, or a command run where the server runs.
+/// Who acts: a signed-in staff user, a script's API key, or a command run where the server
+/// runs.
 #[derive(Clone)]
 pub enum Actor {
     User(Box<user::Model>),
+    ApiKey(api_keys::KeyCaller),
     System,
 }
 
@@ -39,30 +41,22 @@ impl std::fmt::Debug for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::User(u) => write!(f, "Actor::User({})", u.id),
+            Self::ApiKey(k) => write!(f, "Actor::ApiKey({})", k.id),
             Self::System => f.write_str("Actor::System"),
         }
     }
 }
 
 impl Actor {
-    fn user_id(&self) -> Option<uuid::Uuid> {
+    /// How the audit log names this actor.
+    pub fn who(&self) -> crate::audit::Who {
         match self {
-            Self::User(u) => Some(u.id),
-            Self::System => None,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::User(_) => "user",
-            Self::System => "system",
+            Self::User(u) => crate::audit::Who::user(u.id),
+            Self::ApiKey(k) => crate::audit::Who::api_key(k.id),
+            Self::System => crate::audit::Who::system(),
         }
     }
 }
 
 /// Where an action came from, for the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub ip: Option<String>,
-    pub request_id: Option<String>,
-}
+pub use crate::audit::Origin;

@@ -26,10 +26,12 @@ pub(super) const NOT_HELD: &str = "Only a superuser may grant a permission it do
 
 /// Who acts, as read inside the transaction.
 pub(super) struct Acting {
-    /// The acting user (`None` for a command).
+    /// The acting user (`None` for a key or a command).
     pub me: Option<user::Model>,
     /// What the actor holds (unused for a superuser or a command).
     pub held: BTreeSet<String>,
+    /// A superuser, or a command.
+    pub superuser: bool,
 }
 
 /// One privileged change at a time on PostgreSQL: two operators demoting or deactivating
@@ -54,7 +56,22 @@ pub(super) async fn acting(
         Actor::System => Ok(Acting {
             me: None,
             held: BTreeSet::new(),
+            superuser: true,
         }),
+        Actor::ApiKey(key) => {
+            // Revoked meanwhile, or its permissions changed: the key as it is now decides.
+            let key = crate::admin::api_keys::live(txn, key.id)
+                .await?
+                .ok_or(AppError::Forbidden(NOT_ALLOWED))?;
+            if !key.permissions.contains(permission) {
+                return Err(AppError::Forbidden(NOT_ALLOWED));
+            }
+            Ok(Acting {
+                me: None,
+                held: key.permissions,
+                superuser: false,
+            })
+        }
         Actor::User(me) => {
             let me = user::Entity::find_by_id(me.id)
                 .one(txn)
@@ -64,7 +81,11 @@ pub(super) async fn acting(
             if !super::perms::staff_may(&me, &held, permission) {
                 return Err(AppError::Forbidden(NOT_ALLOWED));
             }
-            Ok(Acting { me: Some(me), held })
+            Ok(Acting {
+                superuser: me.is_superuser,
+                me: Some(me),
+                held,
+            })
         }
     }
 }
@@ -72,7 +93,7 @@ pub(super) async fn acting(
 impl Acting {
     /// A superuser, or a command.
     pub fn is_superuser(&self) -> bool {
-        self.me.as_ref().is_none_or(|m| m.is_superuser)
+        self.superuser
     }
 
     /// Whether the actor is the user `id`.

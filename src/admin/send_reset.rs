@@ -5,8 +5,9 @@
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::{Actor, Origin, audit, perms, rules};
+use super::{Actor, Origin, perms, rules};
 use crate::accounts::email_tokens::{self, Purpose};
+use crate::audit;
 use crate::error::{AppError, FieldError};
 use crate::outbox::{Kind, Outbox};
 
@@ -37,7 +38,7 @@ pub async fn send_reset(
         .await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "user.password_reset_sent",
         Some(user.id),
         origin,

@@ -8,7 +8,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{Actor, Origin, audit, perms, rules};
+use super::{Actor, Origin, perms, rules};
+use crate::audit;
 use crate::entity::user;
 use crate::error::AppError;
 
@@ -54,7 +55,7 @@ pub async fn set_active(
     } else {
         "user.deactivated"
     };
-    audit::record(&txn, actor, action, Some(user.id), origin, None).await?;
+    audit::record(&txn, &actor.who(), action, Some(user.id), origin, None).await?;
     // Answered even past the request deadline: never "timed out" about a done change.
     crate::deadline::commit_started();
     txn.commit().await?;

@@ -5,7 +5,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{Actor, Origin, audit, perms, rules};
+use super::{Actor, Origin, perms, rules};
+use crate::audit;
 use crate::entity::user;
 use crate::error::AppError;
 
@@ -50,7 +51,7 @@ pub async fn set_staff(
         .await?;
     audit::record(
         &txn,
-        actor,
+        &actor.who(),
         "user.staff_changed",
         Some(user.id),
         origin,

@@ -1,5 +1,5 @@
-//! Reading a request's credential: `Authorization: Bearer <token>`, else the session
-//! cookie. Only the name the server writes is read: `__Host-roster_session` when the cookie
+//! Reading a request's credential: `Authorization: Bearer <token>` (a session token, or an
+//! API key: `rsk_…`), else the session cookie. Only the name the server writes is read: `__Host-roster_session` when the cookie
 //! is `Secure` (the browser refuses that name unless this very host set it over HTTPS with
 //! `Path=/` and no `Domain`, so a sibling subdomain can neither plant nor shadow it), and
 //! `roster_session` for plain-HTTP development.
@@ -23,16 +23,38 @@ pub fn cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// The session token of a request: `Authorization: Bearer <token>` first, else the
-/// session cookie named `cookie` (when cookies are read). Anything that is not a well-formed token
-/// is ignored, leaving the caller anonymous.
-pub fn from_headers(headers: &HeaderMap, cookie: Option<&str>) -> Option<Token> {
+/// What a request presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A session token (bearer or cookie): a person signed in.
+    Session(Token),
+    /// An API key's secret (bearer only): a script, for the admin API alone.
+    ApiKey(Token),
+}
+
+impl Credential {
+    /// The session token, if this is one.
+    pub fn session(&self) -> Option<&Token> {
+        match self {
+            Self::Session(t) => Some(t),
+            Self::ApiKey(_) => None,
+        }
+    }
+}
+
+/// The credential of a request: `Authorization: Bearer <token>` first, else the session
+/// cookie named `cookie` (when cookies are read). Anything that is not a well-formed token or
+/// key is ignored, leaving the caller anonymous.
+pub fn from_headers(headers: &HeaderMap, cookie: Option<&str>) -> Option<Credential> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let bearer = auth.to_str().ok().and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-        return bearer.and_then(Token::parse);
+        })?;
+        if bearer.starts_with(crate::admin::api_keys::PREFIX) {
+            return crate::admin::api_keys::parse(bearer).map(Credential::ApiKey);
+        }
+        return Token::parse(bearer).map(Credential::Session);
     }
     let cookie_name = cookie?;
     let mut values = headers
@@ -46,7 +68,7 @@ pub fn from_headers(headers: &HeaderMap, cookie: Option<&str>) -> Option<Token> 
     // Two cookies of that name mean one was planted (a sibling subdomain can set one with
     // a narrower path, which the browser sends first): trust neither.
     match (values.next(), values.next()) {
-        (Some(value), None) => Token::parse(value),
+        (Some(value), None) => Token::parse(value).map(Credential::Session),
         _ => None,
     }
 }

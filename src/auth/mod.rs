@@ -6,8 +6,11 @@
 
 use tokio::sync::OnceCell;
 
+use crate::admin::api_keys::KeyCaller;
 use crate::error::AppError;
-use crate::sessions::{Caller, Sessions, Token};
+use crate::sessions::{Caller, Sessions};
+
+pub use credential::Credential;
 
 /// Reading the credential from HTTP headers; the session cookie's names.
 pub mod credential;
@@ -22,17 +25,19 @@ pub enum Permission {
     /// runs.
     IsAuthenticated,
     /// An active **staff** user holding this Django permission (`app_label.codename`; a
-    /// superuser holds all): Django's admin rule. Anonymous: `UNAUTHENTICATED`; anyone else
-    /// signed in: `FORBIDDEN`.
+    /// superuser holds all): Django's admin rule; or an API key given this permission.
+    /// Anonymous: `UNAUTHENTICATED`; anyone else signed in: `FORBIDDEN`.
     Staff(&'static str),
 }
 
 /// The request's credentials and, once asked for, the caller they stand for. The lookup
 /// happens at most once per request and only if a field needs it.
 pub struct Auth {
-    token: Option<Token>,
+    credential: Option<Credential>,
     sessions: Option<Sessions>,
     caller: OnceCell<Option<Caller>>,
+    /// The API key presented, looked up once per request if a field needs it.
+    api_key: OnceCell<Option<KeyCaller>>,
     /// The caller's effective permissions, read once per request if a field needs them.
     permissions: OnceCell<std::collections::BTreeSet<String>>,
     /// Set once the request ended its own session: later fields of the same document run
@@ -41,11 +46,12 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(token: Option<Token>, sessions: Sessions) -> Self {
+    pub fn new(credential: Option<Credential>, sessions: Sessions) -> Self {
         Self {
-            token,
+            credential,
             sessions: Some(sessions),
             caller: OnceCell::new(),
+            api_key: OnceCell::new(),
             permissions: OnceCell::new(),
             forgotten: Default::default(),
         }
@@ -54,18 +60,22 @@ impl Auth {
     /// No credentials (requests outside HTTP).
     pub fn anonymous() -> Self {
         Self {
-            token: None,
+            credential: None,
             sessions: None,
             caller: OnceCell::new(),
+            api_key: OnceCell::new(),
             permissions: OnceCell::new(),
             forgotten: Default::default(),
         }
     }
 
     /// The signed-in caller, or `None`: a missing, unknown, expired or revoked token, or a
-    /// deactivated user, all make the caller anonymous.
+    /// deactivated user, all make the caller anonymous (an API key is no session either).
     pub async fn caller(&self) -> Result<Option<&Caller>, AppError> {
-        let (Some(token), Some(sessions)) = (&self.token, &self.sessions) else {
+        let (Some(token), Some(sessions)) = (
+            self.credential.as_ref().and_then(Credential::session),
+            &self.sessions,
+        ) else {
             return Ok(None);
         };
         if self.forgotten.load(std::sync::atomic::Ordering::Acquire) {
@@ -84,6 +94,19 @@ impl Auth {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// The live API key the request presents, or `None` (no key, unknown, revoked).
+    pub async fn api_key(&self) -> Result<Option<&KeyCaller>, AppError> {
+        let (Some(Credential::ApiKey(secret)), Some(sessions)) = (&self.credential, &self.sessions)
+        else {
+            return Ok(None);
+        };
+        let key = self
+            .api_key
+            .get_or_try_init(|| crate::admin::api_keys::authenticate(sessions.db(), secret))
+            .await?;
+        Ok(key.as_ref())
+    }
+
     /// The caller, or `UNAUTHENTICATED`.
     pub async fn require(&self) -> Result<&Caller, AppError> {
         self.caller().await?.ok_or(AppError::Unauthenticated)
@@ -95,6 +118,16 @@ impl Auth {
         match permission {
             Permission::AllowAny => Ok(()),
             Permission::IsAuthenticated => self.require().await.map(|_| ()),
+            Permission::Staff(name) if matches!(self.credential, Some(Credential::ApiKey(_))) => {
+                let key = self.api_key().await?.ok_or(AppError::Unauthenticated)?;
+                if key.permissions.contains(name) {
+                    Ok(())
+                } else {
+                    Err(AppError::Forbidden(
+                        "This needs a staff account with the right permission.",
+                    ))
+                }
+            }
             Permission::Staff(name) => {
                 let caller = self.require().await?;
                 if !caller.user.is_staff {

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+/// `roster apikey create|list|revoke`.
+pub mod apikey;
 /// `roster import-django`.
 pub mod import_django;
 /// `roster keys list|rotate`.
@@ -62,6 +64,40 @@ pub enum Command {
     /// audit log as done by the system).
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Set a user's password, as Django's `manage.py changepassword`: asked twice without
+    /// echo, or read from ROSTER_NEW_PASSWORD with `--no-input`; it must pass the password
+    /// policy. Every session of the user ends and their reset links stop working.
+    Changepassword {
+        username: String,
+        /// Never prompt: the password comes from ROSTER_NEW_PASSWORD.
+        #[arg(long)]
+        no_input: bool,
+    },
+    /// API keys for back-office scripts: the admin API without a person's session.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+}
+
+/// `roster apikey …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make a key holding the given permissions (never staff or superuser: the privilege
+    /// rules apply to it as to the least privileged operator). The key is printed once on
+    /// stdout; only its SHA-256 is stored.
+    Create {
+        /// A unique name (1–100 characters), for `list` and the audit log.
+        #[arg(long)]
+        name: String,
+        /// A permission (`app_label.codename`, e.g. roster.view_user); repeat for more.
+        #[arg(long, required = true)]
+        permission: Vec<String>,
+    },
+    /// Every key, newest first: id, name, when made, last used (to the minute) and revoked,
+    /// permissions. Never the key.
+    List,
+    /// Revoke a key by id or name: it authenticates nothing from the next request on, on
+    /// every process.
+    Revoke { key: String },
 }
 
 /// `roster users …`.

@@ -34,7 +34,7 @@ pub async fn create_superuser(
             }
         }
     } else {
-        match prompt_password() {
+        match prompt_password("createsuperuser", PASSWORD_ENV) {
             Some(p) => p,
             None => return ExitCode::from(1),
         }
@@ -89,9 +89,9 @@ async fn promote(db: &DatabaseConnection, id: uuid::Uuid) -> Result<(), sea_orm:
         .filter(user::Column::Id.eq(id))
         .exec(&txn)
         .await?;
-    crate::admin::audit::record(
+    crate::audit::record(
         &txn,
-        &Actor::System,
+        &crate::audit::Who::system(),
         "user.created_superuser",
         Some(id),
         &Origin::default(),
@@ -160,13 +160,88 @@ pub async fn set_active(config: &Config, username: &str, active: bool) -> ExitCo
     }
 }
 
+/// The environment variable `changepassword --no-input` reads the new password from.
+pub const NEW_PASSWORD_ENV: &str = "ROSTER_NEW_PASSWORD";
+
+/// `roster changepassword USERNAME`: sets the password under the policy; the user's sessions
+/// and reset links end, recorded in the audit log as done by the system. Exit 0; 1 when there
+/// is no such user or the password is refused (every reason printed); 2 when the database or
+/// the hash workers cannot be reached.
+pub async fn change_password(config: &Config, username: &str, no_input: bool) -> ExitCode {
+    let password = if no_input {
+        match std::env::var(NEW_PASSWORD_ENV) {
+            Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
+            _ => {
+                eprintln!(
+                    "changepassword: --no-input reads the password from {NEW_PASSWORD_ENV}, which is not set"
+                );
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        match prompt_password("changepassword", NEW_PASSWORD_ENV) {
+            Some(p) => p,
+            None => return ExitCode::from(1),
+        }
+    };
+    let (db, service) = match crate::startup::account_service(config).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("changepassword: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let canonical = crate::accounts::canonical::canonical(username);
+    let found = user::Entity::find()
+        .filter(user::Column::UsernameCanonical.eq(canonical))
+        .one(&db)
+        .await;
+    let target = match found {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            eprintln!("changepassword: no user is named {username:?}");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("changepassword: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plaintext = crate::password::Plaintext::new(password.to_string());
+    match service
+        .set_password(
+            target.id,
+            plaintext,
+            &crate::audit::Who::system(),
+            &Origin::default(),
+        )
+        .await
+    {
+        Ok(ended) => {
+            eprintln!(
+                "changepassword: the password of {} is changed; {ended} session(s) ended",
+                target.username
+            );
+            ExitCode::SUCCESS
+        }
+        Err(crate::error::AppError::InvalidInput(fields)) => {
+            for f in fields {
+                eprintln!("changepassword: password: {} ({})", f.message, f.code);
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("changepassword: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Asks for the password twice on the terminal, without echo.
-fn prompt_password() -> Option<zeroize::Zeroizing<String>> {
+fn prompt_password(command: &str, env: &str) -> Option<zeroize::Zeroizing<String>> {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};
     if !std::io::stdin().is_terminal() {
-        eprintln!(
-            "createsuperuser: not a terminal; set {PASSWORD_ENV} (with --no-input for scripts)"
-        );
+        eprintln!("{command}: not a terminal; set {env} (with --no-input for scripts)");
         return None;
     }
     let read = |label: &str| -> Option<zeroize::Zeroizing<String>> {
@@ -182,7 +257,7 @@ fn prompt_password() -> Option<zeroize::Zeroizing<String>> {
     let first = read("Password: ")?;
     let again = read("Password (again): ")?;
     if *first != *again {
-        eprintln!("createsuperuser: the passwords differ");
+        eprintln!("{command}: the passwords differ");
         return None;
     }
     Some(first)

@@ -5,6 +5,7 @@
 //! `docs/configuration.md` carries the same table (a test holds the two together).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser};
 
@@ -66,6 +67,12 @@ pub struct Config {
         default_value = "sqlite://roster.db?mode=rwc"
     )]
     pub database_url: String,
+
+    /// Audit-log entries older than this are deleted (the only deletion the log ever sees),
+    /// checked every ten minutes. `0s` keeps them forever.
+    #[arg(long, env = "ROSTER_AUDIT_RETENTION", default_value = "365d",
+          value_parser = parse_duration)]
+    pub audit_retention: Duration,
 
     /// Apply pending migrations at start-up. Fleets turn this off and run `roster migrate`
     /// once per release; a process that then finds migrations missing refuses to start.

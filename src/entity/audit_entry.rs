@@ -8,9 +8,10 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub at: DateTimeUtc,
-    /// `user` or `system` (a command run where the server runs).
+    /// `user`, `api_key` or `system` (a command run where the server runs).
     pub actor_kind: String,
     pub actor_user_id: Option<Uuid>,
+    pub actor_api_key_id: Option<Uuid>,
     pub action: String,
     pub target_user_id: Option<Uuid>,
     pub ip: Option<String>,

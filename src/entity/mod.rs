@@ -1,5 +1,7 @@
 //! SeaORM entities: the database's shape, never exposed through GraphQL directly.
 
+/// The `api_keys` table.
+pub mod api_key;
 /// The `audit_log` table.
 pub mod audit_entry;
 /// The `email_tokens` table.

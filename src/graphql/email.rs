@@ -4,7 +4,7 @@
 use async_graphql::{Context, InputObject, Object};
 
 use super::accounts::User;
-use super::guard::{login_admission, mail_admission, service};
+use super::guard::{login_admission, mail_admission, origin, service};
 use crate::password::Plaintext;
 
 /// What a client submits to `resetPassword`.
@@ -32,7 +32,7 @@ impl EmailMutation {
         #[graphql(secret)] token: String,
     ) -> async_graphql::Result<User> {
         let service = service(ctx)?;
-        Ok(service.verify_email(&token).await?.into())
+        Ok(service.verify_email(&token, &origin(ctx)).await?.into())
     }
 
     /// Sends a new confirmation email if an active, unverified account has this address.
@@ -81,7 +81,12 @@ impl EmailMutation {
             new_password,
         } = input;
         Ok(service
-            .reset_password(&token, Plaintext::new(new_password), login_admission(ctx))
+            .reset_password(
+                &token,
+                Plaintext::new(new_password),
+                login_admission(ctx),
+                &origin(ctx),
+            )
             .await?)
     }
 }

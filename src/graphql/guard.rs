@@ -200,6 +200,18 @@ impl Extension for DenyByDefault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+/// The request's id (`X-Request-Id`), for the audit log (schema data per request).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Where the request came from, as the audit log records it.
+pub fn origin(ctx: &Context<'_>) -> crate::audit::Origin {
+    crate::audit::Origin {
+        ip: ctx.data_opt::<ClientIp>().map(|c| c.0.to_string()),
+        request_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()),
+    }
+}
+
 /// The request's `User-Agent`, kept with a new session. Absent outside HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAgent(pub String);

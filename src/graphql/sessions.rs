@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header::SET_COOKIE};
 use chrono::{DateTime, Utc};
 
 use super::accounts::User;
-use super::guard::{ClientIp, UserAgent, auth, login_admission, service};
+use super::guard::{ClientIp, RequestId, UserAgent, auth, login_admission, origin, service};
 use crate::accounts::Login;
 use crate::error::AppError;
 use crate::password::Plaintext;
@@ -172,6 +172,7 @@ impl SessionsMutation {
             password: Plaintext::new(input.password),
             ip: ctx.data_opt::<ClientIp>().map(|c| c.0),
             user_agent: ctx.data_opt::<UserAgent>().map(|u| u.0.clone()),
+            request_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()),
         };
         let done = service.login(login, login_admission(ctx)).await?;
         cookie(ctx).set(ctx, &done.token);
@@ -189,7 +190,7 @@ impl SessionsMutation {
         let service = service(ctx)?;
         service
             .sessions()
-            .revoke(caller.user.id, caller.session.id)
+            .revoke(caller.user.id, caller.session.id, &origin(ctx))
             .await
             .map_err(AppError::from)?;
         auth(ctx).forget();
@@ -207,7 +208,7 @@ impl SessionsMutation {
         let service = service(ctx)?;
         let revoked = service
             .sessions()
-            .revoke(caller.user.id, id)
+            .revoke(caller.user.id, id, &origin(ctx))
             .await
             .map_err(AppError::from)?;
         if revoked && id == caller.session.id {
@@ -222,7 +223,9 @@ impl SessionsMutation {
     async fn logout_everywhere(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
         let caller = auth(ctx).require().await?;
         let service = service(ctx)?;
-        let n = service.revoke_all_sessions(caller.user.id).await?;
+        let n = service
+            .revoke_all_sessions(caller.user.id, &origin(ctx))
+            .await?;
         cookie(ctx).clear(ctx);
         Ok(i32::try_from(n).unwrap_or(i32::MAX))
     }
@@ -245,6 +248,7 @@ impl SessionsMutation {
                 Plaintext::new(input.current_password),
                 Plaintext::new(input.new_password),
                 login_admission(ctx),
+                &origin(ctx),
             )
             .await?;
         Ok(user.into())

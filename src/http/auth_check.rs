@@ -45,8 +45,9 @@ pub fn encode_username(username: &str) -> String {
 
 /// `GET|HEAD /auth/check`.
 pub async fn check(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    let token = crate::auth::credential::from_headers(&headers, state.session_cookie);
-    let caller = match &token {
+    // Forward auth vouches for people: an API key is no session here.
+    let credential = crate::auth::credential::from_headers(&headers, state.session_cookie);
+    let caller = match credential.as_ref().and_then(|c| c.session()) {
         Some(token) => state.sessions.authenticate(token).await,
         None => Ok(None),
     };

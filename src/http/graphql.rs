@@ -278,7 +278,7 @@ async fn execute(
         .get(super::request_id::HEADER)
         .and_then(|v| v.to_str().ok())
     {
-        request = request.data(crate::graphql::admin::RequestId(id.to_owned()));
+        request = request.data(crate::graphql::guard::RequestId(id.to_owned()));
     }
     if let Some(agent) = headers
         .get(header::USER_AGENT)

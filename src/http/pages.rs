@@ -1,7 +1,7 @@
-//! The two small pages that email links open: `/verify-email` and `/reset-password`.
-//! Compiled in, no external asset, a strict CSP. Opening one does nothing by itself: the
-//! token is used only when the person presses the button, since mail scanners prefetch
-//! links.
+//! The small pages roster serves: `/verify-email` and `/reset-password` (email links open
+//! them) and `/admin` (the operators' page). Compiled in, no external asset, a strict CSP.
+//! Opening a link page does nothing by itself: the token is used only when the person
+//! presses the button, since mail scanners prefetch links.
 
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::Response;
@@ -32,7 +32,14 @@ pub async fn reset_password() -> Response {
     html(include_str!("pages/reset-password.html"))
 }
 
-/// `GET /pages/{file}`: the pages' script and stylesheet.
+/// `GET /admin`: staff sign in, find and open users, act on them, read the audit trail. The
+/// page is public (it holds nothing); everything it shows comes from the admin API, under
+/// the signed-in staff member's permissions.
+pub async fn admin() -> Response {
+    html(include_str!("pages/admin.html"))
+}
+
+/// `GET /pages/{file}`: the pages' scripts and stylesheets.
 pub async fn asset(uri: Uri) -> Response {
     let file = uri.path().strip_prefix("/pages/").unwrap_or_default();
     super::graphiql::static_file(match file {
@@ -42,6 +49,14 @@ pub async fn asset(uri: Uri) -> Response {
         )),
         "account.css" => Some((
             include_bytes!("pages/account.css").as_slice(),
+            "text/css; charset=utf-8",
+        )),
+        "admin.js" => Some((
+            include_bytes!("pages/admin.js").as_slice(),
+            "text/javascript; charset=utf-8",
+        )),
+        "admin.css" => Some((
+            include_bytes!("pages/admin.css").as_slice(),
             "text/css; charset=utf-8",
         )),
         _ => None,

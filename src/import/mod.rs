@@ -128,6 +128,7 @@ pub async fn run(
 ) -> Result<Summary, ImportError> {
     let source = args.source.as_deref().unwrap_or_default();
     let mut rows = source::open(source).await?;
+    let json_perms = rows.perms_slot();
     let progress = Progress::new(rows.total().await);
     let txn = target.begin().await?;
     let (pages, mut prepared) = tokio::sync::mpsc::channel(PIPELINE);
@@ -187,6 +188,13 @@ pub async fn run(
                 Ok(())
             }
             .await
+        }
+        Ok(()) => {
+            let taken = json_perms.and_then(|slot| slot.lock().ok()?.take());
+            match taken {
+                Some(found) => perms::apply(&txn, &found).await.map(|s| summary.perms = s),
+                None => Ok(()),
+            }
         }
         other => other,
     };

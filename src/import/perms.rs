@@ -1,7 +1,8 @@
 //! Django's groups and permissions, after the users, in the import's transaction: an imported
 //! user base keeps its staff's rights. From a database source (`auth_group`,
-//! `auth_permission` with its content type's app label, and the three link tables); a
-//! dumpdata file carries users only here.
+//! `auth_permission` with its content type's app label, and the three link tables) or a
+//! dumpdata file (`auth.group`, `auth.permission`, `contenttypes.contenttype`, and the
+//! users' `groups` and `user_permissions`; ids or natural keys alike, `source.rs` reads them).
 //!
 //! Re-importable like the users: a group or permission already brought over (same Django id,
 //! `legacy_id`) is updated, one of the same name or codename adopted, links already present
@@ -46,12 +47,36 @@ fn text(r: &sea_orm::QueryResult, i: usize) -> Result<String, ImportError> {
         .map_err(|e| ImportError::Source(e.to_string()))
 }
 
-/// Brings Django's groups, permissions and links from `source` into `txn`.
+/// Django's groups, permissions and links, by Django ids, whatever the source.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DjangoPerms {
+    /// (Django id, `app_label.codename`, name).
+    pub permissions: Vec<(i64, String, String)>,
+    /// (Django id, name).
+    pub groups: Vec<(i64, String)>,
+    /// (user id, group id).
+    pub user_groups: Vec<(i64, i64)>,
+    /// (user id, permission id).
+    pub user_permissions: Vec<(i64, i64)>,
+    /// (group id, permission id).
+    pub group_permissions: Vec<(i64, i64)>,
+}
+
+/// Brings Django's groups, permissions and links from the database `source` into `txn`.
 pub async fn import(
     source: &DatabaseConnection,
     txn: &DatabaseTransaction,
 ) -> Result<PermsSummary, ImportError> {
-    let mut summary = PermsSummary::default();
+    match read(source).await? {
+        Some(perms) => apply(txn, &perms).await,
+        None => Ok(PermsSummary::default()),
+    }
+}
+
+/// Reads the groups, permissions and links of a Django database; `None` when it has no
+/// auth tables.
+async fn read(source: &DatabaseConnection) -> Result<Option<DjangoPerms>, ImportError> {
+    let mut perms = DjangoPerms::default();
     // A source without Django's auth tables (a hand-made `auth_user`) brings users only.
     for table in [
         "auth_permission",
@@ -69,7 +94,7 @@ pub async fn import(
                 table,
                 "the source has no such table: users imported without groups or permissions"
             );
-            return Ok(summary);
+            return Ok(None);
         }
     }
     let permissions = rows(
@@ -78,26 +103,62 @@ pub async fn import(
          JOIN django_content_type ct ON ct.id = p.content_type_id ORDER BY p.id",
     )
     .await?;
-    let mut permission_ids = HashMap::new();
     for r in &permissions {
-        let legacy = int(r, 0)?;
-        let codename = format!("{}.{}", text(r, 1)?, text(r, 2)?);
-        let name: String = text(r, 3)?.chars().take(255).collect();
-        let id = upsert(txn, "permissions", "codename", &codename, &name, legacy).await?;
-        permission_ids.insert(legacy, id);
-        summary.permissions += 1;
+        perms.permissions.push((
+            int(r, 0)?,
+            format!("{}.{}", text(r, 1)?, text(r, 2)?),
+            text(r, 3)?,
+        ));
     }
-    let groups = rows(
+    for r in &rows(
         source,
         "SELECT CAST(id AS BIGINT), name FROM auth_group ORDER BY id",
     )
-    .await?;
+    .await?
+    {
+        perms.groups.push((int(r, 0)?, text(r, 1)?));
+    }
+    for (sql, links) in [
+        (
+            "SELECT CAST(user_id AS BIGINT), CAST(group_id AS BIGINT) FROM auth_user_groups",
+            &mut perms.user_groups,
+        ),
+        (
+            "SELECT CAST(user_id AS BIGINT), CAST(permission_id AS BIGINT) \
+             FROM auth_user_user_permissions",
+            &mut perms.user_permissions,
+        ),
+        (
+            "SELECT CAST(group_id AS BIGINT), CAST(permission_id AS BIGINT) \
+             FROM auth_group_permissions",
+            &mut perms.group_permissions,
+        ),
+    ] {
+        for r in &rows(source, sql).await? {
+            links.push((int(r, 0)?, int(r, 1)?));
+        }
+    }
+    Ok(Some(perms))
+}
+
+/// Writes `perms` into `txn`: groups and permissions upserted by Django id, links added.
+pub async fn apply(
+    txn: &DatabaseTransaction,
+    perms: &DjangoPerms,
+) -> Result<PermsSummary, ImportError> {
+    let mut summary = PermsSummary::default();
+    let mut permission_ids = HashMap::new();
+    for (legacy, codename, name) in &perms.permissions {
+        let name: String = name.chars().take(255).collect();
+        let id = upsert(txn, "permissions", "codename", codename, &name, *legacy).await?;
+        permission_ids.insert(*legacy, id);
+        summary.permissions += 1;
+    }
     let mut group_ids = HashMap::new();
-    for r in &groups {
-        let legacy = int(r, 0)?;
-        let name: String = text(r, 1)?.chars().take(150).collect();
-        let id = upsert(txn, "groups", "name", &name, &name, legacy).await?;
-        group_ids.insert(legacy, id);
+    for (legacy, name) in &perms.groups {
+        let name: String = name.chars().take(150).collect();
+        let id = upsert(txn, "groups", "name", &name, &name, *legacy).await?;
+        group_ids.insert(*legacy, id);
         summary.groups += 1;
     }
     let users: HashMap<i64, Uuid> = txn
@@ -114,9 +175,9 @@ pub async fn import(
             ))
         })
         .collect::<Result<_, DbErr>>()?;
-    for (sql, table, left, right, left_ids, right_ids) in [
+    for (links, table, left, right, left_ids, right_ids) in [
         (
-            "SELECT CAST(user_id AS BIGINT), CAST(group_id AS BIGINT) FROM auth_user_groups",
+            &perms.user_groups,
             "user_groups",
             "user_id",
             "group_id",
@@ -124,8 +185,7 @@ pub async fn import(
             &group_ids,
         ),
         (
-            "SELECT CAST(user_id AS BIGINT), CAST(permission_id AS BIGINT) \
-             FROM auth_user_user_permissions",
+            &perms.user_permissions,
             "user_permissions",
             "user_id",
             "permission_id",
@@ -133,8 +193,7 @@ pub async fn import(
             &permission_ids,
         ),
         (
-            "SELECT CAST(group_id AS BIGINT), CAST(permission_id AS BIGINT) \
-             FROM auth_group_permissions",
+            &perms.group_permissions,
             "group_permissions",
             "group_id",
             "permission_id",
@@ -142,13 +201,9 @@ pub async fn import(
             &permission_ids,
         ),
     ] {
-        let pairs: Vec<(Uuid, Uuid)> = rows(source, sql)
-            .await?
+        let pairs: Vec<(Uuid, Uuid)> = links
             .iter()
-            .map(|r| Ok((int(r, 0)?, int(r, 1)?)))
-            .collect::<Result<Vec<_>, ImportError>>()?
-            .into_iter()
-            .filter_map(|(a, b)| Some((*left_ids.get(&a)?, *right_ids.get(&b)?)))
+            .filter_map(|(a, b)| Some((*left_ids.get(a)?, *right_ids.get(b)?)))
             .collect();
         for chunk in pairs.chunks(CHUNK) {
             let mut insert = Query::insert()

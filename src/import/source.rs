@@ -3,7 +3,11 @@ use sea_orm::{ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, St
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use super::ImportError;
+use super::perms::DjangoPerms;
 
 /// One row of Django's `auth_user`, as roster keeps it (names, flags, dates, the hash as is).
 #[derive(Debug, Clone)]
@@ -24,9 +28,14 @@ pub enum Rows {
     /// `auth_user`, read page by page in primary-key order.
     Database { db: DatabaseConnection, after: i64 },
     /// A dumpdata file parsed on a blocking thread and handed over through a bounded
-    /// channel: the file is never held in memory whole.
-    Json(mpsc::Receiver<Result<DjangoUser, String>>),
+    /// channel: the file is never held in memory whole. Its groups, permissions and links
+    /// (small beside the users) are collected as it goes and left in the slot once the
+    /// whole file is read.
+    Json(mpsc::Receiver<Result<DjangoUser, String>>, PermsSlot),
 }
+
+/// Where a dumpdata file's groups and permissions are left when the file has been read.
+pub type PermsSlot = Arc<Mutex<Option<DjangoPerms>>>;
 
 /// Whether `source` is a database URL (not a dumpdata file).
 pub fn is_database(source: &str) -> bool {
@@ -59,18 +68,32 @@ pub async fn open(source: &str) -> Result<Rows, ImportError> {
     let file =
         std::fs::File::open(source).map_err(|e| ImportError::Source(format!("{source}: {e}")))?;
     let (tx, rx) = mpsc::channel(2 * super::BATCH);
+    let slot = PermsSlot::default();
+    let fixture_slot = slot.clone();
     tokio::task::spawn_blocking(move || {
         let reader = std::io::BufReader::new(file);
         let mut de = serde_json::Deserializer::from_reader(reader);
-        let result = serde::Deserializer::deserialize_seq(&mut de, Fixture { tx: tx.clone() });
+        let fixture = Fixture {
+            tx: tx.clone(),
+            slot: fixture_slot,
+        };
+        let result = serde::Deserializer::deserialize_seq(&mut de, fixture);
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(format!("not a dumpdata JSON array: {e}")));
         }
     });
-    Ok(Rows::Json(rx))
+    Ok(Rows::Json(rx, slot))
 }
 
 impl Rows {
+    /// A dumpdata file's slot for its groups and permissions.
+    pub fn perms_slot(&self) -> Option<PermsSlot> {
+        match self {
+            Self::Json(_, slot) => Some(slot.clone()),
+            Self::Database { .. } => None,
+        }
+    }
+
     /// How many rows there are, when the source can say without reading them all (a
     /// database can; a dumpdata stream cannot).
     pub async fn total(&self) -> Option<u64> {
@@ -154,7 +177,7 @@ impl Rows {
                 }
                 Ok(Some(out))
             }
-            Self::Json(rx) => {
+            Self::Json(rx, _) => {
                 let mut out = Vec::new();
                 while out.len() < size {
                     match rx.recv().await {
@@ -185,7 +208,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 struct Entry {
     model: String,
     pk: i64,
-    fields: Fields,
+    fields: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -202,15 +225,131 @@ struct Fields {
     is_superuser: bool,
     date_joined: String,
     last_login: Option<String>,
+    /// Group ids, or natural keys (`["name"]`).
+    #[serde(default)]
+    groups: Vec<serde_json::Value>,
+    /// Permission ids, or natural keys (`["codename", "app_label", "model"]`).
+    #[serde(default)]
+    user_permissions: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ContentTypeFields {
+    app_label: String,
+    model: String,
+}
+
+#[derive(Deserialize)]
+struct PermissionFields {
+    name: String,
+    codename: String,
+    /// A content-type id, or its natural key (`["app_label", "model"]`).
+    content_type: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct GroupFields {
+    name: String,
+    #[serde(default)]
+    permissions: Vec<serde_json::Value>,
+}
+
+/// A dumpdata file's groups, permissions and links as read, before references are resolved
+/// (an entry may name one that comes later in the file).
+#[derive(Default)]
+struct RawPerms {
+    content_types: HashMap<i64, (String, String)>,
+    /// (pk, codename, name, content type).
+    permissions: Vec<(i64, String, String, serde_json::Value)>,
+    /// (pk, name, permissions).
+    groups: Vec<(i64, String, Vec<serde_json::Value>)>,
+    /// (user pk, groups, permissions).
+    users: Vec<(i64, Vec<serde_json::Value>, Vec<serde_json::Value>)>,
+}
+
+impl RawPerms {
+    /// Django ids throughout; references that name nothing in the file are left out (a
+    /// permission whose content type the file lacks cannot be named `app_label.codename`).
+    fn resolve(self) -> DjangoPerms {
+        let mut out = DjangoPerms::default();
+        let app_of = |ct: &serde_json::Value| -> Option<(String, String)> {
+            match ct {
+                serde_json::Value::Number(n) => self.content_types.get(&n.as_i64()?).cloned(),
+                serde_json::Value::Array(a) => Some((
+                    a.first()?.as_str()?.to_owned(),
+                    a.get(1)?.as_str()?.to_owned(),
+                )),
+                _ => None,
+            }
+        };
+        // (codename, app_label, model) → pk, for natural keys.
+        let mut by_natural = HashMap::new();
+        for (pk, codename, name, ct) in &self.permissions {
+            let Some((app_label, model)) = app_of(ct) else {
+                continue;
+            };
+            by_natural.insert((codename.clone(), app_label.clone(), model), *pk);
+            out.permissions
+                .push((*pk, format!("{app_label}.{codename}"), name.clone()));
+        }
+        let known: std::collections::HashSet<i64> =
+            out.permissions.iter().map(|(pk, _, _)| *pk).collect();
+        let permission = |v: &serde_json::Value| -> Option<i64> {
+            match v {
+                serde_json::Value::Number(n) => n.as_i64().filter(|pk| known.contains(pk)),
+                serde_json::Value::Array(a) => by_natural
+                    .get(&(
+                        a.first()?.as_str()?.to_owned(),
+                        a.get(1)?.as_str()?.to_owned(),
+                        a.get(2)?.as_str()?.to_owned(),
+                    ))
+                    .copied(),
+                _ => None,
+            }
+        };
+        let group_by_name: HashMap<&str, i64> = self
+            .groups
+            .iter()
+            .map(|(pk, name, _)| (name.as_str(), *pk))
+            .collect();
+        let group = |v: &serde_json::Value| -> Option<i64> {
+            match v {
+                serde_json::Value::Number(n) => n
+                    .as_i64()
+                    .filter(|pk| group_by_name.values().any(|g| g == pk)),
+                serde_json::Value::Array(a) => group_by_name.get(a.first()?.as_str()?).copied(),
+                _ => None,
+            }
+        };
+        for (pk, name, permissions) in &self.groups {
+            out.groups.push((*pk, name.clone()));
+            out.group_permissions
+                .extend(permissions.iter().filter_map(&permission).map(|p| (*pk, p)));
+        }
+        for (pk, groups, permissions) in &self.users {
+            out.user_groups
+                .extend(groups.iter().filter_map(&group).map(|g| (*pk, g)));
+            out.user_permissions
+                .extend(permissions.iter().filter_map(&permission).map(|p| (*pk, p)));
+        }
+        out
+    }
 }
 
 fn yes() -> bool {
     true
 }
 
-/// Visits the top-level array element by element, sending each user on.
+/// Visits the top-level array element by element, sending each user on and collecting the
+/// groups and permissions.
 struct Fixture {
     tx: mpsc::Sender<Result<DjangoUser, String>>,
+    slot: PermsSlot,
+}
+
+/// A malformed entry of `model`, as the import reports it.
+fn malformed(model: &str, e: serde_json::Error) -> String {
+    format!("malformed {model} entry: {e}")
 }
 
 impl<'de> serde::de::Visitor<'de> for Fixture {
@@ -225,6 +364,7 @@ impl<'de> serde::de::Visitor<'de> for Fixture {
         // beyond one element at a time.
         // Strict: an entry with a repeated key (two `password`s, say) is refused rather than
         // read as its last one.
+        let mut raw = RawPerms::default();
         while let Some(crate::strict_json::StrictJson(entry)) = seq.next_element()? {
             let entry: Entry = match serde_json::from_value(entry) {
                 Ok(e) => e,
@@ -233,10 +373,40 @@ impl<'de> serde::de::Visitor<'de> for Fixture {
                     return Ok(());
                 }
             };
-            if entry.model != "auth.user" {
+            let model = entry.model.as_str();
+            if model != "auth.user" {
+                let collected = match model {
+                    "contenttypes.contenttype" => {
+                        serde_json::from_value::<ContentTypeFields>(entry.fields).map(|f| {
+                            raw.content_types.insert(entry.pk, (f.app_label, f.model));
+                        })
+                    }
+                    "auth.permission" => serde_json::from_value::<PermissionFields>(entry.fields)
+                        .map(|f| {
+                            raw.permissions
+                                .push((entry.pk, f.codename, f.name, f.content_type));
+                        }),
+                    "auth.group" => serde_json::from_value::<GroupFields>(entry.fields).map(|f| {
+                        raw.groups.push((entry.pk, f.name, f.permissions));
+                    }),
+                    _ => Ok(()),
+                };
+                if let Err(e) = collected {
+                    let _ = self.tx.blocking_send(Err(malformed(model, e)));
+                    return Ok(());
+                }
                 continue;
             }
-            let f = entry.fields;
+            let f: Fields = match serde_json::from_value(entry.fields) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = self.tx.blocking_send(Err(malformed("auth.user", e)));
+                    return Ok(());
+                }
+            };
+            if !f.groups.is_empty() || !f.user_permissions.is_empty() {
+                raw.users.push((entry.pk, f.groups, f.user_permissions));
+            }
             let user = (|| {
                 Ok(DjangoUser {
                     legacy_id: entry.pk,
@@ -254,6 +424,11 @@ impl<'de> serde::de::Visitor<'de> for Fixture {
                 // The importer stopped reading: stop parsing.
                 return Ok(());
             }
+        }
+        // Before the sender goes (with `self`): the importer reads the slot once the stream
+        // has ended.
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(raw.resolve());
         }
         Ok(())
     }

@@ -345,16 +345,37 @@ impl Sessions {
             .collect())
     }
 
-    /// Ends one of the user's sessions; `false` when `id` is not one of theirs.
-    pub async fn revoke(&self, user_id: Uuid, id: Uuid) -> Result<bool, DbErr> {
+    /// Ends one of the user's sessions (by the user: `logout`, `revokeSession`), recorded in
+    /// the audit log in the same transaction; `false` when `id` is not one of theirs.
+    pub async fn revoke(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        origin: &crate::audit::Origin,
+    ) -> Result<bool, DbErr> {
         // Answered even past the request deadline: never "timed out" about a done delete.
         crate::deadline::commit_started();
+        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
         let done = session::Entity::delete_many()
             .filter(session::Column::Id.eq(id))
             .filter(session::Column::UserId.eq(user_id))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
-        Ok(done.rows_affected > 0)
+        if done.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::user(user_id),
+            "session.ended",
+            Some(user_id),
+            origin,
+            Some(serde_json::json!({ "session": id })),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Ends every session of the user but `keep` (all of them when `keep` is `None`), inside

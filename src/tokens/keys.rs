@@ -257,6 +257,17 @@ impl KeyStore {
             .await?;
         signing_key::Entity::insert(row).exec(&txn).await?;
         self.wipe_expired(&txn).await?;
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::system(),
+            "signing_key.rotated",
+            None,
+            &crate::audit::Origin::default(),
+            Some(serde_json::json!({
+                "kid": key.kid, "signs_from": active_from, "replace_secret": replace_secret,
+            })),
+        )
+        .await?;
         txn.commit().await?;
         Ok(KeyInfo {
             kid: key.kid,
@@ -346,6 +357,7 @@ impl KeyStore {
     /// `false` when there is no such key.
     pub async fn revoke(&self, kid: &str) -> Result<bool, KeyError> {
         let long_ago = Utc::now() - retention() - chrono::Duration::seconds(1);
+        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
         let done = signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetiredAt, Expr::value(long_ago))
             .col_expr(
@@ -353,9 +365,23 @@ impl KeyStore {
                 Expr::value(Option::<String>::None),
             )
             .filter(signing_key::Column::Kid.eq(kid))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
-        Ok(done.rows_affected > 0)
+        if done.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::system(),
+            "signing_key.revoked",
+            None,
+            &crate::audit::Origin::default(),
+            Some(serde_json::json!({ "kid": kid })),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// The public keys a verifier may meet, as a JWK Set document: live keys and keys

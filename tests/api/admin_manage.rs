@@ -6,7 +6,7 @@ use roster::admin::{Actor, Origin};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::admin::{as_user, code, grant, make_staff, member, sql, uuid};
+use crate::admin::{admin_actions, as_user, code, grant, make_staff, member, sql, uuid};
 use crate::helpers::{GOOD_PASSWORD, per_hour, spawn_app, spawn_app_with};
 
 const SET_PERMS: &str =
@@ -262,14 +262,8 @@ async fn permissions_and_groups_are_granted_only_by_those_who_hold_them() {
         json!({}),
     )
     .await;
-    let actions: Vec<&str> = log["data"]["auditLog"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"]["action"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        actions,
+        admin_actions(&log),
         [
             "group.deleted",
             "user.groups_set",
@@ -280,7 +274,13 @@ async fn permissions_and_groups_are_granted_only_by_those_who_hold_them() {
         ],
         "{log}"
     );
-    let granted = &log["data"]["auditLog"]["edges"][2]["node"];
+    let granted = log["data"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .find(|n| n["action"] == "user.permissions_set")
+        .unwrap();
     assert_eq!(granted["actorUserId"], lead_id.as_str());
     let detail: Value = serde_json::from_str(granted["detail"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -471,8 +471,13 @@ async fn deleting_a_user_ends_their_sessions_frees_their_names_and_keeps_the_aud
     )
     .await;
     assert_eq!(
-        log["data"]["auditLog"]["edges"],
-        json!([{ "node": { "action": "user.deleted" } }])
+        admin_actions(&log),
+        ["user.deleted"],
+        "the sign-in stays too"
+    );
+    assert_eq!(
+        log["data"]["auditLog"]["edges"][1]["node"]["action"],
+        "login.succeeded"
     );
 }
 
@@ -559,4 +564,256 @@ async fn admin_mutations_are_rate_limited_per_actor_and_counted() {
         metrics.contains(r#"operation="endUserSessions",outcome="RATE_LIMITED"} 1"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_script_with_an_api_key_holds_only_its_permissions_and_stops_when_revoked() {
+    let app = spawn_app().await;
+    let apikey = |args: &[&str]| {
+        let mut all = vec!["--database-url", app.database_url.as_str(), "apikey"];
+        all.extend_from_slice(args);
+        crate::helpers::roster_output(&all, &[])
+    };
+    let refused = apikey(&["create", "--name", "nightly", "--permission", "auth.fly"]);
+    assert!(
+        refused.contains("permissions: Unknown: auth.fly"),
+        "{refused}"
+    );
+    let out = apikey(&[
+        "create",
+        "--name",
+        "nightly",
+        "--permission",
+        "roster.view_user",
+        "--permission",
+        "roster.change_user",
+    ]);
+    let key = out.lines().next().unwrap().to_owned();
+    assert!(key.starts_with("rsk_") && key.len() == 47, "{out}");
+    assert!(out.contains("shown once"), "{out}");
+    let taken = apikey(&[
+        "create",
+        "--name",
+        "nightly",
+        "--permission",
+        "roster.view_user",
+    ]);
+    assert!(taken.contains("name") && taken.contains("taken"), "{taken}");
+    // Only the digest is stored.
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT id, secret_hash FROM api_keys",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let key_id: uuid::Uuid = row.try_get_by_index(0).unwrap();
+    let digest: String = row.try_get_by_index(1).unwrap();
+    assert_eq!(digest.len(), 64);
+    assert!(!key.contains(&digest) && !digest.contains(&key[4..]));
+
+    let (boss_id, boss) = member(&app, "boss").await;
+    make_staff(&app, &boss_id, true).await;
+    let (plain_id, plain) = member(&app, "plain").await;
+    let (staffer_id, _) = member(&app, "staffer").await;
+    make_staff(&app, &staffer_id, false).await;
+
+    // The key reads users, as its permission says.
+    let answer = as_user(
+        &app,
+        Some(&key),
+        "{ users { edges { node { username } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        answer["data"]["users"]["edges"].as_array().map(Vec::len),
+        Some(3),
+        "{answer}"
+    );
+    // It is no session: not a person, not for forward auth, nothing else.
+    let me = as_user(&app, Some(&key), "{ me { id } }", json!({})).await;
+    assert_eq!(me["data"]["me"], Value::Null, "{me}");
+    let answer = as_user(&app, Some(&key), "{ sessions { id } }", json!({})).await;
+    assert_eq!(code(&answer), "UNAUTHENTICATED", "{answer}");
+    let check = crate::helpers::fresh_client()
+        .get(format!("http://{}/auth/check", app.addr))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // What it was not given, it cannot do or give.
+    let answer = as_user(
+        &app,
+        Some(&key),
+        "{ auditLog { edges { cursor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
+    let answer = as_user(
+        &app,
+        Some(&key),
+        "mutation($id: ID!) { deleteUser(id: $id) }",
+        json!({ "id": plain_id }),
+    )
+    .await;
+    assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
+    let answer = as_user(
+        &app,
+        Some(&key),
+        SET_PERMS,
+        json!({ "id": plain_id, "p": ["roster.delete_user"] }),
+    )
+    .await;
+    assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
+    // Never staff: it cannot touch a staff account or make one.
+    let deactivate = "mutation($id: ID!) { deactivateUser(id: $id) { isActive } }";
+    let answer = as_user(&app, Some(&key), deactivate, json!({ "id": staffer_id })).await;
+    assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
+    let answer = as_user(
+        &app,
+        Some(&key),
+        SET_STAFF,
+        json!({ "id": plain_id, "s": true, "su": true }),
+    )
+    .await;
+    assert_eq!(code(&answer), "FORBIDDEN", "{answer}");
+    // What it holds works, and the audit log names the key.
+    let answer = as_user(&app, Some(&key), deactivate, json!({ "id": plain_id })).await;
+    assert_eq!(
+        answer["data"]["deactivateUser"]["isActive"], false,
+        "{answer}"
+    );
+    let me = as_user(&app, Some(&plain), "{ me { id } }", json!({})).await;
+    assert_eq!(me["data"]["me"], Value::Null);
+    let log = as_user(
+        &app,
+        Some(&boss),
+        "query($u: ID) { auditLog(userId: $u) { edges { node {
+        action actorKind actorUserId actorApiKeyId } } } }",
+        json!({ "u": plain_id }),
+    )
+    .await;
+    assert_eq!(
+        log["data"]["auditLog"]["edges"][0]["node"],
+        json!({ "action": "user.deactivated",
+        "actorKind": "api_key", "actorUserId": null, "actorApiKeyId": key_id.to_string() }),
+        "{log}"
+    );
+
+    // The list shows when it was last used, never the key; revoked, it opens nothing.
+    let listed = apikey(&["list"]);
+    assert!(
+        listed.contains("nightly") && listed.contains("roster.change_user,roster.view_user"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key[4..]), "{listed}");
+    let revoked = apikey(&["revoke", "nightly"]);
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let answer = as_user(
+        &app,
+        Some(&key),
+        "{ users { edges { cursor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&answer), "UNAUTHENTICATED", "{answer}");
+    let unknown = apikey(&["revoke", "nobody"]);
+    assert!(unknown.contains("no key has that id or name"), "{unknown}");
+    // A key-shaped string that is no key is anonymous too.
+    let forged = format!("rsk_{}", "A".repeat(43));
+    let answer = as_user(
+        &app,
+        Some(&forged),
+        "{ users { edges { cursor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&answer), "UNAUTHENTICATED", "{answer}");
+}
+
+#[tokio::test]
+async fn changepassword_applies_the_policy_and_ends_the_users_sessions() {
+    let app = spawn_app().await;
+    let (id, token) = member(&app, "forgetful").await;
+    let run = |password: &str, name: &str| {
+        crate::helpers::roster_output(
+            &[
+                "--database-url",
+                &app.database_url,
+                "changepassword",
+                name,
+                "--no-input",
+            ],
+            &[("ROSTER_NEW_PASSWORD", password)],
+        )
+    };
+    let weak = run("12345678", "forgetful");
+    assert!(weak.contains("password_"), "{weak}");
+    let me = as_user(&app, Some(&token), "{ me { id } }", json!({})).await;
+    assert_eq!(
+        me["data"]["me"]["id"],
+        id.as_str(),
+        "a refused password changes nothing"
+    );
+    let nobody = run("a perfectly fine passphrase 42", "nobody");
+    assert!(nobody.contains("no user is named"), "{nobody}");
+    let done = run("a perfectly fine passphrase 42", "forgetful");
+    assert!(done.contains("1 session(s) ended"), "{done}");
+    assert!(!done.contains("passphrase"), "{done}");
+    let me = as_user(&app, Some(&token), "{ me { id } }", json!({})).await;
+    assert_eq!(me["data"]["me"], Value::Null);
+    let login = app.graphql("mutation($i: LoginInput!) { login(input: $i) { token } }",
+        json!({ "i": { "identifier": "forgetful", "password": "a perfectly fine passphrase 42" } })).await;
+    assert!(
+        login.body["data"]["login"]["token"].is_string(),
+        "{}",
+        login.body
+    );
+    let audited = app.db.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        app.db.get_database_backend(),
+        "SELECT actor_kind FROM audit_log WHERE action = 'user.password_changed' AND target_user_id = $1",
+        [uuid(&id)],
+    )).await.unwrap().unwrap().try_get_by_index::<String>(0).unwrap();
+    assert_eq!(audited, "system");
+}
+
+#[tokio::test]
+async fn the_admin_page_is_compiled_in_under_a_strict_csp_with_nothing_external() {
+    let app = spawn_app().await;
+    let page = reqwest::get(format!("http://{}/admin", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="pages/admin.js">"#), "{html}");
+    for asset in ["admin.js", "admin.css"] {
+        let body = reqwest::get(format!("http://{}/pages/{asset}", app.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{asset} fetches nothing external"
+        );
+        // Server values are set as text, never parsed as HTML.
+        assert!(!body.contains("innerHTML"), "{asset}");
+    }
 }

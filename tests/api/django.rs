@@ -865,3 +865,62 @@ async fn groups_and_permissions_come_over_with_the_users_and_a_rerun_adds_nothin
     assert_eq!(count("user_groups").await, 1);
     let _ = std::fs::remove_file(source.trim_start_matches("sqlite://"));
 }
+
+#[tokio::test]
+async fn a_dumpdata_file_brings_groups_and_permissions_by_id_or_natural_key() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    // As `manage.py dumpdata contenttypes auth` writes it (user 1, ids), and as
+    // `--natural-foreign` writes it (user 2, natural keys), in one file; the group comes
+    // after the users that name it.
+    let user = |pk: i64, name: &str, groups: Value, perms: Value| {
+        json!({ "model": "auth.user", "pk": pk, "fields": {
+            "password": "!unusable", "last_login": null, "is_superuser": false,
+            "username": name, "first_name": "", "last_name": "", "email": format!("{name}@example.com"),
+            "is_staff": true, "is_active": true, "date_joined": "2026-11-25T03:28:29.824Z",
+            "groups": groups, "user_permissions": perms } })
+    };
+    let dump = json!([
+        { "model": "contenttypes.contenttype", "pk": 4, "fields": { "app_label": "auth", "model": "user" } },
+        { "model": "auth.permission", "pk": 21, "fields": { "name": "Can change user", "content_type": 4, "codename": "change_user" } },
+        { "model": "auth.permission", "pk": 24, "fields": { "name": "Can view user", "content_type": ["auth", "user"], "codename": "view_user" } },
+        { "model": "auth.permission", "pk": 99, "fields": { "name": "Orphan", "content_type": 77, "codename": "orphan" } },
+        user(1, "by_ids", json!([3]), json!([21, 99])),
+        user(2, "by_keys", json!([["support"]]), json!([["change_user", "auth", "user"]])),
+        { "model": "auth.group", "pk": 3, "fields": { "name": "support", "permissions": [["view_user", "auth", "user"]] } },
+    ]);
+    let file = std::env::temp_dir().join(format!("dump_{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, serde_json::to_vec_pretty(&dump).unwrap()).unwrap();
+    let source = file.to_str().unwrap().to_owned();
+
+    let (code, _, stderr) = import(&app, &source, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 groups"), "{stderr}");
+    for name in ["by_ids", "by_keys"] {
+        let user = user::Entity::find()
+            .filter(user::Column::Username.eq(name))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let held = roster::admin::perms::effective(&app.db, &user)
+            .await
+            .unwrap();
+        assert_eq!(
+            held.into_iter().collect::<Vec<_>>(),
+            ["auth.change_user", "auth.view_user"],
+            "{name}: own and the group's; a permission without its content type is left out"
+        );
+        assert_eq!(
+            roster::admin::perms::groups(&app.db, user.id)
+                .await
+                .unwrap(),
+            ["support"]
+        );
+    }
+    // Again: nothing new.
+    let (code, _, stderr) = import(&app, &source, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 new links"), "{stderr}");
+    let _ = std::fs::remove_file(file);
+}

@@ -322,6 +322,19 @@ async fn password_reset_sets_a_new_password_verifies_and_ends_every_session() {
         token_code(&app.reset(&token, "another fine passphrase").await),
         "token_invalid"
     );
+    // The reset is in the audit log, as done by the user, and the link is not.
+    let user = app.user_by_name(&name).await;
+    let log = app.audit_log().await;
+    let reset = log
+        .iter()
+        .find(|e| e.action == "user.password_reset")
+        .expect("the reset is audited");
+    assert_eq!(
+        (reset.actor_user_id, reset.target_user_id),
+        (Some(user.id), Some(user.id))
+    );
+    assert_eq!(reset.ip.as_deref(), Some("127.0.0.1"));
+    assert!(log.iter().all(|e| !format!("{e:?}").contains(&token)));
 }
 
 #[tokio::test]
@@ -360,7 +373,13 @@ async fn resend_sends_a_fresh_link_and_the_older_one_stops_working() {
     assert_ne!(first, second);
     assert_eq!(token_code(&app.verify(&first).await), "token_invalid");
     assert!(app.verify(&second).await.body["errors"].is_null());
-    assert!(app.user_by_name(&name).await.email_verified);
+    let user = app.user_by_name(&name).await;
+    assert!(user.email_verified);
+    assert_eq!(
+        app.audit_actions_about(user.id).await,
+        ["user.email_verified"],
+        "one verification, audited once"
+    );
     // Verified: a resend sends nothing.
     app.graphql(RESEND, json!({ "email": email })).await;
     tokio::time::sleep(Duration::from_millis(800)).await;

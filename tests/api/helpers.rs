@@ -364,6 +364,26 @@ impl TestApp {
     pub async fn users(&self) -> Vec<user::Model> {
         user::Entity::find().all(&self.db).await.unwrap()
     }
+
+    /// The audit log, oldest first.
+    pub async fn audit_log(&self) -> Vec<roster::entity::audit_entry::Model> {
+        use sea_orm::QueryOrder;
+        roster::entity::audit_entry::Entity::find()
+            .order_by_asc(roster::entity::audit_entry::Column::Id)
+            .all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// The actions of the audit log about `user`, oldest first.
+    pub async fn audit_actions_about(&self, user: uuid::Uuid) -> Vec<String> {
+        self.audit_log()
+            .await
+            .into_iter()
+            .filter(|e| e.target_user_id == Some(user))
+            .map(|e| e.action)
+            .collect()
+    }
 }
 
 impl Answer {

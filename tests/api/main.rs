@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_manage;
+mod audit;
 mod auth_check;
 mod django;
 mod docs;

@@ -12,18 +12,14 @@ pub mod users;
 
 use async_graphql::Context;
 
-use super::guard::{ClientIp, auth};
-use crate::admin::{self, Actor, Origin};
+use super::guard::{auth, origin};
+use crate::admin::{self, Actor};
 use crate::error::{AppError, FieldError};
 use crate::ratelimit::KeyLimiter;
 
 /// The admin mutations' per-actor limit (schema data; `--admin-rate-limit`).
 #[derive(Clone)]
 pub struct AdminRateLimiter(pub KeyLimiter);
-
-/// The request's id, for the audit log (schema data per request).
-#[derive(Clone)]
-pub struct RequestId(pub String);
 
 /// An id argument; anything that is not a UUID names nothing.
 fn uuid_arg(field: &'static str, raw: &str) -> Result<uuid::Uuid, AppError> {
@@ -52,23 +48,26 @@ fn page_size(first: i32) -> Result<u64, AppError> {
         })
 }
 
-fn origin(ctx: &Context<'_>) -> Origin {
-    Origin {
-        ip: ctx.data_opt::<ClientIp>().map(|c| c.0.to_string()),
-        request_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()),
-    }
-}
-
 /// Who runs an admin mutation, once it has passed the per-actor limit. (The permission was
 /// checked before the resolver ran; the use case checks it again inside its transaction.)
 async fn actor(ctx: &Context<'_>) -> Result<Actor, AppError> {
-    let caller = auth(ctx).require().await?;
+    let auth = auth(ctx);
+    let (actor, key) = match auth.api_key().await? {
+        Some(key) => (Actor::ApiKey(key.clone()), format!("key:{}", key.id)),
+        None => {
+            let caller = auth.require().await?;
+            (
+                Actor::User(Box::new(caller.user.clone())),
+                caller.user.id.to_string(),
+            )
+        }
+    };
     if let Some(limiter) = ctx.data_opt::<AdminRateLimiter>() {
         limiter
             .0
-            .check(&caller.user.id.to_string())
+            .check(&key)
             .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
     }
-    Ok(Actor::User(Box::new(caller.user.clone())))
+    Ok(actor)
 }

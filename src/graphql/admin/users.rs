@@ -143,9 +143,11 @@ pub struct UserConnection {
 pub struct AuditEntry {
     pub id: ID,
     pub at: DateTime<Utc>,
-    /// `user` or `system` (a command run where the server runs).
+    /// `user`, `api_key` or `system` (a command run where the server runs).
     pub actor_kind: String,
     pub actor_user_id: Option<ID>,
+    /// The API key that acted (`roster apikey list` names it).
+    pub actor_api_key_id: Option<ID>,
     /// `user.deactivated`, `user.reactivated`, `user.created_superuser`, …
     pub action: String,
     pub target_user_id: Option<ID>,
@@ -162,6 +164,7 @@ impl From<audit_entry::Model> for AuditEntry {
             at: e.at,
             actor_kind: e.actor_kind,
             actor_user_id: e.actor_user_id.map(|id| ID(id.to_string())),
+            actor_api_key_id: e.actor_api_key_id.map(|id| ID(id.to_string())),
             action: e.action,
             target_user_id: e.target_user_id.map(|id| ID(id.to_string())),
             ip: e.ip,
@@ -267,7 +270,7 @@ impl AdminQuery {
             .as_deref()
             .map(|a| uuid_arg("userId", a))
             .transpose()?;
-        let (rows, more) = admin::audit::list(service(ctx)?.db(), about, first, after)
+        let (rows, more) = crate::audit::list(service(ctx)?.db(), about, first, after)
             .await
             .map_err(AppError::from)?;
         let end_cursor = rows.last().map(|e| e.id.to_string());

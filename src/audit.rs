@@ -1,0 +1,135 @@
+//! The audit log: who did what to whom, when and from where — written with the same
+//! connection (the same transaction) as the change it records, so neither exists without the
+//! other. Never a password, token or hash. The table grows by insert only; entries older than
+//! `--audit-retention` are the one thing ever deleted. Below the use cases that write it
+//! (accounts, sessions, admin), it knows only the entity.
+
+use chrono::Utc;
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::entity::audit_entry;
+
+/// Who acted, as the log names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Who {
+    /// `user`, `api_key`, `system` (a command where the server runs) or `anonymous`
+    /// (a failed login: nobody proved who they are).
+    pub kind: &'static str,
+    pub user_id: Option<Uuid>,
+    pub api_key_id: Option<Uuid>,
+}
+
+impl Who {
+    pub fn user(id: Uuid) -> Self {
+        Self {
+            kind: "user",
+            user_id: Some(id),
+            api_key_id: None,
+        }
+    }
+
+    pub fn api_key(id: Uuid) -> Self {
+        Self {
+            kind: "api_key",
+            user_id: None,
+            api_key_id: Some(id),
+        }
+    }
+
+    pub fn system() -> Self {
+        Self {
+            kind: "system",
+            user_id: None,
+            api_key_id: None,
+        }
+    }
+
+    pub fn anonymous() -> Self {
+        Self {
+            kind: "anonymous",
+            user_id: None,
+            api_key_id: None,
+        }
+    }
+}
+
+/// Where an action came from.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Entries per page, at most.
+pub const MAX_PAGE: u64 = 100;
+
+/// Records `action` (a stable dotted name, e.g. `user.deactivated`) on `conn`.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    who: &Who,
+    action: &'static str,
+    target: Option<Uuid>,
+    origin: &Origin,
+    detail: Option<serde_json::Value>,
+) -> Result<(), DbErr> {
+    audit_entry::Entity::insert(audit_entry::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        at: Set(Utc::now()),
+        actor_kind: Set(who.kind.to_owned()),
+        actor_user_id: Set(who.user_id),
+        actor_api_key_id: Set(who.api_key_id),
+        action: Set(action.to_owned()),
+        target_user_id: Set(target),
+        ip: Set(origin.ip.clone()),
+        request_id: Set(origin.request_id.clone()),
+        detail: Set(detail.map(|d| d.to_string())),
+    })
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+/// Newest first: up to `first` entries older than the `after` entry, optionally about one
+/// user; and whether more follow.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    about: Option<Uuid>,
+    first: u64,
+    after: Option<Uuid>,
+) -> Result<(Vec<audit_entry::Model>, bool), DbErr> {
+    let first = first.clamp(1, MAX_PAGE);
+    let mut query = audit_entry::Entity::find().order_by_desc(audit_entry::Column::Id);
+    if let Some(user) = about {
+        query = query.filter(audit_entry::Column::TargetUserId.eq(user));
+    }
+    if let Some(after) = after {
+        query = query.filter(audit_entry::Column::Id.lt(after));
+    }
+    let mut rows = query.limit(first + 1).all(conn).await?;
+    let more = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok((rows, more))
+}
+
+/// Deletes the entries older than `age` (`--audit-retention`); answers how many.
+pub async fn purge_older_than(
+    conn: &impl ConnectionTrait,
+    age: std::time::Duration,
+) -> Result<u64, DbErr> {
+    // A retention longer than the calendar reaches deletes nothing.
+    let Some(cutoff) = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| Utc::now().checked_sub_signed(age))
+    else {
+        return Ok(0);
+    };
+    let done = audit_entry::Entity::delete_many()
+        .filter(audit_entry::Column::At.lt(cutoff))
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected)
+}

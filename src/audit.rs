@@ -115,7 +115,13 @@ pub async fn list(
     Ok((rows, more))
 }
 
-/// Deletes the entries older than `age` (`--audit-retention`); answers how many.
+/// Entries deleted per statement by [`purge_older_than`].
+const PURGE_BATCH: u64 = 5_000;
+
+/// Deletes the entries older than `age` (`--audit-retention`); answers how many. The ids are
+/// UUIDv7, ordered by their creation time, so "older than" is a range of the primary key
+/// (no scan of the table); the deletion goes in batches, so SQLite's write lock is never
+/// held for long while logins wait to write their entries.
 pub async fn purge_older_than(
     conn: &impl ConnectionTrait,
     age: std::time::Duration,
@@ -127,9 +133,27 @@ pub async fn purge_older_than(
     else {
         return Ok(0);
     };
-    let done = audit_entry::Entity::delete_many()
-        .filter(audit_entry::Column::At.lt(cutoff))
-        .exec(conn)
-        .await?;
-    Ok(done.rows_affected)
+    let Ok(millis) = u64::try_from(cutoff.timestamp_millis()) else {
+        return Ok(0);
+    };
+    // The smallest UUIDv7 of that millisecond: every id below it was made before.
+    let below = Uuid::from_u128(u128::from(millis) << 80);
+    let mut deleted = 0;
+    loop {
+        let done = conn
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                format!(
+                    "DELETE FROM audit_log WHERE id IN \
+                     (SELECT id FROM audit_log WHERE id < $1 ORDER BY id LIMIT {PURGE_BATCH})"
+                ),
+                [below.into()],
+            ))
+            .await?
+            .rows_affected();
+        deleted += done;
+        if done < PURGE_BATCH {
+            return Ok(deleted);
+        }
+    }
 }

@@ -83,11 +83,15 @@ pub async fn authenticate(
     };
     let now = Utc::now();
     if key.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY) {
-        api_key::Entity::update_many()
+        // Best effort: a request is not refused because its key's stamp was not written.
+        let touched = api_key::Entity::update_many()
             .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(key.id))
             .exec(conn)
-            .await?;
+            .await;
+        if let Err(e) = touched {
+            tracing::warn!(key = %key.id, error = %e, "could not stamp an API key's last use");
+        }
     }
     Ok(Some(KeyCaller {
         id: key.id,

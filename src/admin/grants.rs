@@ -46,6 +46,14 @@ pub(super) fn distinct(
             format!("At most {MAX_NAMES}."),
         )]));
     }
+    // No name holds one (PostgreSQL refuses a NUL outright, which would be a 500).
+    if names.iter().any(|n| n.chars().any(char::is_control)) {
+        return Err(AppError::InvalidInput(vec![FieldError::new(
+            field,
+            crate::accounts::codes::INVALID,
+            "No control characters.",
+        )]));
+    }
     Ok(names.iter().cloned().collect())
 }
 

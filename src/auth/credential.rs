@@ -51,8 +51,9 @@ pub fn from_headers(headers: &HeaderMap, cookie: Option<&str>) -> Option<Credent
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })?;
-        if bearer.starts_with(crate::admin::api_keys::PREFIX) {
-            return crate::admin::api_keys::parse(bearer).map(Credential::ApiKey);
+        // A session token is 43 characters and may itself begin with `rsk_`; a key is longer.
+        if let Some(key) = crate::admin::api_keys::parse(bearer) {
+            return Some(Credential::ApiKey(key));
         }
         return Token::parse(bearer).map(Credential::Session);
     }
@@ -70,5 +71,34 @@ pub fn from_headers(headers: &HeaderMap, cookie: Option<&str>) -> Option<Credent
     match (values.next(), values.next()) {
         (Some(value), None) => Token::parse(value).map(Credential::Session),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {value}").parse().unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_session_token_that_happens_to_begin_like_a_key_is_still_a_session_token() {
+        let token = format!("rsk_{}", "a".repeat(39));
+        assert_eq!(
+            from_headers(&bearer(&token), None),
+            Token::parse(&token).map(Credential::Session)
+        );
+        let key = format!("rsk_{}", "b".repeat(43));
+        assert!(matches!(
+            from_headers(&bearer(&key), None),
+            Some(Credential::ApiKey(_))
+        ));
+        assert_eq!(from_headers(&bearer("rsk_short"), None), None);
     }
 }

@@ -207,6 +207,24 @@ pub async fn run(
     if args.dry_run || refused {
         txn.rollback().await?;
     } else {
+        // One entry for the run, in its transaction: who came over, staff and superusers
+        // included, is on record.
+        crate::audit::record(
+            &txn,
+            &crate::audit::Who::system(),
+            "django.imported",
+            None,
+            &crate::audit::Origin::default(),
+            Some(serde_json::json!({
+                "imported": summary.imported,
+                "skipped": summary.skipped,
+                "conflicts": summary.conflicts,
+                "groups": summary.perms.groups,
+                "permissions": summary.perms.permissions,
+                "new_links": summary.perms.links,
+            })),
+        )
+        .await?;
         txn.commit().await?;
         summary.committed = true;
     }

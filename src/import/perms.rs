@@ -5,8 +5,10 @@
 //! users' `groups` and `user_permissions`; ids or natural keys alike, `source.rs` reads them).
 //!
 //! Re-importable like the users: a group or permission already brought over (same Django id,
-//! `legacy_id`) is updated, one of the same name or codename adopted, links already present
-//! left as they are. Links to users this import did not bring over (conflicts) are skipped.
+//! `legacy_id`) is updated, one of the same name or codename adopted (a group only while it
+//! is empty), links already present left as they are. Links to users this import did not
+//! bring over (conflicts) are skipped. During the move Django is the source of truth: a
+//! re-run adds Django's links again, including ones an operator removed in roster.
 
 use std::collections::HashMap;
 
@@ -275,6 +277,23 @@ async fn upsert(
     .await?
     {
         let id: Uuid = r.try_get_by_index(0)?;
+        // A group made in roster is adopted only while it is empty: one an operator has
+        // filled must not hand Django's permissions to the members they chose.
+        if table == "groups"
+            && find(
+                "SELECT group_id FROM user_groups WHERE group_id = $1 \
+                 UNION SELECT group_id FROM group_permissions WHERE group_id = $1"
+                    .to_owned(),
+                id.into(),
+            )
+            .await?
+            .is_some()
+        {
+            return Err(ImportError::Source(format!(
+                "Django's group {key:?} has the name of a group made in roster that has members \
+                 or permissions; rename that group in roster and run the import again"
+            )));
+        }
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
             format!("UPDATE {table} SET legacy_id = $1 WHERE id = $2 AND legacy_id IS NULL"),

@@ -312,11 +312,11 @@ impl RawPerms {
             .iter()
             .map(|(pk, name, _)| (name.as_str(), *pk))
             .collect();
+        let group_pks: std::collections::HashSet<i64> =
+            self.groups.iter().map(|(pk, _, _)| *pk).collect();
         let group = |v: &serde_json::Value| -> Option<i64> {
             match v {
-                serde_json::Value::Number(n) => n
-                    .as_i64()
-                    .filter(|pk| group_by_name.values().any(|g| g == pk)),
+                serde_json::Value::Number(n) => n.as_i64().filter(|pk| group_pks.contains(pk)),
                 serde_json::Value::Array(a) => group_by_name.get(a.first()?.as_str()?).copied(),
                 _ => None,
             }

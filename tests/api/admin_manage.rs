@@ -233,6 +233,18 @@ async fn permissions_and_groups_are_granted_only_by_those_who_hold_them() {
     )
     .await;
     assert_eq!(field_code(&answer), ("name", "invalid"), "{answer}");
+    let answer = as_user(
+        &app,
+        Some(&boss),
+        SET_GROUPS,
+        json!({ "id": plain_id, "g": ["help\u{0}ers"] }),
+    )
+    .await;
+    assert_eq!(
+        field_code(&answer),
+        ("groups", "invalid"),
+        "a NUL is refused, not a 500: {answer}"
+    );
     let answer = as_user(&app, Some(&boss), PERMS_OF, json!({ "id": plain_id })).await;
     assert_eq!(
         answer["data"]["user"]["userPermissions"],

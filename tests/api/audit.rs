@@ -167,13 +167,17 @@ async fn signing_key_rotations_are_audited_and_old_entries_leave_after_the_reten
     assert_eq!(actions, ["signing_key.rotated", "signing_key.revoked"]);
 
     // Retention: an entry past it goes, a newer one stays; a retention beyond the calendar
-    // deletes nothing.
+    // deletes nothing. (Entries are ordered by their UUIDv7 id, which carries the time.)
     use sea_orm::ConnectionTrait;
+    let old = chrono::Utc::now() - chrono::Duration::days(400);
+    let old_id = uuid::Uuid::from_u128(
+        (u128::from(old.timestamp_millis().unsigned_abs()) << 80) | 0x7000_8000_0000_0000_0001,
+    );
     app.db
         .execute_raw(sea_orm::Statement::from_sql_and_values(
             app.db.get_database_backend(),
-            "UPDATE audit_log SET at = $1 WHERE action = 'signing_key.rotated'",
-            [(chrono::Utc::now() - chrono::Duration::days(400)).into()],
+            "UPDATE audit_log SET at = $1, id = $2 WHERE action = 'signing_key.rotated'",
+            [old.into(), old_id.into()],
         ))
         .await
         .unwrap();

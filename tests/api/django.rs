@@ -893,9 +893,56 @@ async fn a_dumpdata_file_brings_groups_and_permissions_by_id_or_natural_key() {
     std::fs::write(&file, serde_json::to_vec_pretty(&dump).unwrap()).unwrap();
     let source = file.to_str().unwrap().to_owned();
 
+    // A group an operator made and filled in roster under Django's name is not adopted: its
+    // members would get Django's permissions.
+    use sea_orm::ConnectionTrait;
+    let (member, _) = app.sign_in("chosen").await;
+    let planted = uuid::Uuid::now_v7();
+    for (sql, values) in [
+        (
+            "INSERT INTO groups (id, name) VALUES ($1, 'support')",
+            vec![planted.into()],
+        ),
+        (
+            "INSERT INTO user_groups (user_id, group_id) VALUES ($1, $2)",
+            vec![
+                uuid::Uuid::parse_str(&member).unwrap().into(),
+                planted.into(),
+            ],
+        ),
+    ] {
+        app.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                app.db.get_database_backend(),
+                sql,
+                values,
+            ))
+            .await
+            .unwrap();
+    }
+    let (code, _, stderr) = import(&app, &source, &[]).await;
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("rename that group"), "{stderr}");
+    assert_eq!(app.user_count().await, 1, "nothing was imported");
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "DELETE FROM groups WHERE id = $1",
+            [planted.into()],
+        ))
+        .await
+        .unwrap();
+
     let (code, _, stderr) = import(&app, &source, &[]).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("1 groups"), "{stderr}");
+    let runs: Vec<_> = app
+        .audit_log()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "django.imported")
+        .collect();
+    assert_eq!(runs.len(), 1, "one entry for the committed run");
     for name in ["by_ids", "by_keys"] {
         let user = user::Entity::find()
             .filter(user::Column::Username.eq(name))

@@ -126,6 +126,8 @@
   function openUser(id) {
     current = id;
     call(USER, { id: id }).then(function (data) {
+      // Another user was opened meanwhile: the buttons act on that one, so show that one.
+      if (id !== current) return;
       var u = data.user;
       if (!u) { show("error", "That user no longer exists."); return; }
       $("user-panel").hidden = false;

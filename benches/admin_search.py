@@ -51,13 +51,14 @@ db.executemany(
 db.commit()
 db.close()
 
-# (label, search): a fifth of the base, about 1,100 users, 11 users, one user, nobody; the
-# first two by username, the third by email (case and width folded, as login compares).
+# (label, search): user n is named WORDS[n % 5] + n. A fifth of the base; 21 users; 2 users by
+# a longer prefix; one user by a whole address; nobody. Case and width are folded, as login
+# compares.
 SEARCHES = [
-    ("a fifth of the base", "alice"),
-    ("~1,100 users", "BOB1999"),
-    ("11 users, by email", "carol19998"),
-    ("one user", "dave199999@example.com"),
+    ("40,000 users (a fifth of the base)", "alice"),
+    ("21 users", "BOB1999"),
+    ("2 users", "carol19998"),
+    ("one user, by address", "dave199998@example.com"),
     ("nobody", "zed"),
     ("no filter (first page)", None),
 ]

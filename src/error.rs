@@ -67,6 +67,16 @@ pub enum AppError {
     #[error("Access tokens are not enabled on this server: it has no secret key configured.")]
     AccessTokensUnavailable,
 
+    /// `MFA_REQUIRED`: the session knows the password but still waits for its second step
+    /// (`verifySecondFactor`); only that, `logout` and `me` are open to it.
+    #[error("This session needs its second step first (verifySecondFactor).")]
+    MfaRequired,
+
+    /// `SECOND_FACTOR_UNAVAILABLE`: no server secret is configured, so no second-factor
+    /// secret can be kept.
+    #[error("A second factor is not available on this server: it has no secret key configured.")]
+    SecondFactorUnavailable,
+
     /// `SERVER_BUSY`: every hash worker is busy and the queue is full (HTTP 503).
     #[error("the server is busy; retry shortly")]
     ServerBusy,
@@ -99,6 +109,8 @@ impl AppError {
             Self::AccessTokensUnavailable => codes::ACCESS_TOKENS_UNAVAILABLE,
             Self::Forbidden(_) => codes::FORBIDDEN,
             Self::NotFound => codes::NOT_FOUND,
+            Self::MfaRequired => codes::MFA_REQUIRED,
+            Self::SecondFactorUnavailable => codes::SECOND_FACTOR_UNAVAILABLE,
             Self::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,6 +134,8 @@ pub mod codes {
     pub const ACCESS_TOKENS_UNAVAILABLE: &str = "ACCESS_TOKENS_UNAVAILABLE";
     pub const FORBIDDEN: &str = "FORBIDDEN";
     pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const MFA_REQUIRED: &str = "MFA_REQUIRED";
+    pub const SECOND_FACTOR_UNAVAILABLE: &str = "SECOND_FACTOR_UNAVAILABLE";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";

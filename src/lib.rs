@@ -30,6 +30,8 @@ pub mod import;
 pub mod mail;
 /// Prometheus metrics, one registry per server.
 pub mod metrics;
+/// A second factor: TOTP and recovery codes, kept sealed.
+pub mod mfa;
 /// Migrations at start-up or by `roster migrate`, under a database lock.
 pub mod migrate;
 /// The transactional outbox: emails queued in the transaction that needs them.

@@ -142,6 +142,7 @@ impl Application {
                 require_verified: mc.require_verified_email,
                 address_limiter: address_limiter.clone(),
             },
+            second_factor: second_factor(&config)?,
             metrics: metrics.clone(),
         });
         let limiter = |name, rate| {
@@ -456,9 +457,23 @@ pub async fn account_service(
             require_verified: config.mail.require_verified_email,
             address_limiter: KeyLimiter::new("mail_address", config.mail.mail_address_limit, max),
         },
+        second_factor: second_factor(config)?,
         metrics: crate::metrics::Metrics::new(),
     });
     Ok((db, service))
+}
+
+/// The second factor's settings, and its keys from the server secret (none without one).
+fn second_factor(config: &Config) -> Result<crate::accounts::SecondFactorPolicy, StartupError> {
+    let secret = config
+        .tokens
+        .server_secret(&config.database_url)
+        .map_err(StartupError::Tokens)?;
+    Ok(crate::accounts::SecondFactorPolicy {
+        keys: secret.map(|(secret, _)| crate::mfa::Keys::new(&secret)),
+        challenge_ttl: config.sessions.mfa_challenge_ttl,
+        issuer: config.sessions.totp_issuer.clone(),
+    })
 }
 
 /// The server secret (configured, or the development one beside a SQLite file) and the

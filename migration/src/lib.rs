@@ -31,6 +31,8 @@ pub mod m20261207_000005_create_permissions;
 pub mod m20261207_000006_add_change_group;
 /// `api_keys`: back-office scripts' credentials, with their permissions.
 pub mod m20261207_000007_create_api_keys;
+/// A second factor: TOTP devices, recovery codes, sessions' assurance level.
+pub mod m20261207_000008_create_second_factor;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -165,6 +167,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000005_create_permissions::Migration),
             Box::new(m20261207_000006_add_change_group::Migration),
             Box::new(m20261207_000007_create_api_keys::Migration),
+            Box::new(m20261207_000008_create_second_factor::Migration),
         ]
     }
 }

@@ -36,6 +36,9 @@ pub struct LoggedIn {
     pub token: Token,
     pub session: Session,
     pub user: User,
+    /// The user has a second factor: this session waits for `verifySecondFactor` and can do
+    /// nothing else meanwhile.
+    pub mfa_required: bool,
 }
 
 impl Login {
@@ -190,11 +193,23 @@ impl AccountService {
             None
         };
 
+        // A user with a second factor gets a session that waits for it (minutes, nothing
+        // else allowed). Asked only now, with the password right: a stranger learns nothing.
+        let second_step = crate::mfa::enabled(&self.db, user.id)
+            .await?
+            .then_some(self.second_factor.challenge_ttl);
         crate::deadline::commit_started();
         let agent = login.user_agent.as_deref();
         let origin = login.origin();
         let mut created = self
-            .commit_login(&user, upgraded.as_deref(), login.ip, agent, &origin)
+            .commit_login(
+                &user,
+                upgraded.as_deref(),
+                login.ip,
+                agent,
+                &origin,
+                second_step,
+            )
             .await?;
         // Only a first commit that went through stored the upgrade; a retry below does not.
         let upgraded_from = match (&created, &upgraded) {
@@ -212,7 +227,7 @@ impl AccountService {
             if let Some(fresh) = self.reverify(&user, login.password).await? {
                 crate::deadline::commit_started();
                 created = self
-                    .commit_login(&fresh, None, login.ip, agent, &origin)
+                    .commit_login(&fresh, None, login.ip, agent, &origin, second_step)
                     .await?;
                 user = fresh;
             }
@@ -232,6 +247,7 @@ impl AccountService {
             "logged in"
         );
         Ok(LoggedIn {
+            mfa_required: session.mfa_pending,
             token,
             session,
             user: user.into(),
@@ -250,6 +266,7 @@ impl AccountService {
         ip: Option<IpAddr>,
         agent: Option<&str>,
         origin: &Origin,
+        second_step: Option<std::time::Duration>,
     ) -> Result<Option<NewSession>, AppError> {
         let txn = self.db.begin().await?;
         let swapped = match upgraded {
@@ -269,7 +286,7 @@ impl AccountService {
         let hash = upgraded.unwrap_or(&user.password_hash);
         let created = if swapped {
             self.sessions
-                .create_for_login(&txn, user.id, hash, ip, agent)
+                .create_for_login(&txn, user.id, hash, ip, agent, second_step)
                 .await?
         } else {
             None

@@ -20,6 +20,7 @@ mod policy;
 /// `requestPasswordReset` and `resetPassword`.
 mod reset_password;
 /// The registration service: validation, uniqueness, hashing, insert.
+mod second_factor;
 mod service;
 /// `roster changepassword`: an operator sets a user's password.
 mod set_password;
@@ -37,6 +38,7 @@ pub use login::seed_failure_floor;
 pub use login::{LoggedIn, Login};
 pub use password::Password;
 pub use policy::{PasswordPolicy, RegistrationPolicy};
+pub use second_factor::{Enrollment, MfaStatus, SecondFactorPolicy};
 pub use service::{AccountService, EmailPolicy, NewUser, Parts, User, backfill_skeletons};
 pub use username::Username;
 pub use validation::Registration;
@@ -67,6 +69,8 @@ pub mod codes {
     pub const PASSWORD_TOO_SIMILAR: &str = "password_too_similar";
     pub const PASSWORD_ENTIRELY_NUMERIC: &str = "password_entirely_numeric";
     pub const PASSWORD_TOO_WEAK: &str = "password_too_weak";
+    /// A second-factor code that is wrong, used already, or not waited for.
+    pub const SECOND_FACTOR_INVALID: &str = "second_factor_invalid";
     /// An email link's token that is unknown, used, or replaced by a newer one.
     pub const TOKEN_INVALID: &str = "token_invalid";
     /// An email link's token past its lifetime (`--verify-email-ttl`, `--reset-password-ttl`).

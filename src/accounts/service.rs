@@ -71,6 +71,7 @@ pub struct AccountService {
     /// Emails to send, queued in the transaction that needs them.
     pub(super) outbox: Outbox,
     pub(super) email: EmailPolicy,
+    pub(super) second_factor: super::SecondFactorPolicy,
     pub(super) metrics: crate::metrics::Metrics,
     /// Bounds the email requests being looked up in the background.
     pub(super) background: std::sync::Arc<tokio::sync::Semaphore>,
@@ -85,6 +86,7 @@ pub struct Parts {
     pub failures: FailureThrottle,
     pub outbox: Outbox,
     pub email: EmailPolicy,
+    pub second_factor: super::SecondFactorPolicy,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -99,6 +101,7 @@ impl AccountService {
             failures: parts.failures,
             outbox: parts.outbox,
             email: parts.email,
+            second_factor: parts.second_factor,
             background: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SLOTS)),
         }
     }

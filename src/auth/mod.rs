@@ -21,9 +21,12 @@ pub mod credential;
 pub enum Permission {
     /// Anyone, signed in or not.
     AllowAny,
-    /// A live session of an active user; otherwise one `UNAUTHENTICATED` error and nothing
-    /// runs.
+    /// A live session of an active user, past its second step when the user has one;
+    /// otherwise one `UNAUTHENTICATED` (or `MFA_REQUIRED`) error and nothing runs.
     IsAuthenticated,
+    /// A live session, even one still waiting for its second step (`verifySecondFactor`,
+    /// `logout`).
+    SecondStep,
     /// An active **staff** user holding this Django permission (`app_label.codename`; a
     /// superuser holds all): Django's admin rule; or an API key given this permission.
     /// Anonymous: `UNAUTHENTICATED`; anyone else signed in: `FORBIDDEN`.
@@ -107,8 +110,18 @@ impl Auth {
         Ok(key.as_ref())
     }
 
-    /// The caller, or `UNAUTHENTICATED`.
+    /// The caller, or `UNAUTHENTICATED`; `MFA_REQUIRED` for a session still waiting for its
+    /// second step.
     pub async fn require(&self) -> Result<&Caller, AppError> {
+        let caller = self.require_any().await?;
+        if caller.session.mfa_pending {
+            return Err(AppError::MfaRequired);
+        }
+        Ok(caller)
+    }
+
+    /// The caller, even one whose session waits for its second step; or `UNAUTHENTICATED`.
+    pub async fn require_any(&self) -> Result<&Caller, AppError> {
         self.caller().await?.ok_or(AppError::Unauthenticated)
     }
 
@@ -118,6 +131,7 @@ impl Auth {
         match permission {
             Permission::AllowAny => Ok(()),
             Permission::IsAuthenticated => self.require().await.map(|_| ()),
+            Permission::SecondStep => self.require_any().await.map(|_| ()),
             Permission::Staff(name) if matches!(self.credential, Some(Credential::ApiKey(_))) => {
                 let key = self.api_key().await?.ok_or(AppError::Unauthenticated)?;
                 if key.permissions.contains(name) {

@@ -135,6 +135,18 @@ impl Config {
             }
         };
         in_range("request-timeout-secs", l.request_timeout_secs, 1, 3600)?;
+        in_range(
+            "mfa-challenge-ttl (seconds)",
+            self.sessions.mfa_challenge_ttl.as_secs(),
+            1,
+            3600,
+        )?;
+        if self.sessions.totp_issuer.is_empty()
+            || self.sessions.totp_issuer.len() > 100
+            || self.sessions.totp_issuer.contains(':')
+        {
+            return Err("--totp-issuer must be 1–100 bytes without a colon".into());
+        }
         in_range("body-timeout-secs", l.body_timeout_secs, 1, 3600)?;
         in_range("header-timeout-secs", l.header_timeout_secs, 1, 3600)?;
         in_range("shutdown-timeout-secs", l.shutdown_timeout_secs, 0, 3600)?;

@@ -58,4 +58,14 @@ pub struct SessionConfig {
     #[arg(long, env = "ROSTER_LOGIN_FAILURE_LIMIT", default_value = "10/15m",
           value_parser = parse_rate_limit)]
     pub login_failure_limit: RateLimit,
+
+    /// How long a login of a user with a second factor waits for `verifySecondFactor`
+    /// (1s–1h); the session can do nothing else meanwhile.
+    #[arg(long, env = "ROSTER_MFA_CHALLENGE_TTL", default_value = "5m",
+          value_parser = parse_duration)]
+    pub mfa_challenge_ttl: Duration,
+
+    /// The issuer authenticator apps show next to a roster TOTP (the `otpauth://` URI's).
+    #[arg(long, env = "ROSTER_TOTP_ISSUER", default_value = "roster")]
+    pub totp_issuer: String,
 }

@@ -8,9 +8,13 @@ pub mod audit_entry;
 pub mod email_token;
 /// The `outbox` table.
 pub mod outbox;
+/// The `recovery_codes` table.
+pub mod recovery_code;
 /// The `sessions` table.
 pub mod session;
 /// The `signing_keys` table.
 pub mod signing_key;
+/// The `totp_devices` table.
+pub mod totp_device;
 /// The `users` table.
 pub mod user;

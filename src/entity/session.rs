@@ -17,6 +17,11 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Authenticator assurance level: 1 password, 2 password and a second factor.
+    pub aal: i16,
+    /// The password was right and the second step is still to come: the session can do
+    /// nothing else, and expires within `--mfa-challenge-ttl`.
+    pub mfa_pending: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -41,6 +41,8 @@ impl From<AppError> for async_graphql::Error {
             | AppError::Unauthenticated
             | AppError::EmailNotVerified
             | AppError::AccessTokensUnavailable
+            | AppError::MfaRequired
+            | AppError::SecondFactorUnavailable
             | AppError::Forbidden(_)
             | AppError::NotFound => (None, None, 200),
             AppError::Internal(source) => {

@@ -22,7 +22,7 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("Query", "sessions", Permission::IsAuthenticated),
     ("Mutation", "register", Permission::AllowAny),
     ("Mutation", "login", Permission::AllowAny),
-    ("Mutation", "logout", Permission::IsAuthenticated),
+    ("Mutation", "logout", Permission::SecondStep),
     ("Mutation", "revokeSession", Permission::IsAuthenticated),
     ("Mutation", "logoutEverywhere", Permission::IsAuthenticated),
     ("Mutation", "changePassword", Permission::IsAuthenticated),
@@ -31,6 +31,24 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("Mutation", "requestPasswordReset", Permission::AllowAny),
     ("Mutation", "resetPassword", Permission::AllowAny),
     ("Mutation", "accessToken", Permission::IsAuthenticated),
+    ("Query", "mfa", Permission::IsAuthenticated),
+    (
+        "Mutation",
+        "startTotpEnrollment",
+        Permission::IsAuthenticated,
+    ),
+    (
+        "Mutation",
+        "confirmTotpEnrollment",
+        Permission::IsAuthenticated,
+    ),
+    ("Mutation", "verifySecondFactor", Permission::SecondStep),
+    (
+        "Mutation",
+        "regenerateRecoveryCodes",
+        Permission::IsAuthenticated,
+    ),
+    ("Mutation", "disableTotp", Permission::IsAuthenticated),
     (
         "Query",
         "users",

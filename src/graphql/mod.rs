@@ -5,7 +5,7 @@
 
 /// `register`, `passwordPolicy` and their types.
 mod accounts;
-/// `users`, `user`, `auditLog`, `deactivateUser`, `reactivateUser`.
+/// The admin API: users, groups, grants, the audit log.
 pub mod admin;
 /// Size, fan-out and argument-value checks on a document before execution.
 pub mod document;
@@ -15,6 +15,8 @@ mod email;
 pub mod errors;
 /// Permissions (deny by default), the signed-in caller, per-client admission checks.
 pub mod guard;
+/// The second factor: enrolment, the login's second step, recovery codes.
+mod mfa;
 /// Root-field outcomes and field errors into the metrics.
 mod observe;
 /// Login, sessions, `me`, logout, change password.
@@ -36,6 +38,7 @@ pub use sessions::SessionCookie;
 pub struct Query(
     accounts::AccountsQuery,
     sessions::SessionsQuery,
+    mfa::MfaQuery,
     admin::users::AdminQuery,
     admin::groups::GroupsQuery,
 );
@@ -47,6 +50,7 @@ pub struct Mutation(
     sessions::SessionsMutation,
     email::EmailMutation,
     tokens::TokensMutation,
+    mfa::MfaMutation,
     admin::manage::AdminMutation,
     admin::groups::GroupsMutation,
 );

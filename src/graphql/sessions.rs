@@ -51,6 +51,11 @@ impl SessionCookie {
     }
 }
 
+/// Sets the session cookie for a new token (when cookies are on).
+pub(super) fn set_cookie(ctx: &Context<'_>, token: &sessions::Token) {
+    cookie(ctx).set(ctx, token);
+}
+
 fn cookie(ctx: &Context<'_>) -> SessionCookie {
     ctx.data_opt::<SessionCookie>()
         .copied()
@@ -98,6 +103,8 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// The client address that logged in.
     pub ip: Option<String>,
+    /// Authenticator assurance level: 1 password, 2 password and a second factor.
+    pub aal: i32,
 }
 
 impl Session {
@@ -110,6 +117,7 @@ impl Session {
             current: current == Some(s.id),
             user_agent: s.user_agent,
             ip: s.ip,
+            aal: i32::from(s.aal),
         }
     }
 }
@@ -122,6 +130,21 @@ pub struct LoginPayload {
     pub token: String,
     pub session: Session,
     pub user: User,
+    /// The user has a second factor: this session can do nothing but `verifySecondFactor`,
+    /// `logout` and `me` until it is given (within `--mfa-challenge-ttl`).
+    pub mfa_required: bool,
+}
+
+impl LoginPayload {
+    pub(super) fn of(done: crate::accounts::LoggedIn) -> Self {
+        let current = Some(done.session.id);
+        Self {
+            token: done.token.expose().to_owned(),
+            session: Session::of(done.session, current),
+            user: done.user.into(),
+            mfa_required: done.mfa_required,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -176,17 +199,13 @@ impl SessionsMutation {
         };
         let done = service.login(login, login_admission(ctx)).await?;
         cookie(ctx).set(ctx, &done.token);
-        let current = Some(done.session.id);
-        Ok(LoginPayload {
-            token: done.token.expose().to_owned(),
-            session: Session::of(done.session, current),
-            user: done.user.into(),
-        })
+        Ok(LoginPayload::of(done))
     }
 
-    /// Ends the current session and clears the cookie. Permission: signed in.
+    /// Ends the current session and clears the cookie. Permission: signed in (a session
+    /// waiting for its second step too).
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let caller = auth(ctx).require().await?;
+        let caller = auth(ctx).require_any().await?;
         let service = service(ctx)?;
         service
             .sessions()

@@ -34,6 +34,8 @@ pub const USERNAME: &str = "x-roster-username";
 pub const SESSION_ID: &str = "x-roster-session-id";
 pub const EMAIL_VERIFIED: &str = "x-roster-email-verified";
 pub const LEGACY_ID: &str = "x-roster-legacy-id";
+/// The session's assurance level: `1` password, `2` password and a second factor.
+pub const AAL: &str = "x-roster-aal";
 /// `--auth-check-jwt`: an access token for the caller (ES256, `--jwt-default-audience`).
 pub const JWT: &str = "x-roster-jwt";
 
@@ -52,8 +54,9 @@ pub async fn check(State(state): State<AppState>, headers: axum::http::HeaderMap
         None => Ok(None),
     };
     let caller = match caller {
-        Ok(Some(caller)) => caller,
-        Ok(None) => {
+        // A session still waiting for its second step is nobody yet.
+        Ok(Some(caller)) if !caller.session.mfa_pending => caller,
+        Ok(_) => {
             state.metrics.auth_check("anonymous");
             let mut response = StatusCode::UNAUTHORIZED.into_response();
             response.headers_mut().insert(
@@ -103,6 +106,7 @@ pub async fn check(State(state): State<AppState>, headers: axum::http::HeaderMap
         (USERNAME, encode_username(&user.username)),
         (SESSION_ID, caller.session.id.to_string()),
         (EMAIL_VERIFIED, user.email_verified.to_string()),
+        (AAL, caller.session.aal.to_string()),
     ];
     if let Some(legacy) = user.legacy_id {
         identity.push((LEGACY_ID, legacy.to_string()));

@@ -247,6 +247,9 @@ pub enum FailureKey {
     /// `changePassword` attempts of a signed-in user: a key of its own, so a stranger's
     /// failed logins cannot stop the owner from changing the password.
     PasswordChange(uuid::Uuid),
+    /// Second-step codes of a login that knew the password (TOTP or recovery code): a key of
+    /// its own, so the second step is throttled as the first is.
+    SecondFactor(uuid::Uuid),
     /// Logins naming no account, by the identifier's canonical form.
     Unknown(String),
 }
@@ -331,6 +334,7 @@ impl FailureThrottle {
         match key {
             FailureKey::Account(id) => format!("roster:fail:acct:{id}"),
             FailureKey::PasswordChange(id) => format!("roster:fail:pwchg:{id}"),
+            FailureKey::SecondFactor(id) => format!("roster:fail:mfa:{id}"),
             FailureKey::Unknown(identifier) => {
                 let digest = sha2::Sha256::digest(identifier.as_bytes());
                 let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();

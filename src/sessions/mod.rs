@@ -52,6 +52,10 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// 1: password; 2: password and a second factor.
+    pub aal: i16,
+    /// Waiting for the second step (`verifySecondFactor`): nothing else is allowed.
+    pub mfa_pending: bool,
 }
 
 impl From<session::Model> for Session {
@@ -64,6 +68,8 @@ impl From<session::Model> for Session {
             expires_at: m.expires_at,
             ip: m.ip,
             user_agent: m.user_agent,
+            aal: m.aal,
+            mfa_pending: m.mfa_pending,
         }
     }
 }
@@ -151,18 +157,28 @@ impl Sessions {
         password_hash: &str,
         ip: Option<IpAddr>,
         user_agent: Option<&str>,
+        second_step: Option<Duration>,
     ) -> Result<Option<NewSession>, DbErr> {
         let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
         let now = now();
+        // A session waiting for its second step lives minutes, not days.
+        let expires_at = match second_step {
+            Some(ttl) => {
+                now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5))
+            }
+            None => self.expiry(now, now),
+        };
         let row = session::Model {
             id: Uuid::now_v7(),
             user_id,
             token_hash: token.digest(),
             created_at: now,
             last_seen_at: now,
-            expires_at: self.expiry(now, now),
+            expires_at,
             ip: ip.map(|ip| ip.to_string()),
             user_agent: user_agent.and_then(clean_user_agent),
+            aal: 1,
+            mfa_pending: second_step.is_some(),
         };
         let mut values = Query::select()
             .expr(Expr::val(row.id))
@@ -173,6 +189,8 @@ impl Sessions {
             .expr(Expr::val(row.expires_at))
             .expr(Expr::val(row.ip.clone()))
             .expr(Expr::val(row.user_agent.clone()))
+            .expr(Expr::val(row.aal))
+            .expr(Expr::val(row.mfa_pending))
             .from(user::Entity)
             .and_where(user::Column::Id.eq(user_id))
             .and_where(user::Column::PasswordHash.eq(password_hash))
@@ -224,6 +242,8 @@ impl Sessions {
                 session::Column::ExpiresAt,
                 session::Column::Ip,
                 session::Column::UserAgent,
+                session::Column::Aal,
+                session::Column::MfaPending,
             ])
             .select_from(values)
             .map_err(|e| DbErr::Custom(format!("session insert: {e}")))?
@@ -316,7 +336,8 @@ impl Sessions {
         }
         let mut session: Session = found.into();
         let stale = now.signed_duration_since(session.last_seen_at);
-        if stale.to_std().is_ok_and(|d| d >= TOUCH_INTERVAL) {
+        // A session waiting for its second step keeps its short expiry: use never extends it.
+        if !session.mfa_pending && stale.to_std().is_ok_and(|d| d >= TOUCH_INTERVAL) {
             let expires_at = self.expiry(session.created_at, now);
             // Conditional on the value read: of concurrent requests, one writes.
             session::Entity::update_many()
@@ -376,6 +397,60 @@ impl Sessions {
         .await?;
         txn.commit().await?;
         Ok(true)
+    }
+
+    /// The second step of a login succeeded: the waiting session `id` gets a **new** token
+    /// (the one that knew only the password stops working: no fixation), assurance level 2
+    /// and the ordinary expiry, inside the caller's transaction. `None` when the session is
+    /// no longer waiting (ended, expired, or completed by a concurrent request).
+    pub async fn complete_second_step(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> Result<Option<(Token, Session)>, DbErr> {
+        let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
+        let now = now();
+        let Some(found) = session::Entity::find_by_id(id)
+            .filter(session::Column::MfaPending.eq(true))
+            .filter(session::Column::ExpiresAt.gt(now))
+            .one(conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let expires_at = self.expiry(found.created_at, now);
+        let done = session::Entity::update_many()
+            .col_expr(session::Column::TokenHash, Expr::value(token.digest()))
+            .col_expr(session::Column::Aal, Expr::value(2i16))
+            .col_expr(session::Column::MfaPending, Expr::value(false))
+            .col_expr(session::Column::LastSeenAt, Expr::value(now))
+            .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::MfaPending.eq(true))
+            .exec(conn)
+            .await?;
+        if done.rows_affected != 1 {
+            return Ok(None);
+        }
+        let session = Session {
+            last_seen_at: now,
+            expires_at,
+            aal: 2,
+            mfa_pending: false,
+            ..found.into()
+        };
+        Ok(Some((token, session)))
+    }
+
+    /// Raises a live session to assurance level 2 (its user just proved a second factor while
+    /// signed in: enrolment), inside the caller's transaction.
+    pub async fn raise_to_aal2(&self, conn: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
+        session::Entity::update_many()
+            .col_expr(session::Column::Aal, Expr::value(2i16))
+            .filter(session::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        Ok(())
     }
 
     /// Ends every session of the user but `keep` (all of them when `keep` is `None`), inside

@@ -31,7 +31,7 @@ const SQL: &str = "SELECT s.id, s.user_id, s.token_hash, s.created_at, s.last_se
     s.expires_at, s.ip, s.user_agent, u.id, u.username, u.username_canonical, u.email, \
     u.email_canonical, u.username_skeleton, u.username_skeleton_lower, \
     u.username_skeleton_upper, u.password_hash, u.date_joined, u.is_active, u.last_login, \
-    u.legacy_id, u.is_staff, u.is_superuser, u.email_verified \
+    u.legacy_id, u.is_staff, u.is_superuser, u.email_verified, s.aal, s.mfa_pending \
     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1";
 
 /// Read-only connections to the database file, each with the statement prepared.
@@ -192,7 +192,7 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 /// # Safety
 /// `stmt` has just returned `SQLITE_ROW` for [`SQL`].
 unsafe fn decode(stmt: *mut ffi::sqlite3_stmt) -> Option<(session::Model, user::Model)> {
-    // SAFETY (for every closure below): column indexes are within SQL's 24 columns; the
+    // SAFETY (for every closure below): column indexes are within SQL's 26 columns; the
     // pointers SQLite returns stay valid until the next step, reset or type conversion of
     // that column, and each is copied out before the next call on the same column.
     let null = |i: c_int| unsafe { ffi::sqlite3_column_type(stmt, i) == ffi::SQLITE_NULL };
@@ -260,6 +260,8 @@ unsafe fn decode(stmt: *mut ffi::sqlite3_stmt) -> Option<(session::Model, user::
         expires_at: time(5)?,
         ip: opt_text(6)?,
         user_agent: opt_text(7)?,
+        aal: i16::try_from(int(24)?).ok()?,
+        mfa_pending: boolean(25)?,
     };
     let user = user::Model {
         id: uuid(8)?,

@@ -34,6 +34,10 @@ pub struct Claims {
     /// Django's `auth_user.id`, for imported users.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legacy_id: Option<i64>,
+    /// Authenticator assurance level: 1 password, 2 password and a second factor.
+    pub aal: i16,
+    /// Authentication methods (RFC 8176): `pwd`, and `otp` at aal2.
+    pub amr: Vec<&'static str>,
 }
 
 pub(super) fn b64(bytes: &[u8]) -> String {

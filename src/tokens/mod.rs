@@ -24,7 +24,7 @@ use crate::ratelimit::KeyLimiter;
 use crate::sessions::Caller;
 
 pub use keys::{KeyError, KeyStore, MAX_TOKEN_TTL};
-pub use secret::{SecretOrigin, ServerSecret};
+pub use secret::{Sealer, SecretOrigin, ServerSecret};
 
 /// Longest audience accepted, in bytes.
 pub const MAX_AUDIENCE_BYTES: usize = 256;
@@ -118,7 +118,7 @@ struct CheckToken {
     kid: String,
     fresh_until: DateTime<Utc>,
     expires_at: DateTime<Utc>,
-    said: (String, bool, Option<i64>),
+    said: (String, bool, Option<i64>, i16),
 }
 
 /// Sessions whose check token is kept; past it, expired ones go first, and a new session's
@@ -232,7 +232,12 @@ impl AccessTokens {
             .as_ref()
             .ok_or(AppError::AccessTokensUnavailable)?;
         let user = &caller.user;
-        let said = (user.username.clone(), user.email_verified, user.legacy_id);
+        let said = (
+            user.username.clone(),
+            user.email_verified,
+            user.legacy_id,
+            caller.session.aal,
+        );
         let now = Utc::now();
         let signing_kid = signer
             .signing_kid
@@ -307,6 +312,12 @@ impl Signer {
             username: user.username.clone(),
             email_verified: user.email_verified,
             legacy_id: user.legacy_id,
+            aal: caller.session.aal,
+            amr: if caller.session.aal >= 2 {
+                vec!["pwd", "otp"]
+            } else {
+                vec!["pwd"]
+            },
         };
         let token = jwt::sign(&key.pair, &key.kid, &claims).map_err(AppError::internal)?;
         Ok(AccessToken {

@@ -1,5 +1,5 @@
 //! The server secret: the one value outside the database that seals what must not be usable
-//! from a dump alone (the access-token signing keys today). Every purpose gets its own key,
+//! from a dump alone (the access-token signing keys, TOTP secrets, recovery codes). Every purpose gets its own key,
 //! derived from the secret with HKDF-SHA256 (RFC 5869), so one purpose's key says nothing
 //! of another's.
 
@@ -159,8 +159,13 @@ impl ServerSecret {
         Self::parse(&text).map_err(|e| format!("the development secret {}: {e}", path.display()))
     }
 
+    /// A [`Sealer`] for one purpose.
+    pub fn sealer(&self, purpose: &'static str) -> Sealer {
+        Sealer(std::sync::Arc::new(self.sealing_key(purpose)))
+    }
+
     /// The HMAC-SHA256 key for one purpose, derived as [`Self::sealing_key`] is.
-    pub(super) fn mac_key(&self, purpose: &'static str) -> ring::hmac::Key {
+    pub fn mac_key(&self, purpose: &'static str) -> ring::hmac::Key {
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"roster server secret");
         let info = [purpose.as_bytes()];
         let prk = salt.extract(&self.0);
@@ -179,6 +184,57 @@ impl ServerSecret {
             .expand(&info, &aead::CHACHA20_POLY1305)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         aead::LessSafeKey::new(aead::UnboundKey::from(okm))
+    }
+}
+
+/// Seals small secrets with one purpose's key (ChaCha20-Poly1305, a random nonce each time,
+/// the owner's id as associated data so a sealed value moved to another row does not open).
+#[derive(Clone)]
+pub struct Sealer(std::sync::Arc<aead::LessSafeKey>);
+
+/// What a sealed value starts with (the format's version).
+const SEALED: &str = "sealed1:";
+
+impl Sealer {
+    /// `sealed1:` + base64url(nonce ‖ ciphertext ‖ tag).
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<String, &'static str> {
+        use base64::Engine;
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|_| "no OS randomness")?;
+        let mut buffer = Zeroizing::new(plaintext.to_vec());
+        self.0
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(aad),
+                &mut *buffer,
+            )
+            .map_err(|_| "sealing failed")?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buffer);
+        Ok(format!(
+            "{SEALED}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+        ))
+    }
+
+    /// The plaintext of a value [`Sealer::seal`] made with this key and `aad`; `None` for
+    /// anything else (another secret, another row, a tampered value).
+    pub fn open(&self, sealed: &str, aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed.strip_prefix(SEALED)?)
+            .ok()?;
+        if bytes.len() < aead::NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buffer = Zeroizing::new(ciphertext.to_vec());
+        let plain = self
+            .0
+            .open_in_place(nonce, aead::Aad::from(aad), &mut buffer)
+            .ok()?;
+        Some(Zeroizing::new(plain.to_vec()))
     }
 }
 

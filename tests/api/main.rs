@@ -15,6 +15,7 @@ mod hostile;
 mod http;
 mod logs;
 mod mailbox;
+mod mfa;
 mod nginx;
 mod policy;
 mod process;

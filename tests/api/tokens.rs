@@ -171,6 +171,8 @@ async fn a_token_names_the_session_and_its_user_and_verifies_against_the_jwks() 
     assert_eq!(
         names,
         [
+            "aal",
+            "amr",
             "aud",
             "email_verified",
             "exp",

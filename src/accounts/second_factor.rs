@@ -1,0 +1,342 @@
+//! The second factor's use cases: `startTotpEnrollment`, `confirmTotpEnrollment`,
+//! `verifySecondFactor` (the login's second step), `regenerateRecoveryCodes`, `disableTotp`,
+//! and `mfa` (what the caller has). Each owns its transaction; the arithmetic and storage are
+//! [`crate::mfa`]'s.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use zeroize::Zeroizing;
+
+use super::login::{LoggedIn, pool_error};
+use super::{AccountService, codes};
+use crate::audit::{self, Origin, Who};
+use crate::entity::totp_device;
+use crate::error::{AppError, FieldError};
+use crate::mfa::{self, Keys, totp};
+use crate::password::Plaintext;
+use crate::ratelimit::FailureKey;
+use crate::sessions::Caller;
+
+/// How the second factor is set up (start-up wires it).
+#[derive(Clone)]
+pub struct SecondFactorPolicy {
+    /// Absent without a server secret: the second factor is unavailable.
+    pub keys: Option<Keys>,
+    /// `--mfa-challenge-ttl`: how long a login may wait for its second step.
+    pub challenge_ttl: Duration,
+    /// The issuer authenticator apps show (`--totp-issuer`).
+    pub issuer: String,
+}
+
+/// How recently a password must have been entered (the session's login) to start an
+/// enrolment without a second factor.
+const RECENT_LOGIN: chrono::Duration = chrono::Duration::minutes(10);
+
+/// What `startTotpEnrollment` shows, once.
+pub struct Enrollment {
+    pub secret: Zeroizing<String>,
+    pub otpauth_uri: Zeroizing<String>,
+}
+
+/// What `mfa` answers.
+pub struct MfaStatus {
+    pub totp: bool,
+    pub recovery_codes_left: u64,
+}
+
+fn code_error() -> AppError {
+    AppError::InvalidInput(vec![FieldError::new(
+        "code",
+        codes::SECOND_FACTOR_INVALID,
+        "That code is not valid (or was used already).",
+    )])
+}
+
+impl AccountService {
+    fn mfa_keys(&self) -> Result<&Keys, AppError> {
+        self.second_factor
+            .keys
+            .as_ref()
+            .ok_or(AppError::SecondFactorUnavailable)
+    }
+
+    /// What the caller has enrolled.
+    pub async fn mfa_status(&self, caller: &Caller) -> Result<MfaStatus, AppError> {
+        let user = caller.user.id;
+        Ok(MfaStatus {
+            totp: mfa::enabled(&self.db, user).await?,
+            recovery_codes_left: mfa::recovery_codes_left(&self.db, user).await?,
+        })
+    }
+
+    /// A new, unconfirmed device for the caller (replacing an unconfirmed one): its secret
+    /// as text and as an `otpauth://` URI, shown this once. Needs a password entered in the
+    /// last ten minutes (the session's login) or a session at aal2; refused while a confirmed
+    /// device exists (disable it first).
+    pub async fn start_totp_enrollment(&self, caller: &Caller) -> Result<Enrollment, AppError> {
+        let keys = self.mfa_keys()?;
+        let recent = Utc::now() - caller.session.created_at < RECENT_LOGIN;
+        if !(recent || caller.session.aal >= 2) {
+            return Err(AppError::Forbidden(
+                "Sign in again (or with your second factor) to set one up.",
+            ));
+        }
+        let user = caller.user.id;
+        let txn = self.db.begin().await?;
+        if mfa::enabled(&txn, user).await? {
+            return Err(AppError::Forbidden(
+                "A second factor is set up already: disable it first.",
+            ));
+        }
+        let secret = totp::Secret::generate().map_err(AppError::internal)?;
+        let sealed = keys.seal(user, &secret).map_err(AppError::internal)?;
+        let defaults = totp::Params::default();
+        totp_device::Entity::delete_by_id(user).exec(&txn).await?;
+        totp_device::Entity::insert(totp_device::ActiveModel {
+            user_id: Set(user),
+            secret: Set(sealed),
+            digits: Set(defaults.digits as i16),
+            step: Set(defaults.step as i32),
+            t0: Set(defaults.t0),
+            drift: Set(0),
+            confirmed: Set(false),
+            last_step: Set(None),
+            created_at: Set(Utc::now()),
+        })
+        .exec(&txn)
+        .await?;
+        txn.commit().await?;
+        let account = if caller.user.email.is_empty() {
+            caller.user.username.as_str()
+        } else {
+            caller.user.email.as_str()
+        };
+        Ok(Enrollment {
+            otpauth_uri: totp::otpauth_uri(&secret, &self.second_factor.issuer, account),
+            secret: secret.base32(),
+        })
+    }
+
+    /// Confirms the caller's new device with a code from it: the device counts from now on,
+    /// a fresh set of recovery codes is made (answered once), the caller's session becomes
+    /// aal2 and every other session of the user ends (they knew only the password) — in one
+    /// transaction, audited.
+    pub async fn confirm_totp_enrollment(
+        &self,
+        caller: &Caller,
+        code: &str,
+        origin: &Origin,
+    ) -> Result<Vec<Zeroizing<String>>, AppError> {
+        let keys = self.mfa_keys()?;
+        let user = caller.user.id;
+        let key = FailureKey::SecondFactor(user);
+        self.failures
+            .begin(&key)
+            .await
+            .map_err(|retry_after| AppError::RateLimited { retry_after })?;
+        let txn = self.db.begin().await?;
+        let Some(device) = mfa::device(&txn, user).await?.filter(|d| !d.confirmed) else {
+            return Err(AppError::InvalidInput(vec![FieldError::new(
+                "code",
+                codes::SECOND_FACTOR_INVALID,
+                "Start an enrolment first.",
+            )]));
+        };
+        let secret = keys.open(&device).ok_or_else(|| {
+            AppError::internal("a TOTP secret does not open with this server secret")
+        })?;
+        let now = Utc::now().timestamp();
+        let Some(step) = totp::matching_step(&secret, &mfa::params(&device), code, now, None)
+        else {
+            return Err(code_error());
+        };
+        totp_device::Entity::update_many()
+            .col_expr(
+                totp_device::Column::Confirmed,
+                sea_orm::sea_query::Expr::value(true),
+            )
+            .col_expr(
+                totp_device::Column::LastStep,
+                sea_orm::sea_query::Expr::value(step),
+            )
+            .filter(totp_device::Column::UserId.eq(user))
+            .exec(&txn)
+            .await?;
+        let codes = mfa::new_recovery_codes(&txn, keys, user).await?;
+        self.sessions.raise_to_aal2(&txn, caller.session.id).await?;
+        let ended = self
+            .sessions
+            .revoke_all(&txn, user, Some(caller.session.id))
+            .await?;
+        audit::record(
+            &txn,
+            &Who::user(user),
+            "mfa.totp_enabled",
+            Some(user),
+            origin,
+            Some(serde_json::json!({ "other_sessions_ended": ended })),
+        )
+        .await?;
+        txn.commit().await?;
+        self.failures.succeeded(&key).await;
+        Ok(codes)
+    }
+
+    /// The login's second step: a TOTP code (each time step accepted once) or an unused
+    /// recovery code (used up). The waiting session gets a new token at aal2; the old token
+    /// stops working. Throttled per user like passwords (`--login-failure-limit`).
+    pub async fn verify_second_factor(
+        &self,
+        caller: &Caller,
+        code: &str,
+        origin: &Origin,
+    ) -> Result<LoggedIn, AppError> {
+        if !caller.session.mfa_pending {
+            return Err(AppError::InvalidInput(vec![FieldError::new(
+                "code",
+                codes::SECOND_FACTOR_INVALID,
+                "This session is not waiting for a second step.",
+            )]));
+        }
+        let keys = self.mfa_keys()?;
+        let user = caller.user.id;
+        let key = FailureKey::SecondFactor(user);
+        self.failures
+            .begin(&key)
+            .await
+            .map_err(|retry_after| AppError::RateLimited { retry_after })?;
+        let txn = self.db.begin().await?;
+        let method = if mfa::recovery::looks_like_one(code) {
+            if !mfa::use_recovery_code(&txn, keys, user, code).await? {
+                return Err(code_error());
+            }
+            "recovery_code"
+        } else {
+            let Some(device) = mfa::device(&txn, user).await?.filter(|d| d.confirmed) else {
+                return Err(code_error());
+            };
+            let secret = keys.open(&device).ok_or_else(|| {
+                AppError::internal("a TOTP secret does not open with this server secret")
+            })?;
+            let now = Utc::now().timestamp();
+            let params = mfa::params(&device);
+            let step = totp::matching_step(&secret, &params, code, now, device.last_step);
+            match step {
+                Some(step) if mfa::use_step(&txn, user, step).await? => "totp",
+                _ => return Err(code_error()),
+            }
+        };
+        let Some((token, session)) = self
+            .sessions
+            .complete_second_step(&txn, caller.session.id)
+            .await?
+        else {
+            return Err(AppError::Unauthenticated);
+        };
+        let left = mfa::recovery_codes_left(&txn, user).await?;
+        audit::record(
+            &txn,
+            &Who::user(user),
+            "login.second_factor",
+            Some(user),
+            origin,
+            Some(serde_json::json!({
+                "method": method, "session": session.id, "recovery_codes_left": left,
+            })),
+        )
+        .await?;
+        crate::deadline::commit_started();
+        txn.commit().await?;
+        self.failures.succeeded(&key).await;
+        Ok(LoggedIn {
+            token,
+            session,
+            user: caller.user.clone().into(),
+            mfa_required: false,
+        })
+    }
+
+    /// A fresh set of recovery codes (the old set stops working). Needs aal2.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        caller: &Caller,
+        origin: &Origin,
+    ) -> Result<Vec<Zeroizing<String>>, AppError> {
+        let keys = self.mfa_keys()?;
+        if caller.session.aal < 2 {
+            return Err(AppError::Forbidden(
+                "This needs a session signed in with the second factor.",
+            ));
+        }
+        let user = caller.user.id;
+        let txn = self.db.begin().await?;
+        if !mfa::enabled(&txn, user).await? {
+            return Err(AppError::Forbidden("No second factor is set up."));
+        }
+        let codes = mfa::new_recovery_codes(&txn, keys, user).await?;
+        audit::record(
+            &txn,
+            &Who::user(user),
+            "mfa.recovery_codes_regenerated",
+            Some(user),
+            origin,
+            None,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(codes)
+    }
+
+    /// Removes the caller's device and recovery codes. Needs aal2 and the password (field
+    /// `password`, code `invalid`, throttled as `changePassword` is).
+    pub async fn disable_totp(
+        &self,
+        caller: &Caller,
+        password: Plaintext,
+        origin: &Origin,
+    ) -> Result<(), AppError> {
+        if caller.session.aal < 2 {
+            return Err(AppError::Forbidden(
+                "This needs a session signed in with the second factor.",
+            ));
+        }
+        let user = caller.user.id;
+        let key = FailureKey::PasswordChange(user);
+        let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
+        self.failures
+            .begin(&key)
+            .await
+            .map_err(|retry_after| AppError::RateLimited { retry_after })?;
+        let verified = self
+            .hasher
+            .verify_reserved(slot, password, &caller.user.password_hash)
+            .await;
+        match verified {
+            Ok(v) if v.matches => {}
+            Ok(_) | Err(crate::password::HashError::Unverifiable(_)) => {
+                return Err(AppError::InvalidInput(vec![FieldError::new(
+                    "password",
+                    codes::INVALID,
+                    "The password is not right.",
+                )]));
+            }
+            Err(e) => return Err(pool_error(e)),
+        }
+        let txn = self.db.begin().await?;
+        mfa::remove(&txn, user).await?;
+        audit::record(
+            &txn,
+            &Who::user(user),
+            "mfa.totp_disabled",
+            Some(user),
+            origin,
+            None,
+        )
+        .await?;
+        txn.commit().await?;
+        self.failures.succeeded(&key).await;
+        Ok(())
+    }
+}

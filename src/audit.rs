@@ -94,10 +94,11 @@ pub async fn record(
 }
 
 /// Newest first: up to `first` entries older than the `after` entry, optionally about one
-/// user; and whether more follow.
+/// user and of one action; and whether more follow.
 pub async fn list(
     conn: &impl ConnectionTrait,
     about: Option<Uuid>,
+    action: Option<&str>,
     first: u64,
     after: Option<Uuid>,
 ) -> Result<(Vec<audit_entry::Model>, bool), DbErr> {
@@ -105,6 +106,9 @@ pub async fn list(
     let mut query = audit_entry::Entity::find().order_by_desc(audit_entry::Column::Id);
     if let Some(user) = about {
         query = query.filter(audit_entry::Column::TargetUserId.eq(user));
+    }
+    if let Some(action) = action {
+        query = query.filter(audit_entry::Column::Action.eq(action));
     }
     if let Some(after) = after {
         query = query.filter(audit_entry::Column::Id.lt(after));

@@ -40,6 +40,9 @@ async fn main() -> std::process::ExitCode {
         let (username, active) = match command {
             roster::cli::UsersCommand::Deactivate { username } => (username, false),
             roster::cli::UsersCommand::Reactivate { username } => (username, true),
+            roster::cli::UsersCommand::ResetMfa { username } => {
+                return roster::cli::users::reset_mfa(&cli.config, username).await;
+            }
         };
         return roster::cli::users::set_active(&cli.config, username, active).await;
     }

@@ -33,6 +33,8 @@ pub mod m20261207_000006_add_change_group;
 pub mod m20261207_000007_create_api_keys;
 /// A second factor: TOTP devices, recovery codes, sessions' assurance level.
 pub mod m20261207_000008_create_second_factor;
+/// An index for the audit log's filter by action.
+pub mod m20261207_000009_audit_action_index;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -168,6 +170,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000006_add_change_group::Migration),
             Box::new(m20261207_000007_create_api_keys::Migration),
             Box::new(m20261207_000008_create_second_factor::Migration),
+            Box::new(m20261207_000009_audit_action_index::Migration),
         ]
     }
 }

@@ -235,7 +235,9 @@ impl AccountService {
         let Some(created) = created else {
             return Err(AppError::InvalidCredentials);
         };
-        if created.over_cap {
+        // A session still waiting for its second step trims nothing: a stranger with the
+        // password alone must not push the owner's sessions out.
+        if created.over_cap && !created.session.mfa_pending {
             self.sessions.end_oldest_beyond_cap(&created.session).await;
         }
         let NewSession { token, session, .. } = created;
@@ -291,11 +293,27 @@ impl AccountService {
         } else {
             None
         };
-        if let Some(created) = &created {
+        let mut created = created;
+        if let Some(created) = &mut created {
+            // Asked again inside the transaction, after the insert: a second factor confirmed
+            // since the first look (its confirmation ends the sessions it can see, and this
+            // one it could not) still makes this session wait for its second step. On
+            // PostgreSQL the insert waited for a confirmation holding the user row.
+            if !created.session.mfa_pending && crate::mfa::enabled(&txn, user.id).await? {
+                let ttl = self.second_factor.challenge_ttl;
+                self.sessions
+                    .make_pending(&txn, &mut created.session, ttl)
+                    .await?;
+            }
+            let action = if created.session.mfa_pending {
+                "login.password_verified"
+            } else {
+                "login.succeeded"
+            };
             audit::record(
                 &txn,
                 &Who::user(user.id),
-                "login.succeeded",
+                action,
                 Some(user.id),
                 origin,
                 Some(serde_json::json!({ "session": created.session.id })),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use zeroize::Zeroizing;
 
 use super::login::{LoggedIn, pool_error};
@@ -44,6 +44,31 @@ pub struct Enrollment {
 pub struct MfaStatus {
     pub totp: bool,
     pub recovery_codes_left: u64,
+}
+
+/// The device's secret; a device sealed under another server secret (the secret was
+/// replaced) opens nothing and is answered as a wrong code, logged for the operators
+/// (`roster users reset-mfa` removes it).
+fn open(keys: &Keys, device: &totp_device::Model) -> Result<totp::Secret, AppError> {
+    keys.open(device).ok_or_else(|| {
+        tracing::warn!(user_id = %device.user_id, "a TOTP secret does not open with this server secret; reset the user's second factor");
+        code_error()
+    })
+}
+
+/// On PostgreSQL, the user row is held for the rest of the transaction: a login inserting a
+/// session for this user (which takes the row `FOR NO KEY UPDATE`) waits, and then sees the
+/// change. SQLite runs one writer at a time already.
+async fn lock_user(txn: &sea_orm::DatabaseTransaction, user: uuid::Uuid) -> Result<(), AppError> {
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+            [user.into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 fn code_error() -> AppError {
@@ -84,7 +109,7 @@ impl AccountService {
             ));
         }
         let user = caller.user.id;
-        let txn = self.db.begin().await?;
+        let txn = crate::txn::begin_writing(&self.db).await?;
         if mfa::enabled(&txn, user).await? {
             return Err(AppError::Forbidden(
                 "A second factor is set up already: disable it first.",
@@ -93,7 +118,13 @@ impl AccountService {
         let secret = totp::Secret::generate().map_err(AppError::internal)?;
         let sealed = keys.seal(user, &secret).map_err(AppError::internal)?;
         let defaults = totp::Params::default();
-        totp_device::Entity::delete_by_id(user).exec(&txn).await?;
+        // Only an unconfirmed one is replaced (the check above and this delete are one
+        // transaction; the condition keeps a confirmed device even so).
+        totp_device::Entity::delete_many()
+            .filter(totp_device::Column::UserId.eq(user))
+            .filter(totp_device::Column::Confirmed.eq(false))
+            .exec(&txn)
+            .await?;
         totp_device::Entity::insert(totp_device::ActiveModel {
             user_id: Set(user),
             secret: Set(sealed),
@@ -136,7 +167,8 @@ impl AccountService {
             .begin(&key)
             .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
-        let txn = self.db.begin().await?;
+        let txn = crate::txn::begin_writing(&self.db).await?;
+        lock_user(&txn, user).await?;
         let Some(device) = mfa::device(&txn, user).await?.filter(|d| !d.confirmed) else {
             return Err(AppError::InvalidInput(vec![FieldError::new(
                 "code",
@@ -144,15 +176,14 @@ impl AccountService {
                 "Start an enrolment first.",
             )]));
         };
-        let secret = keys.open(&device).ok_or_else(|| {
-            AppError::internal("a TOTP secret does not open with this server secret")
-        })?;
+        let secret = open(keys, &device)?;
         let now = Utc::now().timestamp();
         let Some(step) = totp::matching_step(&secret, &mfa::params(&device), code, now, None)
         else {
             return Err(code_error());
         };
-        totp_device::Entity::update_many()
+        // The very device the code was checked against, still unconfirmed.
+        let confirmed = totp_device::Entity::update_many()
             .col_expr(
                 totp_device::Column::Confirmed,
                 sea_orm::sea_query::Expr::value(true),
@@ -162,8 +193,13 @@ impl AccountService {
                 sea_orm::sea_query::Expr::value(step),
             )
             .filter(totp_device::Column::UserId.eq(user))
+            .filter(totp_device::Column::Confirmed.eq(false))
+            .filter(totp_device::Column::Secret.eq(device.secret.clone()))
             .exec(&txn)
             .await?;
+        if confirmed.rows_affected != 1 {
+            return Err(code_error());
+        }
         let codes = mfa::new_recovery_codes(&txn, keys, user).await?;
         self.sessions.raise_to_aal2(&txn, caller.session.id).await?;
         let ended = self
@@ -207,7 +243,7 @@ impl AccountService {
             .begin(&key)
             .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
-        let txn = self.db.begin().await?;
+        let txn = crate::txn::begin_writing(&self.db).await?;
         let method = if mfa::recovery::looks_like_one(code) {
             if !mfa::use_recovery_code(&txn, keys, user, code).await? {
                 return Err(code_error());
@@ -217,9 +253,7 @@ impl AccountService {
             let Some(device) = mfa::device(&txn, user).await?.filter(|d| d.confirmed) else {
                 return Err(code_error());
             };
-            let secret = keys.open(&device).ok_or_else(|| {
-                AppError::internal("a TOTP secret does not open with this server secret")
-            })?;
+            let secret = open(keys, &device)?;
             let now = Utc::now().timestamp();
             let params = mfa::params(&device);
             let step = totp::matching_step(&secret, &params, code, now, device.last_step);
@@ -271,7 +305,7 @@ impl AccountService {
             ));
         }
         let user = caller.user.id;
-        let txn = self.db.begin().await?;
+        let txn = crate::txn::begin_writing(&self.db).await?;
         if !mfa::enabled(&txn, user).await? {
             return Err(AppError::Forbidden("No second factor is set up."));
         }
@@ -324,7 +358,7 @@ impl AccountService {
             }
             Err(e) => return Err(pool_error(e)),
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::txn::begin_writing(&self.db).await?;
         mfa::remove(&txn, user).await?;
         audit::record(
             &txn,

@@ -14,6 +14,8 @@ pub mod grants;
 pub mod groups;
 /// Effective permissions (own ∪ groups', all for a superuser, none when inactive).
 pub mod perms;
+/// Removing a user's second factor.
+pub mod reset_mfa;
 /// The privilege rules, applied inside each use case's transaction.
 mod rules;
 /// An operator sends a user the password-reset email.

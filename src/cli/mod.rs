@@ -97,7 +97,10 @@ pub enum ApiKeyCommand {
     List,
     /// Revoke a key by id or name: it authenticates nothing from the next request on, on
     /// every process.
-    Revoke { key: String },
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+    },
 }
 
 /// `roster users …`.
@@ -108,6 +111,9 @@ pub enum UsersCommand {
     Deactivate { username: String },
     /// Reactivate (ended sessions stay ended).
     Reactivate { username: String },
+    /// Remove the user's second factor (TOTP device and recovery codes): for someone who lost
+    /// both, or after `keys rotate --replace-secret` (sealed secrets no longer open).
+    ResetMfa { username: String },
 }
 
 /// `roster keys …`: the access tokens' signing keys. Never prints key material.
@@ -135,7 +141,9 @@ pub enum KeysCommand {
     /// every token it signed stops verifying. Rotate first (`rotate --now`) when it is the
     /// key that signs, or the next token makes a new key on the spot.
     Revoke {
-        /// The key's id (`kid`, from `roster keys list`).
+        /// The key's id (`kid`, from `roster keys list`). A kid is base64url and may begin
+        /// with `-`: it is taken as the id, never as a flag.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -159,4 +167,21 @@ pub enum OutboxCommand {
         #[arg(long)]
         all_failed: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_id_that_begins_with_a_dash_is_an_id_not_a_flag() {
+        let cli = Cli::try_parse_from(["roster", "keys", "revoke", "-Vz3Kq"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Keys(KeysCommand::Revoke { kid })) if kid == "-Vz3Kq")
+        );
+        let cli = Cli::try_parse_from(["roster", "apikey", "revoke", "-odd"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Apikey(ApiKeyCommand::Revoke { key })) if key == "-odd")
+        );
+    }
 }

@@ -237,6 +237,54 @@ pub async fn change_password(config: &Config, username: &str, no_input: bool) ->
     }
 }
 
+/// `roster users reset-mfa USERNAME`: the admin API's `resetSecondFactor`, as the system.
+/// Exit 0; 1 when there is no such user; 2 when the database cannot be reached.
+pub async fn reset_mfa(config: &Config, username: &str) -> ExitCode {
+    let db = match crate::db::connect(config, Vec::new()).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("users: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let canonical = crate::accounts::canonical::canonical(username);
+    let found = user::Entity::find()
+        .filter(user::Column::UsernameCanonical.eq(canonical))
+        .one(&db)
+        .await;
+    let target = match found {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            eprintln!("users: no user is named {username:?}");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("users: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::admin::reset_mfa::reset_mfa(&db, &Actor::System, target.id, &Origin::default())
+        .await
+    {
+        Ok(had) => {
+            eprintln!(
+                "users: {} {}",
+                target.username,
+                if had {
+                    "has no second factor any more; their next login asks for the password only"
+                } else {
+                    "had no second factor"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("users: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Asks for the password twice on the terminal, without echo.
 fn prompt_password(command: &str, env: &str) -> Option<zeroize::Zeroizing<String>> {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};

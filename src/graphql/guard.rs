@@ -86,6 +86,11 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ),
     (
         "Mutation",
+        "resetSecondFactor",
+        Permission::Staff(crate::admin::perms::CHANGE_USER),
+    ),
+    (
+        "Mutation",
         "endUserSessions",
         Permission::Staff(crate::admin::perms::CHANGE_USER),
     ),

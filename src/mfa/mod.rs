@@ -65,7 +65,12 @@ impl Keys {
 /// The device's counting parameters.
 pub fn params(device: &totp_device::Model) -> totp::Params {
     totp::Params {
-        digits: u32::try_from(device.digits).unwrap_or(6),
+        // 6–10 digits (what a u32 HOTP value can fill); anything else read from the
+        // database counts as 6.
+        digits: u32::try_from(device.digits)
+            .ok()
+            .filter(|d| (6..=10).contains(d))
+            .unwrap_or(6),
         step: i64::from(device.step),
         t0: device.t0,
         drift: i64::from(device.drift),

@@ -442,6 +442,27 @@ impl Sessions {
         Ok(Some((token, session)))
     }
 
+    /// Turns a session just created into one waiting for its second step (`ttl` to live),
+    /// inside the login's transaction.
+    pub async fn make_pending(
+        &self,
+        conn: &impl ConnectionTrait,
+        session: &mut Session,
+        ttl: Duration,
+    ) -> Result<(), DbErr> {
+        let expires_at = session.created_at
+            + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5));
+        session::Entity::update_many()
+            .col_expr(session::Column::MfaPending, Expr::value(true))
+            .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
+            .filter(session::Column::Id.eq(session.id))
+            .exec(conn)
+            .await?;
+        session.mfa_pending = true;
+        session.expires_at = expires_at;
+        Ok(())
+    }
+
     /// Raises a live session to assurance level 2 (its user just proved a second factor while
     /// signed in: enrolment), inside the caller's transaction.
     pub async fn raise_to_aal2(&self, conn: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {

@@ -829,3 +829,130 @@ async fn the_admin_page_is_compiled_in_under_a_strict_csp_with_nothing_external(
         assert!(!body.contains("innerHTML"), "{asset}");
     }
 }
+
+/// docs/operations.md, "Running the user base": a superuser, a Django import, finding a user
+/// by an address prefix, deactivating them (their session ends), the audit log; then the
+/// same from a script with an API key.
+#[tokio::test]
+async fn the_operators_walkthrough_works_as_documented() {
+    let app = spawn_app().await;
+    let url = app.database_url.clone();
+    let out = crate::helpers::roster_output(
+        &[
+            "--database-url",
+            &url,
+            "createsuperuser",
+            "--username",
+            "chief",
+            "--email",
+            "chief@example.com",
+            "--no-input",
+        ],
+        &[("ROSTER_SUPERUSER_PASSWORD", GOOD_PASSWORD)],
+    );
+    assert!(out.contains("chief is a superuser"), "{out}");
+    let (code_, _, stderr) =
+        crate::django::import(&app, &crate::django::django_sqlite(), &[]).await;
+    assert_eq!(code_, 0, "{stderr}");
+
+    let chief = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            json!({ "i": { "identifier": "chief", "password": GOOD_PASSWORD } }),
+        )
+        .await
+        .body["data"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An imported user, signed in with their Django password.
+    let theirs = app
+        .graphql("mutation($i: LoginInput!) { login(input: $i) { token } }",
+            json!({ "i": { "identifier": "user_argon2", "password": "correct horse battery staple" } }))
+        .await;
+    let theirs = theirs.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", theirs.body))
+        .to_owned();
+    let find = "query($s: String) { users(filter: {search: $s}) { edges { node { id username email } } } }";
+    let found = as_user(&app, Some(&chief), find, json!({ "s": "ARGON" })).await;
+    let edges = found["data"]["users"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{found}"));
+    let target = edges
+        .iter()
+        .find(|e| e["node"]["username"] == "user_argon2")
+        .unwrap_or_else(|| panic!("by the address's prefix: {found}"))["node"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deactivate = "mutation($id: ID!) { deactivateUser(id: $id) { isActive } }";
+    let done = as_user(&app, Some(&chief), deactivate, json!({ "id": target })).await;
+    assert_eq!(done["data"]["deactivateUser"]["isActive"], false, "{done}");
+    assert_eq!(
+        as_user(&app, Some(&theirs), "{ me { id } }", json!({})).await["data"]["me"],
+        Value::Null
+    );
+    let log = as_user(
+        &app,
+        Some(&chief),
+        "query($u: ID) { auditLog(userId: $u) { edges { node { action actorKind } } } }",
+        json!({ "u": target }),
+    )
+    .await;
+    assert_eq!(
+        log["data"]["auditLog"]["edges"][0]["node"],
+        json!({ "action": "user.deactivated", "actorKind": "user" }),
+        "{log}"
+    );
+
+    // The script.
+    let key = crate::helpers::roster_output(
+        &[
+            "--database-url",
+            &url,
+            "apikey",
+            "create",
+            "--name",
+            "offboarding",
+            "--permission",
+            "roster.view_user",
+            "--permission",
+            "roster.change_user",
+        ],
+        &[],
+    );
+    let key = key.lines().next().unwrap().to_owned();
+    let found = as_user(&app, Some(&key), find, json!({ "s": "argon" })).await;
+    assert!(found.to_string().contains("user_argon2"), "{found}");
+    let reactivate = "mutation($id: ID!) { reactivateUser(id: $id) { isActive } }";
+    let done = as_user(&app, Some(&key), reactivate, json!({ "id": target })).await;
+    assert_eq!(done["data"]["reactivateUser"]["isActive"], true, "{done}");
+    let log = as_user(
+        &app,
+        Some(&chief),
+        "query($u: ID) { auditLog(userId: $u) { edges { node { action actorKind } } } }",
+        json!({ "u": target }),
+    )
+    .await;
+    assert_eq!(
+        log["data"]["auditLog"]["edges"][0]["node"],
+        json!({ "action": "user.reactivated", "actorKind": "api_key" }),
+        "{log}"
+    );
+    // The whole log, by action.
+    let by_action = as_user(
+        &app,
+        Some(&chief),
+        "{ auditLog(action: \"login.succeeded\") { edges { node { action } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        by_action["data"]["auditLog"]["edges"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{by_action}"
+    );
+}

@@ -443,3 +443,55 @@ async fn codes_made_by_pyotp_are_accepted() {
         "{done}"
     );
 }
+
+#[tokio::test]
+async fn an_operator_resets_a_lost_second_factor() {
+    let app = spawn_app().await;
+    let (_, _, _) = enrolled(&app, "frank").await;
+    let (boss_id, boss) = app.sign_in("boss").await;
+    crate::admin::make_staff(&app, &boss_id, true).await;
+    let frank = app
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u.username == "frank")
+        .unwrap();
+    let reset = "mutation($id: ID!) { resetSecondFactor(id: $id) }";
+    // Not on oneself; a plain user is anyone's to reset with roster.change_user.
+    let own = as_user(&app, Some(&boss), reset, json!({ "id": boss_id })).await;
+    assert_eq!(code(&own), "FORBIDDEN", "{own}");
+    let done = as_user(
+        &app,
+        Some(&boss),
+        reset,
+        json!({ "id": frank.id.to_string() }),
+    )
+    .await;
+    assert_eq!(done["data"]["resetSecondFactor"], true, "{done}");
+    let next = login(&app, "frank", GOOD_PASSWORD).await;
+    assert_eq!(next["data"]["login"]["mfaRequired"], false, "{next}");
+    let out = crate::helpers::roster_output(
+        &[
+            "--database-url",
+            &app.database_url,
+            "users",
+            "reset-mfa",
+            "frank",
+        ],
+        &[],
+    );
+    assert!(out.contains("had no second factor"), "{out}");
+    let log: Vec<String> = app
+        .audit_log()
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        log.iter()
+            .filter(|a| *a == "user.second_factor_reset")
+            .count(),
+        2,
+        "{log:?}"
+    );
+}

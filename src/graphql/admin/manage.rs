@@ -111,6 +111,16 @@ impl AdminMutation {
         Ok(true)
     }
 
+    /// Removes a user's second factor (TOTP device and recovery codes): for someone who lost
+    /// both, or after the server secret was replaced. Answers whether there was one. Refused
+    /// (`FORBIDDEN`) for oneself (`disableTotp`), and for a staff account or a superuser
+    /// unless the caller is a superuser. Permission: staff with `roster.change_user`.
+    async fn reset_second_factor(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let actor = actor(ctx).await?;
+        let target = uuid_arg("id", &id)?;
+        Ok(admin::reset_mfa::reset_mfa(service(ctx)?.db(), &actor, target, &origin(ctx)).await?)
+    }
+
     /// Sets a user's staff and superuser status. Only a superuser may; not on themselves
     /// (another superuser does it); never demoting the last active staff superuser.
     /// Permission: staff with `roster.change_user`, and superuser.

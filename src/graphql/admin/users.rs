@@ -254,13 +254,14 @@ impl AdminQuery {
             .map(AdminUser::from))
     }
 
-    /// The audit log, newest first (`first` 1–100; 20 when null), optionally about one user.
-    /// Permission: staff with
+    /// The audit log, newest first (`first` 1–100; 20 when null), optionally about one user
+    /// and of one action (`user.deactivated`, `login.failed`, …). Permission: staff with
     /// `roster.view_auditlog`.
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
         user_id: Option<ID>,
+        action: Option<String>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<AuditConnection> {
@@ -270,9 +271,18 @@ impl AdminQuery {
             .as_deref()
             .map(|a| uuid_arg("userId", a))
             .transpose()?;
-        let (rows, more) = crate::audit::list(service(ctx)?.db(), about, first, after)
-            .await
-            .map_err(AppError::from)?;
+        if action.as_ref().is_some_and(|a| a.len() > 64) {
+            return Err(AppError::InvalidInput(vec![FieldError::new(
+                "action",
+                crate::accounts::codes::INVALID,
+                "At most 64 bytes.",
+            )])
+            .into());
+        }
+        let (rows, more) =
+            crate::audit::list(service(ctx)?.db(), about, action.as_deref(), first, after)
+                .await
+                .map_err(AppError::from)?;
         let end_cursor = rows.last().map(|e| e.id.to_string());
         Ok(AuditConnection {
             edges: rows

@@ -1,0 +1,45 @@
+//! `resetSecondFactor` (and `roster users reset-mfa`): an operator removes a user's TOTP device
+//! and recovery codes — the way back for someone who lost both, or for everyone after the
+//! server secret was replaced (their sealed secrets no longer open). Their next login asks for
+//! the password only; they enrol again.
+
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::{Actor, Origin, perms, rules};
+use crate::audit;
+use crate::error::AppError;
+
+/// Removes `target`'s second factor; answers whether there was one. Refused (`FORBIDDEN`):
+/// oneself (use `disableTotp`, which asks for the password and the factor), a staff account
+/// or a superuser unless the actor is a superuser.
+pub async fn reset_mfa(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    target: Uuid,
+    origin: &Origin,
+) -> Result<bool, AppError> {
+    let txn = crate::txn::begin_writing(db).await?;
+    let acting = rules::acting(&txn, actor, perms::CHANGE_USER).await?;
+    if acting.is(target) {
+        return Err(AppError::Forbidden(
+            "Use disableTotp for your own second factor.",
+        ));
+    }
+    let user = rules::target(&txn, target).await?;
+    acting.may_touch(&user)?;
+    let had = crate::mfa::device(&txn, user.id).await?.is_some();
+    crate::mfa::remove(&txn, user.id).await?;
+    audit::record(
+        &txn,
+        &actor.who(),
+        "user.second_factor_reset",
+        Some(user.id),
+        origin,
+        Some(serde_json::json!({ "had_one": had })),
+    )
+    .await?;
+    crate::deadline::commit_started();
+    txn.commit().await?;
+    Ok(had)
+}

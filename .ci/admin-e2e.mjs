@@ -1,11 +1,14 @@
 // The admin page, in a real browser: a non-staff user is turned away; the superuser made by
-// `roster createsuperuser` signs in, finds users by a prefix, opens one, deactivates them
+// `roster createsuperuser` sets up TOTP (staff need a second factor), signs in with the
+// password and then a code (made here by an RFC 6238 implementation of this script's own,
+// over Node's HMAC), finds users by a prefix, opens one, deactivates them
 // (their session stops working at once), reactivates them, ends their sessions, sends a
 // reset link (it reaches the email output, never the page) and reads the audit trail.
 //
 // Usage: ROSTER_URL=http://127.0.0.1:PORT ROSTER_STDOUT=server.log ROSTER_ADMIN=name
 // ROSTER_ADMIN_PASSWORD=… node admin-e2e.mjs (the server runs without --smtp-url; needs
 // playwright-core and /usr/bin/chromium, which .ci/run installs)
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -26,6 +29,26 @@ const gql = async (query, variables, token) => {
   const r = await fetch(`${base}/graphql`, { method: "POST", headers, body: JSON.stringify({ query, variables }) });
   return r.json();
 };
+// RFC 4648 base32 → bytes, and the RFC 6238 code `offset` steps from now (SHA-1, 6 digits, 30 s).
+const base32 = (text) => {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0, value = 0;
+  const out = [];
+  for (const c of text.replace(/=+$/, "")) {
+    value = (value << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) { out.push((value >>> (bits - 8)) & 255); bits -= 8; value &= (1 << bits) - 1; }
+  }
+  return Buffer.from(out);
+};
+const totp = (secret, offset) => {
+  const message = Buffer.alloc(8);
+  message.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
+  const mac = createHmac("sha1", base32(secret)).update(message).digest();
+  const at = mac[mac.length - 1] & 15;
+  const binary = ((mac[at] & 127) << 24) | (mac[at + 1] << 16) | (mac[at + 2] << 8) | mac[at + 3];
+  return String(binary % 1000000).padStart(6, "0");
+};
 const password = "correct horse battery staple";
 const register = (username) => gql("mutation R($i: RegisterInput!) { register(input: $i) { id } }",
   { i: { username, email: `${username}@example.com`, password } });
@@ -42,6 +65,15 @@ try {
     const r = await register(name);
     check(typeof r.data?.register?.id === "string", `register ${name}`, JSON.stringify(r));
   }
+  // The superuser sets up TOTP over the API first (staff need a second factor).
+  const chiefToken = (await gql("mutation L($i: LoginInput!) { login(input: $i) { token } }",
+    { i: { identifier: admin, password: adminPassword } })).data?.login?.token;
+  const started = await gql("mutation { startTotpEnrollment { secret } }", {}, chiefToken);
+  const secret = started.data?.startTotpEnrollment?.secret;
+  check(typeof secret === "string", "the superuser starts a TOTP enrolment", JSON.stringify(started));
+  const confirmed = await gql("mutation C($c: String!) { confirmTotpEnrollment(code: $c) }", { c: totp(secret, 0) }, chiefToken);
+  check(confirmed.data?.confirmTotpEnrollment?.length === 10, "a code from this script's own TOTP confirms it", JSON.stringify(confirmed));
+
   const aliceToken = await login("alice");
   const me = async () => (await gql("{ me { username } }", {}, aliceToken)).data?.me?.username;
   check(await me() === "alice", "alice is signed in", "");
@@ -66,6 +98,14 @@ try {
   await page.fill("#identifier", admin);
   await page.fill("#password", adminPassword);
   await page.click("#signin-submit");
+  await page.waitForSelector("#second-step:not([hidden])");
+  check(await page.isHidden("#search-panel"), "the password alone shows no user", "");
+  await page.fill("#code", "000000");
+  await page.click("#code-submit");
+  await page.waitForSelector("#status.error");
+  check((await page.textContent("#status")).includes("BAD_USER_INPUT"), "a wrong code is refused, and may be retried", await page.textContent("#status"));
+  await page.fill("#code", totp(secret, 1));
+  await page.click("#code-submit");
   await page.waitForSelector("#search-panel:not([hidden])");
   check((await page.textContent("#who")) === admin, "the superuser signs in", await page.textContent("#who"));
 

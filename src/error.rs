@@ -69,8 +69,10 @@ pub enum AppError {
 
     /// `MFA_REQUIRED`: the session knows the password but still waits for its second step
     /// (`verifySecondFactor`); only that, `logout` and `me` are open to it.
-    #[error("This session needs its second step first (verifySecondFactor).")]
-    MfaRequired,
+    /// Also: a staff permission from a session without a second factor
+    /// (`--require-mfa-for-staff`).
+    #[error("{0}")]
+    MfaRequired(&'static str),
 
     /// `SECOND_FACTOR_UNAVAILABLE`: no server secret is configured, so no second-factor
     /// secret can be kept.
@@ -109,7 +111,7 @@ impl AppError {
             Self::AccessTokensUnavailable => codes::ACCESS_TOKENS_UNAVAILABLE,
             Self::Forbidden(_) => codes::FORBIDDEN,
             Self::NotFound => codes::NOT_FOUND,
-            Self::MfaRequired => codes::MFA_REQUIRED,
+            Self::MfaRequired(_) => codes::MFA_REQUIRED,
             Self::SecondFactorUnavailable => codes::SECOND_FACTOR_UNAVAILABLE,
             Self::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         }

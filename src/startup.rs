@@ -212,6 +212,7 @@ impl Application {
             hasher: hasher.clone(),
             tokens: tokens.clone(),
             auth_check_jwt: config.tokens.auth_check_jwt,
+            require_mfa_for_staff: config.sessions.require_mfa_for_staff,
         };
         let router = http::router(state.clone(), &config);
         let admin = match config.admin_listen {

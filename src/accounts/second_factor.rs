@@ -244,23 +244,32 @@ impl AccountService {
             .await
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
         let txn = crate::txn::begin_writing(&self.db).await?;
-        let method = if mfa::recovery::looks_like_one(code) {
-            if !mfa::use_recovery_code(&txn, keys, user, code).await? {
-                return Err(code_error());
-            }
-            "recovery_code"
-        } else {
-            let Some(device) = mfa::device(&txn, user).await?.filter(|d| d.confirmed) else {
-                return Err(code_error());
-            };
+        // A TOTP code (digits), else one of roster's recovery codes, else a code brought over
+        // from django-otp (its static tokens have their own shape).
+        let trimmed = code.trim();
+        let digits = !trimmed.is_empty()
+            && trimmed.len() <= 10
+            && trimmed.bytes().all(|b| b.is_ascii_digit());
+        let mut method = None;
+        if digits && let Some(device) = mfa::device(&txn, user).await?.filter(|d| d.confirmed) {
             let secret = open(keys, &device)?;
             let now = Utc::now().timestamp();
             let params = mfa::params(&device);
-            let step = totp::matching_step(&secret, &params, code, now, device.last_step);
-            match step {
-                Some(step) if mfa::use_step(&txn, user, step).await? => "totp",
-                _ => return Err(code_error()),
+            if let Some(step) =
+                totp::matching_step(&secret, &params, trimmed, now, device.last_step)
+                && mfa::use_step(&txn, user, step).await?
+            {
+                method = Some("totp");
             }
+        }
+        if method.is_none()
+            && (mfa::use_recovery_code(&txn, keys, user, code).await?
+                || mfa::use_legacy_code(&txn, keys, user, code).await?)
+        {
+            method = Some("recovery_code");
+        }
+        let Some(method) = method else {
+            return Err(code_error());
         };
         let Some((token, session)) = self
             .sessions

@@ -46,6 +46,8 @@ pub struct Auth {
     /// Set once the request ended its own session: later fields of the same document run
     /// as anonymous.
     forgotten: std::sync::atomic::AtomicBool,
+    /// `--require-mfa-for-staff`: staff permissions need a session at aal2.
+    staff_need_aal2: bool,
 }
 
 impl Auth {
@@ -57,7 +59,15 @@ impl Auth {
             api_key: OnceCell::new(),
             permissions: OnceCell::new(),
             forgotten: Default::default(),
+            staff_need_aal2: false,
         }
+    }
+
+    /// `--require-mfa-for-staff`: a staff permission needs a session signed in with a second
+    /// factor.
+    pub fn staff_need_aal2(mut self, on: bool) -> Self {
+        self.staff_need_aal2 = on;
+        self
     }
 
     /// No credentials (requests outside HTTP).
@@ -69,6 +79,7 @@ impl Auth {
             api_key: OnceCell::new(),
             permissions: OnceCell::new(),
             forgotten: Default::default(),
+            staff_need_aal2: false,
         }
     }
 
@@ -115,7 +126,9 @@ impl Auth {
     pub async fn require(&self) -> Result<&Caller, AppError> {
         let caller = self.require_any().await?;
         if caller.session.mfa_pending {
-            return Err(AppError::MfaRequired);
+            return Err(AppError::MfaRequired(
+                "This session needs its second step first (verifySecondFactor).",
+            ));
         }
         Ok(caller)
     }
@@ -147,6 +160,12 @@ impl Auth {
                 if !caller.user.is_staff {
                     return Err(AppError::Forbidden(
                         "This needs a staff account with the right permission.",
+                    ));
+                }
+                if self.staff_need_aal2 && caller.session.aal < 2 {
+                    return Err(AppError::MfaRequired(
+                        "Staff use the admin API from a session signed in with a second factor: \
+                         set one up (startTotpEnrollment) and sign in with it.",
                     ));
                 }
                 let held = self.permissions(caller).await?;

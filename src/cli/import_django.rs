@@ -33,11 +33,17 @@ pub async fn run(config: &Config, args: &crate::import::ImportArgs) -> std::proc
             None => Box::new(std::io::stdout().lock()),
         };
         let started = std::time::Instant::now();
+        // django-otp devices are sealed with the server secret, as roster's own.
+        let keys = config
+            .tokens
+            .server_secret(&config.database_url)?
+            .map(|(secret, _)| crate::mfa::Keys::new(&secret));
         let summary = crate::import::run(
             &db,
             args,
             config.hashing.settings()?.limits,
             &params,
+            keys.as_ref(),
             &mut report,
         )
         .await
@@ -72,6 +78,12 @@ pub async fn run(config: &Config, args: &crate::import::ImportArgs) -> std::proc
                 eprintln!(
                     "import-django: {} groups, {} permissions, {} new links (user-group, user-permission, group-permission)",
                     s.perms.groups, s.perms.permissions, s.perms.links
+                );
+            }
+            if s.devices.totp + s.devices.static_tokens + s.devices.not_imported > 0 {
+                eprintln!(
+                    "import-django: {} TOTP devices, {} static tokens (as recovery codes), {} devices not imported (see the report)",
+                    s.devices.totp, s.devices.static_tokens, s.devices.not_imported
                 );
             }
             if s.committed {

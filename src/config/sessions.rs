@@ -65,6 +65,12 @@ pub struct SessionConfig {
           value_parser = parse_duration)]
     pub mfa_challenge_ttl: Duration,
 
+    /// Staff use the admin API only from a session signed in with a second factor (aal2):
+    /// with a password alone, an admin field answers `MFA_REQUIRED` (enrol one, then sign in
+    /// with it). API keys are not sessions and are not affected.
+    #[arg(long, env = "ROSTER_REQUIRE_MFA_FOR_STAFF", default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_mfa_for_staff: bool,
+
     /// The issuer authenticator apps show next to a roster TOTP (the `otpauth://` URI's).
     #[arg(long, env = "ROSTER_TOTP_ISSUER", default_value = "roster")]
     pub totp_issuer: String,

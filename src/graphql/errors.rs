@@ -41,7 +41,7 @@ impl From<AppError> for async_graphql::Error {
             | AppError::Unauthenticated
             | AppError::EmailNotVerified
             | AppError::AccessTokensUnavailable
-            | AppError::MfaRequired
+            | AppError::MfaRequired(_)
             | AppError::SecondFactorUnavailable
             | AppError::Forbidden(_)
             | AppError::NotFound => (None, None, 200),

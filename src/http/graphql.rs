@@ -271,9 +271,9 @@ async fn execute(
     // can send it without a CORS preflight); a GET is never signed in by a cookie.
     let token =
         crate::auth::credential::from_headers(headers, state.session_cookie.filter(|_| !from_get));
-    let mut request = request
-        .data(ClientIp(ip))
-        .data(Auth::new(token, state.sessions.clone()));
+    let mut request = request.data(ClientIp(ip)).data(
+        Auth::new(token, state.sessions.clone()).staff_need_aal2(state.require_mfa_for_staff),
+    );
     if let Some(id) = headers
         .get(super::request_id::HEADER)
         .and_then(|v| v.to_str().ok())

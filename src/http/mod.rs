@@ -71,6 +71,8 @@ pub struct AppState {
     pub tokens: crate::tokens::AccessTokens,
     /// `--auth-check-jwt`: `/auth/check` answers `X-Roster-Jwt` too.
     pub auth_check_jwt: bool,
+    /// `--require-mfa-for-staff`.
+    pub require_mfa_for_staff: bool,
 }
 
 /// Builds the router with every layer. Serve it with [`serve::serve`], which gives each

@@ -8,6 +8,8 @@
 //! import is one transaction). Memory does not grow with the input, and a failed or refused
 //! import leaves nothing behind.
 
+/// django-otp's TOTP and static devices, for the users imported.
+pub mod devices;
 /// Groups, permissions and their links, after the users.
 pub mod perms;
 /// Reading `auth_user` from a database or a dumpdata file.
@@ -99,6 +101,8 @@ pub struct Summary {
     pub committed: bool,
     /// Groups, permissions and links (database sources).
     pub perms: perms::PermsSummary,
+    /// django-otp devices (database sources).
+    pub devices: devices::DeviceSummary,
 }
 
 /// Why an import could not run at all.
@@ -124,6 +128,7 @@ pub async fn run(
     args: &ImportArgs,
     limits: ForeignLimits,
     configured: &argon2::Params,
+    keys: Option<&crate::mfa::Keys>,
     report: &mut dyn Write,
 ) -> Result<Summary, ImportError> {
     let source = args.source.as_deref().unwrap_or_default();
@@ -184,6 +189,12 @@ pub async fn run(
             async {
                 let db = source::connect(source).await?;
                 summary.perms = perms::import(&db, &txn).await?;
+                let mut problems = Vec::new();
+                summary.devices = devices::import(&db, &txn, keys, &mut problems).await?;
+                for p in problems {
+                    serde_json::to_writer(&mut *report, &p).map_err(std::io::Error::other)?;
+                    report.write_all(b"\n")?;
+                }
                 let _ = db.close().await;
                 Ok(())
             }
@@ -222,6 +233,8 @@ pub async fn run(
                 "groups": summary.perms.groups,
                 "permissions": summary.perms.permissions,
                 "new_links": summary.perms.links,
+                "totp_devices": summary.devices.totp,
+                "static_tokens": summary.devices.static_tokens,
             })),
         )
         .await?;

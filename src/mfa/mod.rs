@@ -50,6 +50,7 @@ impl Keys {
     }
 
     /// The stored form of a recovery code (its canonical form, keyed to its user).
+    /// django-otp's static tokens are kept as `legacy:` + the token in lower case.
     fn code_mac(&self, user: Uuid, canonical: &str) -> String {
         let mut ctx = ring::hmac::Context::with_key(&self.codes);
         ctx.update(user.as_bytes());
@@ -144,6 +145,60 @@ pub async fn use_recovery_code(
         .col_expr(recovery_code::Column::UsedAt, Expr::value(Utc::now()))
         .filter(recovery_code::Column::UserId.eq(user))
         .filter(recovery_code::Column::CodeMac.eq(keys.code_mac(user, &canonical)))
+        .filter(recovery_code::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// The form a django-otp static token is kept and compared in: trimmed, lower case.
+fn legacy_form(token: &str) -> String {
+    format!("legacy:{}", token.trim().to_lowercase())
+}
+
+/// Adds a django-otp static token as one of the user's recovery codes (import); `false` when
+/// the user has it already (a re-run).
+pub async fn add_legacy_code(
+    conn: &impl ConnectionTrait,
+    keys: &Keys,
+    user: Uuid,
+    token: &str,
+) -> Result<bool, DbErr> {
+    let mac = keys.code_mac(user, &legacy_form(token));
+    let exists = recovery_code::Entity::find()
+        .filter(recovery_code::Column::UserId.eq(user))
+        .filter(recovery_code::Column::CodeMac.eq(mac.clone()))
+        .one(conn)
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    recovery_code::Entity::insert(recovery_code::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user),
+        code_mac: Set(mac),
+        used_at: Set(None),
+    })
+    .exec(conn)
+    .await?;
+    Ok(true)
+}
+
+/// Uses up a code brought over from django-otp, if `typed` is one of the user's unused ones.
+pub async fn use_legacy_code(
+    conn: &impl ConnectionTrait,
+    keys: &Keys,
+    user: Uuid,
+    typed: &str,
+) -> Result<bool, DbErr> {
+    if typed.trim().is_empty() || typed.len() > 64 {
+        return Ok(false);
+    }
+    let done = recovery_code::Entity::update_many()
+        .col_expr(recovery_code::Column::UsedAt, Expr::value(Utc::now()))
+        .filter(recovery_code::Column::UserId.eq(user))
+        .filter(recovery_code::Column::CodeMac.eq(keys.code_mac(user, &legacy_form(typed))))
         .filter(recovery_code::Column::UsedAt.is_null())
         .exec(conn)
         .await?;

@@ -495,3 +495,58 @@ async fn an_operator_resets_a_lost_second_factor() {
         "{log:?}"
     );
 }
+
+#[tokio::test]
+async fn staff_need_a_second_factor_for_the_admin_api_by_default() {
+    let app = spawn_app_with(|c| c.sessions.require_mfa_for_staff = true).await;
+    let (id, token) = app.sign_in("staffer").await;
+    crate::admin::make_staff(&app, &id, true).await;
+    let users = "{ users { edges { node { username } } } }";
+    let answer = as_user(&app, Some(&token), users, json!({})).await;
+    assert_eq!(code(&answer), "MFA_REQUIRED", "a password alone: {answer}");
+    // Enrolling is open to them, and raises this session to aal2.
+    let started = as_user(&app, Some(&token), START, json!({})).await;
+    let secret = secret_of(&started);
+    let confirmed = as_user(
+        &app,
+        Some(&token),
+        CONFIRM,
+        json!({ "c": code_at(&secret, 0) }),
+    )
+    .await;
+    assert!(confirmed["errors"].is_null(), "{confirmed}");
+    let answer = as_user(&app, Some(&token), users, json!({})).await;
+    assert!(answer["errors"].is_null(), "at aal2: {answer}");
+    // A new login: the password, then the code.
+    let waiting = login(&app, "staffer", GOOD_PASSWORD).await["data"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let full = as_user(
+        &app,
+        Some(&waiting),
+        VERIFY,
+        json!({ "c": code_at(&secret, 1) }),
+    )
+    .await["data"]["verifySecondFactor"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(as_user(&app, Some(&full), users, json!({})).await["errors"].is_null());
+    // A script's key is no session: the rule is not its.
+    let key = crate::helpers::roster_output(
+        &[
+            "--database-url",
+            &app.database_url,
+            "apikey",
+            "create",
+            "--name",
+            "s",
+            "--permission",
+            "roster.view_user",
+        ],
+        &[],
+    );
+    let key = key.lines().next().unwrap().to_owned();
+    assert!(as_user(&app, Some(&key), users, json!({})).await["errors"].is_null());
+}

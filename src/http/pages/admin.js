@@ -54,29 +54,69 @@
     $("who").textContent = "";
   }
 
+  // Signed in (both steps done): a user who is not staff is told so here, before anything.
+  function enter(username) {
+    return call("{ users(first: 1) { pageInfo { hasNextPage } } }").then(function () {
+      $("who").textContent = username;
+      $("signin-panel").hidden = true;
+      $("second-step").hidden = true;
+      $("signin").hidden = false;
+      $("search-panel").hidden = false;
+      $("signout").hidden = false;
+      show("ok", "Signed in.");
+    });
+  }
+
+  function refused(e) {
+    if (token) call("mutation { logout }").catch(function () {});
+    token = null;
+    $("second-step").hidden = true;
+    $("signin").hidden = false;
+    show("error", e.message);
+  }
+
   $("signin").addEventListener("submit", function (event) {
     event.preventDefault();
     $("signin-submit").disabled = true;
-    call("mutation L($i: LoginInput!) { login(input: $i) { token user { username } } }",
+    call("mutation L($i: LoginInput!) { login(input: $i) { token mfaRequired user { username } } }",
       { i: { identifier: $("identifier").value, password: $("password").value } })
       .then(function (data) {
         token = data.login.token;
         $("password").value = "";
-        // A signed-in user who is not staff is told so here, before anything else.
-        return call("{ users(first: 1) { pageInfo { hasNextPage } } }").then(function () {
-          $("who").textContent = data.login.user.username;
-          $("signin-panel").hidden = true;
-          $("search-panel").hidden = false;
-          $("signout").hidden = false;
-          show("ok", "Signed in.");
-        });
+        if (data.login.mfaRequired) {
+          // The password was right; the session waits for the second step.
+          $("signin").hidden = true;
+          $("second-step").hidden = false;
+          $("code").focus();
+          show("ok", "Enter the code from your authenticator app.");
+          return null;
+        }
+        return enter(data.login.user.username);
+      })
+      .catch(refused)
+      .finally(function () { $("signin-submit").disabled = false; });
+  });
+
+  $("second-step").addEventListener("submit", function (event) {
+    event.preventDefault();
+    $("code-submit").disabled = true;
+    call("mutation V($c: String!) { verifySecondFactor(code: $c) { token user { username } } }",
+      { c: $("code").value })
+      .then(function (data) {
+        // A new token: the one that knew only the password no longer works.
+        token = data.verifySecondFactor.token;
+        $("code").value = "";
+        return enter(data.verifySecondFactor.user.username);
       })
       .catch(function (e) {
-        if (token) call("mutation { logout }").catch(function () {});
-        token = null;
-        show("error", e.message);
+        // A wrong code may be retried (the server counts the attempts); anything else ends it.
+        if (e.message.indexOf("BAD_USER_INPUT") === 0) {
+          show("error", e.message);
+        } else {
+          refused(e);
+        }
       })
-      .finally(function () { $("signin-submit").disabled = false; });
+      .finally(function () { $("code-submit").disabled = false; });
   });
 
   $("signout").addEventListener("click", function () {

@@ -1,11 +1,38 @@
 // The README's first session, in a real browser: open GraphiQL, register, log in, see `me`,
-// change the password, log out — by pressing GraphiQL's run button and picking each
+// set up a second factor (the QR code it answers is rendered here and decoded by jsQR, a
+// reader roster did not write; the codes come from this script's own RFC 6238 over Node's
+// HMAC), log out and in with both steps, change the password, log out — by pressing
+// GraphiQL's run button and picking each
 // operation of the example document, as the README tells a new user to. Also checks what the browser did with the session cookie
 // (HttpOnly: invisible to page scripts; Secure, yet accepted from http://127.0.0.1).
 //
-// Usage: ROSTER_URL=http://127.0.0.1:PORT node graphiql-e2e.mjs   (needs playwright-core and
-// /usr/bin/chromium; .ci/run installs both)
+// Usage: ROSTER_URL=http://127.0.0.1:PORT node graphiql-e2e.mjs   (needs playwright-core,
+// jsqr and /usr/bin/chromium; .ci/run installs them)
+import { createHmac } from "node:crypto";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const jsQrPath = createRequire(import.meta.url).resolve("jsqr");
+// RFC 4648 base32 → bytes, and the RFC 6238 code `offset` steps from now (SHA-1, 6 digits, 30 s).
+const base32 = (text) => {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0, value = 0;
+  const out = [];
+  for (const c of text.replace(/=+$/, "")) {
+    value = (value << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) { out.push((value >>> (bits - 8)) & 255); bits -= 8; value &= (1 << bits) - 1; }
+  }
+  return Buffer.from(out);
+};
+const totp = (secret, offset) => {
+  const message = Buffer.alloc(8);
+  message.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
+  const mac = createHmac("sha1", base32(secret)).update(message).digest();
+  const at = mac[mac.length - 1] & 15;
+  const binary = ((mac[at] & 127) << 24) | (mac[at + 1] << 16) | (mac[at + 2] << 8) | mac[at + 3];
+  return String(binary % 1000000).padStart(6, "0");
+};
 
 const base = process.env.ROSTER_URL;
 if (!base) throw new Error("set ROSTER_URL");
@@ -66,6 +93,57 @@ try {
   r = await run("Me");
   check(r.data?.me?.username === "ada" && r.data?.sessions?.[0]?.current === true,
     "Me: me and sessions answer for the cookie's user", JSON.stringify(r));
+
+  // The user edits a code into the document, as the README says.
+  const typeCode = async (field, code) => {
+    await page.evaluate(([field, code]) => {
+      const cm = document.querySelector(".graphiql-query-editor .CodeMirror").CodeMirror;
+      cm.setValue(cm.getValue().replace(new RegExp(`${field}\\(code: "\\d*"\\)`), `${field}(code: "${code}")`));
+    }, [field, code]);
+  };
+
+  r = await run("StartTotp");
+  const enrolment = r.data?.startTotpEnrollment;
+  check(typeof enrolment?.secret === "string" && enrolment.otpauthUri.startsWith("otpauth://totp/"),
+    "StartTotp answers a secret and an otpauth URI", JSON.stringify(r));
+  // The QR code renders in the browser and reads back as the otpauth URI.
+  const qrPage = await context.newPage();
+  await qrPage.setContent(`<img id="qr" src="data:image/svg+xml;base64,${Buffer.from(enrolment.qrSvg).toString("base64")}">`);
+  await qrPage.addScriptTag({ path: jsQrPath });
+  const read = await qrPage.evaluate(async () => {
+    const img = document.getElementById("qr");
+    await img.decode();
+    const size = 400;
+    const canvas = document.createElement("canvas");
+    canvas.width = size; canvas.height = size;
+    const g = canvas.getContext("2d");
+    g.fillStyle = "#fff"; g.fillRect(0, 0, size, size);
+    g.drawImage(img, 20, 20, size - 40, size - 40);
+    const data = g.getImageData(0, 0, size, size);
+    return { width: img.naturalWidth, text: window.jsQR(data.data, size, size)?.data };
+  });
+  await qrPage.close();
+  check(read.width > 0 && read.text === enrolment.otpauthUri,
+    "the QR code renders and a QR reader gets the otpauth URI from it", JSON.stringify(read));
+
+  await typeCode("confirmTotpEnrollment", totp(enrolment.secret, 0));
+  r = await run("ConfirmTotp");
+  check(r.data?.confirmTotpEnrollment?.length === 10, "ConfirmTotp with the app's code: ten recovery codes", JSON.stringify(r));
+
+  r = await run("Logout");
+  check(r.data?.logout === true, "Logout", JSON.stringify(r));
+  r = await run("Login");
+  check(r.data?.login?.mfaRequired === true && r.data?.login?.session?.aal === 1,
+    "Login now waits for the second step", JSON.stringify(r));
+  r = await run("Me");
+  check(r.data?.me?.username === "ada" && r.errors?.[0]?.extensions?.code === "MFA_REQUIRED",
+    "Me while waiting: me answers, sessions needs the second step", JSON.stringify(r));
+  await typeCode("verifySecondFactor", totp(enrolment.secret, 1));
+  r = await run("VerifySecondFactor");
+  check(r.data?.verifySecondFactor?.session?.aal === 2, "VerifySecondFactor with the next code: aal 2", JSON.stringify(r));
+  r = await run("Me");
+  check(r.data?.me?.username === "ada" && r.data?.sessions?.[0]?.aal === 2,
+    "Me: signed in with both steps (the new cookie)", JSON.stringify(r));
 
   r = await run("ChangePassword");
   check(r.data?.changePassword?.username === "ada", "ChangePassword", JSON.stringify(r));

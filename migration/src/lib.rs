@@ -35,6 +35,8 @@ pub mod m20261207_000007_create_api_keys;
 pub mod m20261207_000008_create_second_factor;
 /// An index for the audit log's filter by action.
 pub mod m20261207_000009_audit_action_index;
+/// The outbox's `kind` widened for the security notices.
+pub mod m20261207_000010_widen_outbox_kind;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -171,6 +173,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000007_create_api_keys::Migration),
             Box::new(m20261207_000008_create_second_factor::Migration),
             Box::new(m20261207_000009_audit_action_index::Migration),
+            Box::new(m20261207_000010_widen_outbox_kind::Migration),
         ]
     }
 }

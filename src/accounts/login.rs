@@ -195,7 +195,7 @@ impl AccountService {
 
         // A user with a second factor gets a session that waits for it (minutes, nothing
         // else allowed). Asked only now, with the password right: a stranger learns nothing.
-        let second_step = crate::mfa::enabled(&self.db, user.id)
+        let second_step = crate::mfa::required(&self.db, user.id)
             .await?
             .then_some(self.second_factor.challenge_ttl);
         crate::deadline::commit_started();
@@ -299,7 +299,7 @@ impl AccountService {
             // since the first look (its confirmation ends the sessions it can see, and this
             // one it could not) still makes this session wait for its second step. On
             // PostgreSQL the insert waited for a confirmation holding the user row.
-            if !created.session.mfa_pending && crate::mfa::enabled(&txn, user.id).await? {
+            if !created.session.mfa_pending && crate::mfa::required(&txn, user.id).await? {
                 let ttl = self.second_factor.challenge_ttl;
                 self.sessions
                     .make_pending(&txn, &mut created.session, ttl)

@@ -15,6 +15,7 @@ use crate::audit::{self, Origin, Who};
 use crate::entity::totp_device;
 use crate::error::{AppError, FieldError};
 use crate::mfa::{self, Keys, totp};
+use crate::outbox::Kind;
 use crate::password::Plaintext;
 use crate::ratelimit::FailureKey;
 use crate::sessions::Caller;
@@ -215,7 +216,11 @@ impl AccountService {
             Some(serde_json::json!({ "other_sessions_ended": ended })),
         )
         .await?;
+        self.outbox
+            .notice(&txn, Kind::SecondFactorAdded, user, &caller.user.email)
+            .await?;
         txn.commit().await?;
+        self.outbox.wake();
         self.failures.succeeded(&key).await;
         Ok(codes)
     }
@@ -290,8 +295,14 @@ impl AccountService {
             })),
         )
         .await?;
+        if method == "recovery_code" {
+            self.outbox
+                .notice(&txn, Kind::RecoveryCodeUsed, user, &caller.user.email)
+                .await?;
+        }
         crate::deadline::commit_started();
         txn.commit().await?;
+        self.outbox.wake();
         self.failures.succeeded(&key).await;
         Ok(LoggedIn {
             token,
@@ -315,7 +326,7 @@ impl AccountService {
         }
         let user = caller.user.id;
         let txn = crate::txn::begin_writing(&self.db).await?;
-        if !mfa::enabled(&txn, user).await? {
+        if !mfa::required(&txn, user).await? {
             return Err(AppError::Forbidden("No second factor is set up."));
         }
         let codes = mfa::new_recovery_codes(&txn, keys, user).await?;
@@ -378,7 +389,11 @@ impl AccountService {
             None,
         )
         .await?;
+        self.outbox
+            .notice(&txn, Kind::SecondFactorRemoved, user, &caller.user.email)
+            .await?;
         txn.commit().await?;
+        self.outbox.wake();
         self.failures.succeeded(&key).await;
         Ok(())
     }

@@ -21,7 +21,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::Origin;
-use super::grants::{distinct, pairs, relink, resolve};
+use super::links::{distinct, pairs, relink, resolve};
 use crate::audit;
 use crate::entity::api_key;
 use crate::error::{AppError, FieldError};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqlErr, Statement};
 use uuid::Uuid;
 
-use super::grants::{change, distinct, pairs, relink, resolve};
+use super::links::{change, distinct, pairs, relink, resolve};
 use super::{Actor, Origin, perms, rules};
 use crate::audit;
 use crate::error::{AppError, FieldError};

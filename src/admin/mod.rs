@@ -12,6 +12,8 @@ pub mod end_sessions;
 pub mod grants;
 /// Group CRUD.
 pub mod groups;
+/// Name lists and link tables the grant-setting use cases share.
+mod links;
 /// Effective permissions (own ∪ groups', all for a superuser, none when inactive).
 pub mod perms;
 /// Removing a user's second factor.

@@ -9,12 +9,15 @@ use uuid::Uuid;
 use super::{Actor, Origin, perms, rules};
 use crate::audit;
 use crate::error::AppError;
+use crate::outbox::{Kind, Outbox};
 
 /// Removes `target`'s second factor; answers whether there was one. Refused (`FORBIDDEN`):
 /// oneself (use `disableTotp`, which asks for the password and the factor), a staff account
-/// or a superuser unless the actor is a superuser.
+/// or a superuser unless the actor is a superuser. The user is told by email when there was
+/// one.
 pub async fn reset_mfa(
     db: &DatabaseConnection,
+    outbox: &Outbox,
     actor: &Actor,
     target: Uuid,
     origin: &Origin,
@@ -39,7 +42,13 @@ pub async fn reset_mfa(
         Some(serde_json::json!({ "had_one": had })),
     )
     .await?;
+    if had {
+        outbox
+            .notice(&txn, Kind::SecondFactorRemoved, user.id, &user.email)
+            .await?;
+    }
     crate::deadline::commit_started();
     txn.commit().await?;
+    outbox.wake();
     Ok(had)
 }

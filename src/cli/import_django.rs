@@ -80,10 +80,10 @@ pub async fn run(config: &Config, args: &crate::import::ImportArgs) -> std::proc
                     s.perms.groups, s.perms.permissions, s.perms.links
                 );
             }
-            if s.devices.totp + s.devices.static_tokens + s.devices.not_imported > 0 {
+            if s.devices.totp + s.devices.recovery_codes + s.devices.not_imported > 0 {
                 eprintln!(
-                    "import-django: {} TOTP devices, {} static tokens (as recovery codes), {} devices not imported (see the report)",
-                    s.devices.totp, s.devices.static_tokens, s.devices.not_imported
+                    "import-django: {} TOTP devices, {} recovery codes (django-otp static tokens, allauth recovery codes), {} devices not imported (see the report)",
+                    s.devices.totp, s.devices.recovery_codes, s.devices.not_imported
                 );
             }
             if s.committed {

@@ -263,8 +263,16 @@ pub async fn reset_mfa(config: &Config, username: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::admin::reset_mfa::reset_mfa(&db, &Actor::System, target.id, &Origin::default())
-        .await
+    // The notice is sent by a running server's mail worker (it polls the outbox).
+    let outbox = crate::outbox::Outbox::new();
+    match crate::admin::reset_mfa::reset_mfa(
+        &db,
+        &outbox,
+        &Actor::System,
+        target.id,
+        &Origin::default(),
+    )
+    .await
     {
         Ok(had) => {
             eprintln!(

@@ -8,7 +8,7 @@
 //! import is one transaction). Memory does not grow with the input, and a failed or refused
 //! import leaves nothing behind.
 
-/// django-otp's TOTP and static devices, for the users imported.
+/// django-otp's and django-allauth's second-factor devices, for the users imported.
 pub mod devices;
 /// Groups, permissions and their links, after the users.
 pub mod perms;
@@ -234,7 +234,7 @@ pub async fn run(
                 "permissions": summary.perms.permissions,
                 "new_links": summary.perms.links,
                 "totp_devices": summary.devices.totp,
-                "static_tokens": summary.devices.static_tokens,
+                "recovery_codes": summary.devices.recovery_codes,
             })),
         )
         .await?;

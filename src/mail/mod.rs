@@ -153,17 +153,36 @@ struct Template {
     html: String,
 }
 
-/// The templates of both kinds of email.
+/// The templates of every kind of email, in `Kind::ALL`'s order.
 #[derive(Debug, Clone)]
 pub struct Templates {
-    verify_email: Template,
-    reset_password: Template,
+    by_kind: Vec<Template>,
+}
+
+/// The compiled-in templates: subject, text, HTML, by kind.
+fn builtin(kind: Kind) -> (&'static str, &'static str, &'static str) {
+    macro_rules! files {
+        ($name:literal) => {
+            (
+                include_str!(concat!("templates/", $name, ".subject")),
+                include_str!(concat!("templates/", $name, ".txt")),
+                include_str!(concat!("templates/", $name, ".html")),
+            )
+        };
+    }
+    match kind {
+        Kind::VerifyEmail => files!("verify_email"),
+        Kind::ResetPassword => files!("reset_password"),
+        Kind::SecondFactorAdded => files!("second_factor_added"),
+        Kind::SecondFactorRemoved => files!("second_factor_removed"),
+        Kind::RecoveryCodeUsed => files!("recovery_code_used"),
+    }
 }
 
 impl Templates {
     /// The compiled-in templates, with any file of `dir` taking the place of its
-    /// namesake. Refuses a template without `{{link}}` (the email would be useless) and a
-    /// subject over one line.
+    /// namesake. Refuses a link email's template without `{{link}}` (the email would be
+    /// useless) and a subject over one line.
     pub fn load(dir: Option<&Path>) -> Result<Self, String> {
         let read = |name: &str, builtin: &str| -> Result<String, String> {
             let Some(dir) = dir else {
@@ -176,39 +195,33 @@ impl Templates {
                 Err(e) => Err(format!("--mail-templates: {}: {e}", path.display())),
             }
         };
-        let template = |kind: &str, subject: &str, text: &str, html: &str| {
+        let template = |kind: Kind| {
+            let name = kind.as_str();
+            let (subject, text, html) = builtin(kind);
             let t = Template {
-                subject: read(&format!("{kind}.subject"), subject)?.trim().to_owned(),
-                text: read(&format!("{kind}.txt"), text)?,
-                html: read(&format!("{kind}.html"), html)?,
+                subject: read(&format!("{name}.subject"), subject)?.trim().to_owned(),
+                text: read(&format!("{name}.txt"), text)?,
+                html: read(&format!("{name}.html"), html)?,
             };
             if t.subject.is_empty() || t.subject.contains('\n') {
                 return Err(format!(
-                    "--mail-templates: {kind}.subject must be one non-empty line"
+                    "--mail-templates: {name}.subject must be one non-empty line"
                 ));
             }
             for (part, body) in [("txt", &t.text), ("html", &t.html)] {
-                if !body.contains("{{link}}") {
+                if kind.has_link() && !body.contains("{{link}}") {
                     return Err(format!(
-                        "--mail-templates: {kind}.{part} has no {{{{link}}}} placeholder"
+                        "--mail-templates: {name}.{part} has no {{{{link}}}} placeholder"
                     ));
                 }
             }
             Ok::<_, String>(t)
         };
         Ok(Self {
-            verify_email: template(
-                "verify_email",
-                include_str!("templates/verify_email.subject"),
-                include_str!("templates/verify_email.txt"),
-                include_str!("templates/verify_email.html"),
-            )?,
-            reset_password: template(
-                "reset_password",
-                include_str!("templates/reset_password.subject"),
-                include_str!("templates/reset_password.txt"),
-                include_str!("templates/reset_password.html"),
-            )?,
+            by_kind: Kind::ALL
+                .into_iter()
+                .map(template)
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -222,10 +235,8 @@ impl Templates {
         recipient: &str,
         expires_in: Duration,
     ) -> (String, String, String) {
-        let t = match kind {
-            Kind::VerifyEmail => &self.verify_email,
-            Kind::ResetPassword => &self.reset_password,
-        };
+        // `Kind::ALL` lists the kinds in declaration order (a test holds it).
+        let t = &self.by_kind[kind as usize];
         let expires = human_duration(expires_in);
         let fill = |body: &str, escape: bool| {
             let value = |v: &str| {
@@ -358,6 +369,28 @@ mod tests {
         let e = Templates::load(Some(&dir)).unwrap_err();
         assert!(e.contains("reset_password.txt"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_kind_has_its_own_template() {
+        let t = Templates::load(None).unwrap();
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i);
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+            let (subject, text, html) = t.render(
+                kind,
+                "https://l.example/x",
+                "a@b.c",
+                Duration::from_secs(60),
+            );
+            assert!(!subject.is_empty() && text.contains("a@b.c") && html.contains("a@b.c"));
+            assert_eq!(
+                kind.has_link(),
+                text.contains("https://l.example/x"),
+                "{kind:?}"
+            );
+            assert!(!text.contains("{{") && !html.contains("{{"), "{kind:?}");
+        }
     }
 
     #[test]

@@ -122,8 +122,11 @@ impl Delivery {
             };
             match decided {
                 Ok(prepared) => {
+                    // Notices are each sent; of two links of one purpose, only the newer.
                     let same = ready.iter().position(|(_, p)| {
-                        p.user_id == prepared.user_id && p.purpose == prepared.purpose
+                        p.user_id == prepared.user_id
+                            && p.link.is_some()
+                            && p.link.map(|l| l.0) == prepared.link.map(|l| l.0)
                     });
                     if let Some(older) = same {
                         let (older, _) = ready.remove(older);
@@ -145,7 +148,7 @@ impl Delivery {
         // delivery carries a fresh one (the older ones stop working).
         let wanted: Vec<_> = ready
             .iter()
-            .map(|(_, p)| (p.user_id, p.purpose, p.ttl))
+            .filter_map(|(_, p)| p.link.map(|(purpose, ttl, _)| (p.user_id, purpose, ttl)))
             .collect();
         let tokens = async {
             let txn = self.db.begin().await?;
@@ -154,8 +157,8 @@ impl Delivery {
             Ok::<_, sea_orm::DbErr>(tokens)
         }
         .await;
-        let tokens = match tokens {
-            Ok(t) => t,
+        let mut minted = match tokens {
+            Ok(t) => t.into_iter(),
             Err(e) => {
                 for (row, _) in &ready {
                     self.record(row, Outcome::failed("database", e.to_string()))
@@ -164,6 +167,11 @@ impl Delivery {
                 return;
             }
         };
+        // Each link email with its token, in order; notices with none.
+        let tokens: Vec<Option<crate::sessions::Token>> = ready
+            .iter()
+            .map(|(_, p)| p.link.and_then(|_| minted.next()))
+            .collect();
         let mut sent = Vec::new();
         let mut pending = ready.into_iter().zip(tokens);
         while let Some(((row, prepared), token)) = pending.next() {
@@ -189,7 +197,7 @@ impl Delivery {
                     }
                 }
             }
-            match self.send(&row, prepared, &token, stop).await {
+            match self.send(&row, prepared, token.as_ref(), stop).await {
                 Outcome::Sent => {
                     tracing::info!(outbox_id = %row.id, kind = %row.kind, attempt = row.attempts, "email delivered");
                     let latency = (outbox::now() - row.created_at)
@@ -244,25 +252,24 @@ impl Delivery {
         if kind == Kind::VerifyEmail && found.email_verified {
             return Err(Outcome::Skip("the address is already verified"));
         }
-        let (purpose, ttl, path) = match kind {
-            Kind::VerifyEmail => (
+        let link = match kind {
+            Kind::VerifyEmail => Some((
                 Purpose::VerifyEmail,
                 self.settings.verify_email_ttl,
                 "verify-email",
-            ),
-            Kind::ResetPassword => (
+            )),
+            Kind::ResetPassword => Some((
                 Purpose::ResetPassword,
                 self.settings.reset_password_ttl,
                 "reset-password",
-            ),
+            )),
+            Kind::SecondFactorAdded | Kind::SecondFactorRemoved | Kind::RecoveryCodeUsed => None,
         };
         Ok(Prepared {
             kind,
             address,
             user_id: found.id,
-            purpose,
-            ttl,
-            path,
+            link,
         })
     }
 
@@ -270,16 +277,23 @@ impl Delivery {
         &self,
         row: &row::Model,
         p: Prepared,
-        token: &crate::sessions::Token,
+        token: Option<&crate::sessions::Token>,
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
-        let link = format!(
-            "{}/{}?token={}",
-            self.settings.public_url,
-            p.path,
-            token.expose()
-        );
-        let (subject, text, html) = self.templates.render(p.kind, &link, &row.recipient, p.ttl);
+        let (link, ttl) = match (p.link, token) {
+            (Some((_, ttl, path)), Some(token)) => (
+                format!(
+                    "{}/{}?token={}",
+                    self.settings.public_url,
+                    path,
+                    token.expose()
+                ),
+                ttl,
+            ),
+            (Some(_), None) => return Outcome::failed("database", "no token was minted"),
+            (None, _) => (String::new(), Duration::ZERO),
+        };
+        let (subject, text, html) = self.templates.render(p.kind, &link, &row.recipient, ttl);
         let email = Rendered {
             to: p.address.to_string(),
             subject,
@@ -353,9 +367,8 @@ struct Prepared {
     kind: Kind,
     address: lettre::Address,
     user_id: uuid::Uuid,
-    purpose: Purpose,
-    ttl: Duration,
-    path: &'static str,
+    /// For a link email: what its token is for, how long it works, the page it opens.
+    link: Option<(Purpose, Duration, &'static str)>,
 }
 
 enum Outcome {

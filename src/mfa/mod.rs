@@ -50,7 +50,7 @@ impl Keys {
     }
 
     /// The stored form of a recovery code (its canonical form, keyed to its user).
-    /// django-otp's static tokens are kept as `legacy:` + the token in lower case.
+    /// Codes brought over from Django are kept in their `legacy_form`.
     fn code_mac(&self, user: Uuid, canonical: &str) -> String {
         let mut ctx = ring::hmac::Context::with_key(&self.codes);
         ctx.update(user.as_bytes());
@@ -89,6 +89,16 @@ pub async fn device(
 /// Whether the user has a confirmed device: their logins need a second step.
 pub async fn enabled(conn: &impl ConnectionTrait, user: Uuid) -> Result<bool, DbErr> {
     Ok(device(conn, user).await?.is_some_and(|d| d.confirmed))
+}
+
+/// Whether a login must take a second step: a confirmed device, or recovery codes left. A user
+/// brought over from Django with backup codes but no device roster can use (a security key)
+/// keeps them as their second factor rather than losing it; they may enrol TOTP.
+pub async fn required(conn: &impl ConnectionTrait, user: Uuid) -> Result<bool, DbErr> {
+    if enabled(conn, user).await? {
+        return Ok(true);
+    }
+    Ok(recovery_codes_left(conn, user).await? > 0)
 }
 
 /// Records that `step` was used; `false` when it (or a later one) already was (a replay, or
@@ -151,20 +161,34 @@ pub async fn use_recovery_code(
     Ok(done.rows_affected == 1)
 }
 
-/// The form a django-otp static token is kept and compared in: trimmed, lower case.
-fn legacy_form(token: &str) -> String {
-    format!("legacy:{}", token.trim().to_lowercase())
+/// The form a code brought over from Django (a django-otp static token, an allauth recovery
+/// code) is kept and compared in: without spaces or punctuation (allauth strips them, RFC 8628
+/// §6.1), in lower case (django-otp's tokens are; typing them in capitals still works).
+/// `None` for one with nothing left, or longer than any Django makes.
+fn legacy_form(token: &str) -> Option<String> {
+    if token.len() > 64 {
+        return None;
+    }
+    let bare: String = token
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation())
+        .flat_map(char::to_lowercase)
+        .collect();
+    (!bare.is_empty()).then(|| format!("legacy:{bare}"))
 }
 
-/// Adds a django-otp static token as one of the user's recovery codes (import); `false` when
-/// the user has it already (a re-run).
+/// Adds a code brought over from Django as one of the user's recovery codes (import); `false`
+/// when the user has it already (a re-run).
 pub async fn add_legacy_code(
     conn: &impl ConnectionTrait,
     keys: &Keys,
     user: Uuid,
     token: &str,
 ) -> Result<bool, DbErr> {
-    let mac = keys.code_mac(user, &legacy_form(token));
+    let Some(form) = legacy_form(token) else {
+        return Ok(false);
+    };
+    let mac = keys.code_mac(user, &form);
     let exists = recovery_code::Entity::find()
         .filter(recovery_code::Column::UserId.eq(user))
         .filter(recovery_code::Column::CodeMac.eq(mac.clone()))
@@ -185,20 +209,20 @@ pub async fn add_legacy_code(
     Ok(true)
 }
 
-/// Uses up a code brought over from django-otp, if `typed` is one of the user's unused ones.
+/// Uses up a code brought over from Django, if `typed` is one of the user's unused ones.
 pub async fn use_legacy_code(
     conn: &impl ConnectionTrait,
     keys: &Keys,
     user: Uuid,
     typed: &str,
 ) -> Result<bool, DbErr> {
-    if typed.trim().is_empty() || typed.len() > 64 {
+    let Some(form) = legacy_form(typed) else {
         return Ok(false);
-    }
+    };
     let done = recovery_code::Entity::update_many()
         .col_expr(recovery_code::Column::UsedAt, Expr::value(Utc::now()))
         .filter(recovery_code::Column::UserId.eq(user))
-        .filter(recovery_code::Column::CodeMac.eq(keys.code_mac(user, &legacy_form(typed))))
+        .filter(recovery_code::Column::CodeMac.eq(keys.code_mac(user, &form)))
         .filter(recovery_code::Column::UsedAt.is_null())
         .exec(conn)
         .await?;

@@ -30,22 +30,41 @@ pub enum Kind {
     VerifyEmail,
     /// The link that sets a new password (`resetPassword`).
     ResetPassword,
+    /// A notice (no link): a second factor was confirmed.
+    SecondFactorAdded,
+    /// A notice: the second factor was disabled or reset by an operator.
+    SecondFactorRemoved,
+    /// A notice: a recovery code completed a login.
+    RecoveryCodeUsed,
 }
 
 impl Kind {
+    pub const ALL: [Self; 5] = [
+        Self::VerifyEmail,
+        Self::ResetPassword,
+        Self::SecondFactorAdded,
+        Self::SecondFactorRemoved,
+        Self::RecoveryCodeUsed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::SecondFactorAdded => "second_factor_added",
+            Self::SecondFactorRemoved => "second_factor_removed",
+            Self::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "verify_email" => Some(Self::VerifyEmail),
-            "reset_password" => Some(Self::ResetPassword),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the email carries a link with a token (minted at sending time); notices
+    /// carry none.
+    pub fn has_link(self) -> bool {
+        matches!(self, Self::VerifyEmail | Self::ResetPassword)
     }
 }
 
@@ -101,6 +120,23 @@ impl Outbox {
         .insert(conn)
         .await?;
         Ok(id)
+    }
+
+    /// Queues a security notice (a kind without a link) to the user's address, inside the
+    /// caller's transaction; nothing for a user without one. Call [`Outbox::wake`] after
+    /// the commit.
+    pub async fn notice(
+        &self,
+        conn: &impl ConnectionTrait,
+        kind: Kind,
+        user_id: Uuid,
+        email: &str,
+    ) -> Result<(), DbErr> {
+        debug_assert!(!kind.has_link());
+        if !email.trim().is_empty() {
+            self.enqueue(conn, kind, user_id, email).await?;
+        }
+        Ok(())
     }
 
     /// Tells the local worker there is something to send.

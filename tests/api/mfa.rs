@@ -4,6 +4,7 @@
 //! vectors hold (its unit tests); the `pyotp` test checks codes made by another implementation.
 
 use roster::mfa::totp::{self, Params, Secret};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::admin::{as_user, code};
@@ -468,6 +469,14 @@ async fn an_operator_resets_a_lost_second_factor() {
     )
     .await;
     assert_eq!(done["data"]["resetSecondFactor"], true, "{done}");
+    // Frank is told (the outbox row is written with the reset).
+    let notices = roster::entity::outbox::Entity::find()
+        .filter(roster::entity::outbox::Column::UserId.eq(frank.id))
+        .filter(roster::entity::outbox::Column::Kind.eq("second_factor_removed"))
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(notices.len(), 1);
     let next = login(&app, "frank", GOOD_PASSWORD).await;
     assert_eq!(next["data"]["login"]["mfaRequired"], false, "{next}");
     let out = crate::helpers::roster_output(
@@ -549,4 +558,130 @@ async fn staff_need_a_second_factor_for_the_admin_api_by_default() {
     );
     let key = key.lines().next().unwrap().to_owned();
     assert!(as_user(&app, Some(&key), users, json!({})).await["errors"].is_null());
+}
+
+#[tokio::test]
+async fn the_user_is_told_by_email_when_a_factor_is_added_removed_or_a_recovery_code_is_used() {
+    let smtp = crate::mailbox::SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| {
+        c.mail.smtp_url = Some(roster::config::SmtpUrl(url));
+        c.mail.mail_poll_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let wait = std::time::Duration::from_secs(15);
+    let subjects = |mail: &[Value]| -> Vec<String> {
+        mail.iter()
+            .map(|m| m["subject"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Registering sends the confirmation link; confirming a factor, a notice.
+    let (_, secret, codes) = enrolled(&app, "nora").await;
+    let mail = smtp.wait_for(2, wait).await;
+    assert_eq!(
+        subjects(&mail)[1],
+        "A second factor was added to your account"
+    );
+    assert_eq!(mail[1]["rcpt_tos"], json!(["nora@example.com"]));
+    // A notice carries no secret, no code and no link.
+    let text = mail[1]["text"].as_str().unwrap();
+    assert!(!text.contains(secret.base32().as_str()) && !text.contains("token="));
+    assert!(codes.iter().all(|c| !text.contains(c.as_str())));
+
+    // A recovery code completing a login: a notice.
+    let waiting = login(&app, "nora", GOOD_PASSWORD).await["data"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = as_user(&app, Some(&waiting), VERIFY, json!({ "c": codes[0] })).await;
+    assert_eq!(
+        done["data"]["verifySecondFactor"]["session"]["aal"], 2,
+        "{done}"
+    );
+    let mail = smtp.wait_for(3, wait).await;
+    assert_eq!(subjects(&mail)[2], "A recovery code was used to sign in");
+
+    // A login with the phone's code: none. Disabling the factor: a notice.
+    let waiting = login(&app, "nora", GOOD_PASSWORD).await["data"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = as_user(
+        &app,
+        Some(&waiting),
+        VERIFY,
+        json!({ "c": code_at(&secret, 1) }),
+    )
+    .await;
+    let token = done["data"]["verifySecondFactor"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{done}"))
+        .to_owned();
+    let disable = "mutation($p: String!) { disableTotp(password: $p) }";
+    let off = as_user(&app, Some(&token), disable, json!({ "p": GOOD_PASSWORD })).await;
+    assert_eq!(off["data"]["disableTotp"], true, "{off}");
+    let mail = smtp.wait_for(4, wait).await;
+    assert_eq!(
+        subjects(&mail)[3],
+        "The second factor of your account was removed"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(smtp.messages().len(), 4, "{:?}", subjects(&smtp.messages()));
+}
+
+#[tokio::test]
+async fn a_password_reset_keeps_the_second_factor_and_signs_nobody_in_past_it() {
+    let smtp = crate::mailbox::SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| {
+        c.mail.smtp_url = Some(roster::config::SmtpUrl(url));
+        c.mail.mail_poll_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let wait = std::time::Duration::from_secs(15);
+    let (_, secret, _) = enrolled(&app, "rita").await;
+    let asked = app
+        .graphql(
+            "mutation($e: String!) { requestPasswordReset(email: $e) }",
+            json!({ "e": "rita@example.com" }),
+        )
+        .await;
+    assert_eq!(
+        asked.body["data"]["requestPasswordReset"], true,
+        "{}",
+        asked.body
+    );
+    // The confirmation link, the factor's notice, then the reset link.
+    let mail = smtp.wait_for(3, wait).await;
+    let link = mail
+        .iter()
+        .find(|m| m["subject"] == "Reset your password")
+        .unwrap_or_else(|| panic!("{mail:?}"));
+    let token = crate::mailbox::link_token(link, "reset-password");
+    let new_password = "a brand new passphrase 7";
+    let reset = app
+        .graphql(
+            "mutation($i: ResetPasswordInput!) { resetPassword(input: $i) }",
+            json!({ "i": { "token": token, "newPassword": new_password } }),
+        )
+        .await;
+    assert_eq!(reset.body["data"]["resetPassword"], true, "{}", reset.body);
+    // The new password opens only the first step; the factor is still asked for.
+    let next = login(&app, "rita", new_password).await;
+    assert_eq!(next["data"]["login"]["mfaRequired"], true, "{next}");
+    assert_eq!(next["data"]["login"]["session"]["aal"], 1, "{next}");
+    let waiting = next["data"]["login"]["token"].as_str().unwrap().to_owned();
+    let me = as_user(&app, Some(&waiting), "{ sessions { id } }", json!({})).await;
+    assert_eq!(code(&me), "MFA_REQUIRED", "{me}");
+    let done = as_user(
+        &app,
+        Some(&waiting),
+        VERIFY,
+        json!({ "c": code_at(&secret, 1) }),
+    )
+    .await;
+    assert_eq!(
+        done["data"]["verifySecondFactor"]["session"]["aal"], 2,
+        "{done}"
+    );
 }

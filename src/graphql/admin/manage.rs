@@ -118,7 +118,15 @@ impl AdminMutation {
     async fn reset_second_factor(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let actor = actor(ctx).await?;
         let target = uuid_arg("id", &id)?;
-        Ok(admin::reset_mfa::reset_mfa(service(ctx)?.db(), &actor, target, &origin(ctx)).await?)
+        let service = service(ctx)?;
+        Ok(admin::reset_mfa::reset_mfa(
+            service.db(),
+            service.outbox(),
+            &actor,
+            target,
+            &origin(ctx),
+        )
+        .await?)
     }
 
     /// Sets a user's staff and superuser status. Only a superuser may; not on themselves

@@ -1,7 +1,8 @@
 // The email links, in a real browser: register, take the confirmation link from the email
 // the console transport printed, open it (nothing may happen until the button is pressed),
 // confirm; then ask for a password reset, open that link, try a weak password, set a good
-// one, and log in with it.
+// one, and log in with it; then move the account to a new address (the old one is told),
+// open the link sent to the new one, confirm, and log in with the new address.
 //
 // Usage: ROSTER_URL=http://127.0.0.1:PORT ROSTER_STDOUT=server.log node pages-e2e.mjs
 // (the server runs without --smtp-url, its stdout in ROSTER_STDOUT; needs playwright-core
@@ -87,6 +88,31 @@ try {
   check((await page.textContent("#status")).includes("changed"), "the page confirms the reset", await page.textContent("#status"));
   check((await login(first)).errors?.[0]?.extensions?.code === "INVALID_CREDENTIALS", "the old password no longer works", "");
   check(typeof (await login(second)).data?.login?.token === "string", "the new password works", "");
+
+  // A new address: the old one is told, the new one gets the link; nothing changes until
+  // the button is pressed on the page the link opens.
+  const session = (await login(second)).data.login.token;
+  const change = await gql("mutation C($i: RequestEmailChangeInput!) { requestEmailChange(input: $i) }",
+    { i: { newEmail: "grace.hopper@example.org", password: second } }, session);
+  check(change.data?.requestEmailChange === true, "requestEmailChange", JSON.stringify(change));
+  const changeLink = await link("change-email", 1);
+  for (let i = 0; i < 100 && !readFileSync(stdoutFile, "utf8").includes("A change of your email address was asked for"); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  check(readFileSync(stdoutFile, "utf8").includes("A change of your email address was asked for"),
+    "the old address is told", "");
+  await page.goto(changeLink);
+  await page.waitForSelector("#submit");
+  const byNew = () => gql("mutation L($i: LoginInput!) { login(input: $i) { token } }",
+    { i: { identifier: "grace.hopper@example.org", password: second } });
+  check((await byNew()).errors?.[0]?.extensions?.code === "INVALID_CREDENTIALS",
+    "opening the link changes nothing by itself", "");
+  await page.click("#submit");
+  await page.waitForSelector("#status.ok");
+  check((await page.textContent("#status")).includes("now your account"), "the page confirms the new address", await page.textContent("#status"));
+  check(typeof (await byNew()).data?.login?.token === "string", "the new address signs in", "");
+  const stale = await gql("{ me { username } }", {}, session);
+  check(stale.data?.me === null, "the change signed the other sessions out", JSON.stringify(stale));
 
   await page.goto(`${base}/reset-password`);
   check(await page.isDisabled("#submit"), "a link without a token disables the form", "");

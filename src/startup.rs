@@ -238,6 +238,7 @@ impl Application {
                 public_url,
                 verify_email_ttl: mc.verify_email_ttl,
                 reset_password_ttl: mc.reset_password_ttl,
+                email_change_ttl: mc.email_change_ttl,
                 max_attempts: mc.mail_max_attempts,
                 retry_base: mc.mail_retry_base,
                 lease: mc.mail_lease,
@@ -470,6 +471,15 @@ fn second_factor(config: &Config) -> Result<crate::accounts::SecondFactorPolicy,
         .tokens
         .server_secret(&config.database_url)
         .map_err(StartupError::Tokens)?;
+    if secret.is_none() && config.sessions.require_mfa_for_staff {
+        // Staff need a second factor for the admin API, and none can be set up without a
+        // secret to seal it: say so at start, not on a staff member's first admin call.
+        tracing::warn!(
+            "no server secret (--secret-key-file or ROSTER_SECRET_KEY): nobody can set up a \
+             second factor, and with --require-mfa-for-staff (on) staff cannot use the admin \
+             API; configure a secret, or pass --require-mfa-for-staff false"
+        );
+    }
     Ok(crate::accounts::SecondFactorPolicy {
         keys: secret.map(|(secret, _)| crate::mfa::Keys::new(&secret)),
         challenge_ttl: config.sessions.mfa_challenge_ttl,

@@ -37,6 +37,8 @@ pub mod m20261207_000008_create_second_factor;
 pub mod m20261207_000009_audit_action_index;
 /// The outbox's `kind` widened for the security notices.
 pub mod m20261207_000010_widen_outbox_kind;
+/// The new address an email-change token is for.
+pub mod m20261207_000011_email_change;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -174,6 +176,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000008_create_second_factor::Migration),
             Box::new(m20261207_000009_audit_action_index::Migration),
             Box::new(m20261207_000010_widen_outbox_kind::Migration),
+            Box::new(m20261207_000011_email_change::Migration),
         ]
     }
 }

@@ -18,15 +18,29 @@ use crate::sessions::Token;
 pub enum Purpose {
     VerifyEmail,
     ResetPassword,
+    /// The link sent to a new address (`requestEmailChange`); the token's row holds it.
+    ChangeEmail,
 }
 
 impl Purpose {
+    pub const ALL: [Self; 3] = [Self::VerifyEmail, Self::ResetPassword, Self::ChangeEmail];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::ChangeEmail => "change_email",
         }
     }
+}
+
+/// One token to mint: for whom, what for, how long, and (email change) the new address.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub user_id: Uuid,
+    pub purpose: Purpose,
+    pub ttl: Duration,
+    pub new_email: Option<String>,
 }
 
 /// A token as looked up.
@@ -40,20 +54,21 @@ pub(super) enum Lookup {
 }
 
 /// Mints one token per email of a batch, inside the caller's transaction, ending each user's
-/// older unused tokens of the same purpose: one `DELETE` per purpose, one multi-row `INSERT`. Each `(user, purpose)` must appear at
-/// most once (the caller keeps the newest email of each).
+/// older unused tokens of the same purpose: one `DELETE` per purpose, one multi-row
+/// `INSERT`. Each `(user, purpose)` must appear at most once (the caller keeps the newest
+/// email of each).
 pub async fn mint_many(
     conn: &impl ConnectionTrait,
-    wanted: &[(Uuid, Purpose, Duration)],
+    wanted: &[Wanted],
 ) -> Result<Vec<Token>, DbErr> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    for purpose in [Purpose::VerifyEmail, Purpose::ResetPassword] {
+    for purpose in Purpose::ALL {
         let users: Vec<Uuid> = wanted
             .iter()
-            .filter(|(_, p, _)| *p == purpose)
-            .map(|(u, _, _)| *u)
+            .filter(|w| w.purpose == purpose)
+            .map(|w| w.user_id)
             .collect();
         if users.is_empty() {
             continue;
@@ -68,16 +83,17 @@ pub async fn mint_many(
     let now = now();
     let mut tokens = Vec::with_capacity(wanted.len());
     let mut rows = Vec::with_capacity(wanted.len());
-    for (user_id, purpose, ttl) in wanted {
+    for w in wanted {
         let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
         rows.push(email_token::ActiveModel {
             id: Set(Uuid::now_v7()),
-            user_id: Set(*user_id),
-            purpose: Set(purpose.as_str().to_owned()),
+            user_id: Set(w.user_id),
+            purpose: Set(w.purpose.as_str().to_owned()),
             token_hash: Set(token.digest()),
             created_at: Set(now),
-            expires_at: Set(add(now, *ttl)),
+            expires_at: Set(add(now, w.ttl)),
             used_at: Set(None),
+            new_email: Set(w.new_email.clone()),
         });
         tokens.push(token);
     }

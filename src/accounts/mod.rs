@@ -5,6 +5,8 @@
 
 /// The canonical (normalized, case-folded) form used for uniqueness.
 pub mod canonical;
+/// `requestEmailChange`, `confirmEmailChange`: a new address, confirmed from a link to it.
+mod change_email;
 /// `changePassword`: check the current password, apply the policy, revoke other sessions.
 mod change_password;
 /// Email addresses: syntax, length, IDNA domain, canonical form.

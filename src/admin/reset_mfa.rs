@@ -31,7 +31,8 @@ pub async fn reset_mfa(
     }
     let user = rules::target(&txn, target).await?;
     acting.may_touch(&user)?;
-    let had = crate::mfa::device(&txn, user.id).await?.is_some();
+    // A factor is a confirmed device or recovery codes left (an unconfirmed enrolment is none).
+    let had = crate::mfa::required(&txn, user.id).await?;
     crate::mfa::remove(&txn, user.id).await?;
     audit::record(
         &txn,

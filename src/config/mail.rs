@@ -45,6 +45,11 @@ pub struct MailConfig {
           value_parser = parse_duration)]
     pub reset_password_ttl: Duration,
 
+    /// How long the link confirming a new address (`requestEmailChange`) works.
+    #[arg(long, env = "ROSTER_EMAIL_CHANGE_TTL", default_value = "24h",
+          value_parser = parse_duration)]
+    pub email_change_ttl: Duration,
+
     /// `login` refuses accounts whose email is not verified (`EMAIL_NOT_VERIFIED`, answered
     /// only once the password was right).
     #[arg(long, env = "ROSTER_REQUIRE_VERIFIED_EMAIL", default_value_t = false, action = clap::ArgAction::Set)]

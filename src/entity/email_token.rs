@@ -7,7 +7,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub user_id: Uuid,
-    /// `verify_email` or `reset_password`.
+    /// `verify_email`, `reset_password` or `change_email`.
     pub purpose: String,
     /// Lower-case hex SHA-256 of the token.
     #[sea_orm(unique)]
@@ -16,6 +16,8 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     /// Set when the token was used; a used token never works again.
     pub used_at: Option<DateTimeUtc>,
+    /// For `change_email`: the address the link was sent to, the account's once confirmed.
+    pub new_email: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,7 +4,7 @@
 use async_graphql::{Context, InputObject, Object};
 
 use super::accounts::User;
-use super::guard::{login_admission, mail_admission, origin, service};
+use super::guard::{auth, login_admission, mail_admission, origin, service};
 use crate::password::Plaintext;
 
 /// What a client submits to `resetPassword`.
@@ -16,6 +16,16 @@ pub struct ResetPasswordInput {
     /// Judged by the registration password policy (`Query.passwordPolicy`).
     #[graphql(secret)]
     pub new_password: String,
+}
+
+/// What a signed-in user submits to `requestEmailChange`.
+#[derive(InputObject)]
+pub struct RequestEmailChangeInput {
+    /// The address to move the account to (the registration rules apply).
+    pub new_email: String,
+    /// The account's password, entered again.
+    #[graphql(secret)]
+    pub password: String,
 }
 
 #[derive(Default)]
@@ -88,5 +98,44 @@ impl EmailMutation {
                 &origin(ctx),
             )
             .await?)
+    }
+
+    /// Asks to move the signed-in account to `newEmail`, with the password entered again
+    /// (field `password`, code `invalid`). The new address gets a confirmation link
+    /// (`--email-change-ttl`) and the current one a notice; the account keeps its current
+    /// address until the link is confirmed. Always `true` once the input is valid, whether
+    /// or not another account holds the address (that account's owner is told instead of a
+    /// link being sent). Costs 1000 complexity points (a hash). Permission: signed in.
+    #[graphql(complexity = "1000 + child_complexity")]
+    async fn request_email_change(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestEmailChangeInput,
+    ) -> async_graphql::Result<bool> {
+        let caller = auth(ctx).require().await?;
+        let service = service(ctx)?;
+        let RequestEmailChangeInput {
+            new_email,
+            password,
+        } = input;
+        Ok(service
+            .request_email_change(caller, &new_email, Plaintext::new(password), &origin(ctx))
+            .await?)
+    }
+
+    /// Confirms a new address with the token of the link sent to it: it becomes the
+    /// account's (verified), the token stops working and every session of the account ends.
+    /// `BAD_USER_INPUT` on `token`: `token_invalid`, `token_expired`, or `taken` when another
+    /// account took the address meanwhile. Permission: anyone.
+    async fn confirm_email_change(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> async_graphql::Result<User> {
+        let service = service(ctx)?;
+        Ok(service
+            .confirm_email_change(&token, &origin(ctx))
+            .await?
+            .into())
     }
 }

@@ -30,6 +30,12 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("Mutation", "resendVerificationEmail", Permission::AllowAny),
     ("Mutation", "requestPasswordReset", Permission::AllowAny),
     ("Mutation", "resetPassword", Permission::AllowAny),
+    (
+        "Mutation",
+        "requestEmailChange",
+        Permission::IsAuthenticated,
+    ),
+    ("Mutation", "confirmEmailChange", Permission::AllowAny),
     ("Mutation", "accessToken", Permission::IsAuthenticated),
     ("Query", "mfa", Permission::IsAuthenticated),
     (

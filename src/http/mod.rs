@@ -16,7 +16,8 @@ mod graphql;
 pub mod jwks;
 /// `Accept` negotiation between `application/graphql-response+json` and `application/json`.
 mod negotiate;
-/// `/verify-email` and `/reset-password` (the pages email links open) and `/admin`.
+/// `/verify-email`, `/reset-password` and `/change-email` (the pages email links open) and
+/// `/admin`.
 mod pages;
 /// A request id on every request, its log span, and the access log line.
 mod request_id;
@@ -86,6 +87,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/verify-email", get(pages::verify_email))
         .route("/reset-password", get(pages::reset_password))
+        .route("/change-email", get(pages::change_email))
         .route("/admin", get(pages::admin))
         .route("/pages/{file}", get(pages::asset));
     if config.admin_listen.is_none() {

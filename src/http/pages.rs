@@ -1,5 +1,5 @@
-//! The small pages roster serves: `/verify-email` and `/reset-password` (email links open
-//! them) and `/admin` (the operators' page). Compiled in, no external asset, a strict CSP.
+//! The small pages roster serves: `/verify-email`, `/reset-password` and `/change-email`
+//! (email links open them) and `/admin` (the operators' page). Compiled in, no external asset, a strict CSP.
 //! Opening a link page does nothing by itself: the token is used only when the person
 //! presses the button, since mail scanners prefetch links.
 
@@ -30,6 +30,11 @@ pub async fn verify_email() -> Response {
 /// `GET /reset-password?token=…`
 pub async fn reset_password() -> Response {
     html(include_str!("pages/reset-password.html"))
+}
+
+/// `GET /change-email?token=…`
+pub async fn change_email() -> Response {
+    html(include_str!("pages/change-email.html"))
 }
 
 /// `GET /admin`: staff sign in, find and open users, act on them, read the audit trail. The

@@ -101,8 +101,12 @@ pub struct Summary {
     pub committed: bool,
     /// Groups, permissions and links (database sources).
     pub perms: perms::PermsSummary,
-    /// django-otp devices (database sources).
+    /// django-otp and django-allauth devices (database sources).
     pub devices: devices::DeviceSummary,
+    /// The Django ids of the users this run created: devices come over with their user, in
+    /// that user's first run only, so a re-run never brings back a factor removed or
+    /// replaced in roster.
+    pub created: std::collections::BTreeSet<i64>,
 }
 
 /// Why an import could not run at all.
@@ -190,7 +194,8 @@ pub async fn run(
                 let db = source::connect(source).await?;
                 summary.perms = perms::import(&db, &txn).await?;
                 let mut problems = Vec::new();
-                summary.devices = devices::import(&db, &txn, keys, &mut problems).await?;
+                summary.devices =
+                    devices::import(&db, &txn, keys, &summary.created, &mut problems).await?;
                 for p in problems {
                     serde_json::to_writer(&mut *report, &p).map_err(std::io::Error::other)?;
                     report.write_all(b"\n")?;
@@ -495,6 +500,12 @@ async fn insert_page(
     };
     summary.skipped += outcome.skipped;
     summary.imported += outcome.models.len() as u64;
+    summary.created.extend(
+        outcome
+            .models
+            .iter()
+            .filter_map(|m| m.legacy_id.clone().take().flatten()),
+    );
     for algorithm in outcome.algorithms {
         *summary
             .by_algorithm

@@ -176,6 +176,9 @@ fn builtin(kind: Kind) -> (&'static str, &'static str, &'static str) {
         Kind::SecondFactorAdded => files!("second_factor_added"),
         Kind::SecondFactorRemoved => files!("second_factor_removed"),
         Kind::RecoveryCodeUsed => files!("recovery_code_used"),
+        Kind::ChangeEmail => files!("change_email"),
+        Kind::EmailChangeRequested => files!("email_change_requested"),
+        Kind::EmailInUse => files!("email_in_use"),
     }
 }
 

@@ -21,10 +21,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct DeliverySettings {
     pub from: Mailbox,
-    /// Links are `{public_url}/verify-email?token=…` and `{public_url}/reset-password?token=…`.
+    /// Links are `{public_url}/verify-email?token=…`, `…/reset-password?token=…` and
+    /// `…/change-email?token=…`.
     pub public_url: String,
     pub verify_email_ttl: Duration,
     pub reset_password_ttl: Duration,
+    pub email_change_ttl: Duration,
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub lease: Duration,
@@ -148,7 +150,15 @@ impl Delivery {
         // delivery carries a fresh one (the older ones stop working).
         let wanted: Vec<_> = ready
             .iter()
-            .filter_map(|(_, p)| p.link.map(|(purpose, ttl, _)| (p.user_id, purpose, ttl)))
+            .filter_map(|(row, p)| {
+                p.link.map(|(purpose, ttl, _)| email_tokens::Wanted {
+                    user_id: p.user_id,
+                    purpose,
+                    ttl,
+                    // The address a change link goes to is the one it confirms.
+                    new_email: (purpose == Purpose::ChangeEmail).then(|| row.recipient.clone()),
+                })
+            })
             .collect();
         let tokens = async {
             let txn = self.db.begin().await?;
@@ -252,6 +262,19 @@ impl Delivery {
         if kind == Kind::VerifyEmail && found.email_verified {
             return Err(Outcome::Skip("the address is already verified"));
         }
+        // A link or notice about the account's address, sent to an address the account no
+        // longer has (changed meanwhile), would reach the wrong inbox.
+        let to_account = !matches!(kind, Kind::ChangeEmail | Kind::EmailInUse);
+        if to_account
+            && crate::accounts::canonical::email_canonical(&row.recipient) != found.email_canonical
+        {
+            return Err(Outcome::Skip("the account's address changed meanwhile"));
+        }
+        if kind == Kind::ChangeEmail
+            && crate::accounts::canonical::email_canonical(&row.recipient) == found.email_canonical
+        {
+            return Err(Outcome::Skip("the address is the account's already"));
+        }
         let link = match kind {
             Kind::VerifyEmail => Some((
                 Purpose::VerifyEmail,
@@ -263,7 +286,16 @@ impl Delivery {
                 self.settings.reset_password_ttl,
                 "reset-password",
             )),
-            Kind::SecondFactorAdded | Kind::SecondFactorRemoved | Kind::RecoveryCodeUsed => None,
+            Kind::ChangeEmail => Some((
+                Purpose::ChangeEmail,
+                self.settings.email_change_ttl,
+                "change-email",
+            )),
+            Kind::SecondFactorAdded
+            | Kind::SecondFactorRemoved
+            | Kind::RecoveryCodeUsed
+            | Kind::EmailChangeRequested
+            | Kind::EmailInUse => None,
         };
         Ok(Prepared {
             kind,

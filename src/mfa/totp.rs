@@ -90,8 +90,13 @@ pub fn hotp(secret: &Secret, counter: u64, digits: u32) -> String {
 }
 
 /// The time step of `unix_time` for `params` (drift included).
+/// Saturating: an imported device's `t0` and drift come from another database, and no value
+/// of theirs may overflow (a panic in a debug build, a wrapped step in a release one).
 pub fn step_at(params: &Params, unix_time: i64) -> i64 {
-    (unix_time - params.t0).div_euclid(params.step.max(1)) + params.drift
+    unix_time
+        .saturating_sub(params.t0)
+        .div_euclid(params.step.max(1))
+        .saturating_add(params.drift)
 }
 
 /// The code a device shows at `unix_time`.
@@ -116,7 +121,7 @@ pub fn matching_step(
     }
     let now = step_at(params, unix_time);
     let mut found = None;
-    for step in (now - WINDOW)..=(now + WINDOW) {
+    for step in now.saturating_sub(WINDOW)..=now.saturating_add(WINDOW) {
         let Ok(counter) = u64::try_from(step) else {
             continue;
         };
@@ -146,6 +151,23 @@ pub fn otpauth_uri(secret: &Secret, issuer: &str, account: &str) -> Zeroizing<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_from_another_database_never_overflow() {
+        let secret = Secret::from_bytes(vec![7; 20]);
+        for (t0, drift) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (0, i64::MAX)] {
+            let params = Params {
+                digits: 6,
+                step: 30,
+                t0,
+                drift,
+            };
+            // Tests build with overflow checks: an overflow would panic here.
+            let _ = step_at(&params, i64::MAX);
+            let _ = code_at(&secret, &params, 0);
+            let _ = matching_step(&secret, &params, "123456", i64::MIN, None);
+        }
+    }
 
     /// RFC 6238 Appendix B, SHA-1 (the 20-byte ASCII secret, 8 digits).
     #[test]

@@ -36,15 +36,25 @@ pub enum Kind {
     SecondFactorRemoved,
     /// A notice: a recovery code completed a login.
     RecoveryCodeUsed,
+    /// The link that confirms a new address (`requestEmailChange`), sent to that address.
+    ChangeEmail,
+    /// A notice to the old address: a change to another address was asked for.
+    EmailChangeRequested,
+    /// A notice to an address another account asked to move to, which has an account here
+    /// already (instead of a link: the asker learns nothing either way).
+    EmailInUse,
 }
 
 impl Kind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 8] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::SecondFactorAdded,
         Self::SecondFactorRemoved,
         Self::RecoveryCodeUsed,
+        Self::ChangeEmail,
+        Self::EmailChangeRequested,
+        Self::EmailInUse,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +64,9 @@ impl Kind {
             Self::SecondFactorAdded => "second_factor_added",
             Self::SecondFactorRemoved => "second_factor_removed",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::ChangeEmail => "change_email",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailInUse => "email_in_use",
         }
     }
 
@@ -64,7 +77,10 @@ impl Kind {
     /// Whether the email carries a link with a token (minted at sending time); notices
     /// carry none.
     pub fn has_link(self) -> bool {
-        matches!(self, Self::VerifyEmail | Self::ResetPassword)
+        matches!(
+            self,
+            Self::VerifyEmail | Self::ResetPassword | Self::ChangeEmail
+        )
     }
 }
 

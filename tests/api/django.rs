@@ -1118,13 +1118,23 @@ async fn devices_come_over(by_django: bool) {
     );
     // Dave had none.
     assert_eq!(login("otp_dave").await["mfaRequired"], false);
-    // Again: nothing twice.
+    // Alice's factor is reset in roster (a lost phone): a re-run brings nothing back, for
+    // anyone (devices come over with their user's first run only).
+    let out = crate::helpers::roster_output(
+        &[
+            "--database-url",
+            &app.database_url,
+            "users",
+            "reset-mfa",
+            "otp_alice",
+        ],
+        &[],
+    );
+    assert!(out.contains("has no second factor any more"), "{out}");
     let (code, _, stderr) = import(&app, &source, &[]).await;
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("0 TOTP devices, 0 recovery codes"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("TOTP devices"), "{stderr}");
+    assert_eq!(login("otp_alice").await["mfaRequired"], false);
 }
 
 #[tokio::test]
@@ -1257,10 +1267,7 @@ async fn allauth_authenticators_come_over(by_pyotp: bool) {
     // Again: nothing twice.
     let (code, _, stderr) = import(&app, &source, &[]).await;
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("0 TOTP devices, 0 recovery codes"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("TOTP devices"), "{stderr}");
 }
 
 #[tokio::test]

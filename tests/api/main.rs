@@ -9,6 +9,7 @@ mod auth_check;
 mod django;
 mod docs;
 mod email;
+mod email_change;
 mod fleet;
 mod helpers;
 mod hostile;

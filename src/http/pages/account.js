@@ -1,4 +1,4 @@
-// The two pages that email links open. Nothing happens on load: the token is used only when
+// The pages that email links open. Nothing happens on load: the token is used only when
 // the person presses the button (mail scanners prefetch links; a GET must not consume it).
 (function () {
   "use strict";
@@ -63,6 +63,11 @@
         "mutation VerifyEmail($token: String!) { verifyEmail(token: $token) { emailVerified } }",
         { token: token }
       );
+    } else if (page === "change-email") {
+      request = call(
+        "mutation ConfirmEmailChange($token: String!) { confirmEmailChange(token: $token) { email } }",
+        { token: token }
+      );
     } else {
       var password = document.getElementById("password").value;
       if (password !== document.getElementById("confirm").value) {
@@ -79,9 +84,11 @@
     request.then(function (body) {
       if (!body.errors) {
         form.hidden = true;
-        show("ok", page === "verify-email"
-          ? "Your email address is confirmed. You can close this page."
-          : "Your password has been changed, and every session was signed out. Sign in with the new password.");
+        show("ok", {
+          "verify-email": "Your email address is confirmed. You can close this page.",
+          "change-email": "This address is now your account's, and every session was signed out. Sign in again.",
+          "reset-password": "Your password has been changed, and every session was signed out. Sign in with the new password.",
+        }[page]);
         return;
       }
       var e = explain(body);

@@ -53,12 +53,15 @@ fn codes_from_seed(seed: &str) -> Vec<String> {
 
 /// The unused codes of a `recovery_codes` row, or why they cannot be read.
 fn unused_codes(data: &Value) -> Result<Vec<String>, &'static str> {
-    if let Some(migrated) = data.get("migrated_codes") {
+    // allauth reads `migrated_codes` when it is there and not null.
+    if let Some(migrated) = data.get("migrated_codes").filter(|v| !v.is_null()) {
         let codes = migrated.as_array().ok_or("migrated_codes is not a list")?;
         return codes
             .iter()
             .map(|c| match c.as_str() {
-                Some(c) if !c.trim().is_empty() && c.len() <= 64 => Ok(c.to_owned()),
+                Some(c) if c.chars().any(char::is_alphanumeric) && c.len() <= 64 => {
+                    Ok(c.to_owned())
+                }
                 _ => Err("a migrated code that is empty, too long or not text"),
             })
             .collect();
@@ -66,10 +69,14 @@ fn unused_codes(data: &Value) -> Result<Vec<String>, &'static str> {
     let seed = data.get("seed").and_then(Value::as_str).ok_or("no seed")?;
     // allauth makes the seed with secrets.token_hex(40); anything else was encrypted by the
     // project's adapter, and codes derived from it would be wrong.
-    if seed.len() < 32 || !seed.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if seed.len() != 80 || !seed.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("a seed encrypted by the project's MFA adapter (roster cannot read it)");
     }
-    let used = data.get("used_mask").and_then(Value::as_u64).unwrap_or(0);
+    // Without its mask, which codes were used is unknown: none may come back to life.
+    let used = data
+        .get("used_mask")
+        .and_then(Value::as_u64)
+        .ok_or("no used_mask (which codes were used is unknown)")?;
     Ok(codes_from_seed(seed)
         .into_iter()
         .enumerate()
@@ -193,6 +200,15 @@ mod tests {
         assert!(totp_secret(&encrypted).is_err());
         assert!(unused_codes(&serde_json::json!({ "seed": "gAAAAABm+/encrypted" })).is_err());
         assert!(unused_codes(&serde_json::json!({ "migrated_codes": [""] })).is_err());
+        let seed =
+            "9a7973dc641daa9f05efa2a15661f82bc1e3dc90b43f5dfe91a5171bafefb1260b6ec009a4a96d8a";
+        assert!(
+            unused_codes(&serde_json::json!({ "seed": seed })).is_err(),
+            "no mask"
+        );
+        assert!(unused_codes(&serde_json::json!({ "seed": &seed[..40], "used_mask": 0 })).is_err());
+        let null = serde_json::json!({ "migrated_codes": null, "seed": seed, "used_mask": 0 });
+        assert_eq!(unused_codes(&null).unwrap().len(), 10);
         let plain = serde_json::json!({ "secret": "qvfzbeoyyle6f5l2rnft2j6wkh66h62z" });
         assert_eq!(totp_secret(&plain).unwrap().as_bytes().len(), 20);
     }

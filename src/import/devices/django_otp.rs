@@ -106,11 +106,14 @@ pub async fn import(
             };
             let confirmed: bool = r.try_get_by_index(2).map_err(get)?;
             let token: String = r.try_get_by_index(1).map_err(get)?;
-            if !confirmed || token.trim().is_empty() || token.len() > 64 {
+            let typable = token.chars().any(char::is_alphanumeric);
+            if !confirmed || !typable || token.len() > 64 {
                 report.push(problem(
                     legacy,
                     username,
-                    "static token: of an unconfirmed device, or empty or too long".into(),
+                    "static token: of an unconfirmed device, or empty, without a letter or digit, \
+                     or too long"
+                        .into(),
                 ));
                 summary.not_imported += 1;
                 continue;

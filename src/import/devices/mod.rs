@@ -31,11 +31,14 @@ use super::{ImportError, Problem};
 use crate::mfa::Keys;
 
 /// Brings django-otp's and django-allauth's devices from `source` into `txn` for the users
-/// imported (by `legacy_id`); problems go to `report`.
+/// this run created (`created`, by Django id): a device comes over with its user, once, so a
+/// re-run never brings back a factor the user or an operator removed or replaced in roster.
+/// Problems go to `report`.
 pub async fn import(
     source: &DatabaseConnection,
     txn: &DatabaseTransaction,
     keys: Option<&Keys>,
+    created: &std::collections::BTreeSet<i64>,
     report: &mut Vec<Problem>,
 ) -> Result<DeviceSummary, ImportError> {
     let mut summary = DeviceSummary::default();
@@ -43,11 +46,11 @@ pub async fn import(
     let static_table = has_table(source, "otp_static_statictoken").await
         && has_table(source, "otp_static_staticdevice").await;
     let allauth_table = has_table(source, "mfa_authenticator").await;
-    if !totp_table && !static_table && !allauth_table {
+    if (!totp_table && !static_table && !allauth_table) || created.is_empty() {
         return Ok(summary);
     }
     let get = |e: sea_orm::DbErr| ImportError::Source(e.to_string());
-    // The users this database has, by Django id.
+    // The users this run created, by Django id.
     let users: Users = txn
         .query_all_raw(Statement::from_string(
             txn.get_database_backend(),
@@ -63,6 +66,10 @@ pub async fn import(
                     r.try_get_by_index::<String>(2).map_err(get)?,
                 ),
             ))
+        })
+        .filter(|row: &Result<(i64, (Uuid, String)), ImportError>| {
+            row.as_ref()
+                .map_or(true, |(legacy, _)| created.contains(legacy))
         })
         .collect::<Result<_, ImportError>>()?;
     let Some(keys) = keys else {

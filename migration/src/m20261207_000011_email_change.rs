@@ -1,0 +1,37 @@
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// `requestEmailChange`: the link sent to the new address carries a token whose row holds that
+/// address until it is confirmed (the account keeps its old address meanwhile).
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(EmailTokens::Table)
+                    .add_column(ColumnDef::new(EmailTokens::NewEmail).string_len(254).null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(EmailTokens::Table)
+                    .drop_column(EmailTokens::NewEmail)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum EmailTokens {
+    Table,
+    NewEmail,
+}

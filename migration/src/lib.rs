@@ -39,6 +39,8 @@ pub mod m20261207_000009_audit_action_index;
 pub mod m20261207_000010_widen_outbox_kind;
 /// The new address an email-change token is for.
 pub mod m20261207_000011_email_change;
+/// Outbox rows that belong to no user (a deleted account's goodbye).
+pub mod m20261207_000012_outbox_without_user;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -177,6 +179,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000009_audit_action_index::Migration),
             Box::new(m20261207_000010_widen_outbox_kind::Migration),
             Box::new(m20261207_000011_email_change::Migration),
+            Box::new(m20261207_000012_outbox_without_user::Migration),
         ]
     }
 }

@@ -107,6 +107,8 @@ impl AccountService {
             .map_err(|retry_after| AppError::RateLimited { retry_after })?;
 
         let txn = crate::txn::begin_writing(&self.db).await?;
+        // A newer request ends the older ones, whatever order their emails go out in.
+        email_tokens::end_email_change(&txn, user_id).await?;
         match holder(&txn, email.canonical()).await? {
             Some(owner) if owner != user_id => {
                 // Held by another account: its owner hears of it when it is that account's
@@ -169,11 +171,22 @@ impl AccountService {
         };
         // Stored by roster from a parsed address; parsed again for its canonical form.
         let email = Email::parse(&address).map_err(|_| token_error(codes::TOKEN_INVALID))?;
-        crate::deadline::commit_started();
         let txn = crate::txn::begin_writing(&self.db).await?;
-        if !email_tokens::consume(&txn, token.id).await? {
+        // The link works only while the email that carried it stands (a password change or a
+        // newer request cancels it) and only once.
+        if !email_tokens::carrier_stands(&txn, token.outbox_id).await?
+            || !email_tokens::consume(&txn, token.id).await?
+        {
             return Err(token_error(codes::TOKEN_INVALID));
         }
+        let Some(before) = user::Entity::find_by_id(token.user_id)
+            .filter(user::Column::IsActive.eq(true))
+            .one(&txn)
+            .await?
+        else {
+            // A deactivated account's link changes nothing (and says nothing about it).
+            return Err(token_error(codes::TOKEN_INVALID));
+        };
         let changed = user::Entity::update_many()
             .col_expr(user::Column::Email, Expr::value(email.as_str()))
             .col_expr(user::Column::EmailCanonical, Expr::value(email.canonical()))
@@ -194,13 +207,18 @@ impl AccountService {
             Err(e) => return Err(e.into()),
         };
         if changed == 0 {
-            // A deactivated account's link changes nothing (and says nothing about it).
             return Err(token_error(codes::TOKEN_INVALID));
         }
+        // Links mailed to the old address, and any other pending change, end here.
         for purpose in [Purpose::VerifyEmail, Purpose::ResetPassword] {
             email_tokens::invalidate(&txn, token.user_id, purpose).await?;
         }
+        email_tokens::end_email_change(&txn, token.user_id).await?;
         let ended = self.sessions.revoke_all(&txn, token.user_id, None).await?;
+        // The old address hears that it no longer has the account.
+        self.outbox
+            .notice(&txn, Kind::EmailChanged, token.user_id, &before.email)
+            .await?;
         audit::record(
             &txn,
             &Who::user(token.user_id),
@@ -210,7 +228,9 @@ impl AccountService {
             Some(serde_json::json!({ "sessions_ended": ended })),
         )
         .await?;
+        crate::deadline::commit_started();
         txn.commit().await?;
+        self.outbox.wake();
         let user = user::Entity::find_by_id(token.user_id)
             .one(&self.db)
             .await?

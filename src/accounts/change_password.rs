@@ -112,6 +112,8 @@ impl AccountService {
             super::email_tokens::Purpose::ResetPassword,
         )
         .await?;
+        // Nor a change of address asked for with the old password (a phished one).
+        super::email_tokens::end_email_change(&txn, caller.user.id).await?;
         crate::audit::record(
             &txn,
             &crate::audit::Who::user(caller.user.id),

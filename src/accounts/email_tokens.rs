@@ -41,6 +41,8 @@ pub struct Wanted {
     pub purpose: Purpose,
     pub ttl: Duration,
     pub new_email: Option<String>,
+    /// The outbox row of the email carrying the link (email change).
+    pub outbox_id: Option<Uuid>,
 }
 
 /// A token as looked up.
@@ -94,6 +96,7 @@ pub async fn mint_many(
             expires_at: Set(add(now, w.ttl)),
             used_at: Set(None),
             new_email: Set(w.new_email.clone()),
+            outbox_id: Set(w.outbox_id),
         });
         tokens.push(token);
     }
@@ -115,6 +118,55 @@ pub async fn invalidate(
         .exec(conn)
         .await?
         .rows_affected)
+}
+
+/// Ends a pending address change of the user: its unused links stop working and its emails
+/// not sent yet are cancelled, in the caller's transaction (a newer request, a password
+/// change or reset, a confirmed change). A link minted by a worker that was sending one of
+/// those emails at that moment dies with it: a change link works only while its email stands.
+pub async fn end_email_change(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<(), DbErr> {
+    use crate::entity::outbox;
+    invalidate(conn, user_id, Purpose::ChangeEmail).await?;
+    outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::Status,
+            Expr::value(crate::outbox::status::SKIPPED),
+        )
+        .col_expr(
+            outbox::Column::LastError,
+            Expr::value("cancelled: a newer request, a password change or a confirmed change"),
+        )
+        .col_expr(
+            outbox::Column::LockedUntil,
+            Expr::value(None::<chrono::DateTime<chrono::Utc>>),
+        )
+        .filter(outbox::Column::UserId.eq(user_id))
+        .filter(outbox::Column::Kind.eq(crate::outbox::Kind::ChangeEmail.as_str()))
+        .filter(outbox::Column::Status.is_in([
+            crate::outbox::status::PENDING,
+            crate::outbox::status::SENDING,
+        ]))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the email that carried a change link still stands (sending or delivered).
+pub(super) async fn carrier_stands(
+    conn: &impl ConnectionTrait,
+    outbox_id: Option<Uuid>,
+) -> Result<bool, DbErr> {
+    use crate::entity::outbox;
+    let Some(id) = outbox_id else {
+        return Ok(false);
+    };
+    Ok(outbox::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .is_some_and(|row| {
+            row.status == crate::outbox::status::SENDING
+                || row.status == crate::outbox::status::DELIVERED
+        }))
 }
 
 /// Looks a token up; the raw text is checked for the exact token shape first, so garbage

@@ -9,12 +9,16 @@ pub mod canonical;
 mod change_email;
 /// `changePassword`: check the current password, apply the policy, revoke other sessions.
 mod change_password;
+/// `deleteAccount`: the user deletes their own account.
+mod delete_account;
 /// Email addresses: syntax, length, IDNA domain, canonical form.
 mod email;
 /// Single-use, expiring tokens for email links, stored hashed.
 pub mod email_tokens;
 /// `login`: identifier + password → session, with throttling and hash upgrades.
 mod login;
+/// `myData`: everything roster stores about the caller.
+mod my_data;
 /// Passwords: the secret newtype and Django's validators plus a zxcvbn strength floor.
 mod password;
 /// The registration policy (password thresholds, reserved names); `config` builds it.

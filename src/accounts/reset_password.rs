@@ -109,6 +109,8 @@ impl AccountService {
             .exec(&txn)
             .await?;
         email_tokens::invalidate(&txn, found.id, Purpose::ResetPassword).await?;
+        // A change of address asked for with the old password dies with it.
+        email_tokens::end_email_change(&txn, found.id).await?;
         let revoked = self.sessions.revoke_all(&txn, found.id, None).await?;
         crate::audit::record(
             &txn,

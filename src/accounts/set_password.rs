@@ -55,6 +55,7 @@ impl AccountService {
             return Err(AppError::NotFound);
         }
         email_tokens::invalidate(&txn, user_id, Purpose::ResetPassword).await?;
+        email_tokens::end_email_change(&txn, user_id).await?;
         let ended = self.sessions.revoke_all(&txn, user_id, None).await?;
         audit::record(
             &txn,

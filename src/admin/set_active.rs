@@ -50,6 +50,10 @@ pub async fn set_active(
         .filter(user::Column::Id.eq(user.id))
         .exec(&txn)
         .await?;
+    if !active {
+        // A change of address pending at deactivation must not complete after a reactivation.
+        crate::accounts::email_tokens::end_email_change(&txn, user.id).await?;
+    }
     let action = if active {
         "user.reactivated"
     } else {

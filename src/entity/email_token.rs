@@ -18,6 +18,9 @@ pub struct Model {
     pub used_at: Option<DateTimeUtc>,
     /// For `change_email`: the address the link was sent to, the account's once confirmed.
     pub new_email: Option<String>,
+    /// For `change_email`: the outbox row of the email that carried the link; the link
+    /// works only while that email is not cancelled.
+    pub outbox_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,9 +7,10 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    /// `verify_email` or `reset_password`.
+    /// An `outbox::Kind`.
     pub kind: String,
-    pub user_id: Uuid,
+    /// `None` for a deleted account's goodbye (written as the account is deleted).
+    pub user_id: Option<Uuid>,
     pub recipient: String,
     /// `pending`, `sending` (claimed until `locked_until`), `delivered`, `failed`, `skipped`.
     pub status: String,

@@ -36,6 +36,8 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
         Permission::IsAuthenticated,
     ),
     ("Mutation", "confirmEmailChange", Permission::AllowAny),
+    ("Query", "myData", Permission::IsAuthenticated),
+    ("Mutation", "deleteAccount", Permission::IsAuthenticated),
     ("Mutation", "accessToken", Permission::IsAuthenticated),
     ("Query", "mfa", Permission::IsAuthenticated),
     (

@@ -19,6 +19,8 @@ pub mod guard;
 mod mfa;
 /// Root-field outcomes and field errors into the metrics.
 mod observe;
+/// `myData`, `deleteAccount`.
+mod self_service;
 /// Login, sessions, `me`, logout, change password.
 pub mod sessions;
 /// `accessToken`.
@@ -39,6 +41,7 @@ pub struct Query(
     accounts::AccountsQuery,
     sessions::SessionsQuery,
     mfa::MfaQuery,
+    self_service::SelfServiceQuery,
     admin::users::AdminQuery,
     admin::groups::GroupsQuery,
 );
@@ -51,6 +54,7 @@ pub struct Mutation(
     email::EmailMutation,
     tokens::TokensMutation,
     mfa::MfaMutation,
+    self_service::SelfServiceMutation,
     admin::manage::AdminMutation,
     admin::groups::GroupsMutation,
 );

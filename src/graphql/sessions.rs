@@ -51,6 +51,11 @@ impl SessionCookie {
     }
 }
 
+/// Clears the session cookie (the session is gone).
+pub(super) fn clear_cookie(ctx: &Context<'_>) {
+    cookie(ctx).clear(ctx);
+}
+
 /// Sets the session cookie for a new token (when cookies are on).
 pub(super) fn set_cookie(ctx: &Context<'_>, token: &sessions::Token) {
     cookie(ctx).set(ctx, token);

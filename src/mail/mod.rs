@@ -179,6 +179,8 @@ fn builtin(kind: Kind) -> (&'static str, &'static str, &'static str) {
         Kind::ChangeEmail => files!("change_email"),
         Kind::EmailChangeRequested => files!("email_change_requested"),
         Kind::EmailInUse => files!("email_in_use"),
+        Kind::AccountDeleted => files!("account_deleted"),
+        Kind::EmailChanged => files!("email_changed"),
     }
 }
 

@@ -119,7 +119,7 @@ impl Delivery {
         claimed.sort_by_key(|r| r.id);
         for row in claimed {
             let decided = match &users {
-                Ok(users) => self.prepare(&row, users.get(&row.user_id)),
+                Ok(users) => self.prepare(&row, row.user_id.and_then(|id| users.get(&id))),
                 Err(e) => Err(Outcome::failed("database", e.clone())),
             };
             match decided {
@@ -127,6 +127,7 @@ impl Delivery {
                     // Notices are each sent; of two links of one purpose, only the newer.
                     let same = ready.iter().position(|(_, p)| {
                         p.user_id == prepared.user_id
+                            && p.user_id.is_some()
                             && p.link.is_some()
                             && p.link.map(|l| l.0) == prepared.link.map(|l| l.0)
                     });
@@ -151,12 +152,15 @@ impl Delivery {
         let wanted: Vec<_> = ready
             .iter()
             .filter_map(|(row, p)| {
+                let user_id = p.user_id?;
                 p.link.map(|(purpose, ttl, _)| email_tokens::Wanted {
-                    user_id: p.user_id,
+                    user_id,
                     purpose,
                     ttl,
-                    // The address a change link goes to is the one it confirms.
+                    // The address a change link goes to is the one it confirms, and the link
+                    // lives only while this email does.
                     new_email: (purpose == Purpose::ChangeEmail).then(|| row.recipient.clone()),
+                    outbox_id: (purpose == Purpose::ChangeEmail).then_some(row.id),
                 })
             })
             .collect();
@@ -180,7 +184,11 @@ impl Delivery {
         // Each link email with its token, in order; notices with none.
         let tokens: Vec<Option<crate::sessions::Token>> = ready
             .iter()
-            .map(|(_, p)| p.link.and_then(|_| minted.next()))
+            .map(|(_, p)| {
+                p.link
+                    .filter(|_| p.user_id.is_some())
+                    .and_then(|_| minted.next())
+            })
             .collect();
         let mut sent = Vec::new();
         let mut pending = ready.into_iter().zip(tokens);
@@ -231,7 +239,7 @@ impl Delivery {
         rows: &[row::Model],
     ) -> Result<std::collections::HashMap<uuid::Uuid, user::Model>, String> {
         use sea_orm::{ColumnTrait, QueryFilter};
-        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.user_id).collect();
+        let ids: Vec<uuid::Uuid> = rows.iter().filter_map(|r| r.user_id).collect();
         user::Entity::find()
             .filter(user::Column::Id.is_in(ids))
             .all(&self.db)
@@ -253,6 +261,15 @@ impl Delivery {
                 "the recipient is not a deliverable address",
             ));
         };
+        if kind == Kind::AccountDeleted {
+            // Written as the account was deleted: there is no user to check any more.
+            return Ok(Prepared {
+                kind,
+                address,
+                user_id: None,
+                link: None,
+            });
+        }
         let Some(found) = found else {
             return Err(Outcome::Skip("the user no longer exists"));
         };
@@ -262,17 +279,19 @@ impl Delivery {
         if kind == Kind::VerifyEmail && found.email_verified {
             return Err(Outcome::Skip("the address is already verified"));
         }
-        // A link or notice about the account's address, sent to an address the account no
-        // longer has (changed meanwhile), would reach the wrong inbox.
-        let to_account = !matches!(kind, Kind::ChangeEmail | Kind::EmailInUse);
-        if to_account
-            && crate::accounts::canonical::email_canonical(&row.recipient) != found.email_canonical
-        {
+        // A link or notice for the account's address, sent to an address the account no
+        // longer has (changed meanwhile), would reach the wrong inbox. Every row is written
+        // with the address as the account had it, so the stored strings are compared. Not
+        // for the emails meant for another address: the new one, one held by another
+        // account, and the old one's notices of a change.
+        let to_account = !matches!(
+            kind,
+            Kind::ChangeEmail | Kind::EmailInUse | Kind::EmailChangeRequested | Kind::EmailChanged
+        );
+        if to_account && row.recipient != found.email {
             return Err(Outcome::Skip("the account's address changed meanwhile"));
         }
-        if kind == Kind::ChangeEmail
-            && crate::accounts::canonical::email_canonical(&row.recipient) == found.email_canonical
-        {
+        if kind == Kind::ChangeEmail && row.recipient == found.email {
             return Err(Outcome::Skip("the address is the account's already"));
         }
         let link = match kind {
@@ -295,12 +314,14 @@ impl Delivery {
             | Kind::SecondFactorRemoved
             | Kind::RecoveryCodeUsed
             | Kind::EmailChangeRequested
-            | Kind::EmailInUse => None,
+            | Kind::EmailInUse
+            | Kind::EmailChanged
+            | Kind::AccountDeleted => None,
         };
         Ok(Prepared {
             kind,
             address,
-            user_id: found.id,
+            user_id: Some(found.id),
             link,
         })
     }
@@ -398,7 +419,8 @@ impl Delivery {
 struct Prepared {
     kind: Kind,
     address: lettre::Address,
-    user_id: uuid::Uuid,
+    /// `None` for a deleted account's goodbye.
+    user_id: Option<uuid::Uuid>,
     /// For a link email: what its token is for, how long it works, the page it opens.
     link: Option<(Purpose, Duration, &'static str)>,
 }

@@ -43,10 +43,14 @@ pub enum Kind {
     /// A notice to an address another account asked to move to, which has an account here
     /// already (instead of a link: the asker learns nothing either way).
     EmailInUse,
+    /// The goodbye of a deleted account, to its last address (a row of no user).
+    AccountDeleted,
+    /// A notice to the old address: the account moved to another address.
+    EmailChanged,
 }
 
 impl Kind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::SecondFactorAdded,
@@ -55,6 +59,8 @@ impl Kind {
         Self::ChangeEmail,
         Self::EmailChangeRequested,
         Self::EmailInUse,
+        Self::AccountDeleted,
+        Self::EmailChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +73,8 @@ impl Kind {
             Self::ChangeEmail => "change_email",
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailInUse => "email_in_use",
+            Self::AccountDeleted => "account_deleted",
+            Self::EmailChanged => "email_changed",
         }
     }
 
@@ -123,7 +131,7 @@ impl Outbox {
         outbox::ActiveModel {
             id: Set(id),
             kind: Set(kind.as_str().to_owned()),
-            user_id: Set(user_id),
+            user_id: Set(Some(user_id)),
             recipient: Set(recipient.to_owned()),
             status: Set(status::PENDING.to_owned()),
             attempts: Set(0),
@@ -152,6 +160,31 @@ impl Outbox {
         if !email.trim().is_empty() {
             self.enqueue(conn, kind, user_id, email).await?;
         }
+        Ok(())
+    }
+
+    /// Queues the goodbye of an account deleted in the caller's transaction: a row of no
+    /// user, so the deletion does not take it along. Nothing for an account without an address.
+    pub async fn farewell(&self, conn: &impl ConnectionTrait, email: &str) -> Result<(), DbErr> {
+        if email.trim().is_empty() {
+            return Ok(());
+        }
+        let now = now();
+        outbox::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            kind: Set(Kind::AccountDeleted.as_str().to_owned()),
+            user_id: Set(None),
+            recipient: Set(email.to_owned()),
+            status: Set(status::PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            locked_until: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            delivered_at: Set(None),
+        }
+        .insert(conn)
+        .await?;
         Ok(())
     }
 

@@ -24,3 +24,13 @@ pub use format::{StoredHash, wrap_weak};
 pub use memory::BlockMemory;
 pub use plaintext::Plaintext;
 pub use pool::{HashError, HashSettings, Hasher, Slot, Verified};
+
+/// The name of a stored hash's format, never the hash: `argon2id`, Django's algorithm names,
+/// `unusable` (Django's `!…`), or `unknown`.
+pub fn format_name(stored: &str) -> &'static str {
+    if stored.starts_with('!') {
+        "unusable"
+    } else {
+        StoredHash::parse(stored).map_or("unknown", |h| h.algorithm())
+    }
+}

@@ -300,3 +300,85 @@ async fn links_mailed_to_the_old_address_stop_working_after_the_change() {
         "token_invalid"
     );
 }
+
+#[tokio::test]
+async fn a_password_change_or_a_newer_request_ends_a_pending_change_and_the_old_address_hears_of_a_confirmed_one()
+ {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_mail(&smtp).await;
+    let (_, token) = app.sign_in("uri").await;
+    let ask = |address: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            call(
+                app,
+                Some(&token),
+                REQUEST,
+                json!({ "i": { "newEmail": address, "password": GOOD_PASSWORD } }),
+            )
+            .await
+        }
+    };
+    // A phished password asked for a change; the owner changes the password, as the notice
+    // says: the link already mailed stops working.
+    ask("thief@evil.example").await;
+    let stolen = link_token(
+        &wait_for(&smtp, "thief@evil.example", 1).await[0],
+        "change-email",
+    );
+    let changed = call(
+        &app,
+        Some(&token),
+        "mutation($i: ChangePasswordInput!) { changePassword(input: $i) { username } }",
+        json!({ "i": { "currentPassword": GOOD_PASSWORD, "newPassword": "a fresh passphrase 42" } }),
+    )
+    .await;
+    assert!(changed["data"]["changePassword"].is_object(), "{changed}");
+    let refused = call(&app, None, CONFIRM, json!({ "t": stolen })).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["fields"][0]["code"], "token_invalid",
+        "{refused}"
+    );
+    // A newer request ends an older one's link.
+    let fresh = |address: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            call(
+                app,
+                Some(&token),
+                REQUEST,
+                json!({ "i": { "newEmail": address, "password": "a fresh passphrase 42" } }),
+            )
+            .await
+        }
+    };
+    fresh("first@uri.example").await;
+    let first = link_token(
+        &wait_for(&smtp, "first@uri.example", 1).await[0],
+        "change-email",
+    );
+    fresh("second@uri.example").await;
+    let second = link_token(
+        &wait_for(&smtp, "second@uri.example", 1).await[0],
+        "change-email",
+    );
+    let old = call(&app, None, CONFIRM, json!({ "t": first })).await;
+    assert_eq!(
+        old["errors"][0]["extensions"]["fields"][0]["code"], "token_invalid",
+        "{old}"
+    );
+    let done = call(&app, None, CONFIRM, json!({ "t": second })).await;
+    assert!(done["data"]["confirmEmailChange"].is_object(), "{done}");
+    // The old address is told the account moved (after the notices of each request).
+    let started = std::time::Instant::now();
+    loop {
+        let told = to(&smtp.messages(), "uri@example.com")
+            .iter()
+            .any(|m| m["subject"] == "Your account moved to another email address");
+        if told {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "{:?}", smtp.messages());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -23,5 +23,6 @@ mod process;
 mod register;
 mod resilience;
 mod schema;
+mod self_service;
 mod sessions;
 mod tokens;

@@ -99,13 +99,9 @@ async fn enrol_then_sign_in_with_both_steps_where_a_code_works_once() {
         wrong["errors"][0]["extensions"]["fields"][0]["code"], "second_factor_invalid",
         "{wrong}"
     );
-    let confirmed = as_user(
-        &app,
-        Some(&token),
-        CONFIRM,
-        json!({ "c": code_at(&secret, 0) }),
-    )
-    .await;
+    // Kept: the replay below must send this very code (a step boundary may pass meanwhile).
+    let enrolment_code = code_at(&secret, 0);
+    let confirmed = as_user(&app, Some(&token), CONFIRM, json!({ "c": enrolment_code })).await;
     let codes = confirmed["data"]["confirmTotpEnrollment"]
         .as_array()
         .unwrap_or_else(|| panic!("{confirmed}"));
@@ -162,13 +158,7 @@ async fn enrol_then_sign_in_with_both_steps_where_a_code_works_once() {
 
     // The code confirmed at enrolment does not open it (used); the next step's does, with a
     // new token; the one that knew only the password stops working.
-    let replay = as_user(
-        &app,
-        Some(&waiting),
-        VERIFY,
-        json!({ "c": code_at(&secret, 0) }),
-    )
-    .await;
+    let replay = as_user(&app, Some(&waiting), VERIFY, json!({ "c": enrolment_code })).await;
     assert_eq!(
         replay["errors"][0]["extensions"]["fields"][0]["code"], "second_factor_invalid",
         "{replay}"

@@ -1545,6 +1545,7 @@ async fn deactivation_ends_sessions_and_links_so_reactivation_revives_nothing() 
         expires_at: Set(chrono::Utc::now() + chrono::Duration::hours(1)),
         used_at: Set(None),
         new_email: Set(None),
+        outbox_id: Set(None),
     };
     let _ = late.insert(&app.db).await;
     assert_eq!(

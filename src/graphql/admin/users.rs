@@ -36,13 +36,7 @@ pub struct AdminUser {
 
 impl From<user::Model> for AdminUser {
     fn from(u: user::Model) -> Self {
-        let password_format = if u.password_hash.starts_with('!') {
-            "unusable".to_owned()
-        } else {
-            crate::password::StoredHash::parse(&u.password_hash)
-                .map_or("unknown", |h| h.algorithm())
-                .to_owned()
-        };
+        let password_format = crate::password::format_name(&u.password_hash).to_owned();
         Self {
             id: ID(u.id.to_string()),
             username: u.username.clone(),

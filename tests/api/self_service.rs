@@ -1,0 +1,249 @@
+//! Self-service over a real socket: `myData` holds everything about the caller and no secret;
+//! `deleteAccount` takes everything keyed to the account, keeps the audit entries by id,
+//! says goodbye by email and frees the names.
+
+use std::time::Duration;
+
+use roster::mfa::totp::{self, Params, Secret};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::json;
+
+use crate::admin::{as_user, code, make_staff};
+use crate::helpers::{GOOD_PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::mailbox::SmtpServer;
+
+const MY_DATA: &str = "{ myData }";
+const DELETE: &str = "mutation($p: String!) { deleteAccount(password: $p) }";
+
+/// Enrols TOTP for the session `token`: (secret, recovery codes). The session becomes aal2.
+async fn enrol(app: &TestApp, token: &str) -> (Secret, Vec<String>) {
+    let started = as_user(
+        app,
+        Some(token),
+        "mutation { startTotpEnrollment { secret } }",
+        json!({}),
+    )
+    .await;
+    let text = started["data"]["startTotpEnrollment"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"));
+    let secret = Secret::from_bytes(data_encoding::BASE32_NOPAD.decode(text.as_bytes()).unwrap());
+    let code = totp::code_at(&secret, &Params::default(), chrono::Utc::now().timestamp());
+    let done = as_user(
+        app,
+        Some(token),
+        "mutation($c: String!) { confirmTotpEnrollment(code: $c) }",
+        json!({ "c": code }),
+    )
+    .await;
+    let codes = done["data"]["confirmTotpEnrollment"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{done}"))
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (secret, codes)
+}
+
+#[tokio::test]
+async fn my_data_holds_everything_about_the_caller_and_no_secret() {
+    let app = spawn_app().await;
+    let (id, token) = app.sign_in("uma").await;
+    let (secret, codes) = enrol(&app, &token).await;
+    assert_eq!(
+        code(&as_user(&app, None, MY_DATA, json!({})).await),
+        "UNAUTHENTICATED"
+    );
+
+    let answer = as_user(&app, Some(&token), MY_DATA, json!({})).await;
+    let data = &answer["data"]["myData"];
+    assert_eq!(data["account"]["id"], id, "{answer}");
+    assert_eq!(data["account"]["username"], "uma");
+    assert_eq!(data["account"]["email"], "uma@example.com");
+    assert_eq!(data["account"]["passwordHashFormat"], "argon2id");
+    let sessions = data["sessions"].as_array().unwrap();
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["current"] == true && s["aal"] == 2),
+        "{sessions:?}"
+    );
+    assert_eq!(data["secondFactor"]["totp"], true);
+    assert_eq!(data["secondFactor"]["recoveryCodesLeft"], 10);
+    let actions: Vec<&str> = data["auditLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"login.succeeded"), "{actions:?}");
+    assert!(actions.contains(&"mfa.totp_enabled"), "{actions:?}");
+    assert!(
+        data["emails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "verify_email" && e["to"] == "uma@example.com"),
+        "{data}"
+    );
+
+    // Nothing secret: not the hash, the session token or its digest, the TOTP secret, a
+    // recovery code, an email link's token digest.
+    let text = answer.to_string();
+    let user = app
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u.username == "uma")
+        .unwrap();
+    let digests: Vec<String> = roster::entity::session::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.token_hash)
+        .collect();
+    let mut secrets = vec![
+        user.password_hash.clone(),
+        token.clone(),
+        secret.base32().to_string(),
+    ];
+    secrets.extend(digests);
+    secrets.extend(codes);
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "a secret is in myData: {s}");
+    }
+    assert!(!text.contains("$argon2"), "{text}");
+}
+
+#[tokio::test]
+async fn deleting_an_account_takes_everything_keyed_to_it_and_frees_the_names() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = spawn_app_with(move |c| {
+        c.mail.smtp_url = Some(roster::config::SmtpUrl(url));
+        c.mail.mail_poll_interval = Duration::from_millis(100);
+    })
+    .await;
+    let (id, token) = app.sign_in("vera").await;
+    let (_, _) = enrol(&app, &token).await;
+    // A session waiting for its second step cannot delete the account.
+    let waiting = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token mfaRequired } }",
+            json!({ "i": { "identifier": "vera", "password": GOOD_PASSWORD } }),
+        )
+        .await
+        .body["data"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = as_user(&app, Some(&waiting), DELETE, json!({ "p": GOOD_PASSWORD })).await;
+    assert_eq!(code(&refused), "MFA_REQUIRED", "{refused}");
+    // The password is asked for again.
+    let wrong = as_user(
+        &app,
+        Some(&token),
+        DELETE,
+        json!({ "p": "not the password at all" }),
+    )
+    .await;
+    assert_eq!(
+        wrong["errors"][0]["extensions"]["fields"][0]["field"], "password",
+        "{wrong}"
+    );
+
+    let done = as_user(&app, Some(&token), DELETE, json!({ "p": GOOD_PASSWORD })).await;
+    assert_eq!(done["data"]["deleteAccount"], true, "{done}");
+    let uid = uuid::Uuid::parse_str(&id).unwrap();
+    // Everything keyed to the account is gone.
+    use roster::entity::{email_token, recovery_code, session, totp_device, user};
+    assert!(
+        user::Entity::find_by_id(uid)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let count = |n: u64, what: &str| assert_eq!(n, 0, "{what} left");
+    count(
+        session::Entity::find()
+            .filter(session::Column::UserId.eq(uid))
+            .count(&app.db)
+            .await
+            .unwrap(),
+        "sessions",
+    );
+    count(
+        totp_device::Entity::find()
+            .filter(totp_device::Column::UserId.eq(uid))
+            .count(&app.db)
+            .await
+            .unwrap(),
+        "TOTP devices",
+    );
+    count(
+        recovery_code::Entity::find()
+            .filter(recovery_code::Column::UserId.eq(uid))
+            .count(&app.db)
+            .await
+            .unwrap(),
+        "recovery codes",
+    );
+    count(
+        email_token::Entity::find()
+            .filter(email_token::Column::UserId.eq(uid))
+            .count(&app.db)
+            .await
+            .unwrap(),
+        "email links",
+    );
+    // The audit log keeps its entries about the account, by id.
+    let kept = app.audit_actions_about(uid).await;
+    assert!(kept.iter().any(|a| a == "user.deleted"), "{kept:?}");
+    assert!(kept.iter().any(|a| a == "mfa.totp_enabled"), "{kept:?}");
+    // The old token is nobody; the password opens nothing.
+    let me = as_user(&app, Some(&token), "{ me { username } }", json!({})).await;
+    assert!(me["data"]["me"].is_null(), "{me}");
+    let login = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            json!({ "i": { "identifier": "vera", "password": GOOD_PASSWORD } }),
+        )
+        .await;
+    assert_eq!(login.code(), "INVALID_CREDENTIALS", "{}", login.body);
+    // A goodbye reaches the account's address; no link in it.
+    let started = std::time::Instant::now();
+    let goodbye = loop {
+        let mail = smtp.messages();
+        if let Some(m) = mail
+            .iter()
+            .find(|m| m["subject"] == "Your account was deleted")
+        {
+            break m.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{mail:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(goodbye["rcpt_tos"], json!(["vera@example.com"]));
+    assert!(!goodbye["text"].as_str().unwrap().contains("token="));
+    // The names are free again.
+    let again = app
+        .register("vera", "vera@example.com", GOOD_PASSWORD)
+        .await;
+    assert!(again.body["errors"].is_null(), "{}", again.body);
+}
+
+#[tokio::test]
+async fn the_last_superuser_cannot_delete_themselves() {
+    let app = spawn_app().await;
+    let (id, token) = app.sign_in("wanda").await;
+    make_staff(&app, &id, true).await;
+    // Staff need a second factor only for the admin API (off in the tests' configuration).
+    let refused = as_user(&app, Some(&token), DELETE, json!({ "p": GOOD_PASSWORD })).await;
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    let (other, _) = app.sign_in("xena").await;
+    make_staff(&app, &other, true).await;
+    let done = as_user(&app, Some(&token), DELETE, json!({ "p": GOOD_PASSWORD })).await;
+    assert_eq!(done["data"]["deleteAccount"], true, "{done}");
+}

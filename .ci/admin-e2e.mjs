@@ -8,9 +8,9 @@
 // Usage: ROSTER_URL=http://127.0.0.1:PORT ROSTER_STDOUT=server.log ROSTER_ADMIN=name
 // ROSTER_ADMIN_PASSWORD=… node admin-e2e.mjs (the server runs without --smtp-url; needs
 // playwright-core and /usr/bin/chromium, which .ci/run installs)
-import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { totp } from "./totp.mjs";
 
 const base = process.env.ROSTER_URL;
 const stdoutFile = process.env.ROSTER_STDOUT;
@@ -28,26 +28,6 @@ const gql = async (query, variables, token) => {
   if (token) headers.authorization = `Bearer ${token}`;
   const r = await fetch(`${base}/graphql`, { method: "POST", headers, body: JSON.stringify({ query, variables }) });
   return r.json();
-};
-// RFC 4648 base32 → bytes, and the RFC 6238 code `offset` steps from now (SHA-1, 6 digits, 30 s).
-const base32 = (text) => {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0, value = 0;
-  const out = [];
-  for (const c of text.replace(/=+$/, "")) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) { out.push((value >>> (bits - 8)) & 255); bits -= 8; value &= (1 << bits) - 1; }
-  }
-  return Buffer.from(out);
-};
-const totp = (secret, offset) => {
-  const message = Buffer.alloc(8);
-  message.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
-  const mac = createHmac("sha1", base32(secret)).update(message).digest();
-  const at = mac[mac.length - 1] & 15;
-  const binary = ((mac[at] & 127) << 24) | (mac[at + 1] << 16) | (mac[at + 2] << 8) | mac[at + 3];
-  return String(binary % 1000000).padStart(6, "0");
 };
 const password = "correct horse battery staple";
 const register = (username) => gql("mutation R($i: RegisterInput!) { register(input: $i) { id } }",

@@ -8,31 +8,11 @@
 //
 // Usage: ROSTER_URL=http://127.0.0.1:PORT node graphiql-e2e.mjs   (needs playwright-core,
 // jsqr and /usr/bin/chromium; .ci/run installs them)
-import { createHmac } from "node:crypto";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+import { totp } from "./totp.mjs";
 
 const jsQrPath = createRequire(import.meta.url).resolve("jsqr");
-// RFC 4648 base32 → bytes, and the RFC 6238 code `offset` steps from now (SHA-1, 6 digits, 30 s).
-const base32 = (text) => {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0, value = 0;
-  const out = [];
-  for (const c of text.replace(/=+$/, "")) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) { out.push((value >>> (bits - 8)) & 255); bits -= 8; value &= (1 << bits) - 1; }
-  }
-  return Buffer.from(out);
-};
-const totp = (secret, offset) => {
-  const message = Buffer.alloc(8);
-  message.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
-  const mac = createHmac("sha1", base32(secret)).update(message).digest();
-  const at = mac[mac.length - 1] & 15;
-  const binary = ((mac[at] & 127) << 24) | (mac[at + 1] << 16) | (mac[at + 2] << 8) | mac[at + 3];
-  return String(binary % 1000000).padStart(6, "0");
-};
 
 const base = process.env.ROSTER_URL;
 if (!base) throw new Error("set ROSTER_URL");

@@ -46,6 +46,8 @@ pub mod sessions;
 pub mod startup;
 /// JSON that refuses repeated object keys (request bodies, dumpdata files).
 pub mod strict_json;
+/// The last active staff superuser stays one (admin changes and self-deletion alike).
+pub mod superusers;
 /// Log output.
 pub mod telemetry;
 /// Access tokens (ES256 JWTs), their signing keys and the server secret that seals them.

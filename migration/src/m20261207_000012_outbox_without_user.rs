@@ -14,6 +14,12 @@ pub struct Migration;
 /// outbox, so its foreign keys need not be switched off).
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// In a transaction on SQLite too (sea-orm-migration wraps only PostgreSQL's by default):
+    /// a crash between the DROP and the RENAME must leave the old table, not none.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         if manager.get_database_backend() == DatabaseBackend::Postgres {

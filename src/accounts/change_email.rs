@@ -7,15 +7,13 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Sql
 use uuid::Uuid;
 
 use super::email_tokens::{self, Lookup, Purpose};
-use super::login::pool_error;
 use super::verify_email::token_error;
 use super::{AccountService, Email, User, codes};
 use crate::audit::{self, Origin, Who};
 use crate::entity::user;
 use crate::error::{AppError, FieldError};
 use crate::outbox::Kind;
-use crate::password::{HashError, Plaintext};
-use crate::ratelimit::FailureKey;
+use crate::password::Plaintext;
 use crate::sessions::Caller;
 
 /// The account holding `canonical` as a login name (an email or a username), if any.
@@ -60,35 +58,21 @@ impl AccountService {
                     .collect(),
             )
         });
-        let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        let user_id = caller.user.id;
-        let key = FailureKey::PasswordChange(user_id);
-        self.failures
-            .begin(&key)
-            .await
-            .map_err(|retry_after| AppError::RateLimited { retry_after })?;
-        let verified = self
-            .hasher
-            .verify_reserved(slot, password, &caller.user.password_hash)
-            .await;
+        // Both problems at once: a bad address and a wrong password.
         let mut errors = match &parsed {
             Err(AppError::InvalidInput(errors)) => errors.clone(),
             _ => Vec::new(),
         };
-        match verified {
-            Ok(v) if v.matches => {}
-            Ok(_) | Err(HashError::Unverifiable(_)) => errors.push(FieldError::new(
-                "password",
-                codes::INVALID,
-                "The password is not right.",
-            )),
-            Err(e) => return Err(pool_error(e)),
+        match self.password_again(caller, password).await {
+            Ok(()) => {}
+            Err(AppError::InvalidInput(wrong)) => errors.extend(wrong),
+            Err(e) => return Err(e),
         }
         let email = match parsed {
             Ok(email) if errors.is_empty() => email,
             _ => return Err(AppError::InvalidInput(errors)),
         };
-        self.failures.succeeded(&key).await;
+        let user_id = caller.user.id;
         if email.canonical() == caller.user.email_canonical {
             return Err(AppError::InvalidInput(vec![FieldError::new(
                 "newEmail",

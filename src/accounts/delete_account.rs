@@ -1,21 +1,19 @@
 //! `deleteAccount`: the signed-in user deletes their own account, with the password entered
 //! again (and signed in with the second factor, when they have one).
 
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::EntityTrait;
 
-use super::login::pool_error;
-use super::{AccountService, codes};
+use super::AccountService;
 use crate::audit::{self, Origin, Who};
 use crate::entity::user;
-use crate::error::{AppError, FieldError};
-use crate::password::{HashError, Plaintext};
-use crate::ratelimit::FailureKey;
+use crate::error::AppError;
+use crate::password::Plaintext;
 use crate::sessions::Caller;
 
 impl AccountService {
     /// Deletes the caller's account and everything keyed to it (sessions, email links,
     /// queued emails, factors, group and permission links: the foreign keys cascade), in one
-    /// transaction that also queues a goodbye to the account's address and writes
+    /// transaction that also queues a goodbye to the account's address (when verified) and writes
     /// `user.deleted` to the audit log, whose entries about the user stay, by id only. The
     /// username and the address become free again.
     ///
@@ -36,48 +34,26 @@ impl AccountService {
                 "This needs a session signed in with the second factor.",
             ));
         }
-        let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        let key = FailureKey::PasswordChange(user_id);
-        self.failures
-            .begin(&key)
-            .await
-            .map_err(|retry_after| AppError::RateLimited { retry_after })?;
-        let verified = self
-            .hasher
-            .verify_reserved(slot, password, &caller.user.password_hash)
-            .await;
-        match verified {
-            Ok(v) if v.matches => {}
-            Ok(_) | Err(HashError::Unverifiable(_)) => {
-                return Err(AppError::InvalidInput(vec![FieldError::new(
-                    "password",
-                    codes::INVALID,
-                    "The password is not right.",
-                )]));
-            }
-            Err(e) => return Err(pool_error(e)),
-        }
-        self.failures.succeeded(&key).await;
+        self.password_again(caller, password).await?;
 
         let txn = crate::txn::begin_writing(&self.db).await?;
+        // In turn with the admin changes that could take the other superusers away.
+        crate::superusers::serialize(&txn).await?;
         // Read again inside the transaction: the row as it is now decides.
         let Some(found) = user::Entity::find_by_id(user_id).one(&txn).await? else {
             return Err(AppError::Unauthenticated);
         };
-        if found.is_superuser && found.is_active {
-            let others = user::Entity::find()
-                .filter(user::Column::IsSuperuser.eq(true))
-                .filter(user::Column::IsActive.eq(true))
-                .filter(user::Column::Id.ne(user_id))
-                .count(&txn)
-                .await?;
-            if others == 0 {
-                return Err(AppError::Forbidden(
-                    "The last active superuser cannot be deleted: make another one first.",
-                ));
-            }
+        crate::superusers::keeps_a_superuser(
+            &txn,
+            &found,
+            "The last active superuser cannot be deleted: make another one first.",
+        )
+        .await?;
+        // Only to an address the account proved it reads: a stranger who registered with
+        // someone else's address gets them no email by deleting that account.
+        if found.email_verified {
+            self.outbox.farewell(&txn, &found.email).await?;
         }
-        self.outbox.farewell(&txn, &found.email).await?;
         user::Entity::delete_by_id(user_id).exec(&txn).await?;
         audit::record(
             &txn,

@@ -21,6 +21,8 @@ mod login;
 mod my_data;
 /// Passwords: the secret newtype and Django's validators plus a zxcvbn strength floor.
 mod password;
+/// The password entered again before a sensitive change.
+mod password_again;
 /// The registration policy (password thresholds, reserved names); `config` builds it.
 mod policy;
 /// `requestPasswordReset` and `resetPassword`.

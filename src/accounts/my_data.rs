@@ -14,8 +14,11 @@ use crate::error::AppError;
 use crate::sessions::Caller;
 
 /// Most audit entries in one document (the newest); `auditLogTruncated` says when there were
-/// more. The log grows with every login: the document must stay bounded.
-const MAX_AUDIT_ENTRIES: u64 = 5000;
+/// more. The log grows with every login (and with strangers' failed logins): the document
+/// must stay bounded, well inside the response limit.
+const MAX_AUDIT_ENTRIES: u64 = 1000;
+/// Most emails listed (the newest); `emailsTruncated` says when there were more.
+const MAX_EMAILS: u64 = 100;
 
 /// The names a query of one text column answers.
 async fn names(
@@ -38,7 +41,7 @@ async fn names(
 impl AccountService {
     /// The caller's data: the account, its groups and own permissions, its sessions (with
     /// addresses and agents), its second factor (whether one is set up, since when, codes
-    /// left), emails queued or sent to it, and the audit entries about it or by it.
+    /// left), emails queued or sent to it, and the audit entries about it.
     #[tracing::instrument(name = "my_data", skip_all, fields(user_id = %caller.user.id))]
     pub async fn my_data(&self, caller: &Caller) -> Result<Value, AppError> {
         let id = caller.user.id;
@@ -84,9 +87,13 @@ impl AccountService {
             .filter(recovery_code::Column::UsedAt.is_null())
             .count(db)
             .await?;
-        let emails: Vec<Value> = outbox::Entity::find()
+        // Not the links to other addresses (`change_email`): whether one was written says
+        // whether that address is free, which `requestEmailChange` does not tell.
+        let mut emails: Vec<Value> = outbox::Entity::find()
             .filter(outbox::Column::UserId.eq(id))
-            .order_by_asc(outbox::Column::Id)
+            .filter(outbox::Column::Kind.ne(crate::outbox::Kind::ChangeEmail.as_str()))
+            .order_by_desc(outbox::Column::Id)
+            .limit(MAX_EMAILS + 1)
             .all(db)
             .await?
             .into_iter()
@@ -97,21 +104,25 @@ impl AccountService {
                 })
             })
             .collect();
-        let about = sea_orm::Condition::any()
-            .add(audit_entry::Column::TargetUserId.eq(id))
-            .add(audit_entry::Column::ActorUserId.eq(id));
+        let emails_truncated = emails.len() as u64 > MAX_EMAILS;
+        emails.truncate(MAX_EMAILS as usize);
+        // Entries about the caller (the indexed column; what they did to themselves is about
+        // them too). Someone else's address and request id stay out of it: an operator's
+        // action shows as what it was, not where the operator sat.
         let mut audit: Vec<Value> = audit_entry::Entity::find()
-            .filter(about)
+            .filter(audit_entry::Column::TargetUserId.eq(id))
             .order_by_desc(audit_entry::Column::Id)
             .limit(MAX_AUDIT_ENTRIES + 1)
             .all(db)
             .await?
             .into_iter()
             .map(|e| {
+                let own = e.actor_user_id == Some(id) || e.actor_kind == "anonymous";
                 json!({
                     "at": e.at, "action": e.action, "actorKind": e.actor_kind,
-                    "byYou": e.actor_user_id == Some(id), "aboutYou": e.target_user_id == Some(id),
-                    "ip": e.ip, "requestId": e.request_id,
+                    "byYou": e.actor_user_id == Some(id),
+                    "ip": if own { e.ip } else { None },
+                    "requestId": if own { e.request_id } else { None },
                     "detail": e.detail.and_then(|d| serde_json::from_str::<Value>(&d).ok()),
                 })
             })
@@ -136,6 +147,7 @@ impl AccountService {
                 "recoveryCodesLeft": codes_left,
             },
             "emails": emails,
+            "emailsTruncated": emails_truncated,
             "auditLog": audit,
             "auditLogTruncated": truncated,
         }))

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use zeroize::Zeroizing;
 
-use super::login::{LoggedIn, pool_error};
+use super::login::LoggedIn;
 use super::{AccountService, codes};
 use crate::audit::{self, Origin, Who};
 use crate::entity::totp_device;
@@ -357,27 +357,7 @@ impl AccountService {
             ));
         }
         let user = caller.user.id;
-        let key = FailureKey::PasswordChange(user);
-        let slot = self.hasher.reserve().map_err(|_| AppError::ServerBusy)?;
-        self.failures
-            .begin(&key)
-            .await
-            .map_err(|retry_after| AppError::RateLimited { retry_after })?;
-        let verified = self
-            .hasher
-            .verify_reserved(slot, password, &caller.user.password_hash)
-            .await;
-        match verified {
-            Ok(v) if v.matches => {}
-            Ok(_) | Err(crate::password::HashError::Unverifiable(_)) => {
-                return Err(AppError::InvalidInput(vec![FieldError::new(
-                    "password",
-                    codes::INVALID,
-                    "The password is not right.",
-                )]));
-            }
-            Err(e) => return Err(pool_error(e)),
-        }
+        self.password_again(caller, password).await?;
         let txn = crate::txn::begin_writing(&self.db).await?;
         mfa::remove(&txn, user).await?;
         audit::record(
@@ -394,7 +374,6 @@ impl AccountService {
             .await?;
         txn.commit().await?;
         self.outbox.wake();
-        self.failures.succeeded(&key).await;
         Ok(())
     }
 }

@@ -10,15 +10,13 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter,
-};
+use sea_orm::{DatabaseTransaction, EntityTrait};
 use uuid::Uuid;
 
 use super::Actor;
 use crate::entity::user;
 use crate::error::AppError;
+pub(super) use crate::superusers::{keeps_a_superuser, serialize};
 
 pub(super) const NOT_ALLOWED: &str = "This needs a staff account with the right permission.";
 pub(super) const STAFF_TARGET: &str = "Only a superuser may change a staff account or a superuser.";
@@ -32,18 +30,6 @@ pub(super) struct Acting {
     pub held: BTreeSet<String>,
     /// A superuser, or a command.
     pub superuser: bool,
-}
-
-/// One privileged change at a time on PostgreSQL: two operators demoting or deactivating
-/// the last two superusers (each other) take turns instead of both passing the "another one
-/// remains" check or deadlocking on the rows. SQLite runs one writer at a time already
-/// ([`crate::txn::begin_writing`]).
-pub(super) async fn serialize(txn: &DatabaseTransaction) -> Result<(), AppError> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7275890112)")
-            .await?;
-    }
-    Ok(())
 }
 
 /// Reads the actor again and checks it may use `permission`.
@@ -128,27 +114,4 @@ pub(super) async fn target(txn: &DatabaseTransaction, id: Uuid) -> Result<user::
         .one(txn)
         .await?
         .ok_or(AppError::NotFound)
-}
-
-/// Refuses a change that would leave no active staff superuser when `leaving` is one: the
-/// last one who could still run the admin API as a superuser stays.
-pub(super) async fn keeps_a_superuser(
-    txn: &DatabaseTransaction,
-    leaving: &user::Model,
-    refusal: &'static str,
-) -> Result<(), AppError> {
-    if !(leaving.is_superuser && leaving.is_staff && leaving.is_active) {
-        return Ok(());
-    }
-    let others = user::Entity::find()
-        .filter(user::Column::IsSuperuser.eq(true))
-        .filter(user::Column::IsStaff.eq(true))
-        .filter(user::Column::IsActive.eq(true))
-        .filter(user::Column::Id.ne(leaving.id))
-        .count(txn)
-        .await?;
-    if others == 0 {
-        return Err(AppError::Forbidden(refusal));
-    }
-    Ok(())
 }

@@ -14,9 +14,10 @@ impl SelfServiceQuery {
     /// Everything roster stores about the caller, as one JSON document: the account (never
     /// the password hash: its format only), groups and own permissions, sessions with their
     /// addresses and agents, the second factor (set up or not, since when, recovery codes
-    /// left: never a secret or a code), the emails queued or sent to them (never a link),
-    /// and the audit entries about them or by them (the newest 5,000; `auditLogTruncated`
-    /// says when there were more). Permission: signed in.
+    /// left: never a secret or a code), the emails queued or sent to them (never a link; not
+    /// the links to a new address, whose presence would say whether it is free; the newest
+    /// 100), and the audit entries about them (the newest 1,000; an operator's address is
+    /// left out). `…Truncated` says when there were more. Permission: signed in.
     async fn my_data(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<serde_json::Value>> {
         let caller = auth(ctx).require().await?;
         Ok(Json(service(ctx)?.my_data(caller).await?))

@@ -7,24 +7,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{GOOD_PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{GOOD_PASSWORD, TestApp, spawn_app_with_smtp};
 use crate::mailbox::{SmtpServer, link_token};
 
 const REQUEST: &str = "mutation($i: RequestEmailChangeInput!) { requestEmailChange(input: $i) }";
 const CONFIRM: &str =
     "mutation($t: String!) { confirmEmailChange(token: $t) { email emailVerified } }";
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn app_with_mail(smtp: &SmtpServer) -> TestApp {
-    let url = smtp.url();
-    spawn_app_with(move |c| {
-        c.mail.smtp_url = Some(roster::config::SmtpUrl(url));
-        c.mail.mail_poll_interval = Duration::from_millis(100);
-        // The per-address budget is its own test's (email::mail_requests_are_limited_…).
-        c.mail.mail_address_limit = roster::config::RateLimit::Off;
-    })
-    .await
-}
 
 async fn call(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> Value {
     crate::admin::as_user(app, token, query, variables).await
@@ -67,7 +56,7 @@ async fn wait_for(smtp: &SmtpServer, address: &str, n: usize) -> Vec<Value> {
 #[tokio::test]
 async fn a_new_address_counts_only_once_confirmed_and_the_old_one_is_told() {
     let smtp = SmtpServer::start().await;
-    let app = app_with_mail(&smtp).await;
+    let app = spawn_app_with_smtp(&smtp).await;
     let (_, token) = app.sign_in("olga").await;
     let second = login(&app, "olga").await["data"]["login"]["token"]
         .as_str()
@@ -157,7 +146,7 @@ async fn a_new_address_counts_only_once_confirmed_and_the_old_one_is_told() {
 #[tokio::test]
 async fn a_taken_address_answers_the_same_and_its_owner_gets_a_notice_not_a_link() {
     let smtp = SmtpServer::start().await;
-    let app = app_with_mail(&smtp).await;
+    let app = spawn_app_with_smtp(&smtp).await;
     let (_, token) = app.sign_in("pavel").await;
     app.sign_in("quinn").await;
     // Quinn's address, typed in another case: the same answer as a free one.
@@ -206,7 +195,7 @@ async fn a_taken_address_answers_the_same_and_its_owner_gets_a_notice_not_a_link
 #[tokio::test]
 async fn two_confirmations_racing_for_one_address_cannot_both_win() {
     let smtp = SmtpServer::start().await;
-    let app = app_with_mail(&smtp).await;
+    let app = spawn_app_with_smtp(&smtp).await;
     let (_, rosa) = app.sign_in("rosa").await;
     let (_, sven) = app.sign_in("sven").await;
     for token in [&rosa, &sven] {
@@ -254,7 +243,7 @@ async fn two_confirmations_racing_for_one_address_cannot_both_win() {
 #[tokio::test]
 async fn links_mailed_to_the_old_address_stop_working_after_the_change() {
     let smtp = SmtpServer::start().await;
-    let app = app_with_mail(&smtp).await;
+    let app = spawn_app_with_smtp(&smtp).await;
     let (_, token) = app.sign_in("tara").await;
     let reset = app
         .graphql(
@@ -305,7 +294,7 @@ async fn links_mailed_to_the_old_address_stop_working_after_the_change() {
 async fn a_password_change_or_a_newer_request_ends_a_pending_change_and_the_old_address_hears_of_a_confirmed_one()
  {
     let smtp = SmtpServer::start().await;
-    let app = app_with_mail(&smtp).await;
+    let app = spawn_app_with_smtp(&smtp).await;
     let (_, token) = app.sign_in("uri").await;
     let ask = |address: &'static str| {
         let (app, token) = (&app, token.clone());

@@ -213,6 +213,18 @@ pub async fn spawn_app_with_shutdown(
     (app, tx)
 }
 
+/// An app that delivers its emails to `smtp`: polled every 100 ms, no per-address budget
+/// (that budget is its own tests' business).
+pub async fn spawn_app_with_smtp(smtp: &crate::mailbox::SmtpServer) -> TestApp {
+    let url = smtp.url();
+    spawn_app_with(move |c| {
+        c.mail.smtp_url = Some(roster::config::SmtpUrl(url));
+        c.mail.mail_poll_interval = std::time::Duration::from_millis(100);
+        c.mail.mail_address_limit = roster::config::RateLimit::Off;
+    })
+    .await
+}
+
 /// An app on a database URL the test chose.
 pub async fn spawn_app_on(url: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
     start(url, adjust, std::future::pending()).await

@@ -553,12 +553,7 @@ async fn staff_need_a_second_factor_for_the_admin_api_by_default() {
 #[tokio::test]
 async fn the_user_is_told_by_email_when_a_factor_is_added_removed_or_a_recovery_code_is_used() {
     let smtp = crate::mailbox::SmtpServer::start().await;
-    let url = smtp.url();
-    let app = spawn_app_with(move |c| {
-        c.mail.smtp_url = Some(roster::config::SmtpUrl(url));
-        c.mail.mail_poll_interval = std::time::Duration::from_millis(100);
-    })
-    .await;
+    let app = crate::helpers::spawn_app_with_smtp(&smtp).await;
     let wait = std::time::Duration::from_secs(15);
     let subjects = |mail: &[Value]| -> Vec<String> {
         mail.iter()
@@ -622,12 +617,7 @@ async fn the_user_is_told_by_email_when_a_factor_is_added_removed_or_a_recovery_
 #[tokio::test]
 async fn a_password_reset_keeps_the_second_factor_and_signs_nobody_in_past_it() {
     let smtp = crate::mailbox::SmtpServer::start().await;
-    let url = smtp.url();
-    let app = spawn_app_with(move |c| {
-        c.mail.smtp_url = Some(roster::config::SmtpUrl(url));
-        c.mail.mail_poll_interval = std::time::Duration::from_millis(100);
-    })
-    .await;
+    let app = crate::helpers::spawn_app_with_smtp(&smtp).await;
     let wait = std::time::Duration::from_secs(15);
     let (_, secret, _) = enrolled(&app, "rita").await;
     let asked = app

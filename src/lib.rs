@@ -52,5 +52,7 @@ pub mod superusers;
 pub mod telemetry;
 /// Access tokens (ES256 JWTs), their signing keys and the server secret that seals them.
 pub mod tokens;
+/// The Django ids of deleted accounts, which an import never brings back.
+pub mod tombstones;
 /// Transactions that read, then write (SQLite's write lock taken first).
 pub mod txn;

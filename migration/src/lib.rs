@@ -41,6 +41,8 @@ pub mod m20261207_000010_widen_outbox_kind;
 pub mod m20261207_000011_email_change;
 /// Outbox rows that belong to no user (a deleted account's goodbye).
 pub mod m20261207_000012_outbox_without_user;
+/// The Django ids of deleted accounts, which an import never brings back.
+pub mod m20261207_000013_deleted_legacy_ids;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -180,6 +182,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_widen_outbox_kind::Migration),
             Box::new(m20261207_000011_email_change::Migration),
             Box::new(m20261207_000012_outbox_without_user::Migration),
+            Box::new(m20261207_000013_deleted_legacy_ids::Migration),
         ]
     }
 }

@@ -54,6 +54,9 @@ impl AccountService {
         if found.email_verified {
             self.outbox.farewell(&txn, &found.email).await?;
         }
+        if let Some(legacy_id) = found.legacy_id {
+            crate::tombstones::record(&txn, legacy_id).await?;
+        }
         user::Entity::delete_by_id(user_id).exec(&txn).await?;
         audit::record(
             &txn,

@@ -30,6 +30,9 @@ pub async fn delete_user(
     let user = rules::target(&txn, target).await?;
     acting.may_touch(&user)?;
     rules::keeps_a_superuser(&txn, &user, "The last active superuser cannot be deleted.").await?;
+    if let Some(legacy_id) = user.legacy_id {
+        crate::tombstones::record(&txn, legacy_id).await?;
+    }
     user::Entity::delete_by_id(user.id).exec(&txn).await?;
     audit::record(
         &txn,

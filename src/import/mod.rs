@@ -463,16 +463,22 @@ async fn insert_page(
 
     // Fast path: assume the page meets nothing already in the target (true for most pages
     // of most imports) and let the unique indexes say otherwise; the page is inserted inside
-    // a savepoint, so a violation undoes only this attempt.
+    // a savepoint, so a violation undoes only this attempt. An account deleted in roster has
+    // no row to collide with: one indexed question first sends such a page the slow way.
+    let ids: Vec<i64> = candidates.iter().map(|c| c.row.legacy_id).collect();
+    let deleted = crate::tombstones::among(txn, &ids).await?;
     let attempt = classify(&candidates, &Known::default());
     let savepoint = txn.begin().await?;
-    let inserted = if attempt.models.is_empty() {
+    let inserted = if !deleted.is_empty() {
+        Err(None)
+    } else if attempt.models.is_empty() {
         Ok(())
     } else {
         user::Entity::insert_many(attempt.models.clone())
             .exec(&savepoint)
             .await
             .map(|_| ())
+            .map_err(Some)
     };
     let outcome = match inserted {
         Ok(()) => {
@@ -480,14 +486,17 @@ async fn insert_page(
             attempt
         }
         Err(e)
-            if matches!(
-                e.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) =>
+            if e.as_ref().is_none_or(|e| {
+                matches!(
+                    e.sql_err(),
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                )
+            }) =>
         {
             savepoint.rollback().await?;
             // Slow path: ask what the target holds, classify again, insert what is left.
-            let known = Known::load(txn, &candidates).await?;
+            let mut known = Known::load(txn, &candidates).await?;
+            known.deleted = deleted;
             let outcome = classify(&candidates, &known);
             if !outcome.models.is_empty() {
                 user::Entity::insert_many(outcome.models.clone())
@@ -496,7 +505,13 @@ async fn insert_page(
             }
             outcome
         }
-        Err(e) => return Err(e.into()),
+        // Any other database error (`None` is taken by the arm above).
+        Err(e) => {
+            return Err(e.map_or_else(
+                || ImportError::Source("the page could not be classified".into()),
+                ImportError::from,
+            ));
+        }
     };
     summary.skipped += outcome.skipped;
     summary.imported += outcome.models.len() as u64;
@@ -557,6 +572,16 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
         if known.imported.contains(&row.legacy_id) {
             // A re-run: skipped, never duplicated.
             out.skipped += 1;
+            continue;
+        }
+        if known.deleted.contains(&row.legacy_id) {
+            // Its user (or an operator) deleted it in roster: it stays deleted.
+            out.skipped += 1;
+            out.problems.push(problem(
+                row,
+                "deleted in roster (by its user or an operator): not brought back".into(),
+                "deleted",
+            ));
             continue;
         }
         // Usernames and emails are one namespace of login identifiers (the `login_names`
@@ -666,6 +691,8 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
 struct Known {
     /// `legacy_id`s already imported.
     imported: HashSet<i64>,
+    /// `legacy_id`s of accounts deleted in roster: never brought back.
+    deleted: HashSet<i64>,
     /// Canonical usernames and emails taken, with the `legacy_id` of their holder.
     names: HashMap<String, Option<i64>>,
     emails: HashMap<String, Option<i64>>,
@@ -737,6 +764,7 @@ impl Known {
         }
         Ok(Self {
             imported,
+            deleted: HashSet::new(),
             names,
             emails,
             looks,

@@ -1280,3 +1280,43 @@ async fn allauth_authenticators_come_over_and_are_asked_for_at_the_first_login()
 async fn codes_made_by_pyotp_open_the_imported_allauth_phones() {
     allauth_authenticators_come_over(true).await;
 }
+
+#[tokio::test]
+async fn an_account_deleted_in_roster_is_never_brought_back_by_a_re_run() {
+    let app = spawn_app().await;
+    let source = std::env::temp_dir().join(format!("otp_{}.sqlite3", uuid::Uuid::now_v7()));
+    std::fs::copy(fixture("otp.sqlite3"), &source).unwrap();
+    let source = format!("sqlite://{}", source.display());
+    let (code, _, stderr) = import(&app, &source, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    // Dave (no second factor) deletes his account.
+    let login = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            json!({ "i": { "identifier": "otp_dave", "password": "correct horse battery staple" } }),
+        )
+        .await;
+    let token = login.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", login.body))
+        .to_owned();
+    let deleted = crate::admin::as_user(
+        &app,
+        Some(&token),
+        "mutation($p: String!) { deleteAccount(password: $p) }",
+        json!({ "p": "correct horse battery staple" }),
+    )
+    .await;
+    assert_eq!(deleted["data"]["deleteAccount"], true, "{deleted}");
+    // The import runs again: Dave stays deleted, and the report says why.
+    let (code, report, stderr) = import(&app, &source, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        kinds(&report).contains(&("otp_dave".to_owned(), "deleted".to_owned())),
+        "{report:?}"
+    );
+    assert!(
+        app.users().await.iter().all(|u| u.username != "otp_dave"),
+        "brought back"
+    );
+}

@@ -94,11 +94,23 @@ pub async fn enabled(conn: &impl ConnectionTrait, user: Uuid) -> Result<bool, Db
 /// Whether a login must take a second step: a confirmed device, or recovery codes left. A user
 /// brought over from Django with backup codes but no device roster can use (a security key)
 /// keeps them as their second factor rather than losing it; they may enrol TOTP.
+///
+/// One statement: it runs on every login (twice: before the session and inside its
+/// transaction), next to a hash that is the whole budget.
 pub async fn required(conn: &impl ConnectionTrait, user: Uuid) -> Result<bool, DbErr> {
-    if enabled(conn, user).await? {
-        return Ok(true);
-    }
-    Ok(recovery_codes_left(conn, user).await? > 0)
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM totp_devices WHERE user_id = $1 AND confirmed) \
+             OR EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
+             THEN 1 ELSE 0 END",
+            [user.into()],
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get_by_index::<i32>(0))
+        .transpose()?
+        .is_some_and(|v| v == 1))
 }
 
 /// Records that `step` was used; `false` when it (or a later one) already was (a replay, or

@@ -45,7 +45,7 @@ pub struct MailConfig {
           value_parser = parse_duration)]
     pub reset_password_ttl: Duration,
 
-    /// How long the link confirming a new address (`requestEmailChange`) works.
+    /// How long the link confirming a new address (`requestEmailChange`) works (1m to 7d).
     #[arg(long, env = "ROSTER_EMAIL_CHANGE_TTL", default_value = "24h",
           value_parser = parse_duration)]
     pub email_change_ttl: Duration,

@@ -147,6 +147,14 @@ impl Config {
         {
             return Err("--totp-issuer must be 1–100 bytes without a colon".into());
         }
+        // A change link lives only while the email row that carried it does, and delivered
+        // rows are purged after a week.
+        in_range(
+            "email-change-ttl (seconds)",
+            self.mail.email_change_ttl.as_secs(),
+            60,
+            7 * 86_400,
+        )?;
         in_range("body-timeout-secs", l.body_timeout_secs, 1, 3600)?;
         in_range("header-timeout-secs", l.header_timeout_secs, 1, 3600)?;
         in_range("shutdown-timeout-secs", l.shutdown_timeout_secs, 0, 3600)?;
@@ -435,6 +443,10 @@ mod tests {
             (
                 Box::new(|c| c.mail.mail_lease = c.mail.smtp_timeout),
                 "mail-lease",
+            ),
+            (
+                Box::new(|c| c.mail.email_change_ttl = std::time::Duration::from_secs(8 * 86_400)),
+                "email-change-ttl",
             ),
         ];
         for (adjust, name) in cases {

@@ -37,3 +37,21 @@ pub async fn among(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<HashSet<i
         .await?;
     rows.iter().map(|r| r.try_get_by_index::<i64>(0)).collect()
 }
+
+/// Deletes the users whose Django id was tombstoned since `since` (an import's start, less a
+/// margin for clocks): accounts deleted while an import ran, which the import may have
+/// inserted again. Answers how many. Only an import calls it, inside its transaction.
+pub async fn undo_comebacks(
+    conn: &impl ConnectionTrait,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    Ok(conn
+        .execute_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "DELETE FROM users WHERE legacy_id IN \
+             (SELECT legacy_id FROM deleted_legacy_ids WHERE deleted_at >= $1)",
+            [since.into()],
+        ))
+        .await?
+        .rows_affected())
+}

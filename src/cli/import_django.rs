@@ -60,10 +60,11 @@ pub async fn run(config: &Config, args: &crate::import::ImportArgs) -> std::proc
                 .map(|(a, n)| format!("{a} {n}"))
                 .collect();
             eprintln!(
-                "import-django: {} read, {} imported, {} skipped (already imported), {} conflicts, {} warnings in {:.1} s ({:.0} rows/s); by hash: {}",
+                "import-django: {} read, {} imported, {} skipped (already imported), {} deleted in roster (not brought back), {} conflicts, {} warnings in {:.1} s ({:.0} rows/s); by hash: {}",
                 s.read,
                 s.imported,
                 s.skipped,
+                s.deleted,
                 s.conflicts,
                 s.warnings,
                 took.as_secs_f64(),

@@ -93,6 +93,8 @@ pub struct Summary {
     pub imported: u64,
     /// Already imported by an earlier run (same `legacy_id`).
     pub skipped: u64,
+    /// Imported by an earlier run and deleted in roster since: not brought back.
+    pub deleted: u64,
     pub conflicts: u64,
     pub warnings: u64,
     /// Imported users by the algorithm of their hash.
@@ -139,7 +141,11 @@ pub async fn run(
     let mut rows = source::open(source).await?;
     let json_perms = rows.perms_slot();
     let progress = Progress::new(rows.total().await);
-    let txn = target.begin().await?;
+    // The write lock from the start on SQLite: the first statement on the target is now a read
+    // (the deleted accounts' ids), and a snapshot taken by a read could not be written from
+    // once another connection had committed.
+    let txn = crate::txn::begin_writing(target).await?;
+    let started = chrono::Utc::now();
     let (pages, mut prepared) = tokio::sync::mpsc::channel(PIPELINE);
     let configured_for_reader = configured.clone();
     let wrap_weak = args.wrap_weak;
@@ -214,6 +220,25 @@ pub async fn run(
         }
         other => other,
     };
+    // An account deleted while this import ran (its tombstone committed after a page was
+    // checked) may have been inserted again: taken out now, before the commit. A tombstone
+    // committed later belongs to a deletion that waited for nothing of ours (the account's old
+    // row was gone before our insert could succeed), so it is visible here already.
+    let imported = match imported {
+        Ok(()) => {
+            match crate::tombstones::undo_comebacks(&txn, started - chrono::Duration::minutes(1))
+                .await
+            {
+                Ok(n) => {
+                    summary.imported = summary.imported.saturating_sub(n);
+                    summary.deleted += n;
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        other => other,
+    };
     if let Err(e) = imported {
         txn.rollback().await?;
         return Err(e);
@@ -234,6 +259,7 @@ pub async fn run(
             Some(serde_json::json!({
                 "imported": summary.imported,
                 "skipped": summary.skipped,
+                "deleted": summary.deleted,
                 "conflicts": summary.conflicts,
                 "groups": summary.perms.groups,
                 "permissions": summary.perms.permissions,
@@ -514,6 +540,7 @@ async fn insert_page(
         }
     };
     summary.skipped += outcome.skipped;
+    summary.deleted += outcome.deleted;
     summary.imported += outcome.models.len() as u64;
     summary.created.extend(
         outcome
@@ -547,6 +574,7 @@ struct Outcome {
     models: Vec<user::ActiveModel>,
     problems: Vec<Problem>,
     skipped: u64,
+    deleted: u64,
     /// The hash algorithm of each model, in order.
     algorithms: Vec<&'static str>,
 }
@@ -562,6 +590,7 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
         models: Vec::new(),
         problems: Vec::new(),
         skipped: 0,
+        deleted: 0,
         algorithms: Vec::new(),
     };
     let mut page_names: HashMap<String, i64> = HashMap::new();
@@ -576,7 +605,7 @@ fn classify(candidates: &[Candidate], known: &Known) -> Outcome {
         }
         if known.deleted.contains(&row.legacy_id) {
             // Its user (or an operator) deleted it in roster: it stays deleted.
-            out.skipped += 1;
+            out.deleted += 1;
             out.problems.push(problem(
                 row,
                 "deleted in roster (by its user or an operator): not brought back".into(),

@@ -1308,15 +1308,35 @@ async fn an_account_deleted_in_roster_is_never_brought_back_by_a_re_run() {
     )
     .await;
     assert_eq!(deleted["data"]["deleteAccount"], true, "{deleted}");
-    // The import runs again: Dave stays deleted, and the report says why.
+    // An operator deletes Bob.
+    let (boss_id, boss) = app.sign_in("boss").await;
+    crate::admin::make_staff(&app, &boss_id, true).await;
+    let bob = app
+        .users()
+        .await
+        .into_iter()
+        .find(|u| u.username == "otp_bob")
+        .unwrap();
+    let deleted = crate::admin::as_user(
+        &app,
+        Some(&boss),
+        "mutation($id: ID!) { deleteUser(id: $id) }",
+        json!({ "id": bob.id.to_string() }),
+    )
+    .await;
+    assert!(deleted["errors"].is_null(), "{deleted}");
+    // The import runs again: both stay deleted, and the report says why.
     let (code, report, stderr) = import(&app, &source, &[]).await;
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        kinds(&report).contains(&("otp_dave".to_owned(), "deleted".to_owned())),
-        "{report:?}"
-    );
-    assert!(
-        app.users().await.iter().all(|u| u.username != "otp_dave"),
-        "brought back"
-    );
+    assert!(stderr.contains("2 deleted in roster"), "{stderr}");
+    for name in ["otp_dave", "otp_bob"] {
+        assert!(
+            kinds(&report).contains(&(name.to_owned(), "deleted".to_owned())),
+            "{report:?}"
+        );
+        assert!(
+            app.users().await.iter().all(|u| u.username != name),
+            "{name} brought back"
+        );
+    }
 }

@@ -124,12 +124,11 @@ impl Delivery {
             };
             match decided {
                 Ok(prepared) => {
-                    // Notices are each sent; of two links of one purpose, only the newer.
+                    // Notices are each sent; of two links of one user and purpose, only the
+                    // newer.
                     let same = ready.iter().position(|(_, p)| {
-                        p.user_id == prepared.user_id
-                            && p.user_id.is_some()
-                            && p.link.is_some()
-                            && p.link.map(|l| l.0) == prepared.link.map(|l| l.0)
+                        matches!((&p.link, &prepared.link), (Some(a), Some(b))
+                            if a.user_id == b.user_id && a.purpose == b.purpose)
                     });
                     if let Some(older) = same {
                         let (older, _) = ready.remove(older);
@@ -152,15 +151,16 @@ impl Delivery {
         let wanted: Vec<_> = ready
             .iter()
             .filter_map(|(row, p)| {
-                let user_id = p.user_id?;
-                p.link.map(|(purpose, ttl, _)| email_tokens::Wanted {
-                    user_id,
-                    purpose,
-                    ttl,
+                let link = p.link.as_ref()?;
+                let change = link.purpose == Purpose::ChangeEmail;
+                Some(email_tokens::Wanted {
+                    user_id: link.user_id,
+                    purpose: link.purpose,
+                    ttl: link.ttl,
                     // The address a change link goes to is the one it confirms, and the link
                     // lives only while this email does.
-                    new_email: (purpose == Purpose::ChangeEmail).then(|| row.recipient.clone()),
-                    outbox_id: (purpose == Purpose::ChangeEmail).then_some(row.id),
+                    new_email: change.then(|| row.recipient.clone()),
+                    outbox_id: change.then_some(row.id),
                 })
             })
             .collect();
@@ -184,11 +184,7 @@ impl Delivery {
         // Each link email with its token, in order; notices with none.
         let tokens: Vec<Option<crate::sessions::Token>> = ready
             .iter()
-            .map(|(_, p)| {
-                p.link
-                    .filter(|_| p.user_id.is_some())
-                    .and_then(|_| minted.next())
-            })
+            .map(|(_, p)| p.link.as_ref().and_then(|_| minted.next()))
             .collect();
         let mut sent = Vec::new();
         let mut pending = ready.into_iter().zip(tokens);
@@ -266,7 +262,6 @@ impl Delivery {
             return Ok(Prepared {
                 kind,
                 address,
-                user_id: None,
                 link: None,
             });
         }
@@ -294,35 +289,45 @@ impl Delivery {
         if kind == Kind::ChangeEmail && row.recipient == found.email {
             return Err(Outcome::Skip("the address is the account's already"));
         }
-        let link = match kind {
-            Kind::VerifyEmail => Some((
+        let (purpose, ttl, path) = match kind {
+            Kind::VerifyEmail => (
                 Purpose::VerifyEmail,
                 self.settings.verify_email_ttl,
                 "verify-email",
-            )),
-            Kind::ResetPassword => Some((
+            ),
+            Kind::ResetPassword => (
                 Purpose::ResetPassword,
                 self.settings.reset_password_ttl,
                 "reset-password",
-            )),
-            Kind::ChangeEmail => Some((
+            ),
+            Kind::ChangeEmail => (
                 Purpose::ChangeEmail,
                 self.settings.email_change_ttl,
                 "change-email",
-            )),
+            ),
             Kind::SecondFactorAdded
             | Kind::SecondFactorRemoved
             | Kind::RecoveryCodeUsed
             | Kind::EmailChangeRequested
             | Kind::EmailInUse
             | Kind::EmailChanged
-            | Kind::AccountDeleted => None,
+            | Kind::AccountDeleted => {
+                return Ok(Prepared {
+                    kind,
+                    address,
+                    link: None,
+                });
+            }
         };
         Ok(Prepared {
             kind,
             address,
-            user_id: Some(found.id),
-            link,
+            link: Some(Link {
+                user_id: found.id,
+                purpose,
+                ttl,
+                path,
+            }),
         })
     }
 
@@ -334,14 +339,14 @@ impl Delivery {
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
         let (link, ttl) = match (p.link, token) {
-            (Some((_, ttl, path)), Some(token)) => (
+            (Some(link), Some(token)) => (
                 format!(
                     "{}/{}?token={}",
                     self.settings.public_url,
-                    path,
+                    link.path,
                     token.expose()
                 ),
-                ttl,
+                link.ttl,
             ),
             (Some(_), None) => return Outcome::failed("database", "no token was minted"),
             (None, _) => (String::new(), Duration::ZERO),
@@ -419,10 +424,16 @@ impl Delivery {
 struct Prepared {
     kind: Kind,
     address: lettre::Address,
-    /// `None` for a deleted account's goodbye.
-    user_id: Option<uuid::Uuid>,
-    /// For a link email: what its token is for, how long it works, the page it opens.
-    link: Option<(Purpose, Duration, &'static str)>,
+    /// For a link email; notices (a deleted account's goodbye included) carry none.
+    link: Option<Link>,
+}
+
+/// A link email's token: whose, what for, how long it works, the page it opens.
+struct Link {
+    user_id: uuid::Uuid,
+    purpose: Purpose,
+    ttl: Duration,
+    path: &'static str,
 }
 
 enum Outcome {

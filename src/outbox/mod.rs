@@ -126,24 +126,7 @@ impl Outbox {
         user_id: Uuid,
         recipient: &str,
     ) -> Result<Uuid, DbErr> {
-        let now = now();
-        let id = Uuid::now_v7();
-        outbox::ActiveModel {
-            id: Set(id),
-            kind: Set(kind.as_str().to_owned()),
-            user_id: Set(Some(user_id)),
-            recipient: Set(recipient.to_owned()),
-            status: Set(status::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            locked_until: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            delivered_at: Set(None),
-        }
-        .insert(conn)
-        .await?;
-        Ok(id)
+        insert(conn, kind, Some(user_id), recipient).await
     }
 
     /// Queues a security notice (a kind without a link) to the user's address, inside the
@@ -169,22 +152,7 @@ impl Outbox {
         if email.trim().is_empty() {
             return Ok(());
         }
-        let now = now();
-        outbox::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            kind: Set(Kind::AccountDeleted.as_str().to_owned()),
-            user_id: Set(None),
-            recipient: Set(email.to_owned()),
-            status: Set(status::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            locked_until: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            delivered_at: Set(None),
-        }
-        .insert(conn)
-        .await?;
+        insert(conn, Kind::AccountDeleted, None, email).await?;
         Ok(())
     }
 
@@ -197,6 +165,33 @@ impl Outbox {
     pub async fn woken(&self) {
         self.wake.notified().await
     }
+}
+
+/// A pending row, due now.
+async fn insert(
+    conn: &impl ConnectionTrait,
+    kind: Kind,
+    user_id: Option<Uuid>,
+    recipient: &str,
+) -> Result<Uuid, DbErr> {
+    let now = now();
+    let id = Uuid::now_v7();
+    outbox::ActiveModel {
+        id: Set(id),
+        kind: Set(kind.as_str().to_owned()),
+        user_id: Set(user_id),
+        recipient: Set(recipient.to_owned()),
+        status: Set(status::PENDING.to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        locked_until: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        delivered_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(id)
 }
 
 /// Claims up to `batch` due rows for `lease`: pending rows whose time has come, and rows

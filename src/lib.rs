@@ -56,3 +56,5 @@ pub mod tokens;
 pub mod tombstones;
 /// Transactions that read, then write (SQLite's write lock taken first).
 pub mod txn;
+/// Webhooks: events written with the change, signed, delivered through the SSRF guard.
+pub mod webhooks;

@@ -19,6 +19,9 @@ async fn main() -> std::process::ExitCode {
     if let Some(Command::Outbox(command)) = &cli.command {
         return roster::cli::outbox::run(&cli.config, command).await;
     }
+    if let Some(Command::Webhooks(command)) = &cli.command {
+        return roster::cli::webhooks::run(&cli.config, command).await;
+    }
     if let Some(Command::Keys(command)) = &cli.command {
         return roster::cli::keys::run(&cli.config, command).await;
     }

@@ -51,6 +51,14 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// The event type (`user.registered`, …).
+    pub event: String,
+    /// `delivered`, `attempt_failed` (will retry) or `failed` (gave up).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     /// `pending`, `failed`.
     pub status: String,
@@ -77,6 +85,8 @@ struct Inner {
     email_attempts_failed: Family<KindLabels, Counter>,
     email_delivery_latency: Histogram,
     outbox: Family<StatusLabels, Gauge>,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
+    webhook_backlog: Family<StatusLabels, Gauge>,
     db_pool_in_use: Gauge,
     db_pool_size: Gauge,
     redis_fallback: Gauge,
@@ -172,6 +182,18 @@ impl Metrics {
             "Emails in the outbox not delivered, by status (pending includes being sent)",
             outbox.clone(),
         );
+        let webhook_deliveries = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by event type and outcome: delivered, attempt_failed (will retry), failed (gave up)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_backlog = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "webhook_backlog",
+            "Webhook deliveries not made, by status (pending includes being sent)",
+            webhook_backlog.clone(),
+        );
         let db_pool_in_use = Gauge::default();
         registry.register(
             "db_pool_connections_in_use",
@@ -206,6 +228,8 @@ impl Metrics {
                 email_attempts_failed,
                 email_delivery_latency,
                 outbox,
+                webhook_deliveries,
+                webhook_backlog,
                 db_pool_in_use,
                 db_pool_size,
                 redis_fallback,
@@ -291,6 +315,16 @@ impl Metrics {
             .inc();
     }
 
+    pub fn webhook_delivery(&self, event: &str, outcome: &str) {
+        self.inner
+            .webhook_deliveries
+            .get_or_create(&WebhookLabels {
+                event: event.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     /// The state read at scrape time.
     pub fn set_state(&self, state: &State) {
         self.inner.hash_queue_depth.set(state.hash_queue_depth);
@@ -305,6 +339,17 @@ impl Metrics {
         ] {
             self.inner
                 .outbox
+                .get_or_create(&StatusLabels {
+                    status: status.to_owned(),
+                })
+                .set(n);
+        }
+        for (status, n) in [
+            ("pending", state.webhooks_pending),
+            ("failed", state.webhooks_failed),
+        ] {
+            self.inner
+                .webhook_backlog
                 .get_or_create(&StatusLabels {
                     status: status.to_owned(),
                 })
@@ -330,4 +375,6 @@ pub struct State {
     pub redis_fallback: bool,
     pub outbox_pending: i64,
     pub outbox_failed: i64,
+    pub webhooks_pending: i64,
+    pub webhooks_failed: i64,
 }

@@ -55,6 +55,7 @@ pub struct Application {
     address_limiter: KeyLimiter,
     tokens: crate::tokens::AccessTokens,
     delivery: Delivery,
+    webhooks: crate::webhooks::worker::Worker,
     shared: Option<Shared>,
     /// `--admin-listen`: its listener and router (probes and metrics).
     admin: Option<(TcpListener, axum::Router)>,
@@ -246,6 +247,18 @@ impl Application {
                 smtp_timeout: mc.smtp_timeout,
             },
         );
+        let webhook_sealer = config
+            .tokens
+            .server_secret(&config.database_url)
+            .map_err(StartupError::Tokens)?
+            .map(|(secret, _)| crate::webhooks::endpoints::sealer(&secret));
+        let webhooks = crate::webhooks::worker::Worker::new(
+            db.clone(),
+            metrics.clone(),
+            webhook_sealer,
+            config.webhooks.settings(),
+        )
+        .map_err(StartupError::Config)?;
         let serve = ServeSettings {
             header_timeout: limits.header_timeout(),
             max_connections: http::serve::fit_connections_to_fd_limit(limits.max_connections),
@@ -272,6 +285,7 @@ impl Application {
             address_limiter,
             tokens,
             delivery,
+            webhooks,
             shared,
             admin,
             metrics,
@@ -317,7 +331,8 @@ impl Application {
         // The outbox worker runs beside the server and stops after it: an email being sent
         // when the signal comes is finished, claimed ones not yet started are handed back.
         let (stop_delivery, stopped) = tokio::sync::watch::channel(false);
-        let delivery = tokio::spawn(self.delivery.run(stopped));
+        let delivery = tokio::spawn(self.delivery.run(stopped.clone()));
+        let webhooks = tokio::spawn(self.webhooks.run(stopped));
         let redis_probe = self.shared.clone().map(|s| tokio::spawn(s.run_probe()));
         // The failed-login floor learns the costliest stored formats before the first login.
         let (seed_db, seed_hasher) = (self.db.clone(), self.hasher.clone());
@@ -380,6 +395,15 @@ impl Application {
                         ),
                         Err(e) => tracing::warn!(error = %e, "purging the outbox failed"),
                     }
+                    // Delivered webhooks likewise; failed ones stay for `roster webhooks`.
+                    match crate::webhooks::worker::purge_delivered(&housekeeping_db, week).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(
+                            deliveries = n,
+                            "delivered webhooks older than a week purged"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "purging webhook deliveries failed"),
+                    }
                 }
                 ticks = ticks.wrapping_add(1);
             }
@@ -419,6 +443,14 @@ impl Application {
         {
             tracing::warn!(
                 "the email worker did not stop in time; its claimed emails are due again after their lease"
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(5), webhooks)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the webhook worker did not stop in time; its claimed deliveries are due again after their lease"
             );
         }
         if let Err(e) = self.db.close().await {

@@ -43,6 +43,8 @@ pub mod m20261207_000011_email_change;
 pub mod m20261207_000012_outbox_without_user;
 /// The Django ids of deleted accounts, which an import never brings back.
 pub mod m20261207_000013_deleted_legacy_ids;
+/// Webhook endpoints and their deliveries (the outbox of events).
+pub mod m20261207_000014_create_webhooks;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -183,6 +185,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_email_change::Migration),
             Box::new(m20261207_000012_outbox_without_user::Migration),
             Box::new(m20261207_000013_deleted_legacy_ids::Migration),
+            Box::new(m20261207_000014_create_webhooks::Migration),
         ]
     }
 }

@@ -212,6 +212,22 @@ impl AccountService {
             Some(serde_json::json!({ "sessions_ended": ended })),
         )
         .await?;
+        crate::webhooks::emit(
+            &txn,
+            crate::webhooks::EventType::UserEmailChanged,
+            token.user_id,
+            serde_json::json!({ "previous_email": before.email }),
+        )
+        .await?;
+        if ended > 0 {
+            crate::webhooks::events::sessions_ended(
+                &txn,
+                token.user_id,
+                crate::webhooks::events::Ended::All,
+                "email_changed",
+            )
+            .await?;
+        }
         crate::deadline::commit_started();
         txn.commit().await?;
         self.outbox.wake();

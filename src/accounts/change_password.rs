@@ -123,6 +123,22 @@ impl AccountService {
             Some(serde_json::json!({ "other_sessions_ended": revoked })),
         )
         .await?;
+        crate::webhooks::emit(
+            &txn,
+            crate::webhooks::EventType::UserPasswordChanged,
+            caller.user.id,
+            serde_json::json!({}),
+        )
+        .await?;
+        if revoked > 0 {
+            crate::webhooks::events::sessions_ended(
+                &txn,
+                caller.user.id,
+                crate::webhooks::events::Ended::AllBut(caller.session.id),
+                "password_changed",
+            )
+            .await?;
+        }
         txn.commit().await?;
         self.failures.succeeded(&key).await;
         tracing::info!(other_sessions_revoked = revoked, "password changed");

@@ -57,6 +57,14 @@ impl AccountService {
         if let Some(legacy_id) = found.legacy_id {
             crate::tombstones::record(&txn, legacy_id).await?;
         }
+        // Written while the row exists: the event carries the user's names.
+        crate::webhooks::emit(
+            &txn,
+            crate::webhooks::EventType::UserDeleted,
+            user_id,
+            serde_json::json!({ "by": "self" }),
+        )
+        .await?;
         user::Entity::delete_by_id(user_id).exec(&txn).await?;
         audit::record(
             &txn,

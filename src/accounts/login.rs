@@ -319,6 +319,16 @@ impl AccountService {
                 Some(serde_json::json!({ "session": created.session.id })),
             )
             .await?;
+            // A session waiting for its second step is announced when that step completes.
+            if !created.session.mfa_pending {
+                crate::webhooks::emit(
+                    &txn,
+                    crate::webhooks::EventType::SessionCreated,
+                    user.id,
+                    serde_json::json!({ "session_id": created.session.id, "aal": 1 }),
+                )
+                .await?;
+            }
             txn.commit().await?;
         } else {
             txn.rollback().await?;

@@ -121,6 +121,22 @@ impl AccountService {
             Some(serde_json::json!({ "sessions_ended": revoked })),
         )
         .await?;
+        crate::webhooks::emit(
+            &txn,
+            crate::webhooks::EventType::UserPasswordReset,
+            found.id,
+            serde_json::json!({}),
+        )
+        .await?;
+        if revoked > 0 {
+            crate::webhooks::events::sessions_ended(
+                &txn,
+                found.id,
+                crate::webhooks::events::Ended::All,
+                "password_reset",
+            )
+            .await?;
+        }
         txn.commit().await?;
         // The owner proved control of the address: earlier failed logins no longer count.
         self.failures

@@ -216,6 +216,15 @@ impl AccountService {
             Some(serde_json::json!({ "other_sessions_ended": ended })),
         )
         .await?;
+        if ended > 0 {
+            crate::webhooks::events::sessions_ended(
+                &txn,
+                user,
+                crate::webhooks::events::Ended::AllBut(caller.session.id),
+                "second_factor_added",
+            )
+            .await?;
+        }
         self.outbox
             .notice(&txn, Kind::SecondFactorAdded, user, &caller.user.email)
             .await?;
@@ -300,6 +309,14 @@ impl AccountService {
                 .notice(&txn, Kind::RecoveryCodeUsed, user, &caller.user.email)
                 .await?;
         }
+        // The session exists for other services from here (before, it could do nothing).
+        crate::webhooks::emit(
+            &txn,
+            crate::webhooks::EventType::SessionCreated,
+            user,
+            serde_json::json!({ "session_id": session.id, "aal": 2 }),
+        )
+        .await?;
         crate::deadline::commit_started();
         txn.commit().await?;
         self.outbox.wake();

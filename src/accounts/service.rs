@@ -182,6 +182,13 @@ impl AccountService {
             self.outbox
                 .enqueue(&txn, Kind::VerifyEmail, model.id, &model.email)
                 .await?;
+            crate::webhooks::emit(
+                &txn,
+                crate::webhooks::EventType::UserRegistered,
+                model.id,
+                serde_json::json!({}),
+            )
+            .await?;
             txn.commit().await?;
             Ok::<_, sea_orm::DbErr>(model)
         }
@@ -345,6 +352,13 @@ impl AccountService {
             Some(user_id),
             origin,
             Some(serde_json::json!({ "ended": ended })),
+        )
+        .await?;
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            user_id,
+            crate::webhooks::events::Ended::All,
+            "logout_everywhere",
         )
         .await?;
         txn.commit().await?;

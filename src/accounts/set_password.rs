@@ -66,6 +66,22 @@ impl AccountService {
             None,
         )
         .await?;
+        crate::webhooks::emit(
+            &txn,
+            crate::webhooks::EventType::UserPasswordChanged,
+            user_id,
+            serde_json::json!({ "by_operator": true }),
+        )
+        .await?;
+        if ended > 0 {
+            crate::webhooks::events::sessions_ended(
+                &txn,
+                user_id,
+                crate::webhooks::events::Ended::All,
+                "password_changed",
+            )
+            .await?;
+        }
         txn.commit().await?;
         Ok(ended)
     }

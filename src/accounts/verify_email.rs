@@ -54,6 +54,13 @@ impl AccountService {
             None,
         )
         .await?;
+        crate::webhooks::emit(
+            &txn,
+            crate::webhooks::EventType::UserEmailVerified,
+            token.user_id,
+            serde_json::json!({}),
+        )
+        .await?;
         txn.commit().await?;
         let user = user::Entity::find_by_id(token.user_id)
             .one(&self.db)

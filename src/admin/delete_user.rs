@@ -33,6 +33,14 @@ pub async fn delete_user(
     if let Some(legacy_id) = user.legacy_id {
         crate::tombstones::record(&txn, legacy_id).await?;
     }
+    // Written while the row exists: the event carries the user's names.
+    crate::webhooks::emit(
+        &txn,
+        crate::webhooks::EventType::UserDeleted,
+        user.id,
+        serde_json::json!({ "by": "operator" }),
+    )
+    .await?;
     user::Entity::delete_by_id(user.id).exec(&txn).await?;
     audit::record(
         &txn,

@@ -60,6 +60,14 @@ pub async fn set_active(
         "user.deactivated"
     };
     audit::record(&txn, &actor.who(), action, Some(user.id), origin, None).await?;
+    if user.is_active != active {
+        let event = if active {
+            crate::webhooks::EventType::UserReactivated
+        } else {
+            crate::webhooks::EventType::UserDeactivated
+        };
+        crate::webhooks::emit(&txn, event, user.id, serde_json::json!({})).await?;
+    }
     // Answered even past the request deadline: never "timed out" about a done change.
     crate::deadline::commit_started();
     txn.commit().await?;

@@ -18,6 +18,8 @@ pub mod migrate;
 pub mod outbox;
 /// `roster createsuperuser`, `roster users deactivate|reactivate`.
 pub mod users;
+/// `roster webhooks add|list|remove|rotate-secret|deliveries|retry`.
+pub mod webhooks;
 
 /// Command line of the `roster` binary.
 #[derive(Debug, Clone, Parser)]
@@ -76,6 +78,55 @@ pub enum Command {
     /// API keys for back-office scripts: the admin API without a person's session.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Endpoints that receive signed events (user.registered, session.created, …), and their
+    /// deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+/// `roster webhooks …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register an endpoint. Prints its id, then its signing secret (`whsec_…`, Standard
+    /// Webhooks), shown this once. Needs the server secret, which seals it.
+    Add {
+        /// Where events are POSTed (http or https; no private address unless
+        /// --webhook-allow-private).
+        url: String,
+        /// Event types, comma-separated, or `all`: user.registered, user.email_verified,
+        /// user.email_changed, user.password_changed, user.password_reset, user.deactivated,
+        /// user.reactivated, user.deleted, session.created, session.ended.
+        #[arg(long, required = true)]
+        events: Vec<String>,
+    },
+    /// Every endpoint: id, when added, URL, events. Never a secret.
+    List,
+    /// Remove an endpoint and its deliveries (sent or not).
+    Remove { id: uuid::Uuid },
+    /// A new signing secret, shown once; the old one signs beside it for 24 hours.
+    RotateSecret { id: uuid::Uuid },
+    /// Deliveries, newest first: number, event id (the receiver's `webhook-id`), type,
+    /// status, attempts, next attempt, last HTTP status and error.
+    Deliveries {
+        /// Only this status: pending, sending, delivered or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only to this endpoint.
+        #[arg(long)]
+        endpoint: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Make failed deliveries due again now, with a fresh attempt budget (the user's later
+    /// events to that endpoint follow it, in order).
+    Retry {
+        /// The delivery's number (`seq` in `deliveries`).
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        seq: Option<i64>,
+        /// Every failed delivery.
+        #[arg(long)]
+        all_failed: bool,
+    },
 }
 
 /// `roster apikey …`.

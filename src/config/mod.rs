@@ -23,6 +23,8 @@ mod policy;
 mod sessions;
 /// `--secret-key*`, `--jwt-*`, `--access-token-rate-limit`.
 mod tokens;
+/// `--webhook-*`.
+mod webhooks;
 
 pub use hashing::HashingConfig;
 pub use limits::LimitsConfig;
@@ -32,6 +34,7 @@ use parse::{check_origin, check_public_url, parse_redis_url};
 pub use policy::PolicyConfig;
 pub use sessions::{MAX_SESSIONS_PER_USER, SessionConfig};
 pub use tokens::{SecretText, TokenConfig};
+pub use webhooks::WebhookConfig;
 
 pub use crate::mail::SmtpUrl;
 pub use crate::ratelimit::RateLimit;
@@ -117,6 +120,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub tokens: TokenConfig,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 impl Config {
@@ -154,6 +160,18 @@ impl Config {
             self.mail.email_change_ttl.as_secs(),
             60,
             7 * 86_400,
+        )?;
+        in_range(
+            "webhook-timeout (seconds)",
+            self.webhooks.webhook_timeout.as_secs(),
+            1,
+            60,
+        )?;
+        in_range(
+            "webhook-max-attempts",
+            u64::from(self.webhooks.webhook_max_attempts),
+            1,
+            100,
         )?;
         in_range("body-timeout-secs", l.body_timeout_secs, 1, 3600)?;
         in_range("header-timeout-secs", l.header_timeout_secs, 1, 3600)?;

@@ -18,3 +18,7 @@ pub mod signing_key;
 pub mod totp_device;
 /// The `users` table.
 pub mod user;
+/// The `webhook_deliveries` table.
+pub mod webhook_delivery;
+/// The `webhook_endpoints` table.
+pub mod webhook_endpoint;

@@ -163,6 +163,12 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
         // Unknown rather than a made-up zero.
         _ => (-1, -1),
     };
+    let hooks =
+        tokio::time::timeout(Duration::from_secs(2), crate::webhooks::worker::backlog(db)).await;
+    let (hooks_pending, hooks_failed) = match hooks {
+        Ok(Ok(counts)) => counts,
+        _ => (-1, -1),
+    };
     state.metrics.set_state(&crate::metrics::State {
         hash_queue_depth: i64::try_from(state.hasher.queued()).unwrap_or(i64::MAX),
         db_pool_in_use: in_use,
@@ -170,6 +176,8 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
         redis_fallback: state.shared.as_ref().is_some_and(|s| !s.is_healthy()),
         outbox_pending: pending,
         outbox_failed: failed,
+        webhooks_pending: hooks_pending,
+        webhooks_failed: hooks_failed,
     });
     (
         [(

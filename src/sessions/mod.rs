@@ -395,6 +395,13 @@ impl Sessions {
             Some(serde_json::json!({ "session": id })),
         )
         .await?;
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            user_id,
+            crate::webhooks::events::Ended::One(id),
+            "logout",
+        )
+        .await?;
         txn.commit().await?;
         Ok(true)
     }

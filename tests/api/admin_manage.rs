@@ -560,7 +560,7 @@ async fn admin_mutations_are_rate_limited_per_actor_and_counted() {
     }
     let answer = as_user(&app, Some(&ops), end, json!({ "id": user_id })).await;
     assert_eq!(code(&answer), "RATE_LIMITED", "{answer}");
-    let metrics = reqwest::get(format!("http://{}/metrics", app.addr))
+    let metrics = crate::helpers::get(format!("http://{}/metrics", app.addr))
         .await
         .unwrap()
         .text()
@@ -797,7 +797,7 @@ async fn changepassword_applies_the_policy_and_ends_the_users_sessions() {
 #[tokio::test]
 async fn the_admin_page_is_compiled_in_under_a_strict_csp_with_nothing_external() {
     let app = spawn_app().await;
-    let page = reqwest::get(format!("http://{}/admin", app.addr))
+    let page = crate::helpers::get(format!("http://{}/admin", app.addr))
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
@@ -815,7 +815,7 @@ async fn the_admin_page_is_compiled_in_under_a_strict_csp_with_nothing_external(
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"<script src="pages/admin.js">"#), "{html}");
     for asset in ["admin.js", "admin.css"] {
-        let body = reqwest::get(format!("http://{}/pages/{asset}", app.addr))
+        let body = crate::helpers::get(format!("http://{}/pages/{asset}", app.addr))
             .await
             .unwrap()
             .text()

@@ -257,6 +257,7 @@ fn the_domain_never_imports_config() {
         "src/ratelimit",
         "src/sessions",
         "src/outbox",
+        "src/webhooks",
         "src/mail",
         "src/auth",
         "src/tokens",

@@ -983,7 +983,7 @@ async fn opening_a_link_page_consumes_nothing_and_the_page_is_locked_down() {
     let (name, _) = app.new_user().await;
     let token = link_token(&smtp.wait_for(1, WAIT).await[0], "verify-email");
     for path in ["verify-email", "reset-password"] {
-        let page = reqwest::get(format!("http://{}/{path}?token={token}", app.addr))
+        let page = crate::helpers::get(format!("http://{}/{path}?token={token}", app.addr))
             .await
             .unwrap();
         assert_eq!(page.status(), 200);
@@ -1003,12 +1003,12 @@ async fn opening_a_link_page_consumes_nothing_and_the_page_is_locked_down() {
         );
     }
     for asset in ["account.js", "account.css"] {
-        let r = reqwest::get(format!("http://{}/pages/{asset}", app.addr))
+        let r = crate::helpers::get(format!("http://{}/pages/{asset}", app.addr))
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{asset}");
     }
-    let missing = reqwest::get(format!("http://{}/pages/x.js", app.addr))
+    let missing = crate::helpers::get(format!("http://{}/pages/x.js", app.addr))
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);

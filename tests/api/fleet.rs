@@ -268,7 +268,7 @@ async fn metrics_are_prefixed_count_outcomes_and_carry_no_user_data() {
     // The confirmation email is delivered (console transport) in the background.
     let deadline = Instant::now() + WAIT;
     let text = loop {
-        let response = reqwest::get(format!("http://{}/metrics", app.addr))
+        let response = crate::helpers::get(format!("http://{}/metrics", app.addr))
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
@@ -334,7 +334,7 @@ async fn rate_limit_refusals_are_counted_by_limiter() {
         let (n, e) = unique_user();
         app.register(&n, &e, GOOD_PASSWORD).await;
     }
-    let text = reqwest::get(format!("http://{}/metrics", app.addr))
+    let text = crate::helpers::get(format!("http://{}/metrics", app.addr))
         .await
         .unwrap()
         .text()
@@ -353,14 +353,16 @@ async fn admin_listen_takes_the_probes_and_metrics_off_the_public_address() {
     let admin = format!("127.0.0.1:{admin_port}");
     let app = spawn_app_with(|c| c.admin_listen = Some(admin.parse().unwrap())).await;
     for path in ["/healthz", "/readyz", "/metrics"] {
-        let public = reqwest::get(format!("http://{}{path}", app.addr))
+        let public = crate::helpers::get(format!("http://{}{path}", app.addr))
             .await
             .unwrap();
         assert_eq!(public.status(), 404, "{path} on the public address");
-        let private = reqwest::get(format!("http://{admin}{path}")).await.unwrap();
+        let private = crate::helpers::get(format!("http://{admin}{path}"))
+            .await
+            .unwrap();
         assert_eq!(private.status(), 200, "{path} on the admin address");
     }
-    let graphql = reqwest::get(format!("http://{admin}/graphql"))
+    let graphql = crate::helpers::get(format!("http://{admin}/graphql"))
         .await
         .unwrap();
     assert_eq!(graphql.status(), 404, "the API is not on the admin address");
@@ -383,7 +385,7 @@ async fn the_public_address_serves_no_metrics_unless_asked_and_then_they_pay_the
             .await;
         assert_eq!(answer.body["data"]["requestPasswordReset"], true);
     }
-    let scrape = reqwest::get(format!("http://{}/metrics", app.addr))
+    let scrape = crate::helpers::get(format!("http://{}/metrics", app.addr))
         .await
         .unwrap();
     assert_eq!(
@@ -401,7 +403,7 @@ async fn the_public_address_serves_no_metrics_unless_asked_and_then_they_pay_the
     .await;
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let r = reqwest::get(format!("http://{}/metrics", app.addr))
+        let r = crate::helpers::get(format!("http://{}/metrics", app.addr))
             .await
             .unwrap();
         statuses.push(r.status().as_u16());
@@ -411,7 +413,7 @@ async fn the_public_address_serves_no_metrics_unless_asked_and_then_they_pay_the
         [200, 200, 429],
         "a public scrape is a request like any other"
     );
-    let probe = reqwest::get(format!("http://{}/healthz", app.addr))
+    let probe = crate::helpers::get(format!("http://{}/healthz", app.addr))
         .await
         .unwrap();
     assert_eq!(probe.status(), 200, "the probes stay exempt");
@@ -439,7 +441,9 @@ async fn limits_are_shared_through_redis_and_survive_its_outage() {
     let a = crate::helpers::spawn_app_on(url.clone(), adjust).await;
     let b = crate::helpers::spawn_app_on(url.clone(), adjust).await;
     let ready = |addr: std::net::SocketAddr| async move {
-        let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        let r = crate::helpers::get(format!("http://{addr}/readyz"))
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     };
     let wait_for = |addr: std::net::SocketAddr, status: &'static str| async move {
@@ -482,7 +486,7 @@ async fn limits_are_shared_through_redis_and_survive_its_outage() {
         429,
         "the local limit continues from this process's counts"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", a.addr))
+    let metrics = crate::helpers::get(format!("http://{}/metrics", a.addr))
         .await
         .unwrap()
         .text()
@@ -634,7 +638,7 @@ async fn three_processes_on_one_postgres_and_one_redis_behave_as_one_service() {
         let addr = procs[i % 3].addr;
         let vars = json!({ "input": { "username": name, "email": format!("race{i}_{tag}@example.com"), "password": GOOD_PASSWORD } });
         racing.push(tokio::spawn(async move {
-            reqwest::Client::new()
+            crate::helpers::client()
                 .post(format!("http://{addr}/graphql"))
                 .json(&json!({ "query": REGISTER, "variables": vars }))
                 .send()
@@ -676,7 +680,7 @@ async fn three_processes_on_one_postgres_and_one_redis_behave_as_one_service() {
     let me = |addr: std::net::SocketAddr, query: &'static str| {
         let token = token.clone();
         async move {
-            reqwest::Client::new()
+            crate::helpers::client()
                 .post(format!("http://{addr}/graphql"))
                 .bearer_auth(token)
                 .json(&json!({ "query": query }))
@@ -733,7 +737,7 @@ async fn a_redis_pause_continues_the_failed_login_count_instead_of_resetting_it(
     .await;
     let deadline = Instant::now() + WAIT;
     loop {
-        let r: Value = reqwest::get(format!("http://{}/readyz", app.addr))
+        let r: Value = crate::helpers::get(format!("http://{}/readyz", app.addr))
             .await
             .unwrap()
             .json()
@@ -787,7 +791,7 @@ async fn a_redis_pause_continues_the_failed_login_count_instead_of_resetting_it(
     // A short pause with several requests in flight does not switch the process to local
     // limits: only calls failing for a second do.
     let ready = || async {
-        let r: Value = reqwest::get(format!("http://{}/readyz", app.addr))
+        let r: Value = crate::helpers::get(format!("http://{}/readyz", app.addr))
             .await
             .unwrap()
             .json()
@@ -812,7 +816,7 @@ async fn a_redis_pause_continues_the_failed_login_count_instead_of_resetting_it(
             let url = app.url();
             tokio::spawn(async move {
                 let query = "mutation($i: String!) { login(input: {identifier: $i, password: \"x\"}) { token } }";
-                reqwest::Client::new()
+                crate::helpers::client()
                     .post(url)
                     .json(&json!({ "query": query, "variables": { "i": format!("nobody{n}") } }))
                     .send()

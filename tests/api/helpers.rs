@@ -28,6 +28,7 @@ impl Write for Capture {
 }
 
 fn init_logs() {
+    tls();
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         // Production's own layers, both formats, at every level.
@@ -83,8 +84,15 @@ pub fn on_postgres() -> bool {
     std::env::var("ROSTER_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
 }
 
+/// reqwest is built without a crypto provider (see `roster::webhooks::worker`): the tests'
+/// clients use ring, as roster does. Called before any test builds a client.
+pub fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A fresh, empty database URL for one test.
 pub async fn fresh_database_url() -> (String, Option<PathBuf>) {
+    tls();
     let name = format!("roster_test_{}", uuid::Uuid::now_v7().simple());
     match std::env::var("ROSTER_TEST_DATABASE_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
@@ -246,7 +254,7 @@ async fn start(
     let db = Database::connect(&url).await.expect("test connection");
     TestApp {
         addr,
-        client: reqwest::Client::new(),
+        client: client(),
         db,
         hasher,
         sessions,
@@ -417,10 +425,38 @@ impl Answer {
 
 /// A client that opens a new connection for every request, as distinct clients would.
 pub fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    client_builder()
         .pool_max_idle_per_host(0)
         .build()
         .expect("client")
+}
+
+/// A client builder for the tests' plain-HTTP requests. reqwest's own TLS set-up (a platform
+/// verifier, built per client) costs milliseconds a client, which the timing tests would
+/// measure; one rustls configuration without roots, made once, costs nothing to reuse.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static TLS: OnceLock<rustls::ClientConfig> = OnceLock::new();
+    tls();
+    let config = TLS.get_or_init(|| {
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+    });
+    reqwest::Client::builder().tls_backend_preconfigured(config.clone())
+}
+
+/// A client for the tests' plain-HTTP requests (see [`client_builder`]).
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("client")
+}
+
+/// `GET url` with a [`client`].
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    client().get(url).send().await
 }
 
 /// Sends raw bytes on a new connection and reads until the server closes it (or `wait`).

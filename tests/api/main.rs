@@ -26,3 +26,4 @@ mod schema;
 mod self_service;
 mod sessions;
 mod tokens;
+mod webhooks;

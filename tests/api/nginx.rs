@@ -93,7 +93,7 @@ async fn nginx_passes_roster_identities_to_the_application_and_refuses_everyone_
     let listen = free_port();
     let _nginx = start_nginx(listen, app.addr, upstream);
     let base = format!("http://127.0.0.1:{listen}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
 
     // Anonymous, or with forged identity headers: refused, the application never sees it.
     for forged in [false, true] {
@@ -215,7 +215,7 @@ async fn a_django_app_behind_nginx_sees_roster_s_user_as_its_own_auth_user() {
     let listen = free_port();
     let _nginx = start_nginx(listen, app.addr, port);
     let base = format!("http://127.0.0.1:{listen}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let whoami = |token: Option<&str>, forged: Option<&str>| {
         let mut request = client.get(format!("{base}/whoami"));
         if let Some(t) = token {

@@ -16,7 +16,13 @@ pub struct Process {
 
 impl Process {
     pub async fn start(database_url: &str, args: &[&str]) -> Self {
+        Self::start_with_env(database_url, args, &[]).await
+    }
+
+    /// [`Process::start`] with extra environment variables.
+    pub async fn start_with_env(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         use std::io::{BufRead, BufReader};
+        crate::helpers::tls();
         // Defaults for a test, each unless the caller sets it.
         let mut defaults = vec![];
         for (flag, value) in [
@@ -33,6 +39,7 @@ impl Process {
             .args(defaults)
             .args(args)
             .env_remove("ROSTER_SMTP_URL")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -76,7 +83,7 @@ impl Process {
     }
 
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        reqwest::Client::new()
+        crate::helpers::client()
             .post(format!("http://{}/graphql", self.addr))
             .json(&json!({ "query": query, "variables": variables }))
             .send()
@@ -89,7 +96,7 @@ impl Process {
 
     /// `GET path` on this process.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::get(format!("http://{}{path}", self.addr))
+        let r = crate::helpers::get(format!("http://{}{path}", self.addr))
             .await
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())

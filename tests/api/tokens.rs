@@ -265,7 +265,7 @@ async fn minting_needs_a_session_and_an_audience_and_is_limited_per_session() {
     // …and another session of another user is not held back by it.
     let other = sign_in(&app, "carol").await;
     jwt_of(&mint(&app, &other, Some("billing")).await);
-    let metrics = reqwest::get(format!("http://{}/metrics", app.addr))
+    let metrics = crate::helpers::get(format!("http://{}/metrics", app.addr))
         .await
         .unwrap()
         .text()

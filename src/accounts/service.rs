@@ -354,13 +354,15 @@ impl AccountService {
             Some(serde_json::json!({ "ended": ended })),
         )
         .await?;
-        crate::webhooks::events::sessions_ended(
-            &txn,
-            user_id,
-            crate::webhooks::events::Ended::All,
-            "logout_everywhere",
-        )
-        .await?;
+        if ended > 0 {
+            crate::webhooks::events::sessions_ended(
+                &txn,
+                user_id,
+                crate::webhooks::events::Ended::All,
+                "logout_everywhere",
+            )
+            .await?;
+        }
         txn.commit().await?;
         Ok(ended)
     }

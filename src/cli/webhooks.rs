@@ -50,7 +50,7 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
                         "{:<36}  {:<19}  {:<50}  {}",
                         e.id,
                         e.created_at.format("%Y-%m-%d %H:%M:%S"),
-                        printable(&e.url),
+                        printable(&without_query(&e.url)),
                         endpoints::event_names(&e.events).join(",")
                     );
                 }
@@ -158,6 +158,15 @@ fn sealer(config: &Config) -> Result<crate::tokens::Sealer, ExitCode> {
             eprintln!("webhooks: {e}");
             Err(ExitCode::from(2))
         }
+    }
+}
+
+/// The URL without its query, which may carry the receiver's own token: `?…` shows there
+/// is one.
+fn without_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_owned(),
     }
 }
 

@@ -37,6 +37,10 @@ pub enum EndpointError {
     TooMany,
     #[error("no endpoint has that id")]
     NotFound,
+    #[error(
+        "the previous secret still signs (24 hours after a rotation): rotate again after that, or remove and add the endpoint"
+    )]
+    Rotating,
     #[error("the endpoint's secret does not open with this server secret")]
     Sealed,
     #[error("{0}")]
@@ -177,6 +181,14 @@ pub async fn rotate_secret(
     // server secret would leave the grace period signing with nothing.
     if sealer.open(&found.secret, id.as_bytes()).is_none() {
         return Err(EndpointError::Sealed);
+    }
+    // A second rotation inside the grace period would drop the secret receivers may still
+    // hold before they had the promised day to switch.
+    if found
+        .previous_until
+        .is_some_and(|until| until > crate::outbox::now())
+    {
+        return Err(EndpointError::Rotating);
     }
     let secret = Secret::generate().map_err(EndpointError::Crypto)?;
     let sealed = sealer

@@ -77,7 +77,7 @@ pub async fn emit(
            email, legacy_id, data, occurred_at, status, attempts, next_attempt_at) \
          SELECT {p0}, e.id, {p1}, u.id, u.username, u.email, u.legacy_id, {p2}, {p3}, 'pending', 0, {p4} \
          FROM webhook_endpoints e, users u \
-         WHERE u.id = {p5} AND e.events LIKE '%,' || {p1b} || ',%'",
+         WHERE u.id = {p5} AND e.events LIKE '%,' || {p1b} || ',%'{lock}",
         p0 = p[0],
         p1 = p[1],
         p2 = p[2],
@@ -88,6 +88,15 @@ pub async fn emit(
         p1b = match backend {
             sea_orm::DatabaseBackend::Postgres => "$2".to_owned(),
             _ => "?".to_owned(),
+        },
+        // A user's events are delivered in `seq` order, which must be the order their
+        // changes commit in. On PostgreSQL two transactions can insert in one order and
+        // commit in the other (a deletion emits, then waits for a login holding the user
+        // row): the user row is locked before the sequence is drawn, and held to the commit.
+        // SQLite commits one writer at a time.
+        lock = match backend {
+            sea_orm::DatabaseBackend::Postgres => " FOR UPDATE OF u",
+            _ => "",
         },
     );
     let now = occurred_now();
@@ -111,6 +120,13 @@ pub async fn emit(
         .execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     if done.rows_affected() > 0 {
+        if backend == sea_orm::DatabaseBackend::Postgres {
+            // A login commits without waiting for the disk (`Sessions::create_for_login`):
+            // a crash may lose it, which is harmless for a session nobody heard of, but an
+            // event sent before the crash would announce a session that never was.
+            conn.execute_unprepared("SELECT set_config('synchronous_commit', 'on', true)")
+                .await?;
+        }
         super::wake();
     }
     Ok(())

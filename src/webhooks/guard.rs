@@ -41,6 +41,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_public_v4(v4);
     }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): a private network's translator.
+        return false;
+    }
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
         // NAT64 (64:ff9b::/96).
         let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
@@ -59,6 +63,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
         || (s[0] & 0xff00) == 0xff00 // multicast
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] & 0xfff0) == 0x3ff0 // documentation (3fff::/20)
         || (s[0] == 0x2001 && s[1] == 0) // Teredo: tunnels to anywhere
         || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])) // discard-only
 }
@@ -133,6 +138,8 @@ mod tests {
             "::127.0.0.1",
             "2001:db8::1",
             "2001::1",
+            "64:ff9b:1::a00:1",
+            "3fff::1",
         ] {
             assert!(!is_public(refused.parse().unwrap()), "{refused}");
         }

@@ -154,7 +154,11 @@ impl Worker {
         let mut waiting: HashMap<i64, row::Model> = HashMap::new();
         for r in rows {
             let Some(endpoint) = endpoints.get(&r.endpoint_id).cloned() else {
-                // Removed meanwhile, and the row with it.
+                // Its endpoint was removed while the change that wrote it was still open
+                // (PostgreSQL): nobody to send it to, ever.
+                if let Err(e) = row::Entity::delete_by_id(r.seq).exec(&self.db).await {
+                    tracing::warn!(error = %e, "could not drop a delivery of a removed endpoint");
+                }
                 continue;
             };
             let this = self.clone();
@@ -165,7 +169,7 @@ impl Worker {
                 (claimed, outcome)
             });
         }
-        let mut delivered = Vec::new();
+        let mut any = false;
         loop {
             let next = tokio::select! {
                 next = set.join_next() => Some(next),
@@ -185,16 +189,14 @@ impl Worker {
                 Outcome::Delivered(code) => {
                     self.metrics.webhook_delivery(&r.event_type, "delivered");
                     tracing::info!(event_id = %r.event_id, event = %r.event_type, attempt = r.attempts, status = code, "webhook delivered");
-                    delivered.push((r, code));
+                    any = true;
+                    // Recorded at once, well inside the lease, not when the batch ends.
+                    self.record(&r, Outcome::Delivered(code)).await;
                 }
                 other => self.record(&r, other).await,
             }
         }
         // A task that panicked leaves its row claimed: the lease runs out and it is sent again.
-        let any = !delivered.is_empty();
-        if let Err(e) = delivered_all(&self.db, &delivered).await {
-            tracing::warn!(error = %e, "could not record delivered webhooks");
-        }
         any
     }
 
@@ -232,7 +234,10 @@ impl Worker {
             let mut head = Vec::new();
             while head.len() < MAX_RESPONSE_BYTES {
                 match response.chunk().await? {
-                    Some(chunk) => head.extend_from_slice(&chunk),
+                    Some(chunk) => {
+                        let room = MAX_RESPONSE_BYTES - head.len();
+                        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
                     None => break,
                 }
             }
@@ -260,7 +265,7 @@ impl Worker {
 
     async fn record(&self, claimed: &row::Model, outcome: Outcome) {
         let recorded = match outcome {
-            Outcome::Delivered(code) => delivered_all(&self.db, &[(claimed.clone(), code)]).await,
+            Outcome::Delivered(code) => delivered(&self.db, claimed, code).await,
             Outcome::Released => release(&self.db, claimed).await,
             Outcome::Failed {
                 error,
@@ -449,17 +454,14 @@ fn finish(r: &row::Model) -> sea_orm::UpdateMany<row::Entity> {
         .col_expr(row::Column::LockedUntil, Expr::value(None::<DateTime<Utc>>))
 }
 
-async fn delivered_all(db: &DatabaseConnection, rows: &[(row::Model, u16)]) -> Result<(), DbErr> {
-    let at = now();
-    for (r, code) in rows {
-        finish(r)
-            .col_expr(row::Column::Status, Expr::value(status::DELIVERED))
-            .col_expr(row::Column::DeliveredAt, Expr::value(at))
-            .col_expr(row::Column::LastStatus, Expr::value(i32::from(*code)))
-            .col_expr(row::Column::LastError, Expr::value(None::<String>))
-            .exec(db)
-            .await?;
-    }
+async fn delivered(db: &DatabaseConnection, r: &row::Model, code: u16) -> Result<(), DbErr> {
+    finish(r)
+        .col_expr(row::Column::Status, Expr::value(status::DELIVERED))
+        .col_expr(row::Column::DeliveredAt, Expr::value(now()))
+        .col_expr(row::Column::LastStatus, Expr::value(i32::from(code)))
+        .col_expr(row::Column::LastError, Expr::value(None::<String>))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -558,7 +560,7 @@ pub async fn purge_delivered(db: &DatabaseConnection, age: Duration) -> Result<u
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     Ok(row::Entity::delete_many()
         .filter(row::Column::Status.eq(status::DELIVERED))
-        .filter(row::Column::OccurredAt.lt(before))
+        .filter(row::Column::DeliveredAt.lt(before))
         .exec(db)
         .await?
         .rows_affected)

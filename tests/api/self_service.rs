@@ -281,3 +281,57 @@ async fn the_last_superuser_cannot_delete_themselves_even_two_at_once() {
     };
     assert_eq!(code(stayed), "FORBIDDEN", "{stayed}");
 }
+
+#[tokio::test]
+async fn a_deletion_racing_logins_leaves_no_session_and_no_error_and_the_events_agree() {
+    let app = crate::webhooks::spawn_hooked_app().await;
+    let receiver = crate::webhooks::Receiver::start().await;
+    crate::webhooks::add(
+        &app.database_url,
+        &receiver.url(),
+        "session.created,user.deleted",
+    );
+    let login = "mutation($i: LoginInput!) { login(input: $i) { token } }";
+    let mut deleted = Vec::new();
+    for round in 0..4 {
+        let name = format!("racer{round}");
+        let (id, token) = app.sign_in(&name).await;
+        let credentials = json!({ "i": { "identifier": name, "password": GOOD_PASSWORD } });
+        let (gone, a, b, c) = tokio::join!(
+            as_user(&app, Some(&token), DELETE, json!({ "p": GOOD_PASSWORD })),
+            as_user(&app, None, login, credentials.clone()),
+            as_user(&app, None, login, credentials.clone()),
+            as_user(&app, None, login, credentials.clone()),
+        );
+        assert_eq!(gone["data"]["deleteAccount"], true, "{gone}");
+        // Each login either won the race (a session, ended with the account) or found no
+        // account: never an internal error.
+        for answer in [&a, &b, &c] {
+            assert!(
+                answer["data"]["login"]["token"].is_string()
+                    || code(answer) == "INVALID_CREDENTIALS",
+                "{answer}"
+            );
+        }
+        let sessions = roster::entity::session::Entity::find()
+            .filter(roster::entity::session::Column::UserId.eq(uuid::Uuid::parse_str(&id).unwrap()))
+            .count(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(sessions, 0, "no session outlives its account");
+        deleted.push(id);
+    }
+    // Whatever the interleaving, a user's session.created events come before user.deleted,
+    // and user.deleted is the last event of each.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = receiver.seen();
+    for id in &deleted {
+        let events: Vec<&str> = seen
+            .iter()
+            .filter(|s| s.user() == id)
+            .map(|s| s.event())
+            .collect();
+        assert_eq!(events.last(), Some(&"user.deleted"), "{events:?}");
+        assert_eq!(events.iter().filter(|e| **e == "user.deleted").count(), 1);
+    }
+}

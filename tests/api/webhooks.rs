@@ -344,7 +344,7 @@ async fn only_subscribed_events_are_written_and_a_removed_endpoint_gets_nothing_
     let receiver = Receiver::start().await;
     let (id, _) = add(
         &app.database_url,
-        &receiver.url(),
+        &format!("{}?token=receivers-own-token", receiver.url()),
         "user.registered,user.deleted",
     );
     let (code, out, _) = cli(&app.database_url, &["list"], true);
@@ -356,6 +356,10 @@ async fn only_subscribed_events_are_written_and_a_removed_endpoint_gets_nothing_
     assert!(
         !out.contains("whsec_") && !out.contains("sealed"),
         "no secret listed: {out}"
+    );
+    assert!(
+        out.contains("/hooks/roster?…") && !out.contains("receivers-own-token"),
+        "the query is not shown: {out}"
     );
 
     app.sign_in("yara").await;
@@ -712,6 +716,11 @@ async fn secrets_are_sealed_at_rest_shown_once_and_rotate_with_a_grace_period() 
         &seen[0],
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     ));
+
+    // A second rotation inside the day would drop the secret receivers may still hold.
+    let (code, _, err) = cli(&app.database_url, &["rotate-secret", &id], true);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("previous secret still signs"), "{err}");
 
     // Another server secret opens nothing: the command says so, exit 2.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))

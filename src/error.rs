@@ -79,6 +79,11 @@ pub enum AppError {
     #[error("A second factor is not available on this server: it has no secret key configured.")]
     SecondFactorUnavailable,
 
+    /// `WEBHOOKS_UNAVAILABLE`: no server secret is configured (or it does not open the
+    /// endpoint's), so no endpoint secret can be sealed or opened.
+    #[error("Webhooks are not available on this server: it has no secret key that seals them.")]
+    WebhooksUnavailable,
+
     /// `SERVER_BUSY`: every hash worker is busy and the queue is full (HTTP 503).
     #[error("the server is busy; retry shortly")]
     ServerBusy,
@@ -113,6 +118,7 @@ impl AppError {
             Self::NotFound => codes::NOT_FOUND,
             Self::MfaRequired(_) => codes::MFA_REQUIRED,
             Self::SecondFactorUnavailable => codes::SECOND_FACTOR_UNAVAILABLE,
+            Self::WebhooksUnavailable => codes::WEBHOOKS_UNAVAILABLE,
             Self::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,6 +144,7 @@ pub mod codes {
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const MFA_REQUIRED: &str = "MFA_REQUIRED";
     pub const SECOND_FACTOR_UNAVAILABLE: &str = "SECOND_FACTOR_UNAVAILABLE";
+    pub const WEBHOOKS_UNAVAILABLE: &str = "WEBHOOKS_UNAVAILABLE";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";

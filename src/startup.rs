@@ -173,6 +173,11 @@ impl Application {
         })?;
         let public_url = crate::mail::public_url(mc.public_url.as_deref(), bound);
         let tokens = open_tokens(&config, &db, public_url.clone(), &shared, &metrics).await?;
+        let webhook_sealer = config
+            .tokens
+            .server_secret(&config.database_url)
+            .map_err(StartupError::Tokens)?
+            .map(|(secret, _)| crate::webhooks::endpoints::sealer(&secret));
         let schema = graphql::schema_builder(limits, config.introspection)
             .data(service.clone())
             .data(RegisterRateLimiter(register_limiter.clone()))
@@ -189,6 +194,10 @@ impl Application {
                 .with_shared(shared.clone())
                 .with_metrics(metrics.clone()),
             ))
+            .data(graphql::admin::webhooks::WebhookAdmin {
+                sealer: webhook_sealer.clone(),
+                allow_private: config.webhooks.webhook_allow_private,
+            })
             .data(SessionCookie {
                 enabled: sc.session_cookie,
                 secure: sc.session_cookie_secure,
@@ -247,11 +256,6 @@ impl Application {
                 smtp_timeout: mc.smtp_timeout,
             },
         );
-        let webhook_sealer = config
-            .tokens
-            .server_secret(&config.database_url)
-            .map_err(StartupError::Tokens)?
-            .map(|(secret, _)| crate::webhooks::endpoints::sealer(&secret));
         let webhooks = crate::webhooks::worker::Worker::new(
             db.clone(),
             metrics.clone(),

@@ -45,6 +45,8 @@ pub mod m20261207_000012_outbox_without_user;
 pub mod m20261207_000013_deleted_legacy_ids;
 /// Webhook endpoints and their deliveries (the outbox of events).
 pub mod m20261207_000014_create_webhooks;
+/// `roster.view_webhook` and `roster.change_webhook`.
+pub mod m20261207_000015_webhook_permissions;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -186,6 +188,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_outbox_without_user::Migration),
             Box::new(m20261207_000013_deleted_legacy_ids::Migration),
             Box::new(m20261207_000014_create_webhooks::Migration),
+            Box::new(m20261207_000015_webhook_permissions::Migration),
         ]
     }
 }

@@ -28,6 +28,8 @@ pub mod set_active;
 pub mod set_staff;
 /// Finding users: a prefix of the canonical username or email, cursor pagination.
 pub mod users;
+/// Webhook endpoints and their deliveries.
+pub mod webhooks;
 
 use crate::entity::user;
 

@@ -13,6 +13,8 @@ pub const CHANGE_USER: &str = "roster.change_user";
 pub const DELETE_USER: &str = "roster.delete_user";
 pub const VIEW_AUDITLOG: &str = "roster.view_auditlog";
 pub const CHANGE_GROUP: &str = "roster.change_group";
+pub const VIEW_WEBHOOK: &str = "roster.view_webhook";
+pub const CHANGE_WEBHOOK: &str = "roster.change_webhook";
 
 /// `app_label.codename` of every permission `user` holds.
 pub async fn effective(

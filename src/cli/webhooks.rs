@@ -1,12 +1,15 @@
 use std::process::ExitCode;
 
+use crate::admin::{Actor, Origin, webhooks as admin};
 use crate::config::Config;
-use crate::webhooks::endpoints::{self, EndpointError};
+use crate::error::AppError;
+use crate::webhooks::endpoints;
 use crate::webhooks::worker;
 
-/// `roster webhooks add|list|remove|rotate-secret|deliveries|retry`: exit 0; 1 when the
-/// endpoint or delivery named does not exist or the input is refused; 2 when the database
-/// cannot be read or written, or (add, rotate-secret) there is no server secret.
+/// `roster webhooks add|list|remove|rotate-secret|deliveries|retry`: the admin use cases, run
+/// as the system (recorded in the audit log). Exit 0; 1 when the endpoint or delivery named
+/// does not exist or the input is refused; 2 when the database cannot be read or written, or
+/// (add, rotate-secret) there is no server secret, or it does not open the endpoint's.
 pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode {
     use super::WebhooksCommand as C;
     let db = match crate::db::connect(config, Vec::new()).await {
@@ -20,7 +23,17 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
     let code = match command {
         C::Add { url, events } => match sealer(config) {
             Err(code) => code,
-            Ok(sealer) => match endpoints::add(&db, &sealer, url, events, allow_private).await {
+            Ok(sealer) => match admin::add(
+                &db,
+                &Actor::System,
+                Some(&sealer),
+                url,
+                events,
+                allow_private,
+                &Origin::default(),
+            )
+            .await
+            {
                 Ok((endpoint, secret)) => {
                     if endpoint.url.starts_with("http://") {
                         eprintln!(
@@ -39,7 +52,7 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
                 Err(e) => refused(e),
             },
         },
-        C::List => match endpoints::list(&db).await {
+        C::List => match admin::list(&db).await {
             Ok(rows) => {
                 println!(
                     "{:<36}  {:<19}  {:<50}  events",
@@ -50,16 +63,17 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
                         "{:<36}  {:<19}  {:<50}  {}",
                         e.id,
                         e.created_at.format("%Y-%m-%d %H:%M:%S"),
-                        printable(&without_query(&e.url)),
+                        printable(&endpoints::shown_url(&e.url)),
                         endpoints::event_names(&e.events).join(",")
                     );
                 }
                 eprintln!("webhooks: {} endpoint(s)", rows.len());
                 ExitCode::SUCCESS
             }
-            Err(e) => refused(e.into()),
+            Err(e) => refused(e),
         },
-        C::Remove { id } => match endpoints::remove(&db, *id).await {
+        C::Remove { id } => match admin::remove(&db, &Actor::System, *id, &Origin::default()).await
+        {
             Ok(()) => {
                 eprintln!("webhooks: endpoint {id} removed, with its deliveries");
                 ExitCode::SUCCESS
@@ -68,7 +82,15 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
         },
         C::RotateSecret { id } => match sealer(config) {
             Err(code) => code,
-            Ok(sealer) => match endpoints::rotate_secret(&db, &sealer, *id).await {
+            Ok(sealer) => match admin::rotate_secret(
+                &db,
+                &Actor::System,
+                Some(&sealer),
+                *id,
+                &Origin::default(),
+            )
+            .await
+            {
                 Ok(secret) => {
                     println!("{}", secret.expose());
                     eprintln!(
@@ -85,7 +107,7 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
             status,
             endpoint,
             limit,
-        } => match worker::deliveries(&db, status.as_deref(), *endpoint, *limit).await {
+        } => match admin::deliveries(&db, status.as_deref(), *endpoint, *limit).await {
             Ok(rows) => {
                 println!(
                     "{:>8}  {:<36}  {:<22}  {:<10}  {:>8}  {:<19}  {:>6}  last error",
@@ -111,11 +133,11 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
                 eprintln!("webhooks: {} deliveries", rows.len());
                 ExitCode::SUCCESS
             }
-            Err(e) => refused(e.into()),
+            Err(e) => refused(e),
         },
         C::Retry { seq, all_failed } => {
             let target = if *all_failed { None } else { *seq };
-            match worker::retry_failed(&db, target).await {
+            match admin::retry(&db, &Actor::System, target, &Origin::default()).await {
                 Ok(n) => {
                     eprintln!("webhooks: {n} failed deliveries due again now");
                     if n == 0 && target.is_some() {
@@ -125,7 +147,7 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
                         ExitCode::SUCCESS
                     }
                 }
-                Err(e) => refused(e.into()),
+                Err(e) => refused(e),
             }
         }
     };
@@ -133,14 +155,27 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
     code
 }
 
-fn refused(e: EndpointError) -> ExitCode {
-    eprintln!("webhooks: {e}");
-    match e {
-        EndpointError::Db(_) | EndpointError::Crypto(_) | EndpointError::Sealed => {
-            ExitCode::from(2)
-        }
-        _ => ExitCode::from(1),
-    }
+fn refused(e: AppError) -> ExitCode {
+    let (said, code) = match &e {
+        AppError::InvalidInput(fields) => (
+            fields
+                .iter()
+                .map(|f| f.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+            1,
+        ),
+        AppError::NotFound => ("no endpoint has that id".to_owned(), 1),
+        // The command resolved a secret: it is the wrong one for this endpoint.
+        AppError::WebhooksUnavailable => (
+            "the endpoint's secret does not open with this server secret".to_owned(),
+            2,
+        ),
+        AppError::Internal(cause) => (format!("database: {cause}"), 2),
+        other => (other.to_string(), 2),
+    };
+    eprintln!("webhooks: {said}");
+    ExitCode::from(code)
 }
 
 /// The sealing key of endpoint secrets, as the server resolves the secret.
@@ -158,15 +193,6 @@ fn sealer(config: &Config) -> Result<crate::tokens::Sealer, ExitCode> {
             eprintln!("webhooks: {e}");
             Err(ExitCode::from(2))
         }
-    }
-}
-
-/// The URL without its query, which may carry the receiver's own token: `?…` shows there
-/// is one.
-fn without_query(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_owned(),
     }
 }
 

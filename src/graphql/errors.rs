@@ -43,6 +43,7 @@ impl From<AppError> for async_graphql::Error {
             | AppError::AccessTokensUnavailable
             | AppError::MfaRequired(_)
             | AppError::SecondFactorUnavailable
+            | AppError::WebhooksUnavailable
             | AppError::Forbidden(_)
             | AppError::NotFound => (None, None, 200),
             AppError::Internal(source) => {

@@ -64,6 +64,36 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ),
     (
         "Query",
+        "webhookEndpoints",
+        Permission::Staff(crate::admin::perms::VIEW_WEBHOOK),
+    ),
+    (
+        "Query",
+        "webhookDeliveries",
+        Permission::Staff(crate::admin::perms::VIEW_WEBHOOK),
+    ),
+    (
+        "Mutation",
+        "addWebhookEndpoint",
+        Permission::Staff(crate::admin::perms::CHANGE_WEBHOOK),
+    ),
+    (
+        "Mutation",
+        "removeWebhookEndpoint",
+        Permission::Staff(crate::admin::perms::CHANGE_WEBHOOK),
+    ),
+    (
+        "Mutation",
+        "rotateWebhookSecret",
+        Permission::Staff(crate::admin::perms::CHANGE_WEBHOOK),
+    ),
+    (
+        "Mutation",
+        "retryWebhookDeliveries",
+        Permission::Staff(crate::admin::perms::CHANGE_WEBHOOK),
+    ),
+    (
+        "Query",
         "user",
         Permission::Staff(crate::admin::perms::VIEW_USER),
     ),

@@ -44,6 +44,7 @@ pub struct Query(
     self_service::SelfServiceQuery,
     admin::users::AdminQuery,
     admin::groups::GroupsQuery,
+    admin::webhooks::WebhooksQuery,
 );
 
 /// The Mutation root.
@@ -57,6 +58,7 @@ pub struct Mutation(
     self_service::SelfServiceMutation,
     admin::manage::AdminMutation,
     admin::groups::GroupsMutation,
+    admin::webhooks::WebhooksMutation,
 );
 
 pub type RosterSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
 };
 use uuid::Uuid;
 
@@ -99,14 +99,24 @@ pub fn parse_events(list: &[String]) -> Result<String, EndpointError> {
     Ok(format!(",{},", names.join(",")))
 }
 
+/// The URL as shown to operators: its query, which may carry the receiver's own token, as
+/// `?…` (there is one, and it stays unread).
+pub fn shown_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_owned(),
+    }
+}
+
 /// The stored list as names.
 pub fn event_names(stored: &str) -> Vec<&str> {
     stored.split(',').filter(|s| !s.is_empty()).collect()
 }
 
-/// Registers an endpoint; its secret is returned to be shown once.
+/// Registers an endpoint inside the caller's transaction (on SQLite, one that took the write
+/// lock first: it counts, then inserts); its secret is returned to be shown once.
 pub async fn add(
-    db: &DatabaseConnection,
+    conn: &impl ConnectionTrait,
     sealer: &Sealer,
     url: &str,
     events: &[String],
@@ -120,8 +130,7 @@ pub async fn add(
     let sealed = sealer
         .seal(secret.expose().as_bytes(), id.as_bytes())
         .map_err(EndpointError::Crypto)?;
-    let txn = crate::txn::begin_writing(db).await?;
-    if webhook_endpoint::Entity::find().count(&txn).await? >= MAX_ENDPOINTS {
+    if webhook_endpoint::Entity::find().count(conn).await? >= MAX_ENDPOINTS {
         return Err(EndpointError::TooMany);
     }
     let model = webhook_endpoint::ActiveModel {
@@ -133,48 +142,45 @@ pub async fn add(
         previous_until: Set(None),
         created_at: Set(crate::outbox::now()),
     }
-    .insert(&txn)
+    .insert(conn)
     .await?;
-    txn.commit().await?;
     Ok((model, secret))
 }
 
 /// Every endpoint, oldest first.
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<webhook_endpoint::Model>, DbErr> {
+pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<webhook_endpoint::Model>, DbErr> {
     webhook_endpoint::Entity::find()
         .order_by_asc(webhook_endpoint::Column::CreatedAt)
-        .all(db)
+        .all(conn)
         .await
 }
 
-/// Removes an endpoint and every delivery to it not made yet (and its history).
-pub async fn remove(db: &DatabaseConnection, id: Uuid) -> Result<(), EndpointError> {
-    let txn = db.begin().await?;
+/// Removes an endpoint and every delivery to it not made yet (and its history), inside the
+/// caller's transaction.
+pub async fn remove(conn: &impl ConnectionTrait, id: Uuid) -> Result<(), EndpointError> {
     let done = webhook_endpoint::Entity::delete_by_id(id)
-        .exec(&txn)
+        .exec(conn)
         .await?;
     if done.rows_affected == 0 {
         return Err(EndpointError::NotFound);
     }
     webhook_delivery::Entity::delete_many()
         .filter(webhook_delivery::Column::EndpointId.eq(id))
-        .exec(&txn)
+        .exec(conn)
         .await?;
-    txn.commit().await?;
     Ok(())
 }
 
-/// A new secret for an endpoint, shown once; the old one keeps signing beside it for
+/// A new secret for an endpoint (inside the caller's transaction), shown once; the old one keeps signing beside it for
 /// [`ROTATION_GRACE`] (deliveries carry both signatures), so a receiver can switch without
 /// refusing a delivery.
 pub async fn rotate_secret(
-    db: &DatabaseConnection,
+    conn: &impl ConnectionTrait,
     sealer: &Sealer,
     id: Uuid,
 ) -> Result<Secret, EndpointError> {
-    let txn = crate::txn::begin_writing(db).await?;
     let found = webhook_endpoint::Entity::find_by_id(id)
-        .one(&txn)
+        .one(conn)
         .await?
         .ok_or(EndpointError::NotFound)?;
     // The current secret must open: sealing a new one beside a secret sealed with another
@@ -199,8 +205,7 @@ pub async fn rotate_secret(
     active.previous_secret = Set(Some(found.secret));
     active.previous_until = Set(Some(until));
     active.secret = Set(sealed);
-    active.update(&txn).await?;
-    txn.commit().await?;
+    active.update(conn).await?;
     Ok(secret)
 }
 

@@ -501,7 +501,7 @@ async fn release(db: &DatabaseConnection, r: &row::Model) -> Result<(), DbErr> {
 
 /// Deliveries, newest first: every state, or one (`failed`, `pending`, …).
 pub async fn deliveries(
-    db: &DatabaseConnection,
+    db: &impl sea_orm::ConnectionTrait,
     state: Option<&str>,
     endpoint: Option<Uuid>,
     limit: u64,
@@ -519,7 +519,10 @@ pub async fn deliveries(
 }
 
 /// Makes failed deliveries due now with a fresh attempt budget: one (by `seq`) or all.
-pub async fn retry_failed(db: &DatabaseConnection, seq: Option<i64>) -> Result<u64, DbErr> {
+pub async fn retry_failed(
+    db: &impl sea_orm::ConnectionTrait,
+    seq: Option<i64>,
+) -> Result<u64, DbErr> {
     let mut update = row::Entity::update_many()
         .filter(row::Column::Status.eq(status::FAILED))
         .col_expr(row::Column::Status, Expr::value(status::PENDING))

@@ -13,7 +13,16 @@ use serde_json::{Value, json};
 
 use crate::admin::as_user;
 use crate::helpers::{GOOD_PASSWORD, TEST_SECRET, TestApp, spawn_app_with};
-use crate::mailbox::free_port;
+
+/// A port nothing listens on yet, on 127.0.0.2: the other tests' servers all listen on
+/// 127.0.0.1, so none can take it while a test keeps its receiver down.
+pub fn down_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// One request a receiver saw.
 #[derive(Debug, Clone)]
@@ -46,13 +55,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Self {
-        Self::start_on(0).await
+        Self::start_at("127.0.0.1", 0).await
     }
 
-    pub async fn start_on(port: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
+    /// On `host:port`. A receiver that is "down" first listens on 127.0.0.2 (see
+    /// [`down_port`]).
+    pub async fn start_at(host: &str, port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind((host, port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let receiver = Self {
             addr,
@@ -383,10 +392,10 @@ async fn only_subscribed_events_are_written_and_a_removed_endpoint_gets_nothing_
 #[tokio::test]
 async fn a_receiver_that_is_down_gets_every_event_later_in_order_per_user_once_each() {
     let app = spawn_hooked_app().await;
-    let port = free_port();
+    let port = down_port();
     let (_, secret) = add(
         &app.database_url,
-        &format!("http://127.0.0.1:{port}/hook"),
+        &format!("http://127.0.0.2:{port}/hook"),
         "all",
     );
     // Nothing listens: two users' events pile up and are retried with backoff.
@@ -419,7 +428,7 @@ async fn a_receiver_that_is_down_gets_every_event_later_in_order_per_user_once_e
         "{failing:?}"
     );
 
-    let receiver = Receiver::start_on(port).await;
+    let receiver = Receiver::start_at("127.0.0.2", port).await;
     let seen = receiver.wait_for(6, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.seen().len(), 6, "none twice");
@@ -792,7 +801,7 @@ impl PythonReceiver {
         let python = std::env::var("ROSTER_TEST_DJANGO_PYTHON").expect("ROSTER_TEST_DJANGO_PYTHON");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webhooks/receiver.py");
         let mut child = std::process::Command::new(python)
-            .args([script, &port.to_string(), secret])
+            .args([script, "127.0.0.2", &port.to_string(), secret])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -838,10 +847,10 @@ impl Drop for PythonReceiver {
 #[ignore = "needs ROSTER_TEST_DJANGO_PYTHON with standardwebhooks"]
 async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_outage() {
     let app = spawn_hooked_app().await;
-    let port = free_port();
+    let port = down_port();
     let (_, secret) = add(
         &app.database_url,
-        &format!("http://127.0.0.1:{port}/"),
+        &format!("http://127.0.0.2:{port}/"),
         "all",
     );
     // The receiver is down while two users register, sign in and out.
@@ -871,7 +880,7 @@ async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_out
     assert_eq!(of(&jon), ["user.registered", "session.created"]);
 
     // The library does refuse: a forged signature and a replayed old timestamp.
-    let url = format!("http://127.0.0.1:{port}/");
+    let url = format!("http://127.0.0.2:{port}/");
     let now = chrono::Utc::now().timestamp();
     for (timestamp, signature) in [
         (
@@ -912,4 +921,160 @@ async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_out
     }
     let all = receiver.wait_for(7, Duration::from_secs(5)).await;
     assert!(all[5..].iter().all(|l| l["verified"] == false), "{all:?}");
+}
+
+#[tokio::test]
+async fn the_admin_api_manages_endpoints_under_djangos_permissions_and_audits_it() {
+    use crate::admin::{code, grant, make_staff};
+    let app = spawn_hooked_app().await;
+    let receiver = Receiver::start().await;
+    let (ops_id, ops) = app.sign_in("opsperson").await;
+    make_staff(&app, &ops_id, false).await;
+    let add_q = "mutation($u: String!, $e: [String!]!) { addWebhookEndpoint(url: $u, events: $e) \
+                 { endpoint { id url events } secret } }";
+    let list_q = "{ webhookEndpoints { id url events previousSecretUntil } }";
+    let url = format!("{}?token=receivers-own-token", receiver.url());
+    let vars = json!({ "u": url, "e": ["user.registered", "session.created"] });
+
+    // Staff without the permissions: refused, nothing made.
+    assert_eq!(
+        code(&as_user(&app, Some(&ops), add_q, vars.clone()).await),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(&as_user(&app, Some(&ops), list_q, json!({})).await),
+        "FORBIDDEN"
+    );
+    let (_, someone) = app.sign_in("someone").await;
+    assert_eq!(
+        code(&as_user(&app, Some(&someone), add_q, vars.clone()).await),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(&as_user(&app, None, add_q, vars.clone()).await),
+        "UNAUTHENTICATED"
+    );
+    assert!(receiver.seen().is_empty());
+    assert!(
+        roster::webhooks::endpoints::list(&app.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    grant(&app, &ops_id, "roster.change_webhook").await;
+    // Bad input is named by field.
+    for (bad, field) in [
+        (json!({ "u": "ftp://x.example/", "e": ["all"] }), "url"),
+        (json!({ "u": receiver.url(), "e": ["user.*"] }), "events"),
+        (json!({ "u": receiver.url(), "e": [] }), "events"),
+    ] {
+        let answer = as_user(&app, Some(&ops), add_q, bad).await;
+        assert_eq!(code(&answer), "BAD_USER_INPUT", "{answer}");
+        assert_eq!(
+            answer["errors"][0]["extensions"]["fields"][0]["field"], field,
+            "{answer}"
+        );
+    }
+    let added = as_user(&app, Some(&ops), add_q, vars).await;
+    let endpoint = &added["data"]["addWebhookEndpoint"];
+    let id = endpoint["endpoint"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{added}"))
+        .to_owned();
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(endpoint["endpoint"]["url"], format!("{}?…", receiver.url()));
+    assert_eq!(
+        endpoint["endpoint"]["events"],
+        json!(["user.registered", "session.created"])
+    );
+
+    // Reading needs its own permission; the secret is never read back.
+    grant(&app, &ops_id, "roster.view_webhook").await;
+    let listed = as_user(&app, Some(&ops), list_q, json!({})).await;
+    assert_eq!(
+        listed["data"]["webhookEndpoints"][0]["id"],
+        id.as_str(),
+        "{listed}"
+    );
+    assert!(
+        !listed.to_string().contains("whsec_")
+            && !listed.to_string().contains("receivers-own-token")
+    );
+
+    let (newcomer, _) = app.sign_in("newcomer").await;
+    let seen = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(
+        seen.iter()
+            .all(|s| s.user() == newcomer && signed_by(s, &secret))
+    );
+    let deliveries = as_user(
+        &app,
+        Some(&ops),
+        "query($s: String) { webhookDeliveries(status: $s) { id eventId eventType status attempts lastHttpStatus } }",
+        json!({ "s": "delivered" }),
+    )
+    .await;
+    let rows = deliveries["data"]["webhookDeliveries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{deliveries}"));
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["lastHttpStatus"] == 200));
+    assert!(rows.iter().any(|r| r["eventId"] == seen[0].id.as_str()));
+    let bad_status = as_user(
+        &app,
+        Some(&ops),
+        "{ webhookDeliveries(status: \"lost\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&bad_status), "BAD_USER_INPUT");
+
+    // Rotation: both secrets sign for a day; a second rotation inside it is refused.
+    let rotate = "mutation($id: ID!) { rotateWebhookSecret(id: $id) }";
+    let rotated = as_user(&app, Some(&ops), rotate, json!({ "id": id })).await;
+    let new = rotated["data"]["rotateWebhookSecret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{rotated}"))
+        .to_owned();
+    assert_eq!(
+        code(&as_user(&app, Some(&ops), rotate, json!({ "id": id })).await),
+        "BAD_USER_INPUT"
+    );
+    app.sign_in("another").await;
+    let seen = receiver.wait_for(4, Duration::from_secs(10)).await;
+    assert!(signed_by(&seen[3], &new) && signed_by(&seen[3], &secret));
+    let retried = as_user(
+        &app,
+        Some(&ops),
+        "mutation { retryWebhookDeliveries }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(retried["data"]["retryWebhookDeliveries"], 0, "{retried}");
+
+    let remove = "mutation($id: ID!) { removeWebhookEndpoint(id: $id) }";
+    assert_eq!(
+        as_user(&app, Some(&ops), remove, json!({ "id": id })).await["data"]["removeWebhookEndpoint"],
+        true
+    );
+    assert_eq!(
+        code(&as_user(&app, Some(&ops), remove, json!({ "id": id })).await),
+        "NOT_FOUND"
+    );
+    let actions: Vec<String> = app
+        .audit_log()
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("webhook."))
+        .collect();
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    for action in ["webhook.added", "webhook.secret_rotated", "webhook.removed"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
 }

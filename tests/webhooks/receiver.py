@@ -1,7 +1,7 @@
 """A webhook receiver roster did not write: every delivery is verified by the
 `standardwebhooks` package (PyPI), the Standard Webhooks reference library for Python.
 
-Usage: receiver.py PORT SECRET. Prints one JSON line per request on stdout:
+Usage: receiver.py HOST PORT SECRET. Prints one JSON line per request on stdout:
 {"id", "type", "user_id", "verified": true} or {"verified": false, "error": ...};
 answers 204 to a verified delivery, 401 otherwise. Used by tests/api/webhooks.rs.
 """
@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-PORT, SECRET = int(sys.argv[1]), sys.argv[2]
+HOST, PORT, SECRET = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 HOOK = Webhook(SECRET)
 
 
@@ -41,4 +41,4 @@ class Handler(BaseHTTPRequestHandler):
 
 
 print("listening", flush=True)
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+ThreadingHTTPServer((HOST, PORT), Handler).serve_forever()

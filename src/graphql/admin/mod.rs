@@ -9,6 +9,8 @@ pub mod groups;
 pub mod manage;
 /// Reading: `users`, `user`, `auditLog`.
 pub mod users;
+/// Webhook endpoints and deliveries.
+pub mod webhooks;
 
 use async_graphql::Context;
 

@@ -56,6 +56,8 @@ pub struct Application {
     tokens: crate::tokens::AccessTokens,
     delivery: Delivery,
     webhooks: crate::webhooks::worker::Worker,
+    /// For the housekeeping that completes deletions (their goodbyes).
+    outbox: Outbox,
     shared: Option<Shared>,
     /// `--admin-listen`: its listener and router (probes and metrics).
     admin: Option<(TcpListener, axum::Router)>,
@@ -145,6 +147,7 @@ impl Application {
             },
             second_factor: second_factor(&config)?,
             metrics: metrics.clone(),
+            deletion_grace: config.deletion_grace,
         });
         let limiter = |name, rate| {
             ClientLimiter::new(
@@ -237,7 +240,7 @@ impl Application {
         let delivery = Delivery::new(
             db.clone(),
             metrics.clone(),
-            outbox,
+            outbox.clone(),
             transport,
             templates,
             DeliverySettings {
@@ -249,6 +252,7 @@ impl Application {
                 verify_email_ttl: mc.verify_email_ttl,
                 reset_password_ttl: mc.reset_password_ttl,
                 email_change_ttl: mc.email_change_ttl,
+                deletion_grace: config.deletion_grace,
                 max_attempts: mc.mail_max_attempts,
                 retry_base: mc.mail_retry_base,
                 lease: mc.mail_lease,
@@ -290,6 +294,7 @@ impl Application {
             tokens,
             delivery,
             webhooks,
+            outbox,
             shared,
             admin,
             metrics,
@@ -332,6 +337,7 @@ impl Application {
         let tokens = self.tokens.clone();
         let housekeeping_db = self.db.clone();
         let audit_retention = self.audit_retention;
+        let deletions_outbox = self.outbox.clone();
         // The outbox worker runs beside the server and stops after it: an email being sent
         // when the signal comes is finished, claimed ones not yet started are handed back.
         let (stop_delivery, stopped) = tokio::sync::watch::channel(false);
@@ -365,6 +371,17 @@ impl Application {
                 address_limiter.forget_idle();
                 tokens.forget_idle();
                 tokens.refresh().await;
+                // Accounts whose `--deletion-grace` ended (none without one).
+                match crate::accounts::complete_due_deletions(&housekeeping_db, &deletions_outbox)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        accounts = n,
+                        "closed accounts deleted at the end of their grace"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "completing due deletions failed"),
+                }
                 if ticks.is_multiple_of(10) {
                     match sessions.purge_expired().await {
                         Ok(0) => {}
@@ -497,6 +514,7 @@ pub async fn account_service(
         },
         second_factor: second_factor(config)?,
         metrics: crate::metrics::Metrics::new(),
+        deletion_grace: config.deletion_grace,
     });
     Ok((db, service))
 }

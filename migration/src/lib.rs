@@ -47,6 +47,8 @@ pub mod m20261207_000013_deleted_legacy_ids;
 pub mod m20261207_000014_create_webhooks;
 /// `roster.view_webhook` and `roster.change_webhook`.
 pub mod m20261207_000015_webhook_permissions;
+/// Accounts deleted under `--deletion-grace`, until the grace ends.
+pub mod m20261207_000016_pending_deletions;
 
 /// A unique index whose violation the service turns into a field error, named once here for
 /// both databases: PostgreSQL names the index (or key constraint) in its error, SQLite the
@@ -189,6 +191,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000013_deleted_legacy_ids::Migration),
             Box::new(m20261207_000014_create_webhooks::Migration),
             Box::new(m20261207_000015_webhook_permissions::Migration),
+            Box::new(m20261207_000016_pending_deletions::Migration),
         ]
     }
 }

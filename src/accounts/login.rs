@@ -123,6 +123,15 @@ impl AccountService {
                 None
             }
         };
+        // An account its owner closed under `--deletion-grace` reopens once its password is
+        // proven (only ever asked for an inactive account whose password matched).
+        let account = match (account, &matches) {
+            (Some(u), Some(v)) if v.matches && !u.is_active => Some(
+                self.reopen_if_closed_for_deletion(u, &login.origin())
+                    .await?,
+            ),
+            (account, _) => account,
+        };
         let (user, verified) = match (account, matches) {
             (Some(u), Some(v)) if v.matches && u.is_active => (u, v),
             (account, _) => {

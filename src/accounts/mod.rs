@@ -41,6 +41,7 @@ mod validation;
 /// `verifyEmail` and `resendVerificationEmail`.
 mod verify_email;
 
+pub use delete_account::complete_due_deletions;
 pub use email::Email;
 pub use login::seed_failure_floor;
 pub use login::{LoggedIn, Login};

@@ -73,6 +73,8 @@ pub struct AccountService {
     pub(super) email: EmailPolicy,
     pub(super) second_factor: super::SecondFactorPolicy,
     pub(super) metrics: crate::metrics::Metrics,
+    /// `--deletion-grace`: zero deletes at once.
+    pub(super) deletion_grace: std::time::Duration,
     /// Bounds the email requests being looked up in the background.
     pub(super) background: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -88,6 +90,8 @@ pub struct Parts {
     pub email: EmailPolicy,
     pub second_factor: super::SecondFactorPolicy,
     pub metrics: crate::metrics::Metrics,
+    /// `--deletion-grace`: zero deletes at once.
+    pub deletion_grace: std::time::Duration,
 }
 
 impl AccountService {
@@ -102,6 +106,7 @@ impl AccountService {
             outbox: parts.outbox,
             email: parts.email,
             second_factor: parts.second_factor,
+            deletion_grace: parts.deletion_grace,
             background: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SLOTS)),
         }
     }

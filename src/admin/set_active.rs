@@ -50,6 +50,12 @@ pub async fn set_active(
         .filter(user::Column::Id.eq(user.id))
         .exec(&txn)
         .await?;
+    if active {
+        // An operator reopening a closed account keeps it: its pending deletion ends.
+        crate::entity::pending_deletion::Entity::delete_by_id(user.id)
+            .exec(&txn)
+            .await?;
+    }
     if !active {
         // A change of address pending at deactivation must not complete after a reactivation.
         crate::accounts::email_tokens::end_email_change(&txn, user.id).await?;

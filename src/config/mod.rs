@@ -77,6 +77,13 @@ pub struct Config {
           value_parser = parse_duration)]
     pub audit_retention: Duration,
 
+    /// `deleteAccount` closes the account (deactivated, every session ended) and deletes it
+    /// this long after, unless its owner signs in meanwhile, which cancels the deletion and
+    /// reopens it: `7d`, `30d` (at most 90 days). `off`: deleted at once.
+    #[arg(long, env = "ROSTER_DELETION_GRACE", default_value = "off",
+          value_parser = parse::parse_grace)]
+    pub deletion_grace: Duration,
+
     /// Apply pending migrations at start-up. Fleets turn this off and run `roster migrate`
     /// once per release; a process that then finds migrations missing refuses to start.
     #[arg(long, env = "ROSTER_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
@@ -172,6 +179,12 @@ impl Config {
             u64::from(self.webhooks.webhook_max_attempts),
             1,
             100,
+        )?;
+        in_range(
+            "deletion-grace (seconds)",
+            self.deletion_grace.as_secs(),
+            0,
+            90 * 86_400,
         )?;
         in_range("body-timeout-secs", l.body_timeout_secs, 1, 3600)?;
         in_range("header-timeout-secs", l.header_timeout_secs, 1, 3600)?;

@@ -36,6 +36,14 @@ pub fn parse_ip_net(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("expected an IP address or CIDR range such as 10.0.0.0/8; got {s:?}"))
 }
 
+/// `off` (zero: no grace) or a duration such as `7d`.
+pub(super) fn parse_grace(s: &str) -> Result<Duration, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s).map_err(|e| format!("{e}, or off"))
+}
+
 /// Parses `30/5m`, `10/30s`, `100/1h` or `off`.
 pub fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
     let s = s.trim();

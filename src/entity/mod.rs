@@ -8,6 +8,8 @@ pub mod audit_entry;
 pub mod email_token;
 /// The `outbox` table.
 pub mod outbox;
+/// The `pending_deletions` table.
+pub mod pending_deletion;
 /// The `recovery_codes` table.
 pub mod recovery_code;
 /// The `sessions` table.

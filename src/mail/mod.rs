@@ -181,6 +181,7 @@ fn builtin(kind: Kind) -> (&'static str, &'static str, &'static str) {
         Kind::EmailInUse => files!("email_in_use"),
         Kind::AccountDeleted => files!("account_deleted"),
         Kind::EmailChanged => files!("email_changed"),
+        Kind::AccountDeletionScheduled => files!("account_deletion_scheduled"),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct DeliverySettings {
     pub verify_email_ttl: Duration,
     pub reset_password_ttl: Duration,
     pub email_change_ttl: Duration,
+    /// `--deletion-grace`, said in the notice of a closed account.
+    pub deletion_grace: Duration,
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub lease: Duration,
@@ -268,7 +270,8 @@ impl Delivery {
         let Some(found) = found else {
             return Err(Outcome::Skip("the user no longer exists"));
         };
-        if !found.is_active {
+        // The notice of an account closed for deletion goes to an inactive account by design.
+        if !found.is_active && kind != Kind::AccountDeletionScheduled {
             return Err(Outcome::Skip("the user is deactivated"));
         }
         if kind == Kind::VerifyEmail && found.email_verified {
@@ -311,6 +314,7 @@ impl Delivery {
             | Kind::EmailChangeRequested
             | Kind::EmailInUse
             | Kind::EmailChanged
+            | Kind::AccountDeletionScheduled
             | Kind::AccountDeleted => {
                 return Ok(Prepared {
                     kind,
@@ -349,6 +353,10 @@ impl Delivery {
                 link.ttl,
             ),
             (Some(_), None) => return Outcome::failed("database", "no token was minted"),
+            // A notice's only duration: how long a closed account waits for its owner.
+            (None, _) if p.kind == Kind::AccountDeletionScheduled => {
+                (String::new(), self.settings.deletion_grace)
+            }
             (None, _) => (String::new(), Duration::ZERO),
         };
         let (subject, text, html) = self.templates.render(p.kind, &link, &row.recipient, ttl);

@@ -47,10 +47,13 @@ pub enum Kind {
     AccountDeleted,
     /// A notice to the old address: the account moved to another address.
     EmailChanged,
+    /// A notice: the account was closed and will be deleted when `--deletion-grace` ends,
+    /// unless its owner signs in (sent although the account is inactive).
+    AccountDeletionScheduled,
 }
 
 impl Kind {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::SecondFactorAdded,
@@ -61,6 +64,7 @@ impl Kind {
         Self::EmailInUse,
         Self::AccountDeleted,
         Self::EmailChanged,
+        Self::AccountDeletionScheduled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl Kind {
             Self::EmailInUse => "email_in_use",
             Self::AccountDeleted => "account_deleted",
             Self::EmailChanged => "email_changed",
+            Self::AccountDeletionScheduled => "account_deletion_scheduled",
         }
     }
 

@@ -335,3 +335,175 @@ async fn a_deletion_racing_logins_leaves_no_session_and_no_error_and_the_events_
         assert_eq!(events.iter().filter(|e| **e == "user.deleted").count(), 1);
     }
 }
+
+#[tokio::test]
+async fn under_a_deletion_grace_the_account_closes_a_sign_in_reopens_it_and_the_end_deletes_it() {
+    use roster::entity::pending_deletion;
+    let smtp = SmtpServer::start().await;
+    let smtp_url = smtp.url();
+    let app = crate::helpers::spawn_app_with(move |c| {
+        c.mail.smtp_url = Some(roster::config::SmtpUrl(smtp_url));
+        c.mail.mail_poll_interval = Duration::from_millis(100);
+        c.mail.mail_address_limit = roster::config::RateLimit::Off;
+        c.deletion_grace = Duration::from_secs(7 * 86_400);
+        c.webhooks.webhook_allow_private = true;
+        c.webhooks.webhook_poll_interval = Duration::from_secs(1);
+    })
+    .await;
+    let receiver = crate::webhooks::Receiver::start().await;
+    crate::webhooks::add(
+        &app.database_url,
+        &receiver.url(),
+        "user.deactivated,user.reactivated,user.deleted",
+    );
+    let login = "mutation($i: LoginInput!) { login(input: $i) { token } }";
+    let creds =
+        |name: &str, password: &str| json!({ "i": { "identifier": name, "password": password } });
+
+    // Ana, whose address is verified, closes her account.
+    let (ana, token) = app.sign_in("ana").await;
+    let link = crate::mailbox::link_token(
+        &smtp.wait_for(1, Duration::from_secs(15)).await[0],
+        "verify-email",
+    );
+    app.graphql(
+        "mutation($t: String!) { verifyEmail(token: $t) { id } }",
+        json!({ "t": link }),
+    )
+    .await;
+    let closed = as_user(&app, Some(&token), DELETE, json!({ "p": GOOD_PASSWORD })).await;
+    assert_eq!(closed["data"]["deleteAccount"], true, "{closed}");
+    // Closed, not gone: deactivated, its sessions ended, the deletion noted a week out.
+    let ana_id = uuid::Uuid::parse_str(&ana).unwrap();
+    let row = roster::entity::user::Entity::find_by_id(ana_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!row.is_active);
+    assert_eq!(
+        code(&as_user(&app, Some(&token), "mutation { logout }", json!({})).await),
+        "UNAUTHENTICATED"
+    );
+    let pending = pending_deletion::Entity::find_by_id(ana_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let days = (pending.delete_after - chrono::Utc::now()).num_hours();
+    assert!((167..=168).contains(&days), "{pending:?}");
+    let notice = smtp.wait_for(2, Duration::from_secs(15)).await;
+    assert_eq!(notice[1]["subject"], "Your account will be deleted");
+    assert!(
+        notice[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("deleted in 7 days"),
+        "{}",
+        notice[1]
+    );
+    // Nothing is due yet.
+    assert_eq!(
+        roster::accounts::complete_due_deletions(&app.db, &roster::outbox::Outbox::new())
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A wrong password reopens nothing; hers does, and the sign-in goes on.
+    assert_eq!(
+        code(&as_user(&app, None, login, creds("ana", "not the password at all")).await),
+        "INVALID_CREDENTIALS"
+    );
+    let back = as_user(&app, None, login, creds("ana", GOOD_PASSWORD)).await;
+    assert!(back["data"]["login"]["token"].is_string(), "{back}");
+    let row = roster::entity::user::Entity::find_by_id(ana_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.is_active);
+    assert!(
+        pending_deletion::Entity::find_by_id(ana_id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let actions = app.audit_actions_about(ana_id).await;
+    for action in ["user.deletion_scheduled", "user.deletion_cancelled"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+
+    // Ben closes his; when the grace ends, the housekeeping deletes it as deleteAccount would.
+    let (ben, ben_token) = app.sign_in("ben").await;
+    let ben_id = uuid::Uuid::parse_str(&ben).unwrap();
+    as_user(
+        &app,
+        Some(&ben_token),
+        DELETE,
+        json!({ "p": GOOD_PASSWORD }),
+    )
+    .await;
+    crate::admin::sql(
+        &app,
+        "UPDATE pending_deletions SET delete_after = $1 WHERE user_id = $2",
+        vec![
+            (chrono::Utc::now() - chrono::Duration::seconds(1)).into(),
+            ben_id.into(),
+        ],
+    )
+    .await;
+    // Past the grace, his password reopens nothing.
+    assert_eq!(
+        code(&as_user(&app, None, login, creds("ben", GOOD_PASSWORD)).await),
+        "INVALID_CREDENTIALS"
+    );
+    assert_eq!(
+        roster::accounts::complete_due_deletions(&app.db, &roster::outbox::Outbox::new())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        roster::entity::user::Entity::find_by_id(ben_id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        app.audit_actions_about(ben_id)
+            .await
+            .iter()
+            .any(|a| a == "user.deleted")
+    );
+    // The name is free again.
+    assert!(
+        app.register("ben", "ben.again@example.com", GOOD_PASSWORD)
+            .await
+            .body["data"]["register"]["id"]
+            .is_string()
+    );
+
+    // The webhooks saw each step, in order.
+    let seen = receiver.wait_for(4, Duration::from_secs(15)).await;
+    let of = |id: &str| {
+        seen.iter()
+            .filter(|s| s.user() == id)
+            .map(|s| (s.event().to_owned(), s.body["data"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let ana_events = of(&ana);
+    assert_eq!(
+        ana_events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["user.deactivated", "user.reactivated"]
+    );
+    assert!(ana_events[0].1["deletion_scheduled_for"].is_string());
+    assert_eq!(ana_events[1].1["deletion_cancelled"], true);
+    let ben_events: Vec<String> = of(&ben).into_iter().map(|e| e.0).collect();
+    assert_eq!(ben_events, ["user.deactivated", "user.deleted"]);
+}

@@ -30,6 +30,13 @@ impl MigrationTrait for Migration {
                             .timestamp_with_time_zone()
                             .not_null(),
                     )
+                    // An operator deactivated the closed account: its owner cannot reopen it.
+                    .col(
+                        ColumnDef::new(PendingDeletions::Held)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(PendingDeletions::Table, PendingDeletions::UserId)
@@ -63,6 +70,7 @@ enum PendingDeletions {
     UserId,
     DeleteAfter,
     RequestedAt,
+    Held,
 }
 
 #[derive(DeriveIden)]

@@ -102,6 +102,7 @@ impl AccountService {
             user_id: Set(found.id),
             delete_after: Set(delete_after),
             requested_at: Set(now),
+            held: Set(false),
         }
         .insert(&txn)
         .await?;
@@ -134,21 +135,28 @@ impl AccountService {
     }
 
     /// A login's password proved the owner of an account closed under `--deletion-grace`:
-    /// the deletion is cancelled and the account reopened, in one transaction, and the
-    /// login goes on. Answers the account as it is then (still inactive when there was no
-    /// deletion to cancel: deactivated by an operator, or its grace already over).
+    /// the account reopens and the login goes on. Without a second factor the deletion is
+    /// cancelled here; with one, the password alone does not undo what password and factor
+    /// asked for: the account opens for the login's second step, whose success cancels the
+    /// deletion ([`cancel_deletion`]) — otherwise it still happens when the grace ends.
+    /// Answers the account as it is then (still inactive when there is nothing to reopen:
+    /// deactivated by an operator, held by one, its grace over, or an address that
+    /// `--require-verified-email` would refuse anyway).
     pub(super) async fn reopen_if_closed_for_deletion(
         &self,
         found: user::Model,
         origin: &Origin,
     ) -> Result<user::Model, AppError> {
+        if self.email.require_verified && !found.email_verified {
+            return Ok(found);
+        }
         let txn = crate::txn::begin_writing(&self.db).await?;
-        let cancelled = pending_deletion::Entity::delete_many()
-            .filter(pending_deletion::Column::UserId.eq(found.id))
+        let pending = pending_deletion::Entity::find_by_id(found.id)
             .filter(pending_deletion::Column::DeleteAfter.gt(crate::outbox::now()))
-            .exec(&txn)
+            .filter(pending_deletion::Column::Held.eq(false))
+            .one(&txn)
             .await?;
-        if cancelled.rows_affected == 0 {
+        if pending.is_none() {
             txn.rollback().await?;
             return Ok(found);
         }
@@ -157,29 +165,62 @@ impl AccountService {
             .filter(user::Column::Id.eq(found.id))
             .exec(&txn)
             .await?;
-        audit::record(
-            &txn,
-            &Who::user(found.id),
-            "user.deletion_cancelled",
-            Some(found.id),
-            origin,
-            None,
-        )
-        .await?;
-        crate::webhooks::emit(
-            &txn,
-            crate::webhooks::EventType::UserReactivated,
-            found.id,
-            serde_json::json!({ "deletion_cancelled": true }),
-        )
-        .await?;
+        if crate::mfa::required(&txn, found.id).await? {
+            audit::record(
+                &txn,
+                &Who::user(found.id),
+                "user.reopened_for_second_step",
+                Some(found.id),
+                origin,
+                None,
+            )
+            .await?;
+        } else {
+            cancel_deletion(&txn, found.id, &Who::user(found.id), origin).await?;
+        }
         txn.commit().await?;
-        tracing::info!(user_id = %found.id, "a sign-in cancelled the account's deletion");
+        tracing::info!(user_id = %found.id, "a sign-in reopened an account closed for deletion");
         Ok(user::Model {
             is_active: true,
             ..found
         })
     }
+}
+
+/// Cancels `user_id`'s pending deletion inside the caller's transaction (its owner signed
+/// in, with the second factor when there is one), recorded and announced; `false` when there
+/// was none.
+pub(crate) async fn cancel_deletion(
+    txn: &impl ConnectionTrait,
+    user_id: uuid::Uuid,
+    who: &Who,
+    origin: &Origin,
+) -> Result<bool, DbErr> {
+    let cancelled = pending_deletion::Entity::delete_many()
+        .filter(pending_deletion::Column::UserId.eq(user_id))
+        .filter(pending_deletion::Column::Held.eq(false))
+        .exec(txn)
+        .await?;
+    if cancelled.rows_affected == 0 {
+        return Ok(false);
+    }
+    audit::record(
+        txn,
+        who,
+        "user.deletion_cancelled",
+        Some(user_id),
+        origin,
+        None,
+    )
+    .await?;
+    crate::webhooks::emit(
+        txn,
+        crate::webhooks::EventType::UserReactivated,
+        user_id,
+        serde_json::json!({ "deletion_cancelled": true }),
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Deletes the accounts whose `--deletion-grace` has ended, each in its own transaction
@@ -189,39 +230,54 @@ pub async fn complete_due_deletions(
     db: &DatabaseConnection,
     outbox: &Outbox,
 ) -> Result<u64, DbErr> {
+    use sea_orm::QueryOrder;
     let now = crate::outbox::now();
     let due = pending_deletion::Entity::find()
         .filter(pending_deletion::Column::DeleteAfter.lte(now))
+        .order_by_asc(pending_deletion::Column::DeleteAfter)
         .limit(DUE_BATCH)
         .all(db)
         .await?;
     let mut deleted = 0;
     for pending in due {
-        let txn = crate::txn::begin_writing(db).await?;
-        // Read again in the transaction: a sign-in may have cancelled it meanwhile.
-        let still = pending_deletion::Entity::find_by_id(pending.user_id)
-            .filter(pending_deletion::Column::DeleteAfter.lte(now))
-            .one(&txn)
+        let erased = async {
+            let txn = crate::txn::begin_writing(db).await?;
+            // The row is claimed by deleting it: of two processes (or a sign-in reopening
+            // the account, which deletes it too), one wins, and only the winner erases.
+            let claimed = pending_deletion::Entity::delete_many()
+                .filter(pending_deletion::Column::UserId.eq(pending.user_id))
+                .filter(pending_deletion::Column::DeleteAfter.lte(now))
+                .exec(&txn)
+                .await?;
+            let found = match claimed.rows_affected {
+                0 => None,
+                _ => user::Entity::find_by_id(pending.user_id).one(&txn).await?,
+            };
+            let Some(found) = found else {
+                txn.rollback().await?;
+                return Ok::<_, DbErr>(false);
+            };
+            erase(
+                &txn,
+                outbox,
+                &found,
+                &Who::system(),
+                &Origin::default(),
+                true,
+            )
             .await?;
-        let found = match still {
-            Some(_) => user::Entity::find_by_id(pending.user_id).one(&txn).await?,
-            None => None,
-        };
-        let Some(found) = found else {
-            txn.rollback().await?;
-            continue;
-        };
-        erase(
-            &txn,
-            outbox,
-            &found,
-            &Who::system(),
-            &Origin::default(),
-            true,
-        )
-        .await?;
-        txn.commit().await?;
-        deleted += 1;
+            txn.commit().await?;
+            Ok(true)
+        }
+        .await;
+        match erased {
+            Ok(true) => deleted += 1,
+            Ok(false) => {}
+            // One account that cannot be deleted now does not hold up the others.
+            Err(e) => {
+                tracing::warn!(user_id = %pending.user_id, error = %e, "a due deletion failed; retried at the next sweep")
+            }
+        }
     }
     if deleted > 0 {
         outbox.wake();

@@ -309,6 +309,8 @@ impl AccountService {
                 .notice(&txn, Kind::RecoveryCodeUsed, user, &caller.user.email)
                 .await?;
         }
+        // An account closed for deletion and reopened by the password waited for this step.
+        super::delete_account::cancel_deletion(&txn, user, &Who::user(user), origin).await?;
         // The session exists for other services from here (before, it could do nothing).
         crate::webhooks::emit(
             &txn,

@@ -34,7 +34,39 @@ pub async fn set_active(
     }
     let user = rules::target(&txn, target).await?;
     acting.may_touch(&user)?;
+    let closed = crate::entity::pending_deletion::Entity::find_by_id(user.id)
+        .one(&txn)
+        .await?;
+    if active && closed.is_some() {
+        // The owner asked for the deletion; an operator does not overrule it.
+        return Err(AppError::Forbidden(
+            "This account is closed for deletion at its owner's request: only its owner can reopen it, by signing in.",
+        ));
+    }
     if user.is_active == active {
+        if let Some(closed) = closed.filter(|c| !c.held) {
+            // Deactivating a closed account holds it closed: its owner can no longer reopen
+            // it, and it is deleted when the grace ends.
+            crate::entity::pending_deletion::Entity::update_many()
+                .col_expr(
+                    crate::entity::pending_deletion::Column::Held,
+                    Expr::value(true),
+                )
+                .filter(crate::entity::pending_deletion::Column::UserId.eq(closed.user_id))
+                .exec(&txn)
+                .await?;
+            audit::record(
+                &txn,
+                &actor.who(),
+                "user.deletion_held",
+                Some(user.id),
+                origin,
+                None,
+            )
+            .await?;
+            crate::deadline::commit_started();
+            txn.commit().await?;
+        }
         return Ok(user);
     }
     if !active {
@@ -50,12 +82,6 @@ pub async fn set_active(
         .filter(user::Column::Id.eq(user.id))
         .exec(&txn)
         .await?;
-    if active {
-        // An operator reopening a closed account keeps it: its pending deletion ends.
-        crate::entity::pending_deletion::Entity::delete_by_id(user.id)
-            .exec(&txn)
-            .await?;
-    }
     if !active {
         // A change of address pending at deactivation must not complete after a reactivation.
         crate::accounts::email_tokens::end_email_change(&txn, user.id).await?;

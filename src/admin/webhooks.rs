@@ -58,7 +58,14 @@ pub async fn add(
 ) -> Result<(webhook_endpoint::Model, Secret), AppError> {
     let sealer = sealer.ok_or(AppError::WebhooksUnavailable)?;
     let txn = crate::txn::begin_writing(db).await?;
-    rules::acting(&txn, actor, perms::CHANGE_WEBHOOK).await?;
+    let acting = rules::acting(&txn, actor, perms::CHANGE_WEBHOOK).await?;
+    // An endpoint receives every subscribed user's username and address: adding one is
+    // reading them all.
+    if !acting.is_superuser() && !acting.held.contains(perms::VIEW_USER) {
+        return Err(AppError::Forbidden(
+            "Adding a webhook endpoint also needs roster.view_user: it receives every user's username and address.",
+        ));
+    }
     let (endpoint, secret) = endpoints::add(&txn, sealer, url, events, allow_private)
         .await
         .map_err(app_error)?;
@@ -131,7 +138,8 @@ pub async fn rotate_secret(
     Ok(secret)
 }
 
-/// Makes failed deliveries due now: one (`seq`) or all; answers how many.
+/// Makes failed deliveries due now: one (`seq`; `NOT_FOUND` when it is not a failed one) or
+/// all; answers how many.
 pub async fn retry(
     db: &DatabaseConnection,
     actor: &Actor,
@@ -141,6 +149,9 @@ pub async fn retry(
     let txn = crate::txn::begin_writing(db).await?;
     rules::acting(&txn, actor, perms::CHANGE_WEBHOOK).await?;
     let n = worker::retry_failed(&txn, seq).await?;
+    if n == 0 && seq.is_some() {
+        return Err(AppError::NotFound);
+    }
     if n > 0 {
         audit::record(
             &txn,

@@ -138,6 +138,10 @@ pub async fn run(config: &Config, command: &super::WebhooksCommand) -> ExitCode 
         C::Retry { seq, all_failed } => {
             let target = if *all_failed { None } else { *seq };
             match admin::retry(&db, &Actor::System, target, &Origin::default()).await {
+                Err(AppError::NotFound) => {
+                    eprintln!("webhooks: no failed delivery has that number");
+                    ExitCode::from(1)
+                }
                 Ok(n) => {
                     eprintln!("webhooks: {n} failed deliveries due again now");
                     if n == 0 && target.is_some() {
@@ -171,7 +175,7 @@ fn refused(e: AppError) -> ExitCode {
             "the endpoint's secret does not open with this server secret".to_owned(),
             2,
         ),
-        AppError::Internal(cause) => (format!("database: {cause}"), 2),
+        AppError::Internal(cause) => (format!("internal error: {cause}"), 2),
         other => (other.to_string(), 2),
     };
     eprintln!("webhooks: {said}");

@@ -9,6 +9,9 @@ pub struct Model {
     pub user_id: Uuid,
     pub delete_after: DateTimeUtc,
     pub requested_at: DateTimeUtc,
+    /// An operator deactivated the closed account: its owner can no longer reopen it, and
+    /// it is deleted when the grace ends.
+    pub held: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

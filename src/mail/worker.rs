@@ -274,6 +274,9 @@ impl Delivery {
         if !found.is_active && kind != Kind::AccountDeletionScheduled {
             return Err(Outcome::Skip("the user is deactivated"));
         }
+        if found.is_active && kind == Kind::AccountDeletionScheduled {
+            return Err(Outcome::Skip("the account was reopened meanwhile"));
+        }
         if kind == Kind::VerifyEmail && found.email_verified {
             return Err(Outcome::Skip("the address is already verified"));
         }

@@ -99,13 +99,20 @@ pub fn parse_events(list: &[String]) -> Result<String, EndpointError> {
     Ok(format!(",{},", names.join(",")))
 }
 
-/// The URL as shown to operators: its query, which may carry the receiver's own token, as
-/// `?…` (there is one, and it stays unread).
+/// The URL as shown to operators: scheme, host and port, and `/…` for any path or query —
+/// either may carry the receiver's own token (`/services/T0/B0/<secret>`, `?token=`).
 pub fn shown_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_owned(),
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "(unreadable)".to_owned();
+    };
+    let mut shown = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
+    if let Some(port) = parsed.port() {
+        shown.push_str(&format!(":{port}"));
     }
+    if parsed.path() != "/" || parsed.query().is_some() {
+        shown.push_str("/…");
+    }
+    shown
 }
 
 /// The stored list as names.

@@ -507,3 +507,146 @@ async fn under_a_deletion_grace_the_account_closes_a_sign_in_reopens_it_and_the_
     let ben_events: Vec<String> = of(&ben).into_iter().map(|e| e.0).collect();
     assert_eq!(ben_events, ["user.deactivated", "user.deleted"]);
 }
+
+#[tokio::test]
+async fn a_closed_account_with_a_second_factor_reopens_only_with_it_and_an_operator_cannot_overrule_its_owner()
+ {
+    use roster::entity::pending_deletion;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.deletion_grace = Duration::from_secs(86_400);
+    })
+    .await;
+    let login = "mutation($i: LoginInput!) { login(input: $i) { token mfaRequired } }";
+    let creds = |name: &str| json!({ "i": { "identifier": name, "password": GOOD_PASSWORD } });
+    let pending = |id: uuid::Uuid| {
+        let db = app.db.clone();
+        async move {
+            pending_deletion::Entity::find_by_id(id)
+                .one(&db)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Cora has a second factor and closes her account with it.
+    let (cora, token) = app.sign_in("cora").await;
+    let cora_id = uuid::Uuid::parse_str(&cora).unwrap();
+    // (The code of this time step was spent on the enrolment: a recovery code completes the
+    // second step.)
+    let (_, recovery) = enrol(&app, &token).await;
+    let closed = as_user(&app, Some(&token), DELETE, json!({ "p": GOOD_PASSWORD })).await;
+    assert_eq!(closed["data"]["deleteAccount"], true, "{closed}");
+    // Her password alone opens the account for the second step, and no more: the deletion
+    // still stands, and happens if the step never comes.
+    let half = as_user(&app, None, login, creds("cora")).await;
+    assert_eq!(half["data"]["login"]["mfaRequired"], true, "{half}");
+    assert!(
+        pending(cora_id).await.is_some(),
+        "the password alone cancels nothing"
+    );
+    let waiting = half["data"]["login"]["token"].as_str().unwrap().to_owned();
+    let code_now = recovery[0].clone();
+    let done = as_user(
+        &app,
+        Some(&waiting),
+        "mutation($c: String!) { verifySecondFactor(code: $c) { token } }",
+        json!({ "c": code_now }),
+    )
+    .await;
+    assert!(
+        done["data"]["verifySecondFactor"]["token"].is_string(),
+        "{done}"
+    );
+    assert!(
+        pending(cora_id).await.is_none(),
+        "the second step cancels the deletion"
+    );
+    assert!(
+        app.audit_actions_about(cora_id)
+            .await
+            .iter()
+            .any(|a| a == "user.deletion_cancelled")
+    );
+
+    // Dan's password opened his account for a second step he never took: the grace ends,
+    // and the account goes.
+    let (dan, dan_token) = app.sign_in("dan").await;
+    let dan_id = uuid::Uuid::parse_str(&dan).unwrap();
+    enrol(&app, &dan_token).await;
+    as_user(
+        &app,
+        Some(&dan_token),
+        DELETE,
+        json!({ "p": GOOD_PASSWORD }),
+    )
+    .await;
+    as_user(&app, None, login, creds("dan")).await;
+    crate::admin::sql(
+        &app,
+        "UPDATE pending_deletions SET delete_after = $1 WHERE user_id = $2",
+        vec![
+            (chrono::Utc::now() - chrono::Duration::seconds(1)).into(),
+            dan_id.into(),
+        ],
+    )
+    .await;
+    let outbox = roster::outbox::Outbox::new();
+    assert_eq!(
+        roster::accounts::complete_due_deletions(&app.db, &outbox)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        roster::accounts::complete_due_deletions(&app.db, &outbox)
+            .await
+            .unwrap(),
+        0,
+        "deleted once"
+    );
+    assert!(
+        roster::entity::user::Entity::find_by_id(dan_id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Eve closes hers. An operator cannot reactivate it over her; an operator's
+    // deactivation holds it closed, so that her password no longer reopens it.
+    let (eve, eve_token) = app.sign_in("eve").await;
+    let eve_id = uuid::Uuid::parse_str(&eve).unwrap();
+    as_user(
+        &app,
+        Some(&eve_token),
+        DELETE,
+        json!({ "p": GOOD_PASSWORD }),
+    )
+    .await;
+    let users = |verb: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["users", verb, "eve"])
+            .env("DATABASE_URL", &app.database_url)
+            .env("ROSTER_SECRET_KEY", crate::helpers::TEST_SECRET)
+            .output()
+            .unwrap()
+    };
+    let reactivate = users("reactivate");
+    assert!(!reactivate.status.success());
+    assert!(
+        String::from_utf8_lossy(&reactivate.stderr).contains("only its owner can reopen it"),
+        "{reactivate:?}"
+    );
+    assert!(users("deactivate").status.success());
+    assert!(pending(eve_id).await.unwrap().held);
+    assert_eq!(
+        code(&as_user(&app, None, login, creds("eve")).await),
+        "INVALID_CREDENTIALS"
+    );
+    assert!(
+        app.audit_actions_about(eve_id)
+            .await
+            .iter()
+            .any(|a| a == "user.deletion_held")
+    );
+}

@@ -14,16 +14,6 @@ use serde_json::{Value, json};
 use crate::admin::as_user;
 use crate::helpers::{GOOD_PASSWORD, TEST_SECRET, TestApp, spawn_app_with};
 
-/// A port nothing listens on yet, on 127.0.0.2: the other tests' servers all listen on
-/// 127.0.0.1, so none can take it while a test keeps its receiver down.
-pub fn down_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.2:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One request a receiver saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -32,6 +22,8 @@ pub struct Seen {
     pub signature: String,
     pub raw: String,
     pub body: Value,
+    /// What the receiver answered.
+    pub answered: u16,
 }
 
 impl Seen {
@@ -58,8 +50,7 @@ impl Receiver {
         Self::start_at("127.0.0.1", 0).await
     }
 
-    /// On `host:port`. A receiver that is "down" first listens on 127.0.0.2 (see
-    /// [`down_port`]).
+    /// On `host:port`.
     pub async fn start_at(host: &str, port: u16) -> Self {
         let listener = tokio::net::TcpListener::bind((host, port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -81,17 +72,19 @@ impl Receiver {
                             .unwrap_or_default()
                             .to_owned()
                     };
+                    let answered = state.status.load(Ordering::SeqCst);
                     state.seen.lock().unwrap().push(Seen {
                         id: header("webhook-id"),
                         timestamp: header("webhook-timestamp"),
                         signature: header("webhook-signature"),
                         body: serde_json::from_str(&body).unwrap_or(Value::Null),
                         raw: body,
+                        answered,
                     });
                     if state.hang.load(Ordering::SeqCst) {
                         std::future::pending::<()>().await;
                     }
-                    axum::http::StatusCode::from_u16(state.status.load(Ordering::SeqCst)).unwrap()
+                    axum::http::StatusCode::from_u16(answered).unwrap()
                 }
             });
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -367,7 +360,9 @@ async fn only_subscribed_events_are_written_and_a_removed_endpoint_gets_nothing_
         "no secret listed: {out}"
     );
     assert!(
-        out.contains("/hooks/roster?…") && !out.contains("receivers-own-token"),
+        out.contains(&format!("http://{}/…", receiver.addr))
+            && !out.contains("hooks/roster")
+            && !out.contains("receivers-own-token"),
         "the query is not shown: {out}"
     );
 
@@ -392,13 +387,11 @@ async fn only_subscribed_events_are_written_and_a_removed_endpoint_gets_nothing_
 #[tokio::test]
 async fn a_receiver_that_is_down_gets_every_event_later_in_order_per_user_once_each() {
     let app = spawn_hooked_app().await;
-    let port = down_port();
-    let (_, secret) = add(
-        &app.database_url,
-        &format!("http://127.0.0.2:{port}/hook"),
-        "all",
-    );
-    // Nothing listens: two users' events pile up and are retried with backoff.
+    // The receiver is down (its load balancer answers 503): two users' events pile up and
+    // are retried with backoff.
+    let receiver = Receiver::start().await;
+    receiver.status.store(503, Ordering::SeqCst);
+    let (_, secret) = add(&app.database_url, &receiver.url(), "all");
     let (zoe, zoe_token) = app.sign_in("zoe").await;
     let (zack, _) = app.sign_in("zack").await;
     login(&app, "zoe").await;
@@ -416,7 +409,7 @@ async fn a_receiver_that_is_down_gets_every_event_later_in_order_per_user_once_e
     assert!(
         failing
             .iter()
-            .any(|r| r.attempts >= 1 && r.last_error.as_deref() == Some("could not connect")),
+            .any(|r| r.attempts >= 1 && r.last_error.as_deref() == Some("HTTP 503: ")),
         "{failing:?}"
     );
     // Only the head of each user's chain was tried; the rest wait their turn.
@@ -428,10 +421,26 @@ async fn a_receiver_that_is_down_gets_every_event_later_in_order_per_user_once_e
         "{failing:?}"
     );
 
-    let receiver = Receiver::start_at("127.0.0.2", port).await;
-    let seen = receiver.wait_for(6, Duration::from_secs(30)).await;
+    receiver.status.store(200, Ordering::SeqCst);
+    let delivered = || {
+        receiver
+            .seen()
+            .into_iter()
+            .filter(|s| s.answered == 200)
+            .collect::<Vec<_>>()
+    };
+    let started = Instant::now();
+    while delivered().len() < 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "{:?}",
+            per_user(&delivered())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(receiver.seen().len(), 6, "none twice");
+    let seen = delivered();
+    assert_eq!(seen.len(), 6, "none twice");
     let users = per_user(&seen);
     assert_eq!(
         users[&zoe],
@@ -789,19 +798,24 @@ async fn a_delivery_cut_by_sigkill_is_made_again_after_the_lease() {
     crate::helpers::remove_sqlite(file);
 }
 
-/// The Python receiver (`tests/webhooks/receiver.py`) on `port`: its JSON lines as they come.
+/// The Python receiver (`tests/webhooks/receiver.py`): its port, its JSON lines as they come.
 struct PythonReceiver {
     child: std::process::Child,
+    port: u16,
     lines: Arc<Mutex<Vec<Value>>>,
 }
 
 impl PythonReceiver {
-    fn start(port: u16, secret: &str) -> Self {
+    /// On a free port of its choosing, the secret read from `secret_file`, down (503) while
+    /// `down_file` exists.
+    fn start(secret_file: &std::path::Path, down_file: &std::path::Path) -> Self {
         use std::io::{BufRead, BufReader};
         let python = std::env::var("ROSTER_TEST_DJANGO_PYTHON").expect("ROSTER_TEST_DJANGO_PYTHON");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webhooks/receiver.py");
         let mut child = std::process::Command::new(python)
-            .args([script, "127.0.0.2", &port.to_string(), secret])
+            .arg(script)
+            .args(["127.0.0.1", "0"])
+            .args([secret_file, down_file])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -810,17 +824,17 @@ impl PythonReceiver {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line == "listening" {
-                    let _ = ready_tx.send(());
+                if let Some(port) = line.strip_prefix("listening ") {
+                    let _ = ready_tx.send(port.parse::<u16>().unwrap());
                 } else if let Ok(v) = serde_json::from_str(&line) {
                     sink.lock().unwrap().push(v);
                 }
             }
         });
-        ready_rx
+        let port = ready_rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the receiver starts");
-        Self { child, lines }
+        Self { child, port, lines }
     }
 
     async fn wait_for(&self, n: usize, within: Duration) -> Vec<Value> {
@@ -847,20 +861,27 @@ impl Drop for PythonReceiver {
 #[ignore = "needs ROSTER_TEST_DJANGO_PYTHON with standardwebhooks"]
 async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_outage() {
     let app = spawn_hooked_app().await;
-    let port = down_port();
+    let dir = std::env::temp_dir().join(format!("receiver_{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir(&dir).unwrap();
+    let (secret_file, down_file) = (dir.join("secret"), dir.join("down"));
+    std::fs::write(&down_file, "").unwrap();
+    let receiver = PythonReceiver::start(&secret_file, &down_file);
+    let port = receiver.port;
     let (_, secret) = add(
         &app.database_url,
-        &format!("http://127.0.0.2:{port}/"),
+        &format!("http://127.0.0.1:{port}/"),
         "all",
     );
-    // The receiver is down while two users register, sign in and out.
+    std::fs::write(&secret_file, &secret).unwrap();
+    // The receiver is down (503) while two users register, sign in and out.
     let (ines, ines_token) = app.sign_in("ines").await;
     let (jon, _) = app.sign_in("jon").await;
     as_user(&app, Some(&ines_token), "mutation { logout }", json!({})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(receiver.lines.lock().unwrap().is_empty());
 
-    let receiver = PythonReceiver::start(port, &secret);
-    receiver.wait_for(5, Duration::from_secs(30)).await;
+    std::fs::remove_file(&down_file).unwrap();
+    receiver.wait_for(5, Duration::from_secs(40)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let lines = receiver.lines.lock().unwrap().clone();
     assert!(lines.iter().all(|l| l["verified"] == true), "{lines:?}");
@@ -880,7 +901,7 @@ async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_out
     assert_eq!(of(&jon), ["user.registered", "session.created"]);
 
     // The library does refuse: a forged signature and a replayed old timestamp.
-    let url = format!("http://127.0.0.2:{port}/");
+    let url = format!("http://127.0.0.1:{port}/");
     let now = chrono::Utc::now().timestamp();
     for (timestamp, signature) in [
         (
@@ -894,6 +915,7 @@ async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_out
                 signature: String::new(),
                 raw: "{}".into(),
                 body: Value::Null,
+                answered: 0,
             };
             let key = base64::engine::general_purpose::STANDARD
                 .decode(secret.strip_prefix("whsec_").unwrap())
@@ -921,6 +943,7 @@ async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_out
     }
     let all = receiver.wait_for(7, Duration::from_secs(5)).await;
     assert!(all[5..].iter().all(|l| l["verified"] == false), "{all:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -963,6 +986,11 @@ async fn the_admin_api_manages_endpoints_under_djangos_permissions_and_audits_it
     );
 
     grant(&app, &ops_id, "roster.change_webhook").await;
+    // An endpoint receives every user's username and address: adding one also takes the
+    // right to read them.
+    let refused = as_user(&app, Some(&ops), add_q, vars.clone()).await;
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    grant(&app, &ops_id, "roster.view_user").await;
     // Bad input is named by field.
     for (bad, field) in [
         (json!({ "u": "ftp://x.example/", "e": ["all"] }), "url"),
@@ -984,7 +1012,11 @@ async fn the_admin_api_manages_endpoints_under_djangos_permissions_and_audits_it
         .to_owned();
     let secret = endpoint["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
-    assert_eq!(endpoint["endpoint"]["url"], format!("{}?…", receiver.url()));
+    // Path and query may hold the receiver's own token: neither is shown.
+    assert_eq!(
+        endpoint["endpoint"]["url"],
+        format!("http://{}/…", receiver.addr)
+    );
     assert_eq!(
         endpoint["endpoint"]["events"],
         json!(["user.registered", "session.created"])
@@ -1053,6 +1085,14 @@ async fn the_admin_api_manages_endpoints_under_djangos_permissions_and_audits_it
     )
     .await;
     assert_eq!(retried["data"]["retryWebhookDeliveries"], 0, "{retried}");
+    let unknown = as_user(
+        &app,
+        Some(&ops),
+        "mutation { retryWebhookDeliveries(id: \"999999\") }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&unknown), "NOT_FOUND", "{unknown}");
 
     let remove = "mutation($id: ID!) { removeWebhookEndpoint(id: $id) }";
     assert_eq!(

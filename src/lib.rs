@@ -40,6 +40,8 @@ pub mod outbox;
 pub mod password;
 /// Per-client rate limits keyed by IP or IPv6 prefix, with bounded memory.
 pub mod ratelimit;
+/// The server secret: what seals access-token keys, TOTP secrets and webhook secrets.
+pub mod secret;
 /// Sessions: hashed opaque tokens, expiry, revocation.
 pub mod sessions;
 /// Connect, migrate, bind, serve, shut down.

@@ -11,7 +11,7 @@ use super::{Actor, Origin, perms, rules};
 use crate::audit;
 use crate::entity::{webhook_delivery, webhook_endpoint};
 use crate::error::{AppError, FieldError};
-use crate::tokens::Sealer;
+use crate::secret::Sealer;
 use crate::webhooks::endpoints::{self, EndpointError};
 use crate::webhooks::signing::Secret;
 use crate::webhooks::worker;

@@ -183,7 +183,7 @@ fn refused(e: AppError) -> ExitCode {
 }
 
 /// The sealing key of endpoint secrets, as the server resolves the secret.
-fn sealer(config: &Config) -> Result<crate::tokens::Sealer, ExitCode> {
+fn sealer(config: &Config) -> Result<crate::secret::Sealer, ExitCode> {
     match config.tokens.server_secret(&config.database_url) {
         Ok(Some((secret, _))) => Ok(endpoints::sealer(&secret)),
         Ok(None) => {

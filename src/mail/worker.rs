@@ -14,8 +14,6 @@ use crate::outbox::{self, Kind, Outbox};
 const MAX_BATCH: u64 = 16;
 /// How long the worker waits, once woken, for more emails to claim together.
 const LINGER: Duration = Duration::from_millis(200);
-/// Longest wait between retries, whatever the attempt count.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// How the worker delivers.
 #[derive(Clone)]
@@ -409,7 +407,10 @@ impl Delivery {
                 self.metrics.email_attempt_failed(&claimed.kind);
                 let attempts = u32::try_from(claimed.attempts).unwrap_or(u32::MAX);
                 let retry_at = (!last && attempts < self.settings.max_attempts).then(|| {
-                    outbox::add(outbox::now(), backoff(self.settings.retry_base, attempts))
+                    outbox::add(
+                        outbox::now(),
+                        outbox::backoff(self.settings.retry_base, attempts),
+                    )
                 });
                 tracing::warn!(
                     outbox_id = %claimed.id,
@@ -486,35 +487,9 @@ fn message_id(id: uuid::Uuid, from: &Mailbox) -> String {
     format!("<{id}@{}>", from.email.domain())
 }
 
-/// Exponential backoff with jitter: `base · 2^(attempt−1)`, at most an hour (or `base` if
-/// longer), then a random point in its upper half so retries of many rows spread out.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = attempt.saturating_sub(1).min(20);
-    let full = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF.max(base));
-    let mut byte = [0u8; 1];
-    let jitter = if getrandom::fill(&mut byte).is_ok() {
-        f64::from(byte[0]) / 255.0
-    } else {
-        1.0
-    };
-    full.mul_f64(0.5 + 0.5 * jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_is_capped() {
-        let base = Duration::from_secs(30);
-        for attempt in 1..=30u32 {
-            let full = base
-                .saturating_mul(1 << attempt.saturating_sub(1).min(20))
-                .min(MAX_BACKOFF);
-            let d = backoff(base, attempt);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-    }
 
     #[test]
     fn message_ids_are_fixed_per_row() {

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::entity::{recovery_code, totp_device};
-use crate::tokens::{Sealer, ServerSecret};
+use crate::secret::{Sealer, ServerSecret};
 
 /// The keys the second factor is kept under.
 #[derive(Clone)]

@@ -409,6 +409,23 @@ fn bounded(s: &str) -> String {
     out
 }
 
+/// Longest wait between retries, whatever the attempt count.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The retry policy of every outbox (emails, webhooks). Exponential backoff with jitter: `base · 2^(attempt−1)`, at most an hour (or `base` if
+/// longer), then a random point in its upper half so retries of many rows spread out.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(20);
+    let full = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF.max(base));
+    let mut byte = [0u8; 1];
+    let jitter = if getrandom::fill(&mut byte).is_ok() {
+        f64::from(byte[0]) / 255.0
+    } else {
+        1.0
+    };
+    full.mul_f64(0.5 + 0.5 * jitter)
+}
+
 /// Both databases store microseconds; truncate so what is compared equals the row.
 pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
@@ -419,4 +436,21 @@ pub(crate) fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .ok()
         .and_then(|d| t.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_is_capped() {
+        let base = Duration::from_secs(30);
+        for attempt in 1..=30u32 {
+            let full = base
+                .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+                .min(MAX_BACKOFF);
+            let d = backoff(base, attempt);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
 }

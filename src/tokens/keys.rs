@@ -25,8 +25,8 @@ use sea_orm::{
 use zeroize::Zeroizing;
 
 use super::jwt::b64;
-use super::secret::ServerSecret;
 use crate::entity::signing_key;
+use crate::secret::ServerSecret;
 
 /// The HKDF purpose of the key that seals signing keys.
 const SEALING_PURPOSE: &str = "roster signing keys v1";

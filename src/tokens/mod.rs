@@ -10,8 +10,6 @@
 pub mod jwt;
 /// The signing keys in the database, sealed with the server secret.
 pub mod keys;
-/// The server secret and the keys derived from it.
-pub mod secret;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +21,8 @@ use crate::error::{AppError, FieldError};
 use crate::ratelimit::KeyLimiter;
 use crate::sessions::Caller;
 
+pub use crate::secret::{Sealer, SecretOrigin, ServerSecret};
 pub use keys::{KeyError, KeyStore, MAX_TOKEN_TTL};
-pub use secret::{Sealer, SecretOrigin, ServerSecret};
 
 /// Longest audience accepted, in bytes.
 pub const MAX_AUDIENCE_BYTES: usize = 256;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::EventType;
 use super::signing::Secret;
 use crate::entity::{webhook_delivery, webhook_endpoint};
-use crate::tokens::{Sealer, ServerSecret};
+use crate::secret::{Sealer, ServerSecret};
 
 /// Longest endpoint URL accepted.
 pub const MAX_URL_BYTES: usize = 2000;

@@ -127,7 +127,7 @@ pub async fn emit(
             conn.execute_unprepared("SELECT set_config('synchronous_commit', 'on', true)")
                 .await?;
         }
-        super::wake();
+        super::wake::wake();
     }
     Ok(())
 }

@@ -17,23 +17,9 @@ pub mod events;
 pub mod guard;
 /// Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
 pub mod signing;
+/// How a written event wakes the local workers.
+mod wake;
 /// The delivery worker and what `roster webhooks deliveries|retry` read and write.
 pub mod worker;
 
 pub use events::{EventType, emit};
-
-use std::sync::LazyLock;
-use tokio::sync::watch;
-
-/// Bumped when an event is written: every delivery worker of the process looks at once
-/// (a watch channel, so a wake while a worker is busy is not lost). Other processes find
-/// the rows by polling.
-static WAKE: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
-
-pub(crate) fn wake() {
-    WAKE.send_modify(|n| *n = n.wrapping_add(1));
-}
-
-pub(crate) fn woken() -> watch::Receiver<u64> {
-    WAKE.subscribe()
-}

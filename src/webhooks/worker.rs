@@ -15,7 +15,7 @@ use super::endpoints::{self, EndpointError};
 use super::signing;
 use crate::entity::{webhook_delivery as row, webhook_endpoint};
 use crate::outbox::{add, now};
-use crate::tokens::Sealer;
+use crate::secret::Sealer;
 
 /// Most rows claimed (and sent, concurrently) at once.
 const MAX_BATCH: u64 = 16;
@@ -94,7 +94,7 @@ impl Worker {
     /// Runs until `stop` turns true; deliveries in flight then are handed back (and sent
     /// again later: at least once).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut wake = super::woken();
+        let mut wake = super::wake::woken();
         let mut claim_failing = false;
         let this = Arc::new(self);
         loop {
@@ -276,7 +276,7 @@ impl Worker {
                 let retry_at = (!last && attempts < self.settings.max_attempts).then(|| {
                     add(
                         now(),
-                        crate::mail::worker::backoff(self.settings.retry_base, attempts),
+                        crate::outbox::backoff(self.settings.retry_base, attempts),
                     )
                 });
                 self.metrics.webhook_delivery(
@@ -533,7 +533,7 @@ pub async fn retry_failed(
     }
     let n = update.exec(db).await?.rows_affected;
     if n > 0 {
-        super::wake();
+        super::wake::wake();
     }
     Ok(n)
 }

@@ -547,7 +547,7 @@ async fn a_database_dump_alone_cannot_mint_and_a_wrong_or_missing_secret_is_refu
 #[tokio::test]
 async fn with_no_secret_configured_a_sqlite_file_gets_a_development_secret_beside_it() {
     let (url, file) = crate::helpers::fresh_sqlite("dev_secret");
-    let secret_file = roster::tokens::secret::development_file(&file);
+    let secret_file = roster::secret::development_file(&file);
     {
         let app = crate::helpers::spawn_app_on(url.clone(), |c| c.tokens.secret_key = None).await;
         let token = sign_in(&app, "gina").await;

@@ -17,7 +17,7 @@ use crate::webhooks::endpoints;
 #[derive(Clone)]
 pub struct WebhookAdmin {
     /// `None` without a server secret: adding and rotating answer `WEBHOOKS_UNAVAILABLE`.
-    pub sealer: Option<crate::tokens::Sealer>,
+    pub sealer: Option<crate::secret::Sealer>,
     /// `--webhook-allow-private`.
     pub allow_private: bool,
 }

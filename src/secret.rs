@@ -1,5 +1,6 @@
 //! The server secret: the one value outside the database that seals what must not be usable
-//! from a dump alone (the access-token signing keys, TOTP secrets, recovery codes). Every purpose gets its own key,
+//! from a dump alone (the access-token signing keys, TOTP secrets, recovery codes, webhook
+//! secrets). Every purpose gets its own key,
 //! derived from the secret with HKDF-SHA256 (RFC 5869), so one purpose's key says nothing
 //! of another's.
 
@@ -176,7 +177,7 @@ impl ServerSecret {
     }
 
     /// The AEAD key for one purpose: HKDF-SHA256 of the secret, `info` naming the purpose.
-    pub(super) fn sealing_key(&self, purpose: &'static str) -> aead::LessSafeKey {
+    pub(crate) fn sealing_key(&self, purpose: &'static str) -> aead::LessSafeKey {
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"roster server secret");
         let info = [purpose.as_bytes()];
         let prk = salt.extract(&self.0);

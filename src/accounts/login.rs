@@ -203,22 +203,13 @@ impl AccountService {
         };
 
         // A user with a second factor gets a session that waits for it (minutes, nothing
-        // else allowed). Asked only now, with the password right: a stranger learns nothing.
-        let second_step = crate::mfa::required(&self.db, user.id)
-            .await?
-            .then_some(self.second_factor.challenge_ttl);
+        // else allowed): asked inside the session's transaction (`commit_login`), only now,
+        // with the password right, so a stranger learns nothing.
         crate::deadline::commit_started();
         let agent = login.user_agent.as_deref();
         let origin = login.origin();
         let mut created = self
-            .commit_login(
-                &user,
-                upgraded.as_deref(),
-                login.ip,
-                agent,
-                &origin,
-                second_step,
-            )
+            .commit_login(&user, upgraded.as_deref(), login.ip, agent, &origin)
             .await?;
         // Only a first commit that went through stored the upgrade; a retry below does not.
         let upgraded_from = match (&created, &upgraded) {
@@ -236,7 +227,7 @@ impl AccountService {
             if let Some(fresh) = self.reverify(&user, login.password).await? {
                 crate::deadline::commit_started();
                 created = self
-                    .commit_login(&fresh, None, login.ip, agent, &origin, second_step)
+                    .commit_login(&fresh, None, login.ip, agent, &origin)
                     .await?;
                 user = fresh;
             }
@@ -277,7 +268,6 @@ impl AccountService {
         ip: Option<IpAddr>,
         agent: Option<&str>,
         origin: &Origin,
-        second_step: Option<std::time::Duration>,
     ) -> Result<Option<NewSession>, AppError> {
         let txn = self.db.begin().await?;
         let swapped = match upgraded {
@@ -297,18 +287,19 @@ impl AccountService {
         let hash = upgraded.unwrap_or(&user.password_hash);
         let created = if swapped {
             self.sessions
-                .create_for_login(&txn, user.id, hash, ip, agent, second_step)
+                .create_for_login(&txn, user.id, hash, ip, agent, None)
                 .await?
         } else {
             None
         };
         let mut created = created;
         if let Some(created) = &mut created {
-            // Asked again inside the transaction, after the insert: a second factor confirmed
-            // since the first look (its confirmation ends the sessions it can see, and this
-            // one it could not) still makes this session wait for its second step. On
-            // PostgreSQL the insert waited for a confirmation holding the user row.
-            if !created.session.mfa_pending && crate::mfa::required(&txn, user.id).await? {
+            // Asked once, inside the transaction, after the insert (one statement fewer per
+            // login than asking before it too): a second factor confirmed at any time before
+            // (its confirmation ends the sessions it can see, and this one it could not)
+            // makes this session wait for its second step. On PostgreSQL the insert waited
+            // for a confirmation holding the user row.
+            if crate::mfa::required(&txn, user.id).await? {
                 let ttl = self.second_factor.challenge_ttl;
                 self.sessions
                     .make_pending(&txn, &mut created.session, ttl)

@@ -19,6 +19,7 @@ use crate::mail::worker::{Delivery, DeliverySettings};
 use crate::outbox::Outbox;
 use crate::password::Hasher;
 use crate::ratelimit::{ClientLimiter, FailureThrottle, KeyLimiter, Shared};
+use crate::secret::{SecretOrigin, ServerSecret};
 use crate::sessions::Sessions;
 
 /// Why the server could not start. Printed as is: no secrets inside.
@@ -71,6 +72,11 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.validate().map_err(StartupError::Config)?;
         let policy = config.policy.policy().map_err(StartupError::Config)?;
+        // Resolved once: it seals the access-token keys, TOTP secrets and webhook secrets.
+        let secret = config
+            .tokens
+            .server_secret(&config.database_url)
+            .map_err(StartupError::Tokens)?;
         let mc = &config.mail;
         let templates = crate::mail::Templates::load(mc.mail_templates.as_deref())
             .map_err(StartupError::Mail)?;
@@ -145,7 +151,7 @@ impl Application {
                 require_verified: mc.require_verified_email,
                 address_limiter: address_limiter.clone(),
             },
-            second_factor: second_factor(&config)?,
+            second_factor: second_factor(&config, secret.as_ref())?,
             metrics: metrics.clone(),
             deletion_grace: config.deletion_grace,
         });
@@ -175,12 +181,18 @@ impl Application {
             source,
         })?;
         let public_url = crate::mail::public_url(mc.public_url.as_deref(), bound);
-        let tokens = open_tokens(&config, &db, public_url.clone(), &shared, &metrics).await?;
-        let webhook_sealer = config
-            .tokens
-            .server_secret(&config.database_url)
-            .map_err(StartupError::Tokens)?
-            .map(|(secret, _)| crate::webhooks::endpoints::sealer(&secret));
+        let tokens = open_tokens(
+            &config,
+            secret.as_ref(),
+            &db,
+            public_url.clone(),
+            &shared,
+            &metrics,
+        )
+        .await?;
+        let webhook_sealer = secret
+            .as_ref()
+            .map(|(secret, _)| crate::webhooks::endpoints::sealer(secret));
         let schema = graphql::schema_builder(limits, config.introspection)
             .data(service.clone())
             .data(RegisterRateLimiter(register_limiter.clone()))
@@ -489,6 +501,10 @@ pub async fn account_service(
 ) -> Result<(DatabaseConnection, AccountService), StartupError> {
     config.validate().map_err(StartupError::Config)?;
     let policy = config.policy.policy().map_err(StartupError::Config)?;
+    let secret = config
+        .tokens
+        .server_secret(&config.database_url)
+        .map_err(StartupError::Tokens)?;
     let hasher = Hasher::start(&config.hashing.settings().map_err(StartupError::Config)?)
         .map_err(StartupError::Hasher)?;
     let db = crate::db::connect(config, Vec::new()).await?;
@@ -512,7 +528,7 @@ pub async fn account_service(
             require_verified: config.mail.require_verified_email,
             address_limiter: KeyLimiter::new("mail_address", config.mail.mail_address_limit, max),
         },
-        second_factor: second_factor(config)?,
+        second_factor: second_factor(config, secret.as_ref())?,
         metrics: crate::metrics::Metrics::new(),
         deletion_grace: config.deletion_grace,
     });
@@ -520,11 +536,10 @@ pub async fn account_service(
 }
 
 /// The second factor's settings, and its keys from the server secret (none without one).
-fn second_factor(config: &Config) -> Result<crate::accounts::SecondFactorPolicy, StartupError> {
-    let secret = config
-        .tokens
-        .server_secret(&config.database_url)
-        .map_err(StartupError::Tokens)?;
+fn second_factor(
+    config: &Config,
+    secret: Option<&(ServerSecret, SecretOrigin)>,
+) -> Result<crate::accounts::SecondFactorPolicy, StartupError> {
     if secret.is_none() && config.sessions.require_mfa_for_staff {
         // Staff need a second factor for the admin API, and none can be set up without a
         // secret to seal it: say so at start, not on a staff member's first admin call.
@@ -535,7 +550,7 @@ fn second_factor(config: &Config) -> Result<crate::accounts::SecondFactorPolicy,
         );
     }
     Ok(crate::accounts::SecondFactorPolicy {
-        keys: secret.map(|(secret, _)| crate::mfa::Keys::new(&secret)),
+        keys: secret.map(|(secret, _)| crate::mfa::Keys::new(secret)),
         challenge_ttl: config.sessions.mfa_challenge_ttl,
         issuer: config.sessions.totp_issuer.clone(),
     })
@@ -546,17 +561,15 @@ fn second_factor(config: &Config) -> Result<crate::accounts::SecondFactorPolicy,
 /// database holding keys is refused.
 async fn open_tokens(
     config: &Config,
+    secret: Option<&(ServerSecret, SecretOrigin)>,
     db: &DatabaseConnection,
     issuer: String,
     shared: &Option<Shared>,
     metrics: &crate::metrics::Metrics,
 ) -> Result<crate::tokens::AccessTokens, StartupError> {
-    use crate::tokens::{AccessTokens, SecretOrigin};
+    use crate::tokens::AccessTokens;
     let tc = &config.tokens;
-    let secret = tc
-        .server_secret(&config.database_url)
-        .map_err(StartupError::Tokens)?;
-    match &secret {
+    match secret {
         Some((_, SecretOrigin::DevelopmentFile(path))) => tracing::warn!(
             path = %path.display(),
             "no --secret-key-file: access-token keys are sealed with a development secret kept beside the database, so a copy of both can mint tokens (development only)"
@@ -595,7 +608,7 @@ async fn open_tokens(
     .with_metrics(metrics.clone());
     AccessTokens::open(
         db.clone(),
-        secret.as_ref().map(|(s, _)| s),
+        secret.map(|(s, _)| s),
         settings,
         limiter,
         metrics.clone(),

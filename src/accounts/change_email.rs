@@ -219,15 +219,14 @@ impl AccountService {
             serde_json::json!({ "previous_email": before.email }),
         )
         .await?;
-        if ended > 0 {
-            crate::webhooks::events::sessions_ended(
-                &txn,
-                token.user_id,
-                crate::webhooks::events::Ended::All,
-                "email_changed",
-            )
-            .await?;
-        }
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            token.user_id,
+            crate::webhooks::events::Ended::All,
+            ended,
+            "email_changed",
+        )
+        .await?;
         crate::deadline::commit_started();
         txn.commit().await?;
         self.outbox.wake();

@@ -130,15 +130,14 @@ impl AccountService {
             serde_json::json!({}),
         )
         .await?;
-        if revoked > 0 {
-            crate::webhooks::events::sessions_ended(
-                &txn,
-                caller.user.id,
-                crate::webhooks::events::Ended::AllBut(caller.session.id),
-                "password_changed",
-            )
-            .await?;
-        }
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            caller.user.id,
+            crate::webhooks::events::Ended::AllBut(caller.session.id),
+            revoked,
+            "password_changed",
+        )
+        .await?;
         txn.commit().await?;
         self.failures.succeeded(&key).await;
         tracing::info!(other_sessions_revoked = revoked, "password changed");

@@ -128,15 +128,14 @@ impl AccountService {
             serde_json::json!({}),
         )
         .await?;
-        if revoked > 0 {
-            crate::webhooks::events::sessions_ended(
-                &txn,
-                found.id,
-                crate::webhooks::events::Ended::All,
-                "password_reset",
-            )
-            .await?;
-        }
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            found.id,
+            crate::webhooks::events::Ended::All,
+            revoked,
+            "password_reset",
+        )
+        .await?;
         txn.commit().await?;
         // The owner proved control of the address: earlier failed logins no longer count.
         self.failures

@@ -216,15 +216,14 @@ impl AccountService {
             Some(serde_json::json!({ "other_sessions_ended": ended })),
         )
         .await?;
-        if ended > 0 {
-            crate::webhooks::events::sessions_ended(
-                &txn,
-                user,
-                crate::webhooks::events::Ended::AllBut(caller.session.id),
-                "second_factor_added",
-            )
-            .await?;
-        }
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            user,
+            crate::webhooks::events::Ended::AllBut(caller.session.id),
+            ended,
+            "second_factor_added",
+        )
+        .await?;
         self.outbox
             .notice(&txn, Kind::SecondFactorAdded, user, &caller.user.email)
             .await?;

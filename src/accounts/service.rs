@@ -359,15 +359,14 @@ impl AccountService {
             Some(serde_json::json!({ "ended": ended })),
         )
         .await?;
-        if ended > 0 {
-            crate::webhooks::events::sessions_ended(
-                &txn,
-                user_id,
-                crate::webhooks::events::Ended::All,
-                "logout_everywhere",
-            )
-            .await?;
-        }
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            user_id,
+            crate::webhooks::events::Ended::All,
+            ended,
+            "logout_everywhere",
+        )
+        .await?;
         txn.commit().await?;
         Ok(ended)
     }

@@ -73,15 +73,14 @@ impl AccountService {
             serde_json::json!({ "by_operator": true }),
         )
         .await?;
-        if ended > 0 {
-            crate::webhooks::events::sessions_ended(
-                &txn,
-                user_id,
-                crate::webhooks::events::Ended::All,
-                "password_changed",
-            )
-            .await?;
-        }
+        crate::webhooks::events::sessions_ended(
+            &txn,
+            user_id,
+            crate::webhooks::events::Ended::All,
+            ended,
+            "password_changed",
+        )
+        .await?;
         txn.commit().await?;
         Ok(ended)
     }

@@ -32,15 +32,14 @@ pub async fn end_sessions(
         Some(serde_json::json!({ "ended": ended })),
     )
     .await?;
-    if ended > 0 {
-        crate::webhooks::events::sessions_ended(
-            &txn,
-            user.id,
-            crate::webhooks::events::Ended::All,
-            "ended_by_operator",
-        )
-        .await?;
-    }
+    crate::webhooks::events::sessions_ended(
+        &txn,
+        user.id,
+        crate::webhooks::events::Ended::All,
+        ended,
+        "ended_by_operator",
+    )
+    .await?;
     crate::deadline::commit_started();
     txn.commit().await?;
     Ok(ended)

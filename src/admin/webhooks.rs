@@ -181,7 +181,7 @@ fn app_error(e: EndpointError) -> AppError {
         EndpointError::BadUrl | EndpointError::Private | EndpointError::TooMany => {
             invalid("url", e)
         }
-        EndpointError::UnknownEvent(_) | EndpointError::NoEvents => invalid("events", e),
+        EndpointError::UnknownEvent | EndpointError::NoEvents => invalid("events", e),
         EndpointError::Rotating => invalid("id", e),
         EndpointError::NotFound => AppError::NotFound,
         EndpointError::Sealed => AppError::WebhooksUnavailable,

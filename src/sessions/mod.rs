@@ -399,6 +399,7 @@ impl Sessions {
             &txn,
             user_id,
             crate::webhooks::events::Ended::One(id),
+            done.rows_affected,
             "logout",
         )
         .await?;

@@ -53,6 +53,26 @@ impl EventType {
     }
 }
 
+/// One delivery row per endpoint subscribed to the event (`$2`), with the user's names read
+/// by the same statement. The names are fixed ASCII without `%` or `_` next to a comma, so
+/// LIKE matches exactly the comma-wrapped name. Written out once per database: this runs in
+/// every login.
+const EMIT_SQLITE: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id, event_type, \
+    user_id, username, email, legacy_id, data, occurred_at, status, attempts, next_attempt_at) \
+    SELECT ?, e.id, ?, u.id, u.username, u.email, u.legacy_id, ?, ?, 'pending', 0, ? \
+    FROM webhook_endpoints e, users u WHERE u.id = ? AND e.events LIKE '%,' || ? || ',%'";
+
+/// [`EMIT_SQLITE`] on PostgreSQL. A user's events are delivered in `seq` order, which must be
+/// the order their changes commit in; two transactions can insert in one order and commit in
+/// the other (a deletion emits, then waits for a login holding the user row), so the user row
+/// is locked before the sequence is drawn, and held to the commit (SQLite commits one writer
+/// at a time).
+const EMIT_POSTGRES: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id, event_type, \
+    user_id, username, email, legacy_id, data, occurred_at, status, attempts, next_attempt_at) \
+    SELECT $1, e.id, $2, u.id, u.username, u.email, u.legacy_id, $3, $4, 'pending', 0, $5 \
+    FROM webhook_endpoints e, users u WHERE u.id = $6 AND e.events LIKE '%,' || $2 || ',%' \
+    FOR UPDATE OF u";
+
 /// Writes `event` about `user_id` for every endpoint subscribed to it, inside the caller's
 /// transaction, in one statement (none when no endpoint wants it): the user's username and
 /// Django id are read by the same statement, so call it while the user row exists (before
@@ -64,41 +84,7 @@ pub async fn emit(
     data: serde_json::Value,
 ) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    let p: Vec<String> = (1..=6)
-        .map(|i| match backend {
-            sea_orm::DatabaseBackend::Postgres => format!("${i}"),
-            _ => "?".to_owned(),
-        })
-        .collect();
-    // The names are fixed ASCII without `%` or `_` next to a comma, so LIKE matches exactly
-    // the comma-wrapped name.
-    let sql = format!(
-        "INSERT INTO webhook_deliveries (event_id, endpoint_id, event_type, user_id, username, \
-           email, legacy_id, data, occurred_at, status, attempts, next_attempt_at) \
-         SELECT {p0}, e.id, {p1}, u.id, u.username, u.email, u.legacy_id, {p2}, {p3}, 'pending', 0, {p4} \
-         FROM webhook_endpoints e, users u \
-         WHERE u.id = {p5} AND e.events LIKE '%,' || {p1b} || ',%'{lock}",
-        p0 = p[0],
-        p1 = p[1],
-        p2 = p[2],
-        p3 = p[3],
-        p4 = p[4],
-        p5 = p[5],
-        // PostgreSQL reuses `$2`; SQLite's `?` are positional, so the name is bound twice.
-        p1b = match backend {
-            sea_orm::DatabaseBackend::Postgres => "$2".to_owned(),
-            _ => "?".to_owned(),
-        },
-        // A user's events are delivered in `seq` order, which must be the order their
-        // changes commit in. On PostgreSQL two transactions can insert in one order and
-        // commit in the other (a deletion emits, then waits for a login holding the user
-        // row): the user row is locked before the sequence is drawn, and held to the commit.
-        // SQLite commits one writer at a time.
-        lock = match backend {
-            sea_orm::DatabaseBackend::Postgres => " FOR UPDATE OF u",
-            _ => "",
-        },
-    );
+    let postgres = backend == sea_orm::DatabaseBackend::Postgres;
     let now = occurred_now();
     let data = if data.is_object() {
         data.to_string()
@@ -113,14 +99,18 @@ pub async fn emit(
         now.into(),
         user_id.into(),
     ];
-    if backend != sea_orm::DatabaseBackend::Postgres {
+    let sql = if postgres {
+        EMIT_POSTGRES
+    } else {
+        // SQLite's `?` are positional: the name is bound twice.
         values.push(event.as_str().into());
-    }
+        EMIT_SQLITE
+    };
     let done = conn
         .execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     if done.rows_affected() > 0 {
-        if backend == sea_orm::DatabaseBackend::Postgres {
+        if postgres {
             // A login commits without waiting for the disk (`Sessions::create_for_login`):
             // a crash may lose it, which is harmless for a session nobody heard of, but an
             // event sent before the crash would announce a session that never was.
@@ -143,13 +133,18 @@ pub enum Ended {
     AllBut(Uuid),
 }
 
-/// `session.ended`, with the sessions and why (`logout`, `password_changed`, …).
+/// `session.ended`, with the sessions and why (`logout`, `password_changed`, …); nothing
+/// when `count`, the sessions the change ended, is zero.
 pub async fn sessions_ended(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
     ended: Ended,
+    count: u64,
     reason: &'static str,
 ) -> Result<(), DbErr> {
+    if count == 0 {
+        return Ok(());
+    }
     let (one, kept) = match ended {
         Ended::One(id) => (Some(id), None),
         Ended::All => (None, None),

@@ -27,13 +27,8 @@ const MAX_RESPONSE_BYTES: usize = 4096;
 /// Longest `last_error` kept, in characters.
 const MAX_ERROR_CHARS: usize = 300;
 
-/// Row states.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const SENDING: &str = "sending";
-    pub const DELIVERED: &str = "delivered";
-    pub const FAILED: &str = "failed";
-}
+/// Row states: the outbox's (a delivery is never `skipped`).
+pub use crate::outbox::status;
 
 /// How deliveries go (`--webhook-*`).
 #[derive(Debug, Clone)]

@@ -290,7 +290,8 @@ async fn a_deletion_racing_logins_leaves_no_session_and_no_error_and_the_events_
         &app.database_url,
         &receiver.url(),
         "session.created,user.deleted",
-    );
+    )
+    .await;
     let login = "mutation($i: LoginInput!) { login(input: $i) { token } }";
     let mut deleted = Vec::new();
     for round in 0..4 {
@@ -355,7 +356,8 @@ async fn under_a_deletion_grace_the_account_closes_a_sign_in_reopens_it_and_the_
         &app.database_url,
         &receiver.url(),
         "user.deactivated,user.reactivated,user.deleted",
-    );
+    )
+    .await;
     let login = "mutation($i: LoginInput!) { login(input: $i) { token } }";
     let creds =
         |name: &str, password: &str| json!({ "i": { "identifier": name, "password": password } });
@@ -623,21 +625,20 @@ async fn a_closed_account_with_a_second_factor_reopens_only_with_it_and_an_opera
         json!({ "p": GOOD_PASSWORD }),
     )
     .await;
-    let users = |verb: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+    let users = |verb: &'static str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
             .args(["users", verb, "eve"])
             .env("DATABASE_URL", &app.database_url)
             .env("ROSTER_SECRET_KEY", crate::helpers::TEST_SECRET)
             .output()
-            .unwrap()
     };
-    let reactivate = users("reactivate");
+    let reactivate = users("reactivate").await.unwrap();
     assert!(!reactivate.status.success());
     assert!(
         String::from_utf8_lossy(&reactivate.stderr).contains("only its owner can reopen it"),
         "{reactivate:?}"
     );
-    assert!(users("deactivate").status.success());
+    assert!(users("deactivate").await.unwrap().status.success());
     assert!(pending(eve_id).await.unwrap().held);
     assert_eq!(
         code(&as_user(&app, None, login, creds("eve")).await),

@@ -136,8 +136,11 @@ pub fn signed_by(seen: &Seen, secret: &str) -> bool {
 }
 
 /// `roster webhooks …` (the real binary) on a database: (exit code, stdout, stderr).
-pub fn cli(database_url: &str, args: &[&str], allow_private: bool) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+///
+/// Awaited, not blocking: the test's server runs on the same runtime, and a command waiting
+/// on a row lock held by one of the server's transactions would otherwise wait forever.
+pub async fn cli(database_url: &str, args: &[&str], allow_private: bool) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
         .arg("webhooks")
         .args(args)
         .env("DATABASE_URL", database_url)
@@ -147,6 +150,7 @@ pub fn cli(database_url: &str, args: &[&str], allow_private: bool) -> (i32, Stri
             if allow_private { "true" } else { "false" },
         )
         .output()
+        .await
         .unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -156,8 +160,8 @@ pub fn cli(database_url: &str, args: &[&str], allow_private: bool) -> (i32, Stri
 }
 
 /// Adds an endpoint with the CLI: (id, secret).
-pub fn add(database_url: &str, url: &str, events: &str) -> (String, String) {
-    let (code, out, err) = cli(database_url, &["add", url, "--events", events], true);
+pub async fn add(database_url: &str, url: &str, events: &str) -> (String, String) {
+    let (code, out, err) = cli(database_url, &["add", url, "--events", events], true).await;
     assert_eq!(code, 0, "{out}{err}");
     let mut lines = out.lines();
     let id = lines.next().unwrap().to_owned();
@@ -211,7 +215,7 @@ fn per_user(seen: &[Seen]) -> std::collections::BTreeMap<String, Vec<String>> {
 async fn each_change_sends_its_event_once_signed_in_order_with_the_user_and_no_secret() {
     let app = spawn_hooked_app().await;
     let receiver = Receiver::start().await;
-    let (_, secret) = add(&app.database_url, &receiver.url(), "all");
+    let (_, secret) = add(&app.database_url, &receiver.url(), "all").await;
 
     let (wendy, first) = app.sign_in("wendy").await;
     let second = login(&app, "wendy").await;
@@ -234,11 +238,12 @@ async fn each_change_sends_its_event_once_signed_in_order_with_the_user_and_no_s
     // An operator deactivates and reactivates another user; then wendy deletes herself.
     let (xavier, _) = app.sign_in("xavier").await;
     for verb in ["deactivate", "reactivate"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
             .args(["users", verb, "xavier"])
             .env("DATABASE_URL", &app.database_url)
             .env("ROSTER_SECRET_KEY", TEST_SECRET)
             .output()
+            .await
             .unwrap();
         assert!(out.status.success(), "{out:?}");
     }
@@ -334,7 +339,8 @@ async fn each_change_sends_its_event_once_signed_in_order_with_the_user_and_no_s
         &app.database_url,
         &["deliveries", "--status", "delivered"],
         true,
-    );
+    )
+    .await;
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 13, "{out}");
     assert!(out.lines().skip(1).all(|l| l.contains(" 200 ")), "{out}");
@@ -348,8 +354,9 @@ async fn only_subscribed_events_are_written_and_a_removed_endpoint_gets_nothing_
         &app.database_url,
         &format!("{}?token=receivers-own-token", receiver.url()),
         "user.registered,user.deleted",
-    );
-    let (code, out, _) = cli(&app.database_url, &["list"], true);
+    )
+    .await;
+    let (code, out, _) = cli(&app.database_url, &["list"], true).await;
     assert_eq!(code, 0);
     assert!(
         out.contains(&id) && out.contains("user.registered,user.deleted"),
@@ -375,12 +382,12 @@ async fn only_subscribed_events_are_written_and_a_removed_endpoint_gets_nothing_
         .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
 
-    let (code, _, err) = cli(&app.database_url, &["remove", &id], true);
+    let (code, _, err) = cli(&app.database_url, &["remove", &id], true).await;
     assert_eq!(code, 0, "{err}");
     app.sign_in("yusuf").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.seen().len(), 1);
-    let (code, _, err) = cli(&app.database_url, &["remove", &id], true);
+    let (code, _, err) = cli(&app.database_url, &["remove", &id], true).await;
     assert_eq!((code, err.trim()), (1, "webhooks: no endpoint has that id"));
 }
 
@@ -391,7 +398,7 @@ async fn a_receiver_that_is_down_gets_every_event_later_in_order_per_user_once_e
     // are retried with backoff.
     let receiver = Receiver::start().await;
     receiver.status.store(503, Ordering::SeqCst);
-    let (_, secret) = add(&app.database_url, &receiver.url(), "all");
+    let (_, secret) = add(&app.database_url, &receiver.url(), "all").await;
     let (zoe, zoe_token) = app.sign_in("zoe").await;
     let (zack, _) = app.sign_in("zack").await;
     login(&app, "zoe").await;
@@ -475,7 +482,8 @@ async fn a_failed_event_holds_the_users_later_ones_until_retried_and_metrics_cou
         &app.database_url,
         &receiver.url(),
         "user.registered,session.created",
-    );
+    )
+    .await;
     let (ava, _) = app.sign_in("ava").await;
     // Two attempts at user.registered, then it fails for good; session.created waits.
     receiver.wait_for(2, Duration::from_secs(10)).await;
@@ -488,7 +496,8 @@ async fn a_failed_event_holds_the_users_later_ones_until_retried_and_metrics_cou
         &app.database_url,
         &["deliveries", "--status", "failed"],
         true,
-    );
+    )
+    .await;
     assert!(
         failed.contains("user.registered") && failed.contains(" 500 "),
         "{failed}"
@@ -498,7 +507,8 @@ async fn a_failed_event_holds_the_users_later_ones_until_retried_and_metrics_cou
         &app.database_url,
         &["deliveries", "--status", "pending"],
         true,
-    );
+    )
+    .await;
     assert!(pending.contains("session.created"), "{pending}");
     let metrics = crate::helpers::get(format!("http://{}/metrics", app.addr))
         .await
@@ -517,13 +527,13 @@ async fn a_failed_event_holds_the_users_later_ones_until_retried_and_metrics_cou
 
     // Fixed receiver, one command: both arrive, in order.
     receiver.status.store(204, Ordering::SeqCst);
-    let (code, _, err) = cli(&app.database_url, &["retry", "--all-failed"], true);
+    let (code, _, err) = cli(&app.database_url, &["retry", "--all-failed"], true).await;
     assert_eq!(code, 0, "{err}");
     let seen = receiver.wait_for(4, Duration::from_secs(10)).await;
     assert_eq!(seen[2].event(), "user.registered");
     assert_eq!(seen[3].event(), "session.created");
     assert_eq!(seen[3].user(), ava);
-    let (code, _, _) = cli(&app.database_url, &["retry", "999999"], true);
+    let (code, _, _) = cli(&app.database_url, &["retry", "999999"], true).await;
     assert_eq!(code, 1);
 }
 
@@ -547,7 +557,8 @@ async fn private_destinations_are_refused_unless_allowed_by_address_and_by_name(
             &app.database_url,
             &["add", &literal, "--events", "all"],
             false,
-        );
+        )
+        .await;
         assert_eq!(code, 1, "{literal}: {out}{err}");
         assert!(err.contains("private, loopback or reserved"), "{err}");
         assert!(out.is_empty());
@@ -557,7 +568,7 @@ async fn private_destinations_are_refused_unless_allowed_by_address_and_by_name(
         "https://u:p@example.com/x",
         "nonsense",
     ] {
-        let (code, _, err) = cli(&app.database_url, &["add", bad, "--events", "all"], false);
+        let (code, _, err) = cli(&app.database_url, &["add", bad, "--events", "all"], false).await;
         assert_eq!(code, 1, "{bad}");
         assert!(err.contains("http:// or https://"), "{err}");
         assert!(!err.contains("u:p"), "the URL is not echoed: {err}");
@@ -566,7 +577,8 @@ async fn private_destinations_are_refused_unless_allowed_by_address_and_by_name(
         &app.database_url,
         &["add", "https://hooks.example/x", "--events", "user.*"],
         false,
-    );
+    )
+    .await;
     assert_eq!(code, 1);
     assert!(err.contains("unknown event type"), "{err}");
 
@@ -577,7 +589,8 @@ async fn private_destinations_are_refused_unless_allowed_by_address_and_by_name(
         &app.database_url,
         &["add", &by_name, "--events", "all"],
         false,
-    );
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     app.sign_in("bram").await;
     let started = Instant::now();
@@ -661,17 +674,20 @@ async fn redirects_are_not_followed_endless_answers_are_cut_and_slow_receivers_t
         &app.database_url,
         &format!("http://{redirecting}/"),
         "user.registered",
-    );
+    )
+    .await;
     let (e, _) = add(
         &app.database_url,
         &format!("http://{endless}/"),
         "user.registered",
-    );
+    )
+    .await;
     let (s, _) = add(
         &app.database_url,
         &format!("http://{silent}/"),
         "user.registered",
-    );
+    )
+    .await;
     app.sign_in("cleo").await;
 
     let started = Instant::now();
@@ -713,7 +729,7 @@ async fn secrets_are_sealed_at_rest_shown_once_and_rotate_with_a_grace_period() 
     use sea_orm::EntityTrait;
     let app = spawn_hooked_app().await;
     let receiver = Receiver::start().await;
-    let (id, old) = add(&app.database_url, &receiver.url(), "user.registered");
+    let (id, old) = add(&app.database_url, &receiver.url(), "user.registered").await;
     let stored = roster::entity::webhook_endpoint::Entity::find()
         .all(&app.db)
         .await
@@ -722,7 +738,7 @@ async fn secrets_are_sealed_at_rest_shown_once_and_rotate_with_a_grace_period() 
     let key = old.strip_prefix("whsec_").unwrap();
     assert!(!stored[0].secret.contains(key));
 
-    let (code, out, err) = cli(&app.database_url, &["rotate-secret", &id], true);
+    let (code, out, err) = cli(&app.database_url, &["rotate-secret", &id], true).await;
     assert_eq!(code, 0, "{err}");
     let new = out.trim().to_owned();
     assert!(new.starts_with("whsec_") && new != old);
@@ -736,12 +752,12 @@ async fn secrets_are_sealed_at_rest_shown_once_and_rotate_with_a_grace_period() 
     ));
 
     // A second rotation inside the day would drop the secret receivers may still hold.
-    let (code, _, err) = cli(&app.database_url, &["rotate-secret", &id], true);
+    let (code, _, err) = cli(&app.database_url, &["rotate-secret", &id], true).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("previous secret still signs"), "{err}");
 
     // Another server secret opens nothing: the command says so, exit 2.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
         .args(["webhooks", "rotate-secret", &id])
         .env("DATABASE_URL", &app.database_url)
         .env(
@@ -749,6 +765,7 @@ async fn secrets_are_sealed_at_rest_shown_once_and_rotate_with_a_grace_period() 
             "another-secret-0123456789abcdef0123456789",
         )
         .output()
+        .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not open"));
@@ -771,7 +788,7 @@ async fn a_delivery_cut_by_sigkill_is_made_again_after_the_lease() {
     let first = crate::process::Process::start_with_env(&url, &args, &env_secret).await;
     let receiver = Receiver::start().await;
     receiver.hang.store(true, Ordering::SeqCst);
-    let (_, secret) = add(&url, &receiver.url(), "user.registered");
+    let (_, secret) = add(&url, &receiver.url(), "user.registered").await;
     let registered = first
         .graphql(
             "mutation($i: RegisterInput!) { register(input: $i) { id } }",
@@ -871,7 +888,8 @@ async fn a_standard_webhooks_library_verifies_every_event_delivered_after_an_out
         &app.database_url,
         &format!("http://127.0.0.1:{port}/"),
         "all",
-    );
+    )
+    .await;
     std::fs::write(&secret_file, &secret).unwrap();
     // The receiver is down (503) while two users register, sign in and out.
     let (ines, ines_token) = app.sign_in("ines").await;

@@ -498,17 +498,18 @@ async fn privilege_rules_protect_superusers_oneself_and_the_last_superuser() {
         "{answer}"
     );
     // …and the command cannot deactivate the last one.
-    let users = |action: &str, name: &str| {
+    let users = async |action: &str, name: &str| {
         crate::helpers::roster_output(
             &["--database-url", &app.database_url, "users", action, name],
             &[],
         )
+        .await
     };
-    let out = users("deactivate", "root_a");
+    let out = users("deactivate", "root_a").await;
     assert!(out.contains("last active superuser"), "{out}");
-    let out = users("reactivate", "root_b");
+    let out = users("reactivate", "root_b").await;
     assert!(out.contains("root_b is active"), "{out}");
-    let out = users("deactivate", "root_a");
+    let out = users("deactivate", "root_a").await;
     assert!(out.contains("deactivated"), "{out}");
     let log = as_user(
         &app,
@@ -523,7 +524,7 @@ async fn privilege_rules_protect_superusers_oneself_and_the_last_superuser() {
 #[tokio::test]
 async fn createsuperuser_applies_the_password_policy_and_records_the_new_superuser() {
     let app = spawn_app().await;
-    let run = |password: &str| {
+    let run = async |password: &str| {
         crate::helpers::roster_output(
             &[
                 "--database-url",
@@ -537,14 +538,15 @@ async fn createsuperuser_applies_the_password_policy_and_records_the_new_superus
             ],
             &[("ROSTER_SUPERUSER_PASSWORD", password)],
         )
+        .await
     };
-    let weak = run("12345678");
+    let weak = run("12345678").await;
     assert!(
         weak.contains("password") && weak.contains("password_"),
         "{weak}"
     );
     assert_eq!(app.user_count().await, 0, "nothing written");
-    let made = run(GOOD_PASSWORD);
+    let made = run(GOOD_PASSWORD).await;
     assert!(made.contains("chief is a superuser"), "{made}");
     assert!(!made.contains(GOOD_PASSWORD), "{made}");
     let user = app.users().await.remove(0);
@@ -588,6 +590,7 @@ async fn createsuperuser_applies_the_password_policy_and_records_the_new_superus
             "other@example.com",
         ],
         &[],
-    );
+    )
+    .await;
     assert!(out.contains("not a terminal"), "{out}");
 }

@@ -581,12 +581,12 @@ async fn admin_mutations_are_rate_limited_per_actor_and_counted() {
 #[tokio::test]
 async fn a_script_with_an_api_key_holds_only_its_permissions_and_stops_when_revoked() {
     let app = spawn_app().await;
-    let apikey = |args: &[&str]| {
+    let apikey = async |args: &[&str]| {
         let mut all = vec!["--database-url", app.database_url.as_str(), "apikey"];
         all.extend_from_slice(args);
-        crate::helpers::roster_output(&all, &[])
+        crate::helpers::roster_output(&all, &[]).await
     };
-    let refused = apikey(&["create", "--name", "nightly", "--permission", "auth.fly"]);
+    let refused = apikey(&["create", "--name", "nightly", "--permission", "auth.fly"]).await;
     assert!(
         refused.contains("permissions: Unknown: auth.fly"),
         "{refused}"
@@ -599,7 +599,8 @@ async fn a_script_with_an_api_key_holds_only_its_permissions_and_stops_when_revo
         "roster.view_user",
         "--permission",
         "roster.change_user",
-    ]);
+    ])
+    .await;
     let key = out.lines().next().unwrap().to_owned();
     assert!(key.starts_with("rsk_") && key.len() == 47, "{out}");
     assert!(out.contains("shown once"), "{out}");
@@ -609,7 +610,8 @@ async fn a_script_with_an_api_key_holds_only_its_permissions_and_stops_when_revo
         "nightly",
         "--permission",
         "roster.view_user",
-    ]);
+    ])
+    .await;
     assert!(taken.contains("name") && taken.contains("taken"), "{taken}");
     // Only the digest is stored.
     let row = app
@@ -718,13 +720,13 @@ async fn a_script_with_an_api_key_holds_only_its_permissions_and_stops_when_revo
     );
 
     // The list shows when it was last used, never the key; revoked, it opens nothing.
-    let listed = apikey(&["list"]);
+    let listed = apikey(&["list"]).await;
     assert!(
         listed.contains("nightly") && listed.contains("roster.change_user,roster.view_user"),
         "{listed}"
     );
     assert!(!listed.contains(&key[4..]), "{listed}");
-    let revoked = apikey(&["revoke", "nightly"]);
+    let revoked = apikey(&["revoke", "nightly"]).await;
     assert!(revoked.contains("revoked"), "{revoked}");
     let answer = as_user(
         &app,
@@ -734,7 +736,7 @@ async fn a_script_with_an_api_key_holds_only_its_permissions_and_stops_when_revo
     )
     .await;
     assert_eq!(code(&answer), "UNAUTHENTICATED", "{answer}");
-    let unknown = apikey(&["revoke", "nobody"]);
+    let unknown = apikey(&["revoke", "nobody"]).await;
     assert!(unknown.contains("no key has that id or name"), "{unknown}");
     // A key-shaped string that is no key is anonymous too.
     let forged = format!("rsk_{}", "A".repeat(43));
@@ -752,7 +754,7 @@ async fn a_script_with_an_api_key_holds_only_its_permissions_and_stops_when_revo
 async fn changepassword_applies_the_policy_and_ends_the_users_sessions() {
     let app = spawn_app().await;
     let (id, token) = member(&app, "forgetful").await;
-    let run = |password: &str, name: &str| {
+    let run = async |password: &str, name: &str| {
         crate::helpers::roster_output(
             &[
                 "--database-url",
@@ -763,8 +765,9 @@ async fn changepassword_applies_the_policy_and_ends_the_users_sessions() {
             ],
             &[("ROSTER_NEW_PASSWORD", password)],
         )
+        .await
     };
-    let weak = run("12345678", "forgetful");
+    let weak = run("12345678", "forgetful").await;
     assert!(weak.contains("password_"), "{weak}");
     let me = as_user(&app, Some(&token), "{ me { id } }", json!({})).await;
     assert_eq!(
@@ -772,9 +775,9 @@ async fn changepassword_applies_the_policy_and_ends_the_users_sessions() {
         id.as_str(),
         "a refused password changes nothing"
     );
-    let nobody = run("a perfectly fine passphrase 42", "nobody");
+    let nobody = run("a perfectly fine passphrase 42", "nobody").await;
     assert!(nobody.contains("no user is named"), "{nobody}");
-    let done = run("a perfectly fine passphrase 42", "forgetful");
+    let done = run("a perfectly fine passphrase 42", "forgetful").await;
     assert!(done.contains("1 session(s) ended"), "{done}");
     assert!(!done.contains("passphrase"), "{done}");
     let me = as_user(&app, Some(&token), "{ me { id } }", json!({})).await;
@@ -849,7 +852,8 @@ async fn the_operators_walkthrough_works_as_documented() {
             "--no-input",
         ],
         &[("ROSTER_SUPERUSER_PASSWORD", GOOD_PASSWORD)],
-    );
+    )
+    .await;
     assert!(out.contains("chief is a superuser"), "{out}");
     let (code_, _, stderr) =
         crate::django::import(&app, &crate::django::django_sqlite(), &[]).await;
@@ -921,7 +925,8 @@ async fn the_operators_walkthrough_works_as_documented() {
             "roster.change_user",
         ],
         &[],
-    );
+    )
+    .await;
     let key = key.lines().next().unwrap().to_owned();
     let found = as_user(&app, Some(&key), find, json!({ "s": "argon" })).await;
     assert!(found.to_string().contains("user_argon2"), "{found}");

@@ -144,12 +144,12 @@ async fn signing_key_rotations_are_audited_and_old_entries_leave_after_the_reten
     // The server's own hourly purge is off here: its first run, late on a loaded machine,
     // would take the back-dated entry before the purge this test calls.
     let app = spawn_app_with(|c| c.audit_retention = std::time::Duration::ZERO).await;
-    let keys = |args: &[&str]| {
+    let keys = async |args: &[&str]| {
         let mut all = vec!["--database-url", app.database_url.as_str(), "keys"];
         all.extend_from_slice(args);
-        crate::helpers::roster_output(&all, &[("ROSTER_SECRET_KEY", TEST_SECRET)])
+        crate::helpers::roster_output(&all, &[("ROSTER_SECRET_KEY", TEST_SECRET)]).await
     };
-    let out = keys(&["rotate", "--now"]);
+    let out = keys(&["rotate", "--now"]).await;
     assert!(out.contains("kid") || out.contains("signs"), "{out}");
     let kid = app
         .audit_log()
@@ -160,7 +160,7 @@ async fn signing_key_rotations_are_audited_and_old_entries_leave_after_the_reten
         .unwrap();
     let kid: Value = serde_json::from_str(&kid).unwrap();
     let kid = kid["kid"].as_str().unwrap().to_owned();
-    let out = keys(&["revoke", &kid]);
+    let out = keys(&["revoke", &kid]).await;
     assert!(out.contains("out of the JWKS"), "{out}");
     let actions: Vec<String> = app
         .audit_log()

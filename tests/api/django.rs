@@ -1129,7 +1129,8 @@ async fn devices_come_over(by_django: bool) {
             "otp_alice",
         ],
         &[],
-    );
+    )
+    .await;
     assert!(out.contains("has no second factor any more"), "{out}");
     let (code, _, stderr) = import(&app, &source, &[]).await;
     assert_eq!(code, 0, "{stderr}");

@@ -920,11 +920,12 @@ async fn operators_list_and_retry_failed_emails_without_seeing_a_token() {
         .map(|t| t.token_hash)
         .collect();
 
-    let roster = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+    let roster = async |args: &[&str]| {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
             .args(["--database-url", &app.database_url])
             .args(args)
             .output()
+            .await
             .unwrap();
         (
             out.status.code(),
@@ -932,7 +933,7 @@ async fn operators_list_and_retry_failed_emails_without_seeing_a_token() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, listed, _) = roster(&["outbox", "list"]);
+    let (code, listed, _) = roster(&["outbox", "list"]).await;
     assert_eq!(code, Some(0));
     let line = listed
         .lines()
@@ -946,9 +947,9 @@ async fn operators_list_and_retry_failed_emails_without_seeing_a_token() {
         assert!(!listed.contains(hash.as_str()));
     }
 
-    let (code, _, said) = roster(&["outbox", "retry", &uuid::Uuid::now_v7().to_string()]);
+    let (code, _, said) = roster(&["outbox", "retry", &uuid::Uuid::now_v7().to_string()]).await;
     assert_eq!(code, Some(1), "{said}");
-    let (code, _, said) = roster(&["outbox", "retry", "--all-failed"]);
+    let (code, _, said) = roster(&["outbox", "retry", "--all-failed"]).await;
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("1 failed email(s) due again"), "{said}");
     // Due again: the worker tries once more (and the address bounces again).
@@ -957,8 +958,8 @@ async fn operators_list_and_retry_failed_emails_without_seeing_a_token() {
     assert!(again.next_attempt_at > row.next_attempt_at);
 }
 
-#[test]
-fn the_smtp_password_never_shows_in_help_or_errors() {
+#[tokio::test]
+async fn the_smtp_password_never_shows_in_help_or_errors() {
     let secret = "s3cret-Pa55word";
     for args in [
         vec!["--help"],
@@ -970,7 +971,7 @@ fn the_smtp_password_never_shows_in_help_or_errors() {
         ],
     ] {
         let url = format!("smtp://user:{secret}@mail.example:587");
-        let all = crate::helpers::roster_output(&args, &[("ROSTER_SMTP_URL", &url)]);
+        let all = crate::helpers::roster_output(&args, &[("ROSTER_SMTP_URL", &url)]).await;
         assert!(all.contains("smtp-url"), "{all}");
         assert!(!all.contains(secret), "{args:?}: {all}");
     }

@@ -478,14 +478,18 @@ pub fn per_hour(burst: u32) -> RateLimit {
 }
 
 /// Runs the `roster` binary with `args` and extra environment, and returns what it printed
-/// (stdout and stderr together): for the tests that a secret never shows.
-pub fn roster_output(args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+/// (stdout and stderr together).
+///
+/// Awaited, never blocking: the test's own server runs on the test's runtime, and a command
+/// waiting on a lock one of that server's transactions holds (SQLite's write lock, a
+/// PostgreSQL row) would wait for a server that cannot run.
+pub async fn roster_output(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"));
     command.args(args);
     for (k, v) in env {
         command.env(k, v);
     }
-    let out = command.output().unwrap();
+    let out = command.output().await.unwrap();
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

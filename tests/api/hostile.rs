@@ -900,8 +900,8 @@ async fn bad_settings_fail_at_start_up_with_a_message() {
     assert!(error.to_string().contains("--cors-origins"), "{error}");
 }
 
-#[test]
-fn the_database_password_never_shows_in_help_or_errors() {
+#[tokio::test]
+async fn the_database_password_never_shows_in_help_or_errors() {
     let secret = "s3cret-DbPa55word";
     // A URL whose server refuses (port 1) and one that does not parse: neither error quotes it.
     for (args, url) in [
@@ -918,7 +918,7 @@ fn the_database_password_never_shows_in_help_or_errors() {
             format!("postgres://roster:{secret}@[::1/roster"),
         ),
     ] {
-        let all = crate::helpers::roster_output(&args, &[("DATABASE_URL", &url)]);
+        let all = crate::helpers::roster_output(&args, &[("DATABASE_URL", &url)]).await;
         assert!(
             all.contains("database-url") || all.contains("database"),
             "{all}"

@@ -478,7 +478,8 @@ async fn an_operator_resets_a_lost_second_factor() {
             "frank",
         ],
         &[],
-    );
+    )
+    .await;
     assert!(out.contains("had no second factor"), "{out}");
     let log: Vec<String> = app
         .audit_log()
@@ -545,7 +546,8 @@ async fn staff_need_a_second_factor_for_the_admin_api_by_default() {
             "roster.view_user",
         ],
         &[],
-    );
+    )
+    .await;
     let key = key.lines().next().unwrap().to_owned();
     assert!(as_user(&app, Some(&key), users, json!({})).await["errors"].is_null());
 }

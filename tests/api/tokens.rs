@@ -298,7 +298,7 @@ async fn without_an_audience_the_default_one_is_used_and_the_ttl_is_configurable
 }
 
 /// `roster keys rotate` on the test's database with the test's secret: the new key's id.
-fn rotate(app: &TestApp, extra: &[&str]) -> String {
+async fn rotate(app: &TestApp, extra: &[&str]) -> String {
     let mut args = vec![
         "--database-url",
         app.database_url.as_str(),
@@ -306,16 +306,17 @@ fn rotate(app: &TestApp, extra: &[&str]) -> String {
         "rotate",
     ];
     args.extend_from_slice(extra);
-    let out = crate::helpers::roster_output(&args, &[("ROSTER_SECRET_KEY", TEST_SECRET)]);
+    let out = crate::helpers::roster_output(&args, &[("ROSTER_SECRET_KEY", TEST_SECRET)]).await;
     let kid = out.lines().next().unwrap().trim().to_owned();
     assert_eq!(kid.len(), 43, "a base64url SHA-256: {out}");
     kid
 }
 
 /// `roster keys list`: each key id's state.
-fn states(app: &TestApp) -> Vec<(String, String)> {
+async fn states(app: &TestApp) -> Vec<(String, String)> {
     let listed =
-        crate::helpers::roster_output(&["--database-url", &app.database_url, "keys", "list"], &[]);
+        crate::helpers::roster_output(&["--database-url", &app.database_url, "keys", "list"], &[])
+            .await;
     assert!(
         !listed.contains("\"d\"") && !listed.contains("v1:"),
         "no key material: {listed}"
@@ -373,7 +374,7 @@ async fn a_rotated_key_is_published_first_then_signs_everywhere_and_the_old_one_
 
     // The command an operator runs, on the same database, with the same secret: the new key
     // is in the JWKS at once, but the old one signs until it activates.
-    let new_kid = rotate(&app, &[]);
+    let new_kid = rotate(&app, &[]).await;
     assert_ne!(new_kid, old_kid);
     let keys = jwks(&app).await;
     let published: Vec<&str> = keys["keys"]
@@ -387,7 +388,7 @@ async fn a_rotated_key_is_published_first_then_signs_everywhere_and_the_old_one_
         kid(&jwt_of(&mint(&app, &token, Some("billing")).await)),
         old_kid
     );
-    let listed = states(&app);
+    let listed = states(&app).await;
     assert_eq!(state_of(&listed, &new_kid), "next");
     assert_eq!(state_of(&listed, &old_kid), "active");
 
@@ -399,12 +400,12 @@ async fn a_rotated_key_is_published_first_then_signs_everywhere_and_the_old_one_
     let keys = jwks(&app).await;
     verify(&before, &keys).expect("a token of the retired key still verifies");
     verify(&after, &keys).unwrap();
-    let listed = states(&app);
+    let listed = states(&app).await;
     assert_eq!(state_of(&listed, &new_kid), "active");
     assert_eq!(state_of(&listed, &old_kid), "retiring");
 
     // `--now` (a leaked key): the next token already uses the newest key.
-    let urgent = rotate(&app, &["--now"]);
+    let urgent = rotate(&app, &["--now"]).await;
     assert_eq!(
         kid(&jwt_of(&mint(&app, &token, Some("billing")).await)),
         urgent
@@ -428,8 +429,8 @@ async fn a_rotated_key_is_published_first_then_signs_everywhere_and_the_old_one_
         verify(&before, &keys).unwrap_err(),
         format!("no key {old_kid} in the JWKS")
     );
-    assert_eq!(state_of(&states(&app), &old_kid), "retired");
-    rotate(&app, &[]);
+    assert_eq!(state_of(&states(&app).await, &old_kid), "retired");
+    rotate(&app, &[]).await;
     let row = roster::entity::signing_key::Entity::find_by_id(old_kid.clone())
         .one(&app.db)
         .await
@@ -476,7 +477,8 @@ async fn a_database_dump_alone_cannot_mint_and_a_wrong_or_missing_secret_is_refu
             "127.0.0.1:0",
         ],
         &[("ROSTER_SECRET_KEY", other)],
-    );
+    )
+    .await;
     assert!(
         out.contains("the server secret does not open signing key"),
         "{out}"
@@ -486,7 +488,8 @@ async fn a_database_dump_alone_cannot_mint_and_a_wrong_or_missing_secret_is_refu
     let out = crate::helpers::roster_output(
         &["--database-url", &app.database_url, "keys", "rotate"],
         &[("ROSTER_SECRET_KEY", other)],
-    );
+    )
+    .await;
     assert!(out.contains("does not open"), "{out}");
     // Without any secret, a database holding keys is refused (on SQLite too, where the
     // development secret would otherwise be made: it does not open these keys either).
@@ -522,7 +525,8 @@ async fn a_database_dump_alone_cannot_mint_and_a_wrong_or_missing_secret_is_refu
             "--replace-secret",
         ],
         &[("ROSTER_SECRET_KEY", other)],
-    );
+    )
+    .await;
     let new_kid = moved.lines().next().unwrap().trim().to_owned();
     let renewed = crate::helpers::spawn_app_on(app.database_url.clone(), |c| {
         c.tokens.secret_key = Some(roster::config::SecretText::new(other));
@@ -534,7 +538,8 @@ async fn a_database_dump_alone_cannot_mint_and_a_wrong_or_missing_secret_is_refu
     verify(&before, &keys).unwrap();
     verify(&after, &keys).unwrap();
     // Nor does `--help`, with the secret in the environment.
-    let help = crate::helpers::roster_output(&["--help"], &[("ROSTER_SECRET_KEY", TEST_SECRET)]);
+    let help =
+        crate::helpers::roster_output(&["--help"], &[("ROSTER_SECRET_KEY", TEST_SECRET)]).await;
     assert!(
         help.contains("ROSTER_SECRET_KEY") && !help.contains(TEST_SECRET),
         "{help}"
@@ -705,7 +710,7 @@ async fn jose_verifies_roster_s_tokens_through_a_rotation_and_refuses_forgeries(
 
     // A rotation: the verifier that cached the old set meets the new key, and the old
     // key's token still verifies.
-    let new_kid = rotate(&app, &[]);
+    let new_kid = rotate(&app, &[]).await;
     activate_now(&app, &new_kid).await;
     past_jwks_cache().await;
     let second = jwt_of(&mint(&app, &token, Some("billing")).await);
@@ -774,7 +779,8 @@ async fn two_processes_share_signing_keys_and_forward_auth_sees_a_logout_on_the_
     let out = crate::helpers::roster_output(
         &["--database-url", &url, "keys", "rotate", "--now"],
         &[("ROSTER_SECRET_KEY", TEST_SECRET)],
-    );
+    )
+    .await;
     let rotated = out.lines().next().unwrap().trim().to_owned();
     assert_eq!(kid(mint_on(&b).await), rotated);
     let keys: Value = client
@@ -944,7 +950,7 @@ async fn a_revoked_key_leaves_the_jwks_at_once_and_a_key_from_before_macs_is_vou
     let token = sign_in(&app, "nina").await;
     let before = jwt_of(&mint(&app, &token, Some("billing")).await);
     let leaked = part(&before, 0)["kid"].as_str().unwrap().to_owned();
-    let fresh = rotate(&app, &["--now"]);
+    let fresh = rotate(&app, &["--now"]).await;
     let out = crate::helpers::roster_output(
         &[
             "--database-url",
@@ -954,14 +960,15 @@ async fn a_revoked_key_leaves_the_jwks_at_once_and_a_key_from_before_macs_is_vou
             &leaked,
         ],
         &[("ROSTER_SECRET_KEY", TEST_SECRET)],
-    );
+    )
+    .await;
     assert!(out.contains("out of the JWKS"), "{out}");
     let keys = jwks(&app).await;
     assert_eq!(
         verify(&before, &keys).unwrap_err(),
         format!("no key {leaked} in the JWKS")
     );
-    assert_eq!(state_of(&states(&app), &leaked), "retired");
+    assert_eq!(state_of(&states(&app).await, &leaked), "retired");
     let row = roster::entity::signing_key::Entity::find_by_id(leaked.clone())
         .one(&app.db)
         .await

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Registration throughput before and after, interleaved, under one harness and one reference:
+# Registration (or login) throughput before and after, interleaved, under one harness and one
+# reference:
 #
-#   benches/before_after.sh /path/to/old/roster [ROUNDS] [sqlite|postgres ...]
+#   [PHASE=login] benches/before_after.sh /path/to/old/roster [ROUNDS] [sqlite|postgres ...]
 #
-# Each round runs `ROSTER_BENCH_ONLY=ratio` (raw Argon2id rate, register phase, raw rate again)
-# once with the old server binary and once with this checkout's, alternating which goes first,
-# and prints one line per run; the medians are yours to take. Build the old binary in its own
+# Each round runs `ROSTER_BENCH_ONLY=ratio` (raw Argon2id rate, register phase, raw rate again;
+# with PHASE=login, `ROSTER_BENCH_ONLY=login`: login windows between raw measurements) once
+# with the old server binary and once with this checkout's, alternating which goes first,
+# and prints one line per run; the medians are yours to take. req/s is the server's own
+# throughput; the ratio is to the raw rate of this checkout's reference implementation
+# (the faster one), the same for both builds. Build the old binary in its own
 # worktree and target dir first, e.g.
 #   git worktree add /tmp/base <commit> && (cd /tmp/base && CARGO_TARGET_DIR=/tmp/base_target \
 #     cargo build --release --bin roster)
@@ -18,14 +22,17 @@ databases=("${@:-postgres sqlite}")
 databases=(${databases[*]})
 cd "$(dirname "$0")/.."
 cargo bench --bench load --no-run --quiet 2>/dev/null
+phase=${PHASE:-register}
+if [ "$phase" = login ]; then only=login; rate='login throughput, req/s'; ratio='login throughput ÷ raw'
+else only=ratio; rate='register throughput, req/s'; ratio='throughput ÷ raw hash rate'; fi
 run() { # label server database
   local out
-  out=$(ROSTER_BENCH_ONLY=ratio ROSTER_BENCH_RUNS=1 ROSTER_BENCH_SERVER="$2" \
+  out=$(ROSTER_BENCH_ONLY=$only ROSTER_BENCH_RUNS=1 ROSTER_BENCH_SERVER="$2" \
     cargo bench --quiet --bench load -- "$3" 2>/dev/null)
-  printf '%-9s %-8s raw %6s  req/s %6s  ratio %s\n' "$3" "$1" \
+  printf '%-9s %-8s %-8s raw %6s  req/s %6s  ratio %s\n' "$3" "$phase" "$1" \
     "$(grep -m1 'raw Argon2id rate' <<<"$out" | awk -F'|' '{print $3}' | awk '{print $1}')" \
-    "$(grep -m1 'register throughput, req/s' <<<"$out" | awk -F'|' '{print $3}' | awk '{print $1}')" \
-    "$(grep -m1 'throughput ÷ raw hash rate' <<<"$out" | awk -F'|' '{print $3}' | awk '{print $1}')"
+    "$(grep -m1 "$rate" <<<"$out" | awk -F'|' '{print $3}' | awk '{print $1}')" \
+    "$(grep -m1 "$ratio" <<<"$out" | awk -F'|' '{print $3}' | awk '{print $1}')"
 }
 current=$(pwd)/target/release/roster
 cargo build --release --quiet --bin roster

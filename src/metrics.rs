@@ -59,6 +59,13 @@ pub struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImplementationLabels {
+    /// `libsodium-avx512f`, `libsodium-avx2`, `libsodium-ssse3`, `libsodium-ref` or
+    /// `argon2-crate` (`password::engine`).
+    pub implementation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     /// `pending`, `failed`.
     pub status: String,
@@ -132,6 +139,18 @@ impl Metrics {
             "hash_seconds",
             "Time a worker spent on one hash or verification",
             hash_time.clone(),
+        );
+        // Fixed for the process's life: set once here, so a scrape says which code hashes.
+        let argon2_implementation = Family::<ImplementationLabels, Gauge>::default();
+        argon2_implementation
+            .get_or_create(&ImplementationLabels {
+                implementation: crate::password::engine::Implementation::preferred().name(),
+            })
+            .set(1);
+        registry.register(
+            "argon2_implementation",
+            "1 for the code that computes this process's Argon2id hashes: libsodium-<simd> or argon2-crate",
+            argon2_implementation,
         );
         let hash_queue_depth = Gauge::default();
         registry.register(

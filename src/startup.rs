@@ -90,6 +90,11 @@ impl Application {
         }
         let hash_settings = config.hashing.settings().map_err(StartupError::Config)?;
         let hasher = Hasher::start(&hash_settings).map_err(StartupError::Hasher)?;
+        tracing::info!(
+            implementation = %crate::password::engine::Implementation::preferred().name(),
+            workers = hash_settings.workers,
+            "Argon2id hashing"
+        );
         let metrics = crate::metrics::Metrics::new();
         hasher.set_metrics(metrics.clone());
         // Migrations and the look-alike backfill run on a pool of their own, without the

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Params, Version};
+use roster::password::engine::{self, Implementation};
 
 use super::*;
 
@@ -29,6 +30,14 @@ pub(crate) async fn one_run(backend: Backend, plan: Plan) -> RunResult {
     let only = std::env::var("ROSTER_BENCH_ONLY").unwrap_or_default();
     let only_register = only == "register";
     let only_ratio = only == "ratio";
+    if only == "raw" || only.is_empty() {
+        implementations_phase(plan, &mut result);
+    }
+    if only == "raw" {
+        server.stop();
+        database.drop_it().await;
+        return result;
+    }
     if only == "invalid" {
         let invalid = register_load(
             server.addr,
@@ -259,29 +268,88 @@ pub(crate) fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// Argon2id with the server's default parameters, one thread per core, reused blocks.
+/// The implementation the raw reference measures: the faster of the two, once
+/// [`implementations_phase`] has measured both in this run; libsodium's before that.
+static REFERENCE: std::sync::OnceLock<Implementation> = std::sync::OnceLock::new();
+
+fn reference() -> Implementation {
+    REFERENCE
+        .get()
+        .copied()
+        .unwrap_or_else(Implementation::preferred)
+}
+
+/// Both implementations on one thread and on every core, interleaved (A B B A, twice),
+/// each rate the mean of its measurements; the faster one on every core becomes the raw
+/// reference of the rest of the run.
+fn implementations_phase(plan: Plan, result: &mut RunResult) {
+    let sodium = Implementation::preferred();
+    let crate_ = Implementation::Crate;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    for threads in [1, cores()] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            a.push(raw_rate_of(sodium, threads, plan.hash_secs));
+            b.push(raw_rate_of(crate_, threads, plan.hash_secs));
+            b.push(raw_rate_of(crate_, threads, plan.hash_secs));
+            a.push(raw_rate_of(sodium, threads, plan.hash_secs));
+        }
+        if threads == 1 {
+            (result.raw_sodium_one, result.raw_crate_one) = (mean(&a), mean(&b));
+        } else {
+            (result.raw_sodium_all, result.raw_crate_all) = (mean(&a), mean(&b));
+        }
+    }
+    result.raw_implementation = sodium.name();
+    let faster = if result.raw_sodium_all >= result.raw_crate_all {
+        sodium
+    } else {
+        crate_
+    };
+    let _ = REFERENCE.set(faster);
+    eprintln!(
+        "raw Argon2id: {} {:.1}/{:.1}, argon2 crate {:.1}/{:.1} (1 thread / all cores); reference: {}",
+        sodium.name(),
+        result.raw_sodium_one,
+        result.raw_sodium_all,
+        result.raw_crate_one,
+        result.raw_crate_all,
+        faster.name()
+    );
+}
+
+/// Argon2id with the server's default parameters, one thread per core, reused blocks, with
+/// the run's reference implementation.
 pub(crate) fn raw_hash_rate(secs: f64) -> f64 {
+    raw_rate_of(reference(), cores(), secs)
+}
+
+/// Argon2id with the server's default parameters on `threads` threads, each in its own
+/// reused buffer (the server's), computed by `implementation`.
+fn raw_rate_of(implementation: Implementation, threads: usize, secs: f64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..cores())
+    let threads: Vec<_> = (0..threads)
         .map(|_| {
             let (stop, count) = (stop.clone(), count.clone());
             std::thread::spawn(move || {
                 let params = Params::new(19456, 2, 1, None).unwrap();
-                let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
                 // The server's own buffer (huge pages where the kernel gives them).
                 let mut blocks = roster::password::BlockMemory::new(params.block_count());
                 let mut out = [0u8; 32];
                 let salt = [7u8; 16];
                 while !stop.load(Ordering::Relaxed) {
-                    argon2
-                        .hash_password_into_with_memory(
-                            PASSWORD_BASE.as_bytes(),
-                            &salt,
-                            &mut out,
-                            &mut blocks,
-                        )
-                        .unwrap();
+                    engine::compute_with(
+                        implementation,
+                        Algorithm::Argon2id,
+                        Version::V0x13,
+                        &params,
+                        PASSWORD_BASE.as_bytes(),
+                        &salt,
+                        &mut out,
+                        Some(blocks.as_mut()),
+                    )
+                    .unwrap();
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })

@@ -199,9 +199,15 @@ pub fn wrap_weak(stored: &str, params: &Params) -> Result<Option<String>, String
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    argon2::Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password_into(text.as_bytes(), &salt, &mut out)
-        .map_err(|e| e.to_string())?;
+    super::engine::compute(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+        text.as_bytes(),
+        &salt,
+        &mut out,
+        None,
+    )?;
     let phc = encode(Algorithm::Argon2id, params, &salt, &out)?;
     // `wrapped$md5$<salt>$` + `$argon2id$…`: the salt ends at the first `$` after it.
     Ok(Some(format!("{WRAPPED_PREFIX}{prefix}${phc}")))

@@ -10,6 +10,8 @@
 mod bounds;
 /// Django's hash formats (PBKDF2, bcrypt, scrypt, MD5).
 pub mod django;
+/// Which Argon2 code computes a hash: libsodium's or the `argon2` crate's.
+pub mod engine;
 /// Stored hash formats: parse, verify, "needs an upgrade".
 mod format;
 /// Argon2's block buffer, on huge pages.

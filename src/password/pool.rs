@@ -12,11 +12,12 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::Output;
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::{Algorithm, Block, Params, Version};
 use tokio::sync::oneshot;
 
 use super::Plaintext;
 use super::bounds::{ForeignLimits, FormatError};
+use super::engine;
 use super::format::{self, StoredHash};
 use super::memory::BlockMemory;
 
@@ -367,7 +368,6 @@ impl Counters {
 
 fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits: ForeignLimits) {
     mark_cpu_bound();
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     // The one allocation this worker keeps for hashing, reused for every job.
     let mut blocks = BlockMemory::new(params.block_count());
     loop {
@@ -398,7 +398,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, counters: &Counters, params: Params, limits
         };
         match job.work {
             Work::Hash(reply) => {
-                let result = guarded(|| hash_with(&argon2, &params, password, blocks.as_mut()));
+                let result = guarded(|| hash_with(&params, password, blocks.as_mut()));
                 if result.is_ok() {
                     counters.configured(started.elapsed());
                 }
@@ -457,12 +457,7 @@ fn mark_cpu_bound() {
 #[cfg(not(target_os = "linux"))]
 fn mark_cpu_bound() {}
 
-fn hash_with(
-    argon2: &Argon2<'_>,
-    params: &Params,
-    password: &[u8],
-    blocks: &mut [Block],
-) -> Result<String, HashError> {
+fn hash_with(params: &Params, password: &[u8], blocks: &mut [Block]) -> Result<String, HashError> {
     let err = |e: &dyn std::fmt::Display| HashError::Argon2(e.to_string());
     #[cfg(test)]
     if password == PANIC_FOR_TESTS {
@@ -470,9 +465,16 @@ fn hash_with(
     }
     let salt = argon2::password_hash::try_generate_salt().map_err(|e| err(&e))?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    argon2
-        .hash_password_into_with_memory(password, &salt, &mut out, &mut *blocks)
-        .map_err(|e| err(&e))?;
+    engine::compute(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+        password,
+        &salt,
+        &mut out,
+        Some(blocks),
+    )
+    .map_err(HashError::Argon2)?;
     format::encode(Algorithm::Argon2id, params, &salt, &out).map_err(HashError::Argon2)
 }
 
@@ -530,19 +532,14 @@ fn verify_with(
             });
         }
     };
-    let argon2 = Argon2::new(*algorithm, *version, params.clone());
     let mut out = vec![0u8; hash.len()];
-    if stored.uses_configured_memory(configured) {
-        argon2
-            .hash_password_into_with_memory(password, salt, &mut out, &mut *blocks)
-            .map_err(|e| err(&e))?;
-    } else {
-        // A one-off buffer: no huge-page advice, which could stall this login in compaction.
-        let mut own = vec![Block::default(); params.block_count()];
-        argon2
-            .hash_password_into_with_memory(password, salt, &mut out, &mut own)
-            .map_err(|e| err(&e))?;
-    }
+    // The worker's buffer serves the configured memory cost; any other hash gets memory for
+    // this job only (`engine::compute` without a buffer).
+    let blocks = stored.uses_configured_memory(configured).then_some(blocks);
+    engine::compute(
+        *algorithm, *version, params, password, salt, &mut out, blocks,
+    )
+    .map_err(HashError::Argon2)?;
     let matches = Output::new(&out).map_err(|e| err(&e))? == *hash;
     Ok(Verified {
         matches,
@@ -621,6 +618,9 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_with_the_stock_argon2_verifier() {
+        use argon2::Argon2;
+        // The pool hashes with libsodium where it is built; the crate's own verifier must
+        // accept its hashes (and `verifies_own_and_foreign_hashes…` the other way round).
         let hasher = Hasher::start(&cheap().settings()).unwrap();
         let phc = hasher
             .hash(Plaintext::new("correct horse".into()))

@@ -300,6 +300,13 @@ async fn metrics_are_prefixed_count_outcomes_and_carry_no_user_data() {
         "roster_hash_seconds_count 2",
         "roster_hash_wait_seconds_count 2",
         "roster_hash_queue_depth 0",
+        // Which code hashes: libsodium's where it is built (x86-64 Linux), named with the
+        // block function it picked for this CPU.
+        if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+            "roster_argon2_implementation{implementation=\"libsodium-"
+        } else {
+            "roster_argon2_implementation{implementation=\"argon2-crate\"} 1"
+        },
         "roster_redis_fallback 0",
         "roster_db_pool_connections_in_use",
         "roster_outbox_emails{status=\"failed\"} 0",

@@ -5,8 +5,9 @@
 # whatever else the machine does.
 #
 # roster runs under valgrind with a 64 KiB, one-pass Argon2id; the Argon2 block function's
-# instructions are subtracted, so what is left is everything a request costs besides the
-# hash: HTTP, GraphQL, validation (zxcvbn for a registration), the database driver and, on
+# instructions are subtracted (libsodium's `argon2_fill_segment_*`, or the `argon2` crate's
+# `compress` in a build without libsodium), so what is left is everything a request costs
+# besides the hash: HTTP, GraphQL, validation (zxcvbn for a registration), the database driver and, on
 # SQLite, the engine itself (on PostgreSQL the server's instructions are in other processes).
 # Each measurement warms up, zeroes the counters, then runs N requests on one keep-alive
 # connection: N logins of one account, or N registrations of new users.
@@ -61,7 +62,8 @@ for line in sys.stdin:
     if not m: continue
     ir, name = int(m.group(1).replace(',', '')), m.group(2)
     if 'PROGRAM TOTALS' in name: total = ir
-    elif 'argon2::Argon2::compress::compress' in name: hashing = max(hashing, ir)
+    elif 'argon2::Argon2::compress::compress' in name or 'argon2_fill_segment_' in name:
+        hashing = max(hashing, ir)
 print('$db', '$what', round((total - hashing) / n), round(total / n))
 "
   kill "$pid" 2>/dev/null || true

@@ -8,8 +8,8 @@
 //! for the files Argon2 needs. The SIMD files carry their own `#pragma GCC target`, so one
 //! set of flags builds all of them and libsodium picks the fastest at run time.
 //!
-//! Only x86-64 Linux is set up (the settings below are that platform's); elsewhere nothing
-//! is built and roster hashes with the `argon2` crate, as before.
+//! Only x86-64 Linux with glibc is set up (the settings below are that platform's); elsewhere
+//! nothing is built and roster hashes with the `argon2` crate, as before.
 
 use std::path::{Path, PathBuf};
 
@@ -17,20 +17,46 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=vendor");
     println!("cargo:rustc-check-cfg=cfg(sodium_argon2)");
-    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if arch != "x86_64" || os != "linux" {
+    let cfg = |key: &str| std::env::var(key).unwrap_or_default();
+    if cfg("CARGO_CFG_TARGET_ARCH") != "x86_64"
+        || cfg("CARGO_CFG_TARGET_OS") != "linux"
+        || cfg("CARGO_CFG_TARGET_ENV") != "gnu"
+        || cfg("CARGO_CFG_TARGET_POINTER_WIDTH") != "64"
+    {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor");
+    let root = Path::new(&cfg("CARGO_MANIFEST_DIR")).join("vendor");
     let src = root.join("src/libsodium");
+    let core = src.join("crypto_pwhash/argon2/argon2-core.c");
     let mut files = Vec::new();
     collect(&src, &mut files);
+    files.retain(|f| *f != core);
     files.sort();
 
+    // argon2-core.c maps (with MAP_POPULATE) and unmaps its whole block region on every
+    // hash: 19 MiB faulted in and zeroed by the kernel each time, measured at 4–8 ms against
+    // a 16 ms hash. For that one file (and no other: `sodium_malloc`'s guard pages must stay
+    // real mappings) two names send the calls to `src/lib.rs`, which hands it the calling
+    // worker's own reused, huge-page-backed buffer when one is lent, and maps and unmaps for
+    // real otherwise. The source stays as released.
+    let mut hooked = configured(&src);
+    hooked
+        .file(&core)
+        .define("mmap", "roster_sodium_argon2_mmap")
+        .define("munmap", "roster_sodium_argon2_munmap");
+    let core_objects = hooked.compile_intermediates();
+
+    let mut build = configured(&src);
+    build.files(&files).objects(core_objects);
+    build.compile("roster_sodium_argon2");
+    println!("cargo:rustc-cfg=sodium_argon2");
+}
+
+/// A build with the platform's settings (what `./configure` finds on x86-64 glibc Linux,
+/// as libsodium's own `build.zig` sets them).
+fn configured(src: &Path) -> cc::Build {
     let mut build = cc::Build::new();
     build
-        .files(&files)
         .include(src.join("include/sodium"))
         .include(src.join("include"))
         .flag("-fvisibility=hidden")
@@ -38,14 +64,7 @@ fn main() {
         .flag("-fno-strict-overflow")
         .flag("-fwrapv")
         .flag("-flax-vector-conversions")
-        .warnings(false)
-        // argon2-core.c maps (with MAP_POPULATE) and unmaps its whole block region on every
-        // hash: 19 MiB faulted in and zeroed by the kernel each time, measured at 4–8 ms
-        // against a 16 ms hash. These two names send that one file's calls to `src/lib.rs`,
-        // which hands it the calling worker's own reused, huge-page-backed buffer when one
-        // is lent, and maps and unmaps for real otherwise. The source stays as released.
-        .define("mmap", "roster_sodium_argon2_mmap")
-        .define("munmap", "roster_sodium_argon2_munmap");
+        .warnings(false);
     for (name, value) in [
         ("_GNU_SOURCE", "1"),
         ("CONFIGURED", "1"),
@@ -90,8 +109,7 @@ fn main() {
     ] {
         build.define(name, value);
     }
-    build.compile("roster_sodium_argon2");
-    println!("cargo:rustc-cfg=sodium_argon2");
+    build
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {

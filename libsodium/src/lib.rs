@@ -11,7 +11,7 @@
 //! [`hash`]), so a worker hashes in one buffer of its own, reused, instead of a mapping
 //! made, faulted in and unmapped by every call.
 //!
-//! Built on x86-64 Linux only ([`available`]); elsewhere every call answers
+//! Built on x86-64 glibc Linux only ([`available`]); elsewhere every call answers
 //! [`Error::Unavailable`] and the caller uses its other implementation.
 
 use std::fmt;
@@ -77,7 +77,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Whether libsodium's Argon2 is built into this program.
+/// Whether libsodium's Argon2 is built into this program (x86-64 glibc Linux).
 pub fn available() -> bool {
     cfg!(sodium_argon2)
 }
@@ -180,19 +180,20 @@ mod imp {
         static TAKEN: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
     }
 
-    /// Clears the loan when the call ends, however it ends.
-    struct Loan;
+    /// Clears the loan when the call ends, however it ends; holds the borrow of the lent
+    /// memory as long as libsodium may use it.
+    struct Loan<'a>(std::marker::PhantomData<&'a mut [u8]>);
 
-    impl Loan {
-        fn new(memory: Option<&mut [u8]>) -> Self {
+    impl<'a> Loan<'a> {
+        fn new(memory: Option<&'a mut [u8]>) -> Self {
             let lent = memory.map_or((std::ptr::null_mut(), 0), |m| (m.as_mut_ptr(), m.len()));
             LENT.with(|l| l.set(lent));
             TAKEN.with(|t| t.set(std::ptr::null_mut()));
-            Self
+            Self(std::marker::PhantomData)
         }
     }
 
-    impl Drop for Loan {
+    impl Drop for Loan<'_> {
         fn drop(&mut self) {
             LENT.with(|l| l.set((std::ptr::null_mut(), 0)));
             TAKEN.with(|t| t.set(std::ptr::null_mut()));

@@ -302,7 +302,11 @@ async fn metrics_are_prefixed_count_outcomes_and_carry_no_user_data() {
         "roster_hash_queue_depth 0",
         // Which code hashes: libsodium's where it is built (x86-64 Linux), named with the
         // block function it picked for this CPU.
-        if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        if cfg!(all(
+            target_arch = "x86_64",
+            target_os = "linux",
+            target_env = "gnu"
+        )) {
             "roster_argon2_implementation{implementation=\"libsodium-"
         } else {
             "roster_argon2_implementation{implementation=\"argon2-crate\"} 1"

@@ -85,6 +85,7 @@ struct Inner {
     hash_wait: Histogram,
     hash_time: Histogram,
     hash_queue_depth: Gauge,
+    argon2_implementation: Family<ImplementationLabels, Gauge>,
     sessions_created: Counter,
     auth_checks: Family<OutcomeLabels, Counter>,
     access_tokens: Family<OutcomeLabels, Counter>,
@@ -140,17 +141,12 @@ impl Metrics {
             "Time a worker spent on one hash or verification",
             hash_time.clone(),
         );
-        // Fixed for the process's life: set once here, so a scrape says which code hashes.
+        // Set once at start-up (`argon2_implementation`), so a scrape says which code hashes.
         let argon2_implementation = Family::<ImplementationLabels, Gauge>::default();
-        argon2_implementation
-            .get_or_create(&ImplementationLabels {
-                implementation: crate::password::engine::Implementation::preferred().name(),
-            })
-            .set(1);
         registry.register(
             "argon2_implementation",
             "1 for the code that computes this process's Argon2id hashes: libsodium-<simd> or argon2-crate",
-            argon2_implementation,
+            argon2_implementation.clone(),
         );
         let hash_queue_depth = Gauge::default();
         registry.register(
@@ -240,6 +236,7 @@ impl Metrics {
                 hash_wait,
                 hash_time,
                 hash_queue_depth,
+                argon2_implementation,
                 sessions_created,
                 auth_checks,
                 access_tokens,
@@ -283,6 +280,16 @@ impl Metrics {
                 limiter: limiter.to_owned(),
             })
             .inc();
+    }
+
+    /// The code that hashes in this process (`password::engine::Implementation::name`).
+    pub fn argon2_implementation(&self, name: &str) {
+        self.inner
+            .argon2_implementation
+            .get_or_create(&ImplementationLabels {
+                implementation: name.to_owned(),
+            })
+            .set(1);
     }
 
     pub fn hashed(&self, waited: std::time::Duration, took: std::time::Duration) {

@@ -90,12 +90,14 @@ impl Application {
         }
         let hash_settings = config.hashing.settings().map_err(StartupError::Config)?;
         let hasher = Hasher::start(&hash_settings).map_err(StartupError::Hasher)?;
+        let implementation = crate::password::engine::Implementation::preferred().name();
         tracing::info!(
-            implementation = %crate::password::engine::Implementation::preferred().name(),
+            implementation = %implementation,
             workers = hash_settings.workers,
             "Argon2id hashing"
         );
         let metrics = crate::metrics::Metrics::new();
+        metrics.argon2_implementation(&implementation);
         hasher.set_metrics(metrics.clone());
         // Migrations and the look-alike backfill run on a pool of their own, without the
         // statement timeout the serving pool has: an index build may take longer.

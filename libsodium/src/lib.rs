@@ -330,18 +330,21 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// RFC 9106, section 5.3: Argon2id with a key and associated data, 4 lanes.
+    /// RFC 9106's inputs (section 5): a key and associated data, 4 lanes.
+    const RFC_9106: Input<'static> = Input {
+        password: &[0x01; 32],
+        salt: &[0x02; 16],
+        secret: &[0x03; 8],
+        associated_data: &[0x04; 12],
+        t_cost: 3,
+        m_cost_kib: 32,
+        lanes: 4,
+    };
+
+    /// RFC 9106, section 5.3: Argon2id.
     #[test]
     fn rfc_9106_argon2id_test_vector() {
-        let input = Input {
-            password: &[0x01; 32],
-            salt: &[0x02; 16],
-            secret: &[0x03; 8],
-            associated_data: &[0x04; 12],
-            t_cost: 3,
-            m_cost_kib: 32,
-            lanes: 4,
-        };
+        let input = RFC_9106;
         let mut out = [0u8; 32];
         hash(Variant::Argon2id, &input, &mut out, None).unwrap();
         assert_eq!(
@@ -366,15 +369,7 @@ mod tests {
     /// RFC 9106, section 5.2: Argon2i.
     #[test]
     fn rfc_9106_argon2i_test_vector() {
-        let input = Input {
-            password: &[0x01; 32],
-            salt: &[0x02; 16],
-            secret: &[0x03; 8],
-            associated_data: &[0x04; 12],
-            t_cost: 3,
-            m_cost_kib: 32,
-            lanes: 4,
-        };
+        let input = RFC_9106;
         let mut out = [0u8; 32];
         hash(Variant::Argon2i, &input, &mut out, None).unwrap();
         assert_eq!(

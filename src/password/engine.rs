@@ -19,9 +19,12 @@ pub enum Implementation {
 }
 
 impl Implementation {
-    /// The one roster's own hashes use in this process: libsodium where it is built.
+    /// The one roster's own hashes use in this process: libsodium where it is built. Decided
+    /// once (every hash asks).
     pub fn preferred() -> Self {
-        sodium_argon2::implementation().map_or(Self::Crate, Self::Libsodium)
+        static PREFERRED: std::sync::OnceLock<Implementation> = std::sync::OnceLock::new();
+        *PREFERRED
+            .get_or_init(|| sodium_argon2::implementation().map_or(Self::Crate, Self::Libsodium))
     }
 
     /// For the start-up line and the metric's label: `libsodium-avx512f`, `argon2-crate`, ….

@@ -92,6 +92,26 @@ fn sqlite_url(url: &str) -> Option<(std::path::PathBuf, Vec<(&str, &str)>)> {
     (!memory).then(|| (options.get_filename().to_path_buf(), query))
 }
 
+/// What the pool's PostgreSQL connections are opened with (the URL, `settings` as session
+/// settings, no statement logging), for the connections roster holds outside the pool
+/// (`sessions::batched`); `None` for a URL that is not PostgreSQL's.
+pub fn postgres_options(
+    url: &str,
+    settings: &[(&'static str, String)],
+) -> Option<sea_orm::sqlx::postgres::PgConnectOptions> {
+    use sea_orm::sqlx::ConnectOptions as _;
+    use std::str::FromStr as _;
+    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return None;
+    }
+    let options = sea_orm::sqlx::postgres::PgConnectOptions::from_str(url).ok()?;
+    Some(
+        options
+            .options(settings.iter().cloned())
+            .disable_statement_logging(),
+    )
+}
+
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout (a
 /// writer waits for the lock instead of failing) and `synchronous=NORMAL` (safe with WAL).
 ///

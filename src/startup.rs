@@ -117,11 +117,15 @@ impl Application {
         // Bounds every statement: a registration past its request deadline waits for its
         // INSERT (see `crate::deadline`), so that INSERT must itself end.
         let timeout = format!("{}ms", statement_timeout.as_millis());
-        let db = crate::db::connect(&config, vec![("statement_timeout", timeout)]).await?;
+        let settings = vec![("statement_timeout", timeout)];
+        let db = crate::db::connect(&config, settings.clone()).await?;
 
         let limits = &config.limits;
         let sc = &config.sessions;
         let mut sessions = Sessions::new(db.clone(), sc.policy());
+        if let Some(options) = crate::db::postgres_options(&config.database_url, &settings) {
+            sessions = sessions.with_batched_lookup(options);
+        }
         if let Some(file) = crate::db::sqlite_file(&config.database_url) {
             // Two per core: a lookup holds one only while it steps; past them, sqlx answers.
             let n = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
@@ -226,7 +230,7 @@ impl Application {
                 max_age: sc.session_max_ttl,
             })
             .finish();
-        let state = AppState {
+        let state = AppState::new(crate::http::AppParts {
             schema,
             service,
             graphiql: config.graphiql,
@@ -245,7 +249,7 @@ impl Application {
             tokens: tokens.clone(),
             auth_check_jwt: config.tokens.auth_check_jwt,
             require_mfa_for_staff: config.sessions.require_mfa_for_staff,
-        };
+        });
         let router = http::router(state.clone(), &config);
         let admin = match config.admin_listen {
             Some(addr) => {

@@ -46,9 +46,28 @@ use crate::graphql::RosterSchema;
 use crate::graphql::document::Checker;
 use crate::ratelimit::ClientLimiter;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs, behind one `Arc`: axum clones the state for every request (the
+/// `State` extractor, the client-limit middleware), and cloning the fields themselves took
+/// and dropped a reference count each — 5% of a forward-auth check's CPU on PostgreSQL
+/// (docs/benchmarks-log.md, "Forward auth on PostgreSQL").
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppParts {
     pub schema: RosterSchema,
     pub service: AccountService,
     pub graphiql: bool,

@@ -4,6 +4,8 @@
 //! Knows the `users` table only to check that a session's user is still active; the rules
 //! about who may log in live in `accounts`.
 
+/// The token lookup on PostgreSQL: lookups asked together share one statement.
+pub mod batched;
 /// The token lookup on a SQLite file, on the calling thread (sqlx answers when it cannot).
 pub mod sqlite_lookup;
 /// The token: 256 bits from the OS, URL-safe text, hashed at rest.
@@ -109,6 +111,8 @@ pub struct Sessions {
     policy: SessionPolicy,
     /// On a SQLite file: the direct lookup, and how many tokens it resolved (for tests).
     direct: Option<std::sync::Arc<(sqlite_lookup::Lookup, std::sync::atomic::AtomicU64)>>,
+    /// On PostgreSQL: the lookups in flight together share a statement.
+    batched: Option<std::sync::Arc<batched::Batched>>,
 }
 
 impl Sessions {
@@ -117,6 +121,7 @@ impl Sessions {
             db,
             policy,
             direct: None,
+            batched: None,
         }
     }
 
@@ -124,6 +129,21 @@ impl Sessions {
     pub fn with_direct_lookup(mut self, lookup: sqlite_lookup::Lookup) -> Self {
         self.direct = Some(std::sync::Arc::new((lookup, Default::default())));
         self
+    }
+
+    /// Resolves tokens with [`batched::Batched`] (PostgreSQL, over connections opened with
+    /// `options`): concurrent lookups share a statement.
+    pub fn with_batched_lookup(
+        mut self,
+        options: sea_orm::sqlx::postgres::PgConnectOptions,
+    ) -> Self {
+        self.batched = Some(std::sync::Arc::new(batched::Batched::start(options)));
+        self
+    }
+
+    /// Lookups the batched lookup answered, and the statements it sent for them.
+    pub fn batched_lookups(&self) -> (u64, u64) {
+        self.batched.as_ref().map_or((0, 0), |b| b.counts())
     }
 
     /// The database the sessions live in (for what the auth seam reads beside them).
@@ -318,9 +338,10 @@ impl Sessions {
             d.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Some(found.map(|(s, u)| (s, Some(u))))
         });
-        let found = match direct {
-            Some(found) => found,
-            None => {
+        let found = match (direct, &self.batched) {
+            (Some(found), _) => found,
+            (None, Some(batched)) => batched.find(digest).await?,
+            (None, None) => {
                 session::Entity::find()
                     .find_also_related(user::Entity)
                     .filter(session::Column::TokenHash.eq(digest))

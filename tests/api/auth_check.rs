@@ -257,3 +257,129 @@ async fn the_direct_sqlite_lookup_answers_as_sqlx_does_and_sees_a_logout_at_once
     drop(app);
     crate::helpers::remove_sqlite(Some(file));
 }
+
+/// The batched lookup (`sessions::batched`, PostgreSQL's): many lookups asked at once share a
+/// few statements, and each gets its own session — never a neighbour's — or nobody for an
+/// unknown token; a logout is seen by the very next batch.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn lookups_asked_together_share_statements_and_each_gets_its_own_session() {
+    use roster::entity::session;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    assert!(
+        crate::helpers::on_postgres(),
+        "the batched lookup is PostgreSQL's; set ROSTER_TEST_DATABASE_URL"
+    );
+    let app = spawn_app().await;
+    // Three users, two sessions each, and two tokens nobody holds.
+    let mut tokens = Vec::new();
+    for name in ["ann", "bob", "cyd"] {
+        let email = format!("{name}@example.com");
+        assert_eq!(app.register(name, &email, GOOD_PASSWORD).await.status, 200);
+        for _ in 0..2 {
+            let plain = token(&app, &email).await;
+            let digest = roster::sessions::Token::parse(&plain).unwrap().digest();
+            let row = session::Entity::find()
+                .filter(session::Column::TokenHash.eq(digest))
+                .one(&app.db)
+                .await
+                .unwrap()
+                .expect("the login's session");
+            tokens.push((plain, Some((row.id, row.user_id))));
+        }
+    }
+    for _ in 0..2 {
+        let unknown = roster::sessions::Token::generate().unwrap();
+        tokens.push((unknown.expose().to_owned(), None));
+    }
+    let store = roster::sessions::Sessions::new(
+        app.db.clone(),
+        roster::sessions::SessionPolicy {
+            idle_ttl: std::time::Duration::from_secs(3600),
+            max_ttl: std::time::Duration::from_secs(7200),
+            max_per_user: 10,
+        },
+    )
+    .with_batched_lookup(roster::db::postgres_options(&app.database_url, &[]).unwrap());
+    let ask_all = |tokens: Vec<(String, Option<(uuid::Uuid, uuid::Uuid)>)>| {
+        let store = store.clone();
+        async move {
+            let mut asked = tokio::task::JoinSet::new();
+            for i in 0..200 {
+                let (plain, expected) = tokens[(i * 7) % tokens.len()].clone();
+                let store = store.clone();
+                asked.spawn(async move {
+                    let token = roster::sessions::Token::parse(&plain).unwrap();
+                    let found = store.authenticate(&token).await.expect("looked up");
+                    (found.map(|c| (c.session.id, c.user.id)), expected)
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(answer) = asked.join_next().await {
+                answers.push(answer.unwrap());
+            }
+            answers
+        }
+    };
+    for (found, expected) in ask_all(tokens.clone()).await {
+        assert_eq!(found, expected, "each lookup gets its own session");
+    }
+    let (lookups, statements) = store.batched_lookups();
+    assert_eq!(lookups, 200);
+    assert!(
+        statements * 4 <= lookups,
+        "{lookups} lookups asked at once went in {statements} statements"
+    );
+    // bob's first session logs out: the next batch says nobody for it, the rest unchanged.
+    let out = app
+        .client
+        .post(app.url())
+        .bearer_auth(&tokens[2].0)
+        .json(&json!({ "query": "mutation { logout }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    tokens[2].1 = None;
+    for (found, expected) in ask_all(tokens.clone()).await {
+        assert_eq!(found, expected, "after the logout");
+    }
+}
+
+/// On PostgreSQL the server resolves every check through the batched lookup.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn on_postgres_the_server_checks_through_the_batched_lookup() {
+    assert!(
+        crate::helpers::on_postgres(),
+        "the batched lookup is PostgreSQL's; set ROSTER_TEST_DATABASE_URL"
+    );
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register("Zoë", "zoe@example.com", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
+    let plain = token(&app, "zoe@example.com").await;
+    let (before, _) = app.sessions.batched_lookups();
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let addr = app.addr;
+        let plain = plain.clone();
+        checks.spawn(async move {
+            fresh_client()
+                .get(format!("http://{addr}/auth/check"))
+                .bearer_auth(plain)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    while let Some(status) = checks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(app.sessions.batched_lookups().0, before + 20);
+    assert_eq!(app.sessions.direct_lookups(), 0);
+}

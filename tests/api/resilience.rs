@@ -272,6 +272,30 @@ async fn connections_killed_while_idle_in_the_pool_cost_no_request() {
         }
     };
     register_eight().await;
+    // A session whose checks go through the session lookup's own connection
+    // (`sessions::batched`), which is never pinged: it must reconnect by itself.
+    let (name, email) = unique_user();
+    assert_eq!(app.register(&name, &email, GOOD_PASSWORD).await.status, 200);
+    let login = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            serde_json::json!({ "i": { "identifier": email, "password": GOOD_PASSWORD } }),
+        )
+        .await;
+    let token = login.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", login.body))
+        .to_owned();
+    let check = || async {
+        app.client
+            .get(format!("http://{}/auth/check", app.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(check().await, 200);
 
     // Every backend of the test's database goes, as in a restart.
     let admin = Database::connect(std::env::var("ROSTER_TEST_DATABASE_URL").unwrap())
@@ -289,9 +313,11 @@ async fn connections_killed_while_idle_in_the_pool_cost_no_request() {
         .unwrap()
         .len();
     admin.close().await.unwrap();
-    // The server's pool and this test's own connection.
-    assert!(killed >= 2, "only {killed} backend(s) to terminate");
+    // The server's pool, its session lookup's connection and this test's own connection.
+    assert!(killed >= 3, "only {killed} backend(s) to terminate");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     register_eight().await;
+    assert_eq!(check().await, 200, "the lookup's connection was replaced");
+    assert_eq!(app.sessions.batched_lookups().0, 2);
 }

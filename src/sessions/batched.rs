@@ -1,0 +1,259 @@
+//! The token lookup on PostgreSQL: the lookups asked at one moment share one statement, sent
+//! on connections of the lookup's own.
+//!
+//! Why batches: on PostgreSQL a lookup is a round trip to a backend that shares the machine's
+//! cores, and the backend's fixed work per statement (waking up, binding, starting the
+//! executor, answering) is most of it; the index probe is a small part. `/auth/check` runs on
+//! every request of the team's other services, so under load a statement per check spends the
+//! cores on that fixed work. Here the lookups waiting when a statement can start go together,
+//! `… WHERE token_hash = ANY($1)`, and pay it once.
+//!
+//! Why connections of its own, not the pool: sqlx's pool pings a PostgreSQL connection when it
+//! hands it out (`db::connect_with` keeps that, for failovers) and again when it takes it back
+//! (always), so a pooled statement costs three round trips. A lookup connection is pinged
+//! never: a statement that fails on a connection kept from before is sent once more on a new
+//! one, which is what the pings are for (a restart or failover killed the idle connection) —
+//! safe here because a lookup writes nothing. Both measured in docs/benchmarks-log.md,
+//! "Forward auth on PostgreSQL".
+//!
+//! **Not a cache.** A lookup joins a statement that starts *after* it was asked, and a
+//! statement sees every transaction committed before it started (READ COMMITTED): a logout,
+//! a revocation or a deactivation answered before a check was asked is seen by that check,
+//! on every process. Nothing is kept between statements.
+//!
+//! At most [`IN_FLIGHT`] statements run at once (one), each on its own connection. While it
+//! runs, new lookups wait in the queue and go together in the next one; when the connection
+//! is free a lookup goes at once, alone, so an idle server adds no wait. A batch's rows are handed back
+//! by token hash, and each lookup gets only the row of its own hash.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, ExprTrait, PgFunc};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
+use sea_orm::sqlx::{self, Connection as _};
+use sea_orm::{
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryResult, QueryTrait, SelectTwoModel,
+    SelectorTrait,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::entity::{session, user};
+
+/// Statements running at once (and connections held). One: the lookups that arrive while it
+/// runs make the next batch. Two made batches half the size (about 8 lookups per statement
+/// against 17) and checks dearer, on two cores shared with PostgreSQL (docs/benchmarks-log.md,
+/// "Forward auth on PostgreSQL"). An idle server's lookup still goes at once; a busy one's
+/// waits for at most the statement before it.
+const IN_FLIGHT: usize = 1;
+/// Lookups in one statement at most (the array bound to it stays under 10 KiB).
+const MAX_BATCH: usize = 128;
+/// How long opening a lookup connection may take, as the pool's `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a lookup finds: the session and its user (`None` for a user row that is gone).
+pub type Found = Option<(session::Model, Option<user::Model>)>;
+
+type Reply = oneshot::Sender<Result<Found, DbErr>>;
+
+/// The queue of lookups and the task that sends them. Share it behind an `Arc`.
+pub struct Batched {
+    queue: mpsc::Sender<(String, Reply)>,
+    counts: Arc<Counts>,
+}
+
+/// How many lookups were answered, in how many statements (for tests and benchmarks).
+#[derive(Default)]
+struct Counts {
+    lookups: AtomicU64,
+    statements: AtomicU64,
+}
+
+impl Batched {
+    /// Starts the task that sends lookups over connections opened with `options` (the
+    /// serving pool's, its session settings included). Nothing connects until the first
+    /// lookup; the task ends with the last handle.
+    pub fn start(options: PgConnectOptions) -> Self {
+        // Bounded: a full queue makes a lookup wait for room. Each entry is a request waiting
+        // for its answer, so the server's connection limit bounds it anyway.
+        let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(dispatch(Arc::new(options), waiting, counts.clone()));
+        Self { queue, counts }
+    }
+
+    /// The session whose token hash is `digest`, with its user.
+    pub async fn find(&self, digest: String) -> Result<Found, DbErr> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || DbErr::Custom("the session lookup task has stopped".into());
+        self.queue.send((digest, reply)).await.map_err(|_| gone())?;
+        // A dropped reply means the statement's task ended without answering (a panic).
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Lookups answered, and statements sent for them.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.lookups.load(Ordering::Relaxed),
+            self.counts.statements.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A lookup connection (or room for one not opened yet) lent to one statement; it goes back
+/// to the dispatcher when dropped, a panic included, so a slot is never lost.
+struct Slot {
+    link: Option<PgConnection>,
+    free: mpsc::Sender<Option<PgConnection>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Never full: there are only IN_FLIGHT slots and the channel holds as many.
+        let _ = self.free.try_send(self.link.take());
+    }
+}
+
+/// Takes a free connection, then every lookup waiting (up to [`MAX_BATCH`]), and sends them
+/// as one statement on a task of its own.
+async fn dispatch(
+    options: Arc<PgConnectOptions>,
+    mut waiting: mpsc::Receiver<(String, Reply)>,
+    counts: Arc<Counts>,
+) {
+    let sql: Arc<str> = lookup_sql().into();
+    let (free, mut free_links) = mpsc::channel(IN_FLIGHT);
+    for _ in 0..IN_FLIGHT {
+        let _ = free.try_send(None);
+    }
+    loop {
+        // The connection first: while every one is busy the lookups pile up in the queue, and
+        // the next statement takes them all.
+        let Some(link) = free_links.recv().await else {
+            return;
+        };
+        let slot = Slot {
+            link,
+            free: free.clone(),
+        };
+        let Some(first) = waiting.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (options, sql, counts) = (options.clone(), sql.clone(), counts.clone());
+        tokio::spawn(async move {
+            let mut slot = slot;
+            answer(&mut slot, &options, &sql, batch, &counts).await;
+        });
+    }
+}
+
+/// The join `find_also_related` sends, with the token hashes as one array parameter; rows are
+/// decoded by sea-orm as that query's would be.
+fn lookup_sql() -> String {
+    // `= ANY($1)`: one statement whatever the batch's size, an array rather than a list of
+    // parameters.
+    session::Entity::find()
+        .find_also_related(user::Entity)
+        .filter(
+            Expr::col((session::Entity, session::Column::TokenHash))
+                .eq(PgFunc::any(Expr::cust("$1"))),
+        )
+        .build(DbBackend::Postgres)
+        .sql
+}
+
+async fn answer(
+    slot: &mut Slot,
+    options: &PgConnectOptions,
+    sql: &Arc<str>,
+    batch: Vec<(String, Reply)>,
+    counts: &Counts,
+) {
+    let mut digests: Vec<&str> = batch.iter().map(|(d, _)| d.as_str()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    let rows = query(slot, options, sql, &digests).await;
+    counts.statements.fetch_add(1, Ordering::Relaxed);
+    counts
+        .lookups
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    match rows {
+        Ok(rows) => {
+            let found: HashMap<String, (session::Model, Option<user::Model>)> = rows
+                .into_iter()
+                .map(|(s, u)| (s.token_hash.clone(), (s, u)))
+                .collect();
+            for (digest, reply) in batch {
+                // The receiver may have gone (its request was cancelled): nothing to do.
+                let _ = reply.send(Ok(found.get(&digest).cloned()));
+            }
+        }
+        Err(e) => {
+            // DbErr is not Clone: each waiter gets the message (an internal error either way).
+            let message = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(DbErr::Custom(message.clone())));
+            }
+        }
+    }
+}
+
+/// Runs the lookup on the slot's connection, opening one if it has none. A connection that
+/// fails is closed; when it was one kept from an earlier statement, the lookup is sent once
+/// more on a new connection (it may have died idle, in a restart or a failover).
+async fn query(
+    slot: &mut Slot,
+    options: &PgConnectOptions,
+    sql: &Arc<str>,
+    digests: &[&str],
+) -> Result<Vec<(session::Model, Option<user::Model>)>, DbErr> {
+    let mut kept = slot.link.is_some();
+    loop {
+        let mut link = match slot.link.take() {
+            Some(link) => link,
+            None => tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options))
+                .await
+                .map_err(|_| DbErr::Custom("connecting for the session lookup timed out".into()))?
+                .map_err(|e| DbErr::Custom(format!("connecting for the session lookup: {e}")))?,
+        };
+        // Built by sea-orm from constants (`lookup_sql`): no input of anyone's in it.
+        let statement = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        match statement.bind(digests).fetch_all(&mut link).await {
+            Ok(rows) => {
+                slot.link = Some(link);
+                return rows
+                    .into_iter()
+                    .map(|row| {
+                        SelectTwoModel::<session::Model, user::Model>::from_raw_query_result(
+                            QueryResult::from(row),
+                        )
+                    })
+                    .collect();
+            }
+            Err(_) if kept => kept = false,
+            Err(e) => return Err(DbErr::Custom(format!("the session lookup: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_lookup_is_the_join_by_token_hash_with_one_array_parameter() {
+        let sql = super::lookup_sql();
+        assert!(
+            sql.ends_with(r#"WHERE "sessions"."token_hash" = ANY($1)"#),
+            "{sql}"
+        );
+        assert!(sql.contains(r#"LEFT JOIN "users""#), "{sql}");
+    }
+}

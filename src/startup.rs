@@ -124,7 +124,7 @@ impl Application {
         let sc = &config.sessions;
         let mut sessions = Sessions::new(db.clone(), sc.policy());
         if let Some(options) = crate::db::postgres_options(&config.database_url, &settings) {
-            sessions = sessions.with_batched_lookup(options);
+            sessions = sessions.with_batched_lookup(options, statement_timeout);
         }
         if let Some(file) = crate::db::sqlite_file(&config.database_url) {
             // Two per core: a lookup holds one only while it steps; past them, sqlx answers.

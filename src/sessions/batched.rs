@@ -52,6 +52,8 @@ const IN_FLIGHT: usize = 1;
 const MAX_BATCH: usize = 128;
 /// How long opening a lookup connection may take, as the pool's `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Added to the server's `statement_timeout` for a statement's deadline on this side.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What a lookup finds: the session and its user (`None` for a user row that is gone).
 pub type Found = Option<(session::Model, Option<user::Model>)>;
@@ -64,7 +66,19 @@ pub struct Batched {
     counts: Arc<Counts>,
 }
 
-/// How many lookups were answered, in how many statements (for tests and benchmarks).
+/// How every statement reaches PostgreSQL.
+struct Route {
+    options: PgConnectOptions,
+    sql: Arc<str>,
+    /// The server's `statement_timeout` and a margin. The server's own limit cannot end a
+    /// statement on a connection that died silently (a NAT entry dropped while idle, a host
+    /// gone in a failover): without this the statement would wait for the kernel to give up
+    /// on the socket, or for ever, with every lookup of the process behind it.
+    deadline: Duration,
+}
+
+/// How many lookups were asked (answered or failed), in how many statements (for tests and
+/// benchmarks).
 #[derive(Default)]
 struct Counts {
     lookups: AtomicU64,
@@ -73,14 +87,21 @@ struct Counts {
 
 impl Batched {
     /// Starts the task that sends lookups over connections opened with `options` (the
-    /// serving pool's, its session settings included). Nothing connects until the first
-    /// lookup; the task ends with the last handle.
-    pub fn start(options: PgConnectOptions) -> Self {
-        // Bounded: a full queue makes a lookup wait for room. Each entry is a request waiting
-        // for its answer, so the server's connection limit bounds it anyway.
+    /// serving pool's, its session settings included), each statement given up after
+    /// `statement_timeout` (the server's setting) and a margin. Nothing connects until the
+    /// first lookup; the task ends with the last handle.
+    pub fn start(options: PgConnectOptions, statement_timeout: Duration) -> Self {
+        // Bounded: a full queue makes a lookup wait for room. An entry is a request waiting
+        // for its answer (or one that gave up, skipped when its batch is made), so the
+        // server's connection limit bounds it anyway.
         let (queue, waiting) = mpsc::channel(MAX_BATCH * 8);
         let counts = Arc::new(Counts::default());
-        tokio::spawn(dispatch(Arc::new(options), waiting, counts.clone()));
+        let route = Route {
+            options,
+            sql: lookup_sql().into(),
+            deadline: statement_timeout + DEADLINE_MARGIN,
+        };
+        tokio::spawn(dispatch(Arc::new(route), waiting, counts.clone()));
         Self { queue, counts }
     }
 
@@ -119,11 +140,10 @@ impl Drop for Slot {
 /// Takes a free connection, then every lookup waiting (up to [`MAX_BATCH`]), and sends them
 /// as one statement on a task of its own.
 async fn dispatch(
-    options: Arc<PgConnectOptions>,
+    route: Arc<Route>,
     mut waiting: mpsc::Receiver<(String, Reply)>,
     counts: Arc<Counts>,
 ) {
-    let sql: Arc<str> = lookup_sql().into();
     let (free, mut free_links) = mpsc::channel(IN_FLIGHT);
     for _ in 0..IN_FLIGHT {
         let _ = free.try_send(None);
@@ -138,20 +158,25 @@ async fn dispatch(
             link,
             free: free.clone(),
         };
-        let Some(first) = waiting.recv().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        while batch.is_empty() {
+            let Some(first) = waiting.recv().await else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match waiting.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
+            // A request that gave up (its client went, its deadline passed) needs no answer.
+            batch.retain(|(_, reply)| !reply.is_closed());
         }
-        let (options, sql, counts) = (options.clone(), sql.clone(), counts.clone());
+        let (route, counts) = (route.clone(), counts.clone());
         tokio::spawn(async move {
             let mut slot = slot;
-            answer(&mut slot, &options, &sql, batch, &counts).await;
+            answer(&mut slot, &route, batch, &counts).await;
         });
     }
 }
@@ -171,17 +196,11 @@ fn lookup_sql() -> String {
         .sql
 }
 
-async fn answer(
-    slot: &mut Slot,
-    options: &PgConnectOptions,
-    sql: &Arc<str>,
-    batch: Vec<(String, Reply)>,
-    counts: &Counts,
-) {
+async fn answer(slot: &mut Slot, route: &Route, batch: Vec<(String, Reply)>, counts: &Counts) {
     let mut digests: Vec<&str> = batch.iter().map(|(d, _)| d.as_str()).collect();
     digests.sort_unstable();
     digests.dedup();
-    let rows = query(slot, options, sql, &digests).await;
+    let rows = query(slot, route, &digests).await;
     counts.statements.fetch_add(1, Ordering::Relaxed);
     counts
         .lookups
@@ -208,26 +227,38 @@ async fn answer(
 }
 
 /// Runs the lookup on the slot's connection, opening one if it has none. A connection that
-/// fails is closed; when it was one kept from an earlier statement, the lookup is sent once
-/// more on a new connection (it may have died idle, in a restart or a failover).
+/// fails is closed (never reused after an error); when a connection kept from an earlier
+/// statement turns out lost (it died idle, in a restart or a failover), the lookup is sent
+/// once more on a new one. Only then: a statement timeout or an overloaded server is not
+/// sent twice.
 async fn query(
     slot: &mut Slot,
-    options: &PgConnectOptions,
-    sql: &Arc<str>,
+    route: &Route,
     digests: &[&str],
 ) -> Result<Vec<(session::Model, Option<user::Model>)>, DbErr> {
     let mut kept = slot.link.is_some();
     loop {
         let mut link = match slot.link.take() {
             Some(link) => link,
-            None => tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options))
-                .await
-                .map_err(|_| DbErr::Custom("connecting for the session lookup timed out".into()))?
-                .map_err(|e| DbErr::Custom(format!("connecting for the session lookup: {e}")))?,
+            None => {
+                tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&route.options))
+                    .await
+                    .map_err(|_| {
+                        DbErr::Custom("connecting for the session lookup timed out".into())
+                    })?
+                    .map_err(|e| DbErr::Custom(format!("connecting for the session lookup: {e}")))?
+            }
         };
         // Built by sea-orm from constants (`lookup_sql`): no input of anyone's in it.
-        let statement = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-        match statement.bind(digests).fetch_all(&mut link).await {
+        let statement = sqlx::query(sqlx::AssertSqlSafe(route.sql.clone())).bind(digests);
+        let Ok(done) = tokio::time::timeout(route.deadline, statement.fetch_all(&mut link)).await
+        else {
+            return Err(DbErr::Custom(format!(
+                "the session lookup had no answer within {:?}",
+                route.deadline
+            )));
+        };
+        match done {
             Ok(rows) => {
                 slot.link = Some(link);
                 return rows
@@ -239,9 +270,21 @@ async fn query(
                     })
                     .collect();
             }
-            Err(_) if kept => kept = false,
+            Err(e) if kept && lost(&e) => kept = false,
             Err(e) => return Err(DbErr::Custom(format!("the session lookup: {e}"))),
         }
+    }
+}
+
+/// The connection itself failed: closed, reset, or ended by the server (class 08, connection
+/// exception; 57P01–57P03, shut down or terminated by an administrator).
+fn lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

@@ -132,12 +132,16 @@ impl Sessions {
     }
 
     /// Resolves tokens with [`batched::Batched`] (PostgreSQL, over connections opened with
-    /// `options`): concurrent lookups share a statement.
+    /// `options`, whose `statement_timeout` is given): concurrent lookups share a statement.
     pub fn with_batched_lookup(
         mut self,
         options: sea_orm::sqlx::postgres::PgConnectOptions,
+        statement_timeout: Duration,
     ) -> Self {
-        self.batched = Some(std::sync::Arc::new(batched::Batched::start(options)));
+        self.batched = Some(std::sync::Arc::new(batched::Batched::start(
+            options,
+            statement_timeout,
+        )));
         self
     }
 

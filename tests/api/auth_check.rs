@@ -300,7 +300,10 @@ async fn lookups_asked_together_share_statements_and_each_gets_its_own_session()
             max_per_user: 10,
         },
     )
-    .with_batched_lookup(roster::db::postgres_options(&app.database_url, &[]).unwrap());
+    .with_batched_lookup(
+        roster::db::postgres_options(&app.database_url, &[]).unwrap(),
+        std::time::Duration::from_secs(10),
+    );
     let ask_all = |tokens: Vec<(String, Option<(uuid::Uuid, uuid::Uuid)>)>| {
         let store = store.clone();
         async move {

@@ -132,11 +132,13 @@ async fn a_client_that_disconnects_while_queued_leaks_nothing() {
     );
 }
 
-/// A TCP relay to Postgres that the test can cut and restore.
+/// A TCP relay to Postgres that the test can cut and restore, or freeze: the connections open
+/// then stay open and carry nothing more, as after a NAT entry dropped silently.
 struct Relay {
     port: u16,
     up: Arc<AtomicBool>,
     conns: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
+    freeze: tokio::sync::watch::Sender<bool>,
 }
 
 impl Relay {
@@ -145,6 +147,7 @@ impl Relay {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let conns = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let (freeze, frozen) = tokio::sync::watch::channel(false);
         let (up2, conns2) = (up.clone(), conns.clone());
         tokio::spawn(async move {
             loop {
@@ -155,14 +158,30 @@ impl Relay {
                     continue; // dropped: connection refused in effect
                 }
                 let target = target.clone();
+                let mut frozen = frozen.clone();
+                frozen.mark_unchanged();
                 conns2.lock().await.spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            // Frozen: both sockets stay open, and nothing is read or written.
+                            _ = frozen.changed() => std::future::pending::<()>().await,
+                        }
                     }
                 });
             }
         });
-        Self { port, up, conns }
+        Self {
+            port,
+            up,
+            conns,
+            freeze,
+        }
+    }
+
+    /// The connections open now go silent; later ones are relayed as before.
+    fn freeze(&self) {
+        self.freeze.send_replace(true);
     }
 
     async fn cut(&self) {
@@ -227,6 +246,64 @@ async fn the_service_reports_a_lost_database_and_recovers_without_a_restart() {
         answer.body["data"]["register"]["id"].is_string(),
         "{}",
         answer.body
+    );
+}
+
+/// The session lookup keeps a connection of its own (`sessions::batched`). When that connection
+/// goes silent — no reset, no answer — its statement is given up after the statement timeout,
+/// and the next lookups go on a new connection instead of waiting behind it for ever.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn a_session_lookup_on_a_connection_gone_silent_is_given_up_and_replaced() {
+    assert!(
+        on_postgres(),
+        "this test relays PostgreSQL's connections; set ROSTER_TEST_DATABASE_URL"
+    );
+    let (url, _) = crate::helpers::fresh_database_url().await;
+    let (head, db) = url.rsplit_once('/').unwrap();
+    let (user, hostport) = head.rsplit_once('@').unwrap();
+    let relay = Relay::start(hostport.to_owned()).await;
+    let relayed = format!("{user}@127.0.0.1:{}/{db}", relay.port);
+    // Requests end after 3 s; statements after roster's shortest statement timeout, 10 s.
+    let app = crate::helpers::spawn_app_on(relayed, |c| c.limits.request_timeout_secs = 3).await;
+    let (name, email) = unique_user();
+    assert_eq!(app.register(&name, &email, GOOD_PASSWORD).await.status, 200);
+    let login = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            json!({ "i": { "identifier": email, "password": GOOD_PASSWORD } }),
+        )
+        .await;
+    let token = login.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", login.body))
+        .to_owned();
+    let check = || async {
+        app.client
+            .get(format!("http://{}/auth/check", app.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(check().await, 200);
+
+    relay.freeze();
+    let frozen = std::time::Instant::now();
+    // The request's own deadline answers first; the statement is still waiting.
+    assert_eq!(check().await, 408);
+    // Until the statement is given up (10 s + the margin), checks wait behind it; then they go
+    // on a new connection. Without the deadline they would wait for ever.
+    let mut status = check().await;
+    while status != 200 && frozen.elapsed() < Duration::from_secs(30) {
+        status = check().await;
+    }
+    assert_eq!(status, 200, "checks recover on a new connection");
+    let recovered = frozen.elapsed();
+    assert!(
+        recovered >= Duration::from_secs(10) && recovered < Duration::from_secs(20),
+        "the silent statement was given up after the statement timeout and its margin, not {recovered:?}"
     );
 }
 

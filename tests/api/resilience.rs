@@ -132,6 +132,33 @@ async fn a_client_that_disconnects_while_queued_leaks_nothing() {
     );
 }
 
+/// A new user's session token.
+async fn signed_in(app: &crate::helpers::TestApp) -> String {
+    let (name, email) = unique_user();
+    assert_eq!(app.register(&name, &email, GOOD_PASSWORD).await.status, 200);
+    let login = app
+        .graphql(
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            json!({ "i": { "identifier": email, "password": GOOD_PASSWORD } }),
+        )
+        .await;
+    login.body["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", login.body))
+        .to_owned()
+}
+
+/// What `/auth/check` answers for `token`.
+async fn auth_check(app: &crate::helpers::TestApp, token: &str) -> reqwest::StatusCode {
+    app.client
+        .get(format!("http://{}/auth/check", app.addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// A TCP relay to Postgres that the test can cut and restore, or freeze: the connections open
 /// then stay open and carry nothing more, as after a NAT entry dropped silently.
 struct Relay {
@@ -266,27 +293,8 @@ async fn a_session_lookup_on_a_connection_gone_silent_is_given_up_and_replaced()
     let relayed = format!("{user}@127.0.0.1:{}/{db}", relay.port);
     // Requests end after 3 s; statements after roster's shortest statement timeout, 10 s.
     let app = crate::helpers::spawn_app_on(relayed, |c| c.limits.request_timeout_secs = 3).await;
-    let (name, email) = unique_user();
-    assert_eq!(app.register(&name, &email, GOOD_PASSWORD).await.status, 200);
-    let login = app
-        .graphql(
-            "mutation($i: LoginInput!) { login(input: $i) { token } }",
-            json!({ "i": { "identifier": email, "password": GOOD_PASSWORD } }),
-        )
-        .await;
-    let token = login.body["data"]["login"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}", login.body))
-        .to_owned();
-    let check = || async {
-        app.client
-            .get(format!("http://{}/auth/check", app.addr))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
+    let token = signed_in(&app).await;
+    let check = || auth_check(&app, &token);
     assert_eq!(check().await, 200);
 
     relay.freeze();
@@ -351,27 +359,8 @@ async fn connections_killed_while_idle_in_the_pool_cost_no_request() {
     register_eight().await;
     // A session whose checks go through the session lookup's own connection
     // (`sessions::batched`), which is never pinged: it must reconnect by itself.
-    let (name, email) = unique_user();
-    assert_eq!(app.register(&name, &email, GOOD_PASSWORD).await.status, 200);
-    let login = app
-        .graphql(
-            "mutation($i: LoginInput!) { login(input: $i) { token } }",
-            serde_json::json!({ "i": { "identifier": email, "password": GOOD_PASSWORD } }),
-        )
-        .await;
-    let token = login.body["data"]["login"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}", login.body))
-        .to_owned();
-    let check = || async {
-        app.client
-            .get(format!("http://{}/auth/check", app.addr))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
+    let token = signed_in(&app).await;
+    let check = || auth_check(&app, &token);
     assert_eq!(check().await, 200);
 
     // Every backend of the test's database goes, as in a restart.

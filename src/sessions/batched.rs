@@ -114,7 +114,7 @@ impl Batched {
         answer.await.map_err(|_| gone())?
     }
 
-    /// Lookups answered, and statements sent for them.
+    /// Lookups asked (answered or failed), and statements sent for them.
     pub fn counts(&self) -> (u64, u64) {
         (
             self.counts.lookups.load(Ordering::Relaxed),

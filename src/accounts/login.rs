@@ -393,15 +393,27 @@ impl AccountService {
         username: &str,
         email: &str,
     ) -> Result<Option<user::Model>, AppError> {
-        let rows = user::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(user::Column::UsernameCanonical.eq(username))
-                    .add(user::Column::EmailCanonical.eq(email)),
-            )
-            .limit(2)
-            .all(&self.db)
-            .await?;
+        // On a SQLite file the same query is stepped on this thread, without sqlx's
+        // hand-offs to its connection thread and back (`sessions::sqlite_lookup`); sqlx
+        // answers whenever that reader cannot.
+        let direct = self
+            .sessions
+            .direct_reader()
+            .and_then(|reader| reader.find_login(username, email));
+        let rows = match direct {
+            Some(rows) => rows,
+            None => {
+                user::Entity::find()
+                    .filter(
+                        Condition::any()
+                            .add(user::Column::UsernameCanonical.eq(username))
+                            .add(user::Column::EmailCanonical.eq(email)),
+                    )
+                    .limit(2)
+                    .all(&self.db)
+                    .await?
+            }
+        };
         // A username may not equal another account's email (the `login_names` index), but
         // accounts from before that rule may, and a username's canonical form keeps a
         // Unicode domain its owner's email spells in IDNA: for an identifier shaped like an

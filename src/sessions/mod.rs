@@ -109,8 +109,8 @@ impl std::fmt::Debug for Caller {
 pub struct Sessions {
     db: DatabaseConnection,
     policy: SessionPolicy,
-    /// On a SQLite file: the direct lookup, and how many tokens it resolved (for tests).
-    direct: Option<std::sync::Arc<(sqlite_lookup::Lookup, std::sync::atomic::AtomicU64)>>,
+    /// On a SQLite file: the direct lookup.
+    direct: Option<std::sync::Arc<sqlite_lookup::Lookup>>,
     /// On PostgreSQL: the lookups in flight together share a statement.
     batched: Option<std::sync::Arc<batched::Batched>>,
 }
@@ -127,7 +127,7 @@ impl Sessions {
 
     /// Resolves tokens with [`sqlite_lookup::Lookup`] first (a SQLite database file).
     pub fn with_direct_lookup(mut self, lookup: sqlite_lookup::Lookup) -> Self {
-        self.direct = Some(std::sync::Arc::new((lookup, Default::default())));
+        self.direct = Some(std::sync::Arc::new(lookup));
         self
     }
 
@@ -157,9 +157,12 @@ impl Sessions {
 
     /// How many tokens the direct SQLite lookup has resolved (found or not).
     pub fn direct_lookups(&self) -> u64 {
-        self.direct
-            .as_ref()
-            .map_or(0, |d| d.1.load(std::sync::atomic::Ordering::Relaxed))
+        self.direct.as_ref().map_or(0, |d| d.answered().0)
+    }
+
+    /// The direct SQLite reader, on a SQLite file (a login's account lookup uses it too).
+    pub fn direct_reader(&self) -> Option<&sqlite_lookup::Lookup> {
+        self.direct.as_deref()
     }
 
     /// Starts a session for `user_id` if the user is still active and still has
@@ -337,11 +340,10 @@ impl Sessions {
         // One query for the session and its user: every signed-in request and every
         // `/auth/check` pays it, so it is a join by the unique token index, not two trips;
         // on a SQLite file, without sqlx's hand-offs when it can.
-        let direct = self.direct.as_ref().and_then(|d| {
-            let found = d.0.find(&digest)?;
-            d.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Some(found.map(|(s, u)| (s, Some(u))))
-        });
+        let direct = self
+            .direct
+            .as_ref()
+            .and_then(|d| Some(d.find(&digest)?.map(|(s, u)| (s, Some(u)))));
         let found = match (direct, &self.batched) {
             (Some(found), _) => found,
             (None, Some(batched)) => batched.find(digest).await?,

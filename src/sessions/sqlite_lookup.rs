@@ -1,6 +1,7 @@
 //! The session lookup on a SQLite file without sqlx: every signed-in request and every
 //! `/auth/check` resolves a token, so this one statement is the forward-auth check's whole
-//! cost.
+//! cost. The same reader finds the account a login names (every login asks it once, before
+//! its hash: a hand-off fewer on the path whose CPU outside the hash is issue 32's margin).
 //!
 //! Why not sqlx: sqlx-sqlite runs each connection on a thread of its own and hands the query
 //! and every row across channels, and its pool takes a permit per query. For a one-row point
@@ -26,7 +27,7 @@ use crate::entity::{session, user};
 
 /// The session and its user by the token's digest: one indexed lookup (the unique
 /// `sessions.token_hash` index, then `users`' primary key). The columns in the order
-/// [`decode`] reads them.
+/// [`decode_session`] and [`decode_user`] read them.
 const SQL: &str = "SELECT s.id, s.user_id, s.token_hash, s.created_at, s.last_seen_at, \
     s.expires_at, s.ip, s.user_agent, u.id, u.username, u.username_canonical, u.email, \
     u.email_canonical, u.username_skeleton, u.username_skeleton_lower, \
@@ -34,9 +35,22 @@ const SQL: &str = "SELECT s.id, s.user_id, s.token_hash, s.created_at, s.last_se
     u.legacy_id, u.is_staff, u.is_superuser, u.email_verified, s.aal, s.mfa_pending \
     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1";
 
-/// Read-only connections to the database file, each with the statement prepared.
+/// The accounts a login identifier may name: the canonical username or the canonical email
+/// (the query `AccountService::find_for_login` asks through sea-orm, same columns, same
+/// limit). The columns in the order [`decode_user`] reads them, from 0.
+const LOGIN_SQL: &str = "SELECT id, username, username_canonical, email, email_canonical, \
+    username_skeleton, username_skeleton_lower, username_skeleton_upper, password_hash, \
+    date_joined, is_active, last_login, legacy_id, is_staff, is_superuser, email_verified \
+    FROM users WHERE username_canonical = ?1 OR email_canonical = ?2 LIMIT 2";
+
+/// Where [`SQL`]'s user columns start.
+const SESSION_USER_COLUMNS: c_int = 8;
+
+/// Read-only connections to the database file, each with the statements prepared.
 pub struct Lookup {
     conns: Vec<Mutex<Conn>>,
+    /// Tokens and login identifiers this reader answered (found or not), for tests.
+    answered: [std::sync::atomic::AtomicU64; 2],
     path: std::path::PathBuf,
     /// The file's device and inode when opened: a file put in its place (a restore by
     /// `mv`) is not the one these connections read, so sqlx answers from then on.
@@ -60,6 +74,7 @@ impl Drop for Reset {
 struct Conn {
     db: *mut ffi::sqlite3,
     stmt: *mut ffi::sqlite3_stmt,
+    login: *mut ffi::sqlite3_stmt,
 }
 
 // SAFETY: a connection opened with SQLITE_OPEN_NOMUTEX may be used from any thread, one at a
@@ -72,6 +87,7 @@ impl Drop for Conn {
         // before its connection.
         unsafe {
             ffi::sqlite3_finalize(self.stmt);
+            ffi::sqlite3_finalize(self.login);
             ffi::sqlite3_close(self.db);
         }
     }
@@ -93,51 +109,91 @@ impl Conn {
         let mut conn = Self {
             db,
             stmt: std::ptr::null_mut(),
+            login: std::ptr::null_mut(),
         };
         if rc != ffi::SQLITE_OK || db.is_null() {
             return None;
         }
-        let sql = CString::new(SQL).ok()?;
-        // SAFETY: `db` is open; `sql` outlives the call; `stmt` receives the statement.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                db,
-                sql.as_ptr(),
-                -1,
-                ffi::SQLITE_PREPARE_PERSISTENT,
-                &mut conn.stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        (rc == ffi::SQLITE_OK && !conn.stmt.is_null()).then_some(conn)
+        conn.stmt = prepare(db, SQL)?;
+        conn.login = prepare(db, LOGIN_SQL)?;
+        Some(conn)
     }
 
     /// Steps the statement for `digest`. `None`: ask sqlx.
     fn find(&mut self, digest: &str) -> Option<Option<(session::Model, user::Model)>> {
         let stmt = self.stmt;
         let _reset = Reset(stmt);
-        let len = c_int::try_from(digest.len()).ok()?;
         // SAFETY: `stmt` is a prepared statement of this connection, used by this thread
-        // alone (the caller holds the mutex). The digest is copied by SQLite
-        // (SQLITE_TRANSIENT). `_reset` resets the statement on every exit.
+        // alone (the caller holds the mutex). `_reset` resets the statement on every exit.
         unsafe {
-            let bound = ffi::sqlite3_bind_text(
-                stmt,
-                1,
-                digest.as_ptr().cast(),
-                len,
-                ffi::SQLITE_TRANSIENT(),
-            );
-            if bound != ffi::SQLITE_OK {
-                return None;
-            }
+            bind(stmt, 1, digest)?;
             match ffi::sqlite3_step(stmt) {
-                ffi::SQLITE_ROW => decode(stmt).map(Some),
+                ffi::SQLITE_ROW => Some(Some((
+                    decode_session(stmt)?,
+                    decode_user(stmt, SESSION_USER_COLUMNS)?,
+                ))),
                 ffi::SQLITE_DONE => Some(None),
                 _ => None,
             }
         }
     }
+
+    /// Steps [`LOGIN_SQL`] for the two canonical forms: every row, at most two. `None`: ask
+    /// sqlx.
+    fn find_login(&mut self, username: &str, email: &str) -> Option<Vec<user::Model>> {
+        let stmt = self.login;
+        let _reset = Reset(stmt);
+        let mut rows = Vec::with_capacity(2);
+        // SAFETY: as in `find`.
+        unsafe {
+            bind(stmt, 1, username)?;
+            bind(stmt, 2, email)?;
+            loop {
+                match ffi::sqlite3_step(stmt) {
+                    ffi::SQLITE_ROW => rows.push(decode_user(stmt, 0)?),
+                    ffi::SQLITE_DONE => return Some(rows),
+                    _ => return None,
+                }
+            }
+        }
+    }
+}
+
+/// `sql` prepared once for the connection's life.
+fn prepare(db: *mut ffi::sqlite3, sql: &str) -> Option<*mut ffi::sqlite3_stmt> {
+    let sql = CString::new(sql).ok()?;
+    let mut stmt = std::ptr::null_mut();
+    // SAFETY: `db` is open; `sql` outlives the call; `stmt` receives the statement.
+    let rc = unsafe {
+        ffi::sqlite3_prepare_v3(
+            db,
+            sql.as_ptr(),
+            -1,
+            ffi::SQLITE_PREPARE_PERSISTENT,
+            &mut stmt,
+            std::ptr::null_mut(),
+        )
+    };
+    (rc == ffi::SQLITE_OK && !stmt.is_null()).then_some(stmt)
+}
+
+/// Binds `value` to parameter `index`; SQLite copies it (SQLITE_TRANSIENT).
+///
+/// # Safety
+/// `stmt` is a live statement used by this thread alone, and reset before its next use.
+unsafe fn bind(stmt: *mut ffi::sqlite3_stmt, index: c_int, value: &str) -> Option<()> {
+    let len = c_int::try_from(value.len()).ok()?;
+    // SAFETY: the caller's; `value` is read during the call only.
+    let bound = unsafe {
+        ffi::sqlite3_bind_text(
+            stmt,
+            index,
+            value.as_ptr().cast(),
+            len,
+            ffi::SQLITE_TRANSIENT(),
+        )
+    };
+    (bound == ffi::SQLITE_OK).then_some(())
 }
 
 impl Lookup {
@@ -157,6 +213,7 @@ impl Lookup {
             .collect::<Option<Vec<_>>>()?;
         Some(Self {
             conns,
+            answered: Default::default(),
             path: file.to_owned(),
             identity,
         })
@@ -165,6 +222,31 @@ impl Lookup {
     /// The session and user for `digest`: `Some(None)` when there is none, `None` when this
     /// reader cannot answer (ask sqlx).
     pub fn find(&self, digest: &str) -> Option<Option<(session::Model, user::Model)>> {
+        let found = self.with_conn(|conn| conn.find(digest))?;
+        self.answered[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(found)
+    }
+
+    /// The accounts whose canonical username is `username` or canonical email is `email`,
+    /// at most two, in no particular order (the caller picks); `None` when this reader
+    /// cannot answer (ask sqlx).
+    pub fn find_login(&self, username: &str, email: &str) -> Option<Vec<user::Model>> {
+        let found = self.with_conn(|conn| conn.find_login(username, email))?;
+        self.answered[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(found)
+    }
+
+    /// How many tokens, and how many login identifiers, this reader has answered.
+    pub fn answered(&self) -> (u64, u64) {
+        let [tokens, logins] = &self.answered;
+        (
+            tokens.load(std::sync::atomic::Ordering::Relaxed),
+            logins.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// `ask` on a free connection of the file still in place; `None` if there is none.
+    fn with_conn<T>(&self, ask: impl FnOnce(&mut Conn) -> Option<T>) -> Option<T> {
         if identity(&self.path) != Some(self.identity) {
             return None;
         }
@@ -177,7 +259,7 @@ impl Lookup {
                 Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
                 Err(std::sync::TryLockError::WouldBlock) => None,
             })
-            .and_then(|mut conn| conn.find(digest))
+            .and_then(|mut conn| ask(&mut conn))
     }
 }
 
@@ -187,99 +269,132 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// The row as sqlx would decode it; `None` for anything this decoder does not know.
-///
-/// # Safety
-/// `stmt` has just returned `SQLITE_ROW` for [`SQL`].
-unsafe fn decode(stmt: *mut ffi::sqlite3_stmt) -> Option<(session::Model, user::Model)> {
-    // SAFETY (for every closure below): column indexes are within SQL's 26 columns; the
-    // pointers SQLite returns stay valid until the next step, reset or type conversion of
-    // that column, and each is copied out before the next call on the same column.
-    let null = |i: c_int| unsafe { ffi::sqlite3_column_type(stmt, i) == ffi::SQLITE_NULL };
-    let text = |i: c_int| -> Option<String> {
+/// The row a statement has just stepped to, each column read as sqlx would decode it;
+/// `None` for anything this decoder does not know.
+struct Row(*mut ffi::sqlite3_stmt);
+
+// SAFETY (for every method below): the caller of `decode_*` promises `stmt` has just returned
+// `SQLITE_ROW` and the indexes are within its columns; the pointers SQLite returns stay valid
+// until the next step, reset or type conversion of that column, and each is copied out
+// before the next call on the same column.
+impl Row {
+    fn null(&self, i: c_int) -> bool {
+        unsafe { ffi::sqlite3_column_type(self.0, i) == ffi::SQLITE_NULL }
+    }
+
+    fn text(&self, i: c_int) -> Option<String> {
         unsafe {
-            if ffi::sqlite3_column_type(stmt, i) != ffi::SQLITE_TEXT {
+            if ffi::sqlite3_column_type(self.0, i) != ffi::SQLITE_TEXT {
                 return None;
             }
-            let ptr = ffi::sqlite3_column_text(stmt, i);
-            let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).ok()?;
+            let ptr = ffi::sqlite3_column_text(self.0, i);
+            let len = usize::try_from(ffi::sqlite3_column_bytes(self.0, i)).ok()?;
             if ptr.is_null() {
                 return Some(String::new());
             }
             let bytes = std::slice::from_raw_parts(ptr, len);
             String::from_utf8(bytes.to_vec()).ok()
         }
-    };
-    let opt_text = |i: c_int| {
-        if null(i) {
+    }
+
+    fn opt_text(&self, i: c_int) -> Option<Option<String>> {
+        if self.null(i) {
             Some(None)
         } else {
-            text(i).map(Some)
+            self.text(i).map(Some)
         }
-    };
-    let uuid = |i: c_int| -> Option<Uuid> {
+    }
+
+    fn uuid(&self, i: c_int) -> Option<Uuid> {
         unsafe {
-            if ffi::sqlite3_column_type(stmt, i) != ffi::SQLITE_BLOB {
+            if ffi::sqlite3_column_type(self.0, i) != ffi::SQLITE_BLOB {
                 return None;
             }
-            let ptr = ffi::sqlite3_column_blob(stmt, i).cast::<u8>();
-            let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).ok()?;
+            let ptr = ffi::sqlite3_column_blob(self.0, i).cast::<u8>();
+            let len = usize::try_from(ffi::sqlite3_column_bytes(self.0, i)).ok()?;
             if ptr.is_null() || len != 16 {
                 return None;
             }
             Uuid::from_slice(std::slice::from_raw_parts(ptr, len)).ok()
         }
-    };
-    let int = |i: c_int| -> Option<i64> {
+    }
+
+    fn int(&self, i: c_int) -> Option<i64> {
         unsafe {
-            (ffi::sqlite3_column_type(stmt, i) == ffi::SQLITE_INTEGER)
-                .then(|| ffi::sqlite3_column_int64(stmt, i))
+            (ffi::sqlite3_column_type(self.0, i) == ffi::SQLITE_INTEGER)
+                .then(|| ffi::sqlite3_column_int64(self.0, i))
         }
-    };
-    let boolean = |i: c_int| int(i).map(|v| v != 0);
-    // sqlx writes RFC 3339 (`2026-12-07T03:13:49.125001+00:00`); anything else goes to sqlx,
-    // which reads more forms.
-    let time = |i: c_int| -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&text(i)?)
+    }
+
+    fn boolean(&self, i: c_int) -> Option<bool> {
+        self.int(i).map(|v| v != 0)
+    }
+
+    /// sqlx writes RFC 3339 (`2026-12-07T03:13:49.125001+00:00`); anything else goes to
+    /// sqlx, which reads more forms.
+    fn time(&self, i: c_int) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.text(i)?)
             .ok()
             .map(|t| t.with_timezone(&Utc))
-    };
-    let opt_time = |i: c_int| {
-        if null(i) {
+    }
+
+    fn opt_time(&self, i: c_int) -> Option<Option<DateTime<Utc>>> {
+        if self.null(i) {
             Some(None)
         } else {
-            time(i).map(Some)
+            self.time(i).map(Some)
         }
-    };
-    let session = session::Model {
-        id: uuid(0)?,
-        user_id: uuid(1)?,
-        token_hash: text(2)?,
-        created_at: time(3)?,
-        last_seen_at: time(4)?,
-        expires_at: time(5)?,
-        ip: opt_text(6)?,
-        user_agent: opt_text(7)?,
-        aal: i16::try_from(int(24)?).ok()?,
-        mfa_pending: boolean(25)?,
-    };
-    let user = user::Model {
-        id: uuid(8)?,
-        username: text(9)?,
-        username_canonical: text(10)?,
-        email: text(11)?,
-        email_canonical: text(12)?,
-        username_skeleton: opt_text(13)?,
-        username_skeleton_lower: opt_text(14)?,
-        username_skeleton_upper: opt_text(15)?,
-        password_hash: text(16)?,
-        date_joined: time(17)?,
-        is_active: boolean(18)?,
-        last_login: opt_time(19)?,
-        legacy_id: if null(20) { None } else { Some(int(20)?) },
-        is_staff: boolean(21)?,
-        is_superuser: boolean(22)?,
-        email_verified: boolean(23)?,
-    };
-    Some((session, user))
+    }
+}
+
+/// The session of a [`SQL`] row; `None` for anything this decoder does not know.
+///
+/// # Safety
+/// `stmt` has just returned `SQLITE_ROW` for [`SQL`].
+unsafe fn decode_session(stmt: *mut ffi::sqlite3_stmt) -> Option<session::Model> {
+    let row = Row(stmt);
+    Some(session::Model {
+        id: row.uuid(0)?,
+        user_id: row.uuid(1)?,
+        token_hash: row.text(2)?,
+        created_at: row.time(3)?,
+        last_seen_at: row.time(4)?,
+        expires_at: row.time(5)?,
+        ip: row.opt_text(6)?,
+        user_agent: row.opt_text(7)?,
+        aal: i16::try_from(row.int(24)?).ok()?,
+        mfa_pending: row.boolean(25)?,
+    })
+}
+
+/// The user whose 16 columns start at `first`, in [`LOGIN_SQL`]'s order; `None` for anything
+/// this decoder does not know.
+///
+/// # Safety
+/// `stmt` has just returned `SQLITE_ROW` for a statement with those columns there.
+unsafe fn decode_user(stmt: *mut ffi::sqlite3_stmt, first: c_int) -> Option<user::Model> {
+    let row = Row(stmt);
+    let at = |i: c_int| first + i;
+    Some(user::Model {
+        id: row.uuid(at(0))?,
+        username: row.text(at(1))?,
+        username_canonical: row.text(at(2))?,
+        email: row.text(at(3))?,
+        email_canonical: row.text(at(4))?,
+        username_skeleton: row.opt_text(at(5))?,
+        username_skeleton_lower: row.opt_text(at(6))?,
+        username_skeleton_upper: row.opt_text(at(7))?,
+        password_hash: row.text(at(8))?,
+        date_joined: row.time(at(9))?,
+        is_active: row.boolean(at(10))?,
+        last_login: row.opt_time(at(11))?,
+        legacy_id: if row.null(at(12)) {
+            None
+        } else {
+            Some(row.int(at(12))?)
+        },
+        is_staff: row.boolean(at(13))?,
+        is_superuser: row.boolean(at(14))?,
+        email_verified: row.boolean(at(15))?,
+    })
 }

@@ -232,6 +232,24 @@ async fn the_direct_sqlite_lookup_answers_as_sqlx_does_and_sees_a_logout_at_once
             .is_some_and(|(_, u)| u.last_login.is_some())
     );
     assert_eq!(lookup.find(&digest), Some(by_sqlx));
+    // A login's account lookup, by either canonical form, as sea-orm reads the row.
+    let by_sqlx = roster::entity::user::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        lookup.find_login(&by_sqlx.username_canonical, "nobody@example.com"),
+        Some(vec![by_sqlx.clone()])
+    );
+    assert_eq!(
+        lookup.find_login("nobody", &by_sqlx.email_canonical),
+        Some(vec![by_sqlx.clone()])
+    );
+    assert_eq!(
+        lookup.find_login("nobody", "nobody@example.com"),
+        Some(vec![])
+    );
     // Unknown token: found to be nobody's (not "ask sqlx").
     let unknown = roster::sessions::Token::generate().unwrap().digest();
     assert_eq!(lookup.find(&unknown), Some(None));
@@ -254,6 +272,11 @@ async fn the_direct_sqlite_lookup_answers_as_sqlx_does_and_sees_a_logout_at_once
         before + 1,
         "not through sqlx"
     );
+    // A login finds its account through it too.
+    let reader = app.sessions.direct_reader().expect("on a SQLite file");
+    let logins = reader.answered().1;
+    token(&app, "Zoë").await;
+    assert_eq!(reader.answered().1, logins + 1, "not through sqlx");
     drop(app);
     crate::helpers::remove_sqlite(Some(file));
 }

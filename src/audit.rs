@@ -2,16 +2,18 @@
 //! connection (the same transaction) as the change it records, so neither exists without the
 //! other. Never a password, token or hash. The table grows by insert only; entries older than
 //! `--audit-retention` are the one thing ever deleted. Below the use cases that write it
-//! (accounts, sessions, admin), it knows only the entity.
+//! (accounts, sessions, admin), it knows only the entities (its own, and the session a
+//! login's entry waits on).
 
 use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use uuid::Uuid;
 
-use crate::entity::audit_entry;
+use crate::entity::{audit_entry, session};
 
 /// Who acted, as the log names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,53 @@ pub async fn record(
     .exec(conn)
     .await?;
     Ok(())
+}
+
+/// [`record`] as a statement for the transaction that has just inserted session
+/// `session_id`, run after it: the entry is `waiting` when that session waits for a second
+/// factor, else `done`, and there is none when the session does not exist (the login found
+/// its user changed). For `Sessions::create_for_login_with`, which sends it with the insert.
+pub fn record_for_session(
+    backend: DbBackend,
+    who: &Who,
+    (waiting, done): (&'static str, &'static str),
+    target: Option<Uuid>,
+    origin: &Origin,
+    detail: Option<serde_json::Value>,
+    session_id: Uuid,
+) -> Result<Statement, DbErr> {
+    use sea_orm::sea_query::{Expr, Query};
+    let entry = Query::select()
+        .expr(Expr::val(Uuid::now_v7()))
+        .expr(Expr::val(Utc::now()))
+        .expr(Expr::val(who.kind))
+        .expr(Expr::val(who.user_id))
+        .expr(Expr::val(who.api_key_id))
+        .expr(Expr::case(session::Column::MfaPending.eq(true), waiting).finally(done))
+        .expr(Expr::val(target))
+        .expr(Expr::val(origin.ip.clone()))
+        .expr(Expr::val(origin.request_id.clone()))
+        .expr(Expr::val(detail.map(|d| d.to_string())))
+        .from(session::Entity)
+        .and_where(session::Column::Id.eq(session_id))
+        .to_owned();
+    let mut insert = Query::insert();
+    insert.into_table(audit_entry::Entity).columns([
+        audit_entry::Column::Id,
+        audit_entry::Column::At,
+        audit_entry::Column::ActorKind,
+        audit_entry::Column::ActorUserId,
+        audit_entry::Column::ActorApiKeyId,
+        audit_entry::Column::Action,
+        audit_entry::Column::TargetUserId,
+        audit_entry::Column::Ip,
+        audit_entry::Column::RequestId,
+        audit_entry::Column::Detail,
+    ]);
+    insert
+        .select_from(entry)
+        .map_err(|e| DbErr::Custom(format!("audit entry insert: {e}")))?;
+    Ok(backend.build(&insert))
 }
 
 /// Newest first: up to `first` entries older than the `after` entry, optionally about one

@@ -91,19 +91,23 @@ pub async fn enabled(conn: &impl ConnectionTrait, user: Uuid) -> Result<bool, Db
     Ok(device(conn, user).await?.is_some_and(|d| d.confirmed))
 }
 
-/// Whether a login must take a second step: a confirmed device, or recovery codes left. A user
-/// brought over from Django with backup codes but no device roster can use (a security key)
-/// keeps them as their second factor rather than losing it; they may enrol TOTP.
+/// Whether the user `$1` has a second factor, as an SQL condition: a confirmed device, or
+/// recovery codes left. A user brought over from Django with backup codes but no device roster
+/// can use (a security key) keeps them as their second factor rather than losing it; they may
+/// enrol TOTP. [`required`] asks it; on SQLite a login's session insert asks it itself, with
+/// `$1` replaced by the user's column (`Sessions::create_for_login_with`).
+pub const FACTOR: &str = "(EXISTS (SELECT 1 FROM totp_devices WHERE user_id = $1 AND confirmed) \
+    OR EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL))";
+
+/// Whether a login must take a second step ([`FACTOR`]).
 ///
-/// One statement: it runs on every login (twice: before the session and inside its
-/// transaction), next to a hash that is the whole budget.
+/// One statement: it runs inside every login's transaction on PostgreSQL, next to a hash that
+/// is the whole budget.
 pub async fn required(conn: &impl ConnectionTrait, user: Uuid) -> Result<bool, DbErr> {
     let row = conn
         .query_one_raw(sea_orm::Statement::from_sql_and_values(
             conn.get_database_backend(),
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM totp_devices WHERE user_id = $1 AND confirmed) \
-             OR EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
-             THEN 1 ELSE 0 END",
+            format!("SELECT CASE WHEN {FACTOR} THEN 1 ELSE 0 END"),
             [user.into()],
         ))
         .await?;

@@ -18,7 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, LockType, Query, QueryStatementBuilder};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder,
+    QueryOrder, QueryResult, Statement,
 };
 use uuid::Uuid;
 
@@ -85,6 +85,41 @@ pub struct NewSession {
     /// The user had `max_per_user` sessions or more besides this one: once the login has
     /// committed, call [`Sessions::end_oldest_beyond_cap`].
     pub over_cap: bool,
+}
+
+/// The session a login's insert (built, not yet run) creates.
+struct LoginDraft {
+    token: Token,
+    row: session::Model,
+    cap: u32,
+    /// When the insert decides whether the session waits for a second factor: the expiry it
+    /// then has.
+    challenge_expiry: Option<DateTime<Utc>>,
+}
+
+impl LoginDraft {
+    /// The session, from the row the insert returned (the count of the user's other
+    /// sessions, then `mfa_pending`).
+    fn finish(self, returned: &QueryResult) -> Result<NewSession, DbErr> {
+        let others: i64 = returned.try_get_by_index(0)?;
+        let mut row = self.row;
+        if let Some(expiry) = self.challenge_expiry {
+            row.mfa_pending = returned.try_get_by_index(1)?;
+            if row.mfa_pending {
+                row.expires_at = expiry;
+            }
+        }
+        Ok(NewSession {
+            token: self.token,
+            session: row.into(),
+            over_cap: others >= i64::from(self.cap),
+        })
+    }
+}
+
+/// A session waiting for its second step, created at `created_at`, expires `ttl` later.
+fn challenge_expiry(created_at: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    created_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5))
 }
 
 /// A request's signed-in caller: a live session of an active user.
@@ -186,13 +221,98 @@ impl Sessions {
         user_agent: Option<&str>,
         second_step: Option<Duration>,
     ) -> Result<Option<NewSession>, DbErr> {
+        let backend = conn.get_database_backend();
+        let (insert, draft) = self.login_insert(
+            backend,
+            user_id,
+            password_hash,
+            ip,
+            user_agent,
+            second_step,
+            None,
+        )?;
+        let Some(returned) = conn.query_one_raw(insert).await? else {
+            return Ok(None);
+        };
+        draft.finish(&returned).map(Some)
+    }
+
+    /// On SQLite, [`Sessions::create_for_login`] and what the login writes with it, in one
+    /// round trip to sqlx's connection thread instead of one per statement (each hand-off
+    /// wakes two threads on cores the hash keeps busy: docs/benchmarks-log.md, "Login on
+    /// SQLite in three hand-offs"). The insert itself asks whether the user has a second
+    /// factor (`mfa::FACTOR`): then the session waits for it and expires after
+    /// `challenge_ttl`. `then(session_id)` gives the statements that follow in the same
+    /// transaction, written with `?` parameters only; each must write nothing when no session
+    /// `session_id` exists (the insert found the user changed). Answers the session and how
+    /// many rows those statements returned. SQLite runs one writer at a time, so asking in
+    /// the insert sees what asking after it would; PostgreSQL asks after it
+    /// (`mfa::required`), for a confirmation the insert may have waited for.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_for_login_with(
+        &self,
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        password_hash: &str,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+        challenge_ttl: Duration,
+        then: impl FnOnce(Uuid) -> Result<Vec<Statement>, DbErr>,
+    ) -> Result<Option<(NewSession, usize)>, DbErr> {
+        let backend = conn.get_database_backend();
+        if backend != DbBackend::Sqlite {
+            return Err(DbErr::Custom(
+                "create_for_login_with is SQLite's".to_owned(),
+            ));
+        }
+        let (insert, draft) = self.login_insert(
+            backend,
+            user_id,
+            password_hash,
+            ip,
+            user_agent,
+            None,
+            Some(challenge_ttl),
+        )?;
+        // sqlx-sqlite steps every statement of one query string, numbering the `?`
+        // parameters on from one statement to the next: one hand-off for all of them.
+        let mut sql = insert.sql;
+        let mut values = insert.values.map(|v| v.0).unwrap_or_default();
+        for statement in then(draft.row.id)? {
+            sql.push_str(";\n");
+            sql.push_str(&statement.sql);
+            values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+        }
+        let rows = conn
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        // The insert's row comes first; without it nothing else wrote either.
+        let mut rows = rows.into_iter();
+        let Some(returned) = rows.next() else {
+            return Ok(None);
+        };
+        Ok(Some((draft.finish(&returned)?, rows.count())))
+    }
+
+    /// The statement behind [`Sessions::create_for_login`]; with `ask_factor`, the insert
+    /// also decides whether the session waits for a second factor (SQLite's
+    /// [`Sessions::create_for_login_with`]).
+    #[allow(clippy::too_many_arguments)]
+    fn login_insert(
+        &self,
+        backend: DbBackend,
+        user_id: Uuid,
+        password_hash: &str,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+        second_step: Option<Duration>,
+        ask_factor: Option<Duration>,
+    ) -> Result<(Statement, LoginDraft), DbErr> {
         let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
         let now = now();
         // A session waiting for its second step lives minutes, not days.
         let expires_at = match second_step {
-            Some(ttl) => {
-                now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5))
-            }
+            Some(ttl) => challenge_expiry(now, ttl),
             None => self.expiry(now, now),
         };
         let row = session::Model {
@@ -207,17 +327,29 @@ impl Sessions {
             aal: 1,
             mfa_pending: second_step.is_some(),
         };
+        // With `ask_factor`, whether the session waits for a second factor is the user's
+        // `crate::mfa::FACTOR`, read in this statement, and so is its expiry.
+        let factor = || Expr::cust(crate::mfa::FACTOR.replace("$1", "\"users\".\"id\""));
+        let (expires_at, mfa_pending): (Expr, Expr) = match ask_factor {
+            None => (Expr::val(row.expires_at), Expr::val(row.mfa_pending)),
+            Some(ttl) => (
+                Expr::case(factor(), challenge_expiry(now, ttl))
+                    .finally(row.expires_at)
+                    .into(),
+                factor(),
+            ),
+        };
         let mut values = Query::select()
             .expr(Expr::val(row.id))
             .column((user::Entity, user::Column::Id))
             .expr(Expr::val(row.token_hash.clone()))
             .expr(Expr::val(row.created_at))
             .expr(Expr::val(row.last_seen_at))
-            .expr(Expr::val(row.expires_at))
+            .expr(expires_at)
             .expr(Expr::val(row.ip.clone()))
             .expr(Expr::val(row.user_agent.clone()))
             .expr(Expr::val(row.aal))
-            .expr(Expr::val(row.mfa_pending))
+            .expr(mfa_pending)
             .from(user::Entity)
             .and_where(user::Column::Id.eq(user_id))
             .and_where(user::Column::PasswordHash.eq(password_hash))
@@ -227,7 +359,7 @@ impl Sessions {
             // not block the key-share locks of rows that merely reference the user.
             .lock(LockType::NoKeyUpdate)
             .to_owned();
-        if conn.get_database_backend() == DbBackend::Postgres {
+        if backend == DbBackend::Postgres {
             // Asynchronous commit for this transaction only (`is_local`): PostgreSQL answers
             // without waiting for the WAL flush, which is most of its CPU for a login
             // (docs/benchmarks-log.md, "Login, 2026-12-04: PostgreSQL commits a login
@@ -274,17 +406,17 @@ impl Sessions {
             ])
             .select_from(values)
             .map_err(|e| DbErr::Custom(format!("session insert: {e}")))?
-            .returning(Query::returning().expr(count_mine))
+            .returning(
+                Query::returning().exprs([count_mine, Expr::col(session::Column::MfaPending)]),
+            )
             .to_owned();
-        let Some(returned) = conn.query_one(&insert).await? else {
-            return Ok(None);
-        };
-        let others: i64 = returned.try_get_by_index(0)?;
-        Ok(Some(NewSession {
+        let draft = LoginDraft {
             token,
-            session: row.into(),
-            over_cap: others >= i64::from(cap),
-        }))
+            row,
+            cap,
+            challenge_expiry: ask_factor.map(|ttl| challenge_expiry(now, ttl)),
+        };
+        Ok((backend.build(&insert), draft))
     }
 
     /// Ends the oldest sessions of a user who went past the cap with `new`, so that `new` and
@@ -485,8 +617,7 @@ impl Sessions {
         session: &mut Session,
         ttl: Duration,
     ) -> Result<(), DbErr> {
-        let expires_at = session.created_at
-            + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5));
+        let expires_at = challenge_expiry(session.created_at, ttl);
         session::Entity::update_many()
             .col_expr(session::Column::MfaPending, Expr::value(true))
             .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))

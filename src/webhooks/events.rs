@@ -85,27 +85,7 @@ pub async fn emit(
 ) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
     let postgres = backend == sea_orm::DatabaseBackend::Postgres;
-    let now = occurred_now();
-    let data = if data.is_object() {
-        data.to_string()
-    } else {
-        "{}".to_owned()
-    };
-    let mut values: Vec<sea_orm::Value> = vec![
-        Uuid::now_v7().into(),
-        event.as_str().into(),
-        data.into(),
-        now.into(),
-        now.into(),
-        user_id.into(),
-    ];
-    let sql = if postgres {
-        EMIT_POSTGRES
-    } else {
-        // SQLite's `?` are positional: the name is bound twice.
-        values.push(event.as_str().into());
-        EMIT_SQLITE
-    };
+    let (sql, values) = emit_sql(backend, event, user_id, data);
     let done = conn
         .execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
@@ -120,6 +100,57 @@ pub async fn emit(
         super::wake::wake();
     }
     Ok(())
+}
+
+/// [`EMIT_SQLITE`] or [`EMIT_POSTGRES`] and its values.
+fn emit_sql(
+    backend: sea_orm::DatabaseBackend,
+    event: EventType,
+    user_id: Uuid,
+    data: serde_json::Value,
+) -> (&'static str, Vec<sea_orm::Value>) {
+    let now = occurred_now();
+    let data = if data.is_object() {
+        data.to_string()
+    } else {
+        "{}".to_owned()
+    };
+    let mut values: Vec<sea_orm::Value> = vec![
+        Uuid::now_v7().into(),
+        event.as_str().into(),
+        data.into(),
+        now.into(),
+        now.into(),
+        user_id.into(),
+    ];
+    if backend == sea_orm::DatabaseBackend::Postgres {
+        (EMIT_POSTGRES, values)
+    } else {
+        // SQLite's `?` are positional: the name is bound twice.
+        values.push(event.as_str().into());
+        (EMIT_SQLITE, values)
+    }
+}
+
+/// On SQLite, [`emit`] as a statement for the transaction that has just inserted session
+/// `session_id`, run after it: nothing when that session does not exist or waits for a
+/// second factor (it is announced when that step completes). One row returned per delivery
+/// written: the caller calls [`super::wake`] when there was any.
+/// For `Sessions::create_for_login_with`, which sends it with the insert.
+pub fn emit_for_session(
+    event: EventType,
+    user_id: Uuid,
+    data: serde_json::Value,
+    session_id: Uuid,
+) -> Statement {
+    let backend = sea_orm::DatabaseBackend::Sqlite;
+    let (sql, mut values) = emit_sql(backend, event, user_id, data);
+    values.push(session_id.into());
+    let sql = format!(
+        "{sql} AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = ? AND NOT s.mfa_pending) \
+         RETURNING 1"
+    );
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 /// Which sessions a `session.ended` event reports.

@@ -22,4 +22,5 @@ mod wake;
 /// The delivery worker and what `roster webhooks deliveries|retry` read and write.
 pub mod worker;
 
-pub use events::{EventType, emit};
+pub use events::{EventType, emit, emit_for_session};
+pub(crate) use wake::wake;

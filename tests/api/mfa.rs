@@ -667,3 +667,101 @@ async fn a_password_reset_keeps_the_second_factor_and_signs_nobody_in_past_it() 
         "{done}"
     );
 }
+
+/// What a login writes beside its session, on both databases (on SQLite all of it goes in
+/// one round trip with the insert, `Sessions::create_for_login_with`; PostgreSQL asks for
+/// the second factor after the insert): a user without a factor gets `login.succeeded` and a
+/// `session.created` event naming the session; a user with one gets a session that waits for
+/// the second step and expires with the challenge, `login.password_verified`, and no event.
+#[tokio::test]
+async fn a_login_writes_its_audit_entry_and_event_with_its_session() {
+    use roster::entity::{session, webhook_delivery};
+    let app = crate::webhooks::spawn_hooked_app().await;
+    // Refused at once: deliveries stay in the table, pending their retry.
+    crate::webhooks::add(&app.database_url, "http://127.0.0.1:9/", "session.created").await;
+    let newest_session = |user: String| {
+        let db = app.db.clone();
+        async move {
+            session::Entity::find()
+                .filter(session::Column::UserId.eq(uuid::Uuid::parse_str(&user).unwrap()))
+                .all(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .max_by_key(|s| (s.created_at, s.id))
+                .unwrap()
+        }
+    };
+    let events_about = |session: uuid::Uuid| {
+        let db = app.db.clone();
+        async move {
+            webhook_delivery::Entity::find()
+                .filter(webhook_delivery::Column::EventType.eq("session.created"))
+                .all(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.data.contains(&session.to_string()))
+                .count()
+        }
+    };
+    let entry_about = |session: uuid::Uuid| {
+        let db = app.db.clone();
+        async move {
+            let (entries, _) = roster::audit::list(&db, None, None, 100, None)
+                .await
+                .unwrap();
+            let mine: Vec<_> = entries
+                .into_iter()
+                .filter(|e| {
+                    e.detail
+                        .as_deref()
+                        .is_some_and(|d| d.contains(&session.to_string()))
+                })
+                .collect();
+            assert_eq!(mine.len(), 1, "{mine:?}");
+            mine[0].clone()
+        }
+    };
+
+    let (noah, _) = app.sign_in("noah").await;
+    let plain = newest_session(noah.clone()).await;
+    assert!(!plain.mfa_pending);
+    assert!(plain.expires_at > chrono::Utc::now() + chrono::Duration::days(1));
+    let entry = entry_about(plain.id).await;
+    assert_eq!(
+        (entry.action.as_str(), entry.actor_kind.as_str()),
+        ("login.succeeded", "user")
+    );
+    assert_eq!(
+        entry.target_user_id.map(|u| u.to_string()),
+        Some(noah.clone())
+    );
+    assert_eq!(events_about(plain.id).await, 1);
+
+    enrolled(&app, "maya").await;
+    let answer = login(&app, "maya", GOOD_PASSWORD).await;
+    assert_eq!(answer["data"]["login"]["mfaRequired"], true, "{answer}");
+    let maya = roster::entity::user::Entity::find()
+        .filter(roster::entity::user::Column::Username.eq("maya"))
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let waiting = newest_session(maya.to_string()).await;
+    assert!(waiting.mfa_pending);
+    let challenge = waiting.expires_at - waiting.created_at;
+    assert_eq!(
+        challenge,
+        chrono::Duration::minutes(5),
+        "the challenge's expiry"
+    );
+    let entry = entry_about(waiting.id).await;
+    assert_eq!(entry.action, "login.password_verified");
+    assert_eq!(
+        events_about(waiting.id).await,
+        0,
+        "announced after the second step"
+    );
+}

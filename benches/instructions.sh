@@ -18,7 +18,7 @@
 # Prints one line per database and request. With --check, compares each figure with
 # benches/instructions.baseline and exits 1 if any is more than 5% above its baseline (a
 # change that makes a request dearer must say so by moving the baseline, in the same
-# commit, with the reason). KEEP_CG=DIR keeps the callgrind files.
+# commit, with the reason). KEEP_CG=DIR keeps the callgrind files, in DIR/<database>-<request>/.
 set -euo pipefail
 CHECK=
 if [ "${1:-}" = --check ]; then CHECK=1; shift; fi
@@ -71,7 +71,7 @@ print('$db', '$what', round((total - hashing) / n), round(total / n))
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   drop_scratch_db "$db" "$name"
-  if [ -n "${KEEP_CG:-}" ]; then cp "$dir"/cg.out* "$KEEP_CG"/; fi
+  if [ -n "${KEEP_CG:-}" ]; then mkdir -p "$KEEP_CG/$db-$what" && cp "$dir"/cg.out* "$KEEP_CG/$db-$what"/; fi
   rm -rf "$dir"
 }
 

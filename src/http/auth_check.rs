@@ -45,6 +45,30 @@ pub fn encode_username(username: &str) -> String {
     utf8_percent_encode(username, NOT_UNRESERVED).to_string()
 }
 
+/// Logs a check that could not read the session, at most one line a second (with how many
+/// were left out since the last): while the database is unreachable every check fails, at
+/// the rate the proxies ask, and a line each would bury the log. The metric counts each
+/// (`roster_auth_checks_total{outcome="error"}`).
+fn log_failed_check(error: &sea_orm::DbErr) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_SECOND.load(Ordering::Relaxed);
+    if second != last
+        && LAST_SECOND
+            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let left_out = LEFT_OUT.swap(0, Ordering::Relaxed);
+        tracing::error!(%error, left_out, "an auth check could not read the session");
+    } else {
+        LEFT_OUT.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// `GET|HEAD /auth/check`.
 pub async fn check(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     // Forward auth vouches for people: an API key is no session here.
@@ -68,7 +92,7 @@ pub async fn check(State(state): State<AppState>, headers: axum::http::HeaderMap
         }
         Err(e) => {
             state.metrics.auth_check("error");
-            tracing::error!(error = %e, "an auth check could not read the session");
+            log_failed_check(&e);
             let mut response = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 codes::SERVER_BUSY,

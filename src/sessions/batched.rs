@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, PgFunc};
@@ -54,6 +54,11 @@ const MAX_BATCH: usize = 128;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Added to the server's `statement_timeout` for a statement's deadline on this side.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// Between two attempts to reach PostgreSQL once a connection could not be opened. Meanwhile
+/// lookups are refused at once: with one statement at a time, waiting for each attempt
+/// (up to [`CONNECT_TIMEOUT`] on a host that drops packets) would hold every check of the
+/// process that long, and a proxy's every request behind it.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// What a lookup finds: the session and its user (`None` for a user row that is gone).
 pub type Found = Option<(session::Model, Option<user::Model>)>;
@@ -75,6 +80,11 @@ struct Route {
     /// gone in a failover): without this the statement would wait for the kernel to give up
     /// on the socket, or for ever, with every lookup of the process behind it.
     deadline: Duration,
+    /// Set when a connection could not be opened, until a background attempt opens one
+    /// (`reconnect`): lookups are refused at once meanwhile.
+    unreachable: AtomicBool,
+    /// The connection that background attempt opened, for the next statement.
+    spare: std::sync::Mutex<Option<PgConnection>>,
 }
 
 /// How many lookups were asked (answered or failed), in how many statements (for tests and
@@ -100,6 +110,8 @@ impl Batched {
             options,
             sql: lookup_sql().into(),
             deadline: statement_timeout + DEADLINE_MARGIN,
+            unreachable: AtomicBool::new(false),
+            spare: std::sync::Mutex::new(None),
         };
         tokio::spawn(dispatch(Arc::new(route), waiting, counts.clone()));
         Self { queue, counts }
@@ -196,7 +208,7 @@ fn lookup_sql() -> String {
         .sql
 }
 
-async fn answer(slot: &mut Slot, route: &Route, batch: Vec<(String, Reply)>, counts: &Counts) {
+async fn answer(slot: &mut Slot, route: &Arc<Route>, batch: Vec<(String, Reply)>, counts: &Counts) {
     let mut digests: Vec<&str> = batch.iter().map(|(d, _)| d.as_str()).collect();
     digests.sort_unstable();
     digests.dedup();
@@ -230,24 +242,41 @@ async fn answer(slot: &mut Slot, route: &Route, batch: Vec<(String, Reply)>, cou
 /// fails is closed (never reused after an error); when a connection kept from an earlier
 /// statement turns out lost (it died idle, in a restart or a failover), the lookup is sent
 /// once more on a new one. Only then: a statement timeout or an overloaded server is not
-/// sent twice.
+/// sent twice. When a new connection cannot be opened, the lookup fails, and so does every
+/// one after it at once, until a background attempt every [`RETRY_PAUSE`] opens one.
 async fn query(
     slot: &mut Slot,
-    route: &Route,
+    route: &Arc<Route>,
     digests: &[&str],
 ) -> Result<Vec<(session::Model, Option<user::Model>)>, DbErr> {
     let mut kept = slot.link.is_some();
     loop {
+        let spare = || route.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut link = match slot.link.take() {
             Some(link) => link,
-            None => {
-                tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&route.options))
-                    .await
-                    .map_err(|_| {
-                        DbErr::Custom("connecting for the session lookup timed out".into())
-                    })?
-                    .map_err(|e| DbErr::Custom(format!("connecting for the session lookup: {e}")))?
+            None if route.unreachable.load(Ordering::Acquire) => {
+                return Err(DbErr::Custom(
+                    "PostgreSQL could not be reached for the session lookup; retrying in the background"
+                        .into(),
+                ));
             }
+            None => match spare() {
+                Some(link) => {
+                    // Opened by `reconnect`, maybe a while ago: as good as a kept one.
+                    kept = true;
+                    link
+                }
+                None => match connect(route).await {
+                    Ok(link) => link,
+                    Err(e) => {
+                        if !route.unreachable.swap(true, Ordering::AcqRel) {
+                            tracing::error!(error = %e, "the session lookup cannot reach PostgreSQL; lookups fail at once until a connection opens");
+                            tokio::spawn(reconnect(route.clone()));
+                        }
+                        return Err(e);
+                    }
+                },
+            },
         };
         // Built by sea-orm from constants (`lookup_sql`): no input of anyone's in it.
         let statement = sqlx::query(sqlx::AssertSqlSafe(route.sql.clone())).bind(digests);
@@ -272,6 +301,29 @@ async fn query(
             }
             Err(e) if kept && lost(&e) => kept = false,
             Err(e) => return Err(DbErr::Custom(format!("the session lookup: {e}"))),
+        }
+    }
+}
+
+/// A new lookup connection, or why none could be opened within [`CONNECT_TIMEOUT`].
+async fn connect(route: &Route) -> Result<PgConnection, DbErr> {
+    tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&route.options))
+        .await
+        .map_err(|_| DbErr::Custom("connecting for the session lookup timed out".into()))?
+        .map_err(|e| DbErr::Custom(format!("connecting for the session lookup: {e}")))
+}
+
+/// Tries to open a connection every [`RETRY_PAUSE`] until one opens, leaves it for the next
+/// statement and lets lookups through again. One runs at a time (`unreachable` is set by the
+/// failure that starts it and cleared only here).
+async fn reconnect(route: Arc<Route>) {
+    loop {
+        tokio::time::sleep(RETRY_PAUSE).await;
+        if let Ok(link) = connect(&route).await {
+            *route.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(link);
+            route.unreachable.store(false, Ordering::Release);
+            tracing::info!("the session lookup reaches PostgreSQL again");
+            return;
         }
     }
 }

@@ -160,10 +160,12 @@ async fn auth_check(app: &crate::helpers::TestApp, token: &str) -> reqwest::Stat
 }
 
 /// A TCP relay to Postgres that the test can cut and restore, or freeze: the connections open
-/// then stay open and carry nothing more, as after a NAT entry dropped silently.
+/// then stay open and carry nothing more, as after a NAT entry dropped silently; or turn into
+/// a black hole: new connections are accepted and never answered.
 struct Relay {
     port: u16,
     up: Arc<AtomicBool>,
+    swallow: Arc<AtomicBool>,
     conns: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
     freeze: tokio::sync::watch::Sender<bool>,
 }
@@ -173,9 +175,10 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
+        let swallow = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
         let (freeze, frozen) = tokio::sync::watch::channel(false);
-        let (up2, conns2) = (up.clone(), conns.clone());
+        let (up2, swallow2, conns2) = (up.clone(), swallow.clone(), conns.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -183,6 +186,14 @@ impl Relay {
                 };
                 if !up2.load(Ordering::SeqCst) {
                     continue; // dropped: connection refused in effect
+                }
+                if swallow2.load(Ordering::SeqCst) {
+                    // Held open, never read nor answered, until the relay cuts it.
+                    conns2.lock().await.spawn(async move {
+                        let _held = inbound;
+                        std::future::pending::<()>().await
+                    });
+                    continue;
                 }
                 let target = target.clone();
                 let mut frozen = frozen.clone();
@@ -201,6 +212,7 @@ impl Relay {
         Self {
             port,
             up,
+            swallow,
             conns,
             freeze,
         }
@@ -216,8 +228,16 @@ impl Relay {
         self.conns.lock().await.abort_all();
     }
 
+    /// The open connections are cut; new ones are accepted and never answered, as by a host
+    /// that drops packets (connecting waits for its timeout).
+    async fn blackhole(&self) {
+        self.swallow.store(true, Ordering::SeqCst);
+        self.conns.lock().await.abort_all();
+    }
+
     fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.swallow.store(false, Ordering::SeqCst);
     }
 }
 
@@ -312,6 +332,64 @@ async fn a_session_lookup_on_a_connection_gone_silent_is_given_up_and_replaced()
     assert!(
         recovered >= Duration::from_secs(10) && recovered < Duration::from_secs(20),
         "the silent statement was given up after the statement timeout and its margin, not {recovered:?}"
+    );
+}
+
+/// A PostgreSQL host that stops answering (packets dropped, not refused): the check that finds
+/// its lookup connection gone waits for a new one until the connect timeout (5 s) and is
+/// refused; the checks after it are refused at once while a background attempt every second
+/// looks for the way back, rather than each waiting for an attempt of its own with every
+/// check of the process behind it; once PostgreSQL answers again, checks pass again without
+/// a restart.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (an embedded SQLite file cannot become unreachable): run with ROSTER_TEST_DATABASE_URL set and -- --include-ignored"]
+async fn while_postgres_drops_packets_checks_are_refused_at_once_and_recover() {
+    assert!(
+        on_postgres(),
+        "this test relays PostgreSQL's connections; set ROSTER_TEST_DATABASE_URL"
+    );
+    let (url, _) = crate::helpers::fresh_database_url().await;
+    let (head, db) = url.rsplit_once('/').unwrap();
+    let (user, hostport) = head.rsplit_once('@').unwrap();
+    let relay = Relay::start(hostport.to_owned()).await;
+    let relayed = format!("{user}@127.0.0.1:{}/{db}", relay.port);
+    let app = crate::helpers::spawn_app_on(relayed, |_| {}).await;
+    let token = signed_in(&app).await;
+    let check = || auth_check(&app, &token);
+    assert_eq!(check().await, 200);
+
+    relay.blackhole().await;
+    let started = std::time::Instant::now();
+    assert_eq!(check().await, 503);
+    let first = started.elapsed();
+    assert!(
+        first >= Duration::from_secs(4) && first < Duration::from_secs(9),
+        "the first check waited for the connect timeout, not {first:?}"
+    );
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        assert_eq!(check().await, 503);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "refused at once while unreachable, not after {took:?}"
+        );
+    }
+
+    relay.restore();
+    let restored = std::time::Instant::now();
+    let mut status = check().await;
+    while status != 200 && restored.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = check().await;
+    }
+    assert_eq!(status, 200, "checks pass again without a restart");
+    // The attempt under way when the host came back may wait out its connect timeout (5 s),
+    // then the next comes a second later.
+    assert!(
+        restored.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        restored.elapsed()
     );
 }
 

@@ -62,17 +62,37 @@ const EMIT_SQLITE: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id
     SELECT ?, e.id, ?, u.id, u.username, u.email, u.legacy_id, ?, ?, 'pending', 0, ? \
     FROM webhook_endpoints e, users u WHERE u.id = ? AND e.events LIKE '%,' || ? || ',%'";
 
-/// [`EMIT_SQLITE`] on PostgreSQL. A user's events are delivered in `seq` order, which must be
-/// the order their changes commit in; two transactions can insert in one order and commit in
-/// the other (a deletion emits, then waits for a login holding the user row), so the user row
-/// is locked before the sequence is drawn, and held to the commit (SQLite commits one writer
-/// at a time).
-const EMIT_POSTGRES: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id, event_type, \
+/// [`EMIT_SQLITE`] on PostgreSQL, with the user row's lock clause appended
+/// ([`postgres_sql`]). A user's events are delivered in `seq` order, which must be the order
+/// their changes commit in; two transactions can insert in one order and commit in the other
+/// (a deletion emits, then waits for a login holding the user row), so the user row is locked
+/// before the sequence is drawn, and held to the commit (SQLite commits one writer at a time).
+macro_rules! emit_postgres {
+    ($lock:literal) => {
+        concat!(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, event_type, \
     user_id, username, email, legacy_id, data, occurred_at, status, attempts, next_attempt_at) \
     SELECT $1, e.id, $2, u.id, u.username, u.email, u.legacy_id, $3, $4, 'pending', 0, $5 \
-    FROM webhook_endpoints e, users u WHERE u.id = $6 AND e.events LIKE '%,' || $2 || ',%' \
-    FOR UPDATE OF u";
+    FROM webhook_endpoints e, users u WHERE u.id = $6 AND e.events LIKE '%,' || $2 || ',%' ",
+            $lock
+        )
+    };
+}
 
+/// The lock an event takes on its user row: the one the rest of its transaction takes, so
+/// that no transaction upgrades its lock on the row while another waits for it. Upgrades
+/// deadlock: a login holding `FOR NO KEY UPDATE` (its session insert) and asking `FOR UPDATE`
+/// here waited for a transaction whose foreign-key check held `FOR KEY SHARE` on the row and
+/// that waited for the login in turn (seen in CI, 2026-12-08: `deadlock detected`, the login
+/// answered `INTERNAL_SERVER_ERROR`). Any of these modes conflicts with itself, which is all
+/// the ordering of events needs. A deletion takes the delete's own lock; everything else
+/// changes the row without its key, or only reads it.
+fn postgres_sql(event: EventType) -> &'static str {
+    match event {
+        EventType::UserDeleted => emit_postgres!("FOR UPDATE OF u"),
+        _ => emit_postgres!("FOR NO KEY UPDATE OF u"),
+    }
+}
 /// Writes `event` about `user_id` for every endpoint subscribed to it, inside the caller's
 /// transaction, in one statement (none when no endpoint wants it): the user's username and
 /// Django id are read by the same statement, so call it while the user row exists (before
@@ -102,7 +122,8 @@ pub async fn emit(
     Ok(())
 }
 
-/// [`EMIT_SQLITE`] or [`EMIT_POSTGRES`] and its values.
+/// [`EMIT_SQLITE`], or on PostgreSQL its twin with the lock for `event` ([`postgres_sql`]),
+/// and the values.
 fn emit_sql(
     backend: sea_orm::DatabaseBackend,
     event: EventType,
@@ -124,7 +145,7 @@ fn emit_sql(
         user_id.into(),
     ];
     if backend == sea_orm::DatabaseBackend::Postgres {
-        (EMIT_POSTGRES, values)
+        (postgres_sql(event), values)
     } else {
         // SQLite's `?` are positional: the name is bound twice.
         values.push(event.as_str().into());

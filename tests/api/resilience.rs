@@ -171,6 +171,21 @@ struct Relay {
 }
 
 impl Relay {
+    /// A fresh database, a relay to its server, and an app (configured by `adjust`) that
+    /// reaches the database only through the relay.
+    async fn serving(
+        adjust: impl FnOnce(&mut roster::config::Config),
+    ) -> (Self, crate::helpers::TestApp) {
+        let (url, _) = crate::helpers::fresh_database_url().await;
+        // postgres://user@host:port/db → route through the relay.
+        let (head, db) = url.rsplit_once('/').unwrap();
+        let (user, hostport) = head.rsplit_once('@').unwrap();
+        let relay = Self::start(hostport.to_owned()).await;
+        let relayed = format!("{user}@127.0.0.1:{}/{db}", relay.port);
+        let app = crate::helpers::spawn_app_on(relayed, adjust).await;
+        (relay, app)
+    }
+
     async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -248,13 +263,7 @@ async fn the_service_reports_a_lost_database_and_recovers_without_a_restart() {
         on_postgres(),
         "this test cuts a TCP link to PostgreSQL; set ROSTER_TEST_DATABASE_URL"
     );
-    let (url, _) = crate::helpers::fresh_database_url().await;
-    // postgres://user@host:port/db → route through the relay.
-    let (head, db) = url.rsplit_once('/').unwrap();
-    let (user, hostport) = head.rsplit_once('@').unwrap();
-    let relay = Relay::start(hostport.to_owned()).await;
-    let relayed = format!("{user}@127.0.0.1:{}/{db}", relay.port);
-    let app = crate::helpers::spawn_app_on(relayed, |_| {}).await;
+    let (relay, app) = Relay::serving(|_| {}).await;
     let ready = || async {
         app.client
             .get(format!("http://{}/readyz", app.addr))
@@ -306,13 +315,8 @@ async fn a_session_lookup_on_a_connection_gone_silent_is_given_up_and_replaced()
         on_postgres(),
         "this test relays PostgreSQL's connections; set ROSTER_TEST_DATABASE_URL"
     );
-    let (url, _) = crate::helpers::fresh_database_url().await;
-    let (head, db) = url.rsplit_once('/').unwrap();
-    let (user, hostport) = head.rsplit_once('@').unwrap();
-    let relay = Relay::start(hostport.to_owned()).await;
-    let relayed = format!("{user}@127.0.0.1:{}/{db}", relay.port);
     // Requests end after 3 s; statements after roster's shortest statement timeout, 10 s.
-    let app = crate::helpers::spawn_app_on(relayed, |c| c.limits.request_timeout_secs = 3).await;
+    let (relay, app) = Relay::serving(|c| c.limits.request_timeout_secs = 3).await;
     let token = signed_in(&app).await;
     let check = || auth_check(&app, &token);
     assert_eq!(check().await, 200);
@@ -348,12 +352,7 @@ async fn while_postgres_drops_packets_checks_are_refused_at_once_and_recover() {
         on_postgres(),
         "this test relays PostgreSQL's connections; set ROSTER_TEST_DATABASE_URL"
     );
-    let (url, _) = crate::helpers::fresh_database_url().await;
-    let (head, db) = url.rsplit_once('/').unwrap();
-    let (user, hostport) = head.rsplit_once('@').unwrap();
-    let relay = Relay::start(hostport.to_owned()).await;
-    let relayed = format!("{user}@127.0.0.1:{}/{db}", relay.port);
-    let app = crate::helpers::spawn_app_on(relayed, |_| {}).await;
+    let (relay, app) = Relay::serving(|_| {}).await;
     let token = signed_in(&app).await;
     let check = || auth_check(&app, &token);
     assert_eq!(check().await, 200);

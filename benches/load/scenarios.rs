@@ -230,6 +230,11 @@ pub(crate) async fn login_phase(server: &Server, plan: Plan, result: &mut RunRes
     }
     let empty = CpuTicks::new();
     result.login_cpu_split = cpu_split(&empty, &server_cpu, &empty, &self_cpu);
+    let all: u64 = server_cpu.values().chain(self_cpu.values()).sum();
+    if all > 0 {
+        result.login_hash_share =
+            server_cpu.get("argon2").copied().unwrap_or(0) as f64 / all as f64;
+    }
     if ok_total > 0 {
         result.login_worker_ms_per_hash = worker_ns as f64 / 1e6 / ok_total as f64;
         result.login_preemptions_per_hash = preempted as f64 / ok_total as f64;

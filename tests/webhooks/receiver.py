@@ -14,12 +14,17 @@ answers 204 to a verified delivery, 401 otherwise. Used by tests/api/webhooks.rs
 import json
 import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 HOST, PORT, SECRET = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 DOWN_FILE = sys.argv[4] if len(sys.argv) > 4 else None
+# Deliveries arrive on several threads at once, and print() writes the text and the newline
+# separately: two lines could interleave into one the test cannot read (seen in CI: two
+# deliveries taken, answered 204, and missing from the output). One line at a time.
+PRINTING = threading.Lock()
 
 
 def hook():
@@ -49,7 +54,9 @@ class Handler(BaseHTTPRequestHandler):
         except WebhookVerificationError as e:
             line = {"verified": False, "error": str(e)}
             status = 401
-        print(json.dumps(line), flush=True)
+        with PRINTING:
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
         self.send_response(status)
         self.end_headers()
 

@@ -331,7 +331,7 @@ impl AccountService {
         let hash = upgraded.unwrap_or(&user.password_hash);
         let created = if swapped {
             self.sessions
-                .create_for_login(&txn, user.id, hash, ip, agent, None)
+                .create_for_login(&txn, user.id, hash, ip, agent)
                 .await?
         } else {
             None

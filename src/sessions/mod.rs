@@ -219,18 +219,10 @@ impl Sessions {
         password_hash: &str,
         ip: Option<IpAddr>,
         user_agent: Option<&str>,
-        second_step: Option<Duration>,
     ) -> Result<Option<NewSession>, DbErr> {
         let backend = conn.get_database_backend();
-        let (insert, draft) = self.login_insert(
-            backend,
-            user_id,
-            password_hash,
-            ip,
-            user_agent,
-            second_step,
-            None,
-        )?;
+        let (insert, draft) =
+            self.login_insert(backend, user_id, password_hash, ip, user_agent, None)?;
         let Some(returned) = conn.query_one_raw(insert).await? else {
             return Ok(None);
         };
@@ -271,7 +263,6 @@ impl Sessions {
             password_hash,
             ip,
             user_agent,
-            None,
             Some(challenge_ttl),
         )?;
         // sqlx-sqlite steps every statement of one query string, numbering the `?`
@@ -297,7 +288,6 @@ impl Sessions {
     /// The statement behind [`Sessions::create_for_login`]; with `ask_factor`, the insert
     /// also decides whether the session waits for a second factor (SQLite's
     /// [`Sessions::create_for_login_with`]).
-    #[allow(clippy::too_many_arguments)]
     fn login_insert(
         &self,
         backend: DbBackend,
@@ -305,16 +295,11 @@ impl Sessions {
         password_hash: &str,
         ip: Option<IpAddr>,
         user_agent: Option<&str>,
-        second_step: Option<Duration>,
         ask_factor: Option<Duration>,
     ) -> Result<(Statement, LoginDraft), DbErr> {
         let token = Token::generate().map_err(|e| DbErr::Custom(format!("OS RNG: {e}")))?;
         let now = now();
-        // A session waiting for its second step lives minutes, not days.
-        let expires_at = match second_step {
-            Some(ttl) => challenge_expiry(now, ttl),
-            None => self.expiry(now, now),
-        };
+        let expires_at = self.expiry(now, now);
         let row = session::Model {
             id: Uuid::now_v7(),
             user_id,
@@ -325,7 +310,7 @@ impl Sessions {
             ip: ip.map(|ip| ip.to_string()),
             user_agent: user_agent.and_then(clean_user_agent),
             aal: 1,
-            mfa_pending: second_step.is_some(),
+            mfa_pending: false,
         };
         // With `ask_factor`, whether the session waits for a second factor is the user's
         // `crate::mfa::FACTOR`, read in this statement, and so is its expiry.

@@ -184,7 +184,7 @@ async fn a_login_commit_checks_the_user_row_it_verified_against() {
     for (hash, active) in [(stale_hash, true), (alice.password_hash.as_str(), false)] {
         set_active(active).await.unwrap();
         let refused = sessions
-            .create_for_login(&app.db, alice.id, hash, None, Some("agent"), None)
+            .create_for_login(&app.db, alice.id, hash, None, Some("agent"))
             .await
             .unwrap();
         assert!(refused.is_none(), "active {active}");
@@ -195,14 +195,7 @@ async fn a_login_commit_checks_the_user_row_it_verified_against() {
     // Active, the verified hash: one row, its token stored hashed, last_login stamped.
     set_active(true).await.unwrap();
     let roster::sessions::NewSession { token, session, .. } = sessions
-        .create_for_login(
-            &app.db,
-            alice.id,
-            &alice.password_hash,
-            None,
-            Some("agent"),
-            None,
-        )
+        .create_for_login(&app.db, alice.id, &alice.password_hash, None, Some("agent"))
         .await
         .unwrap()
         .expect("a session");
@@ -260,7 +253,7 @@ async fn a_login_commit_waits_for_and_rechecks_a_concurrent_password_change_on_p
         let (db, hash) = (app.db.clone(), alice.password_hash.clone());
         async move {
             sessions
-                .create_for_login(&db, alice.id, &hash, None, None, None)
+                .create_for_login(&db, alice.id, &hash, None, None)
                 .await
         }
     });
@@ -333,7 +326,7 @@ async fn a_login_alone_commits_asynchronously_on_postgres() {
     let txn = conn.begin().await.unwrap();
     assert_eq!(synchronous_commit(&txn).await, "on");
     sessions
-        .create_for_login(&txn, alice.id, &alice.password_hash, None, None, None)
+        .create_for_login(&txn, alice.id, &alice.password_hash, None, None)
         .await
         .unwrap()
         .expect("a session");
@@ -354,7 +347,7 @@ async fn a_login_alone_commits_asynchronously_on_postgres() {
     // transaction above is what shows the setting is taken; an autocommit statement leaves
     // nothing to read it in).
     sessions
-        .create_for_login(&conn, alice.id, &alice.password_hash, None, None, None)
+        .create_for_login(&conn, alice.id, &alice.password_hash, None, None)
         .await
         .unwrap()
         .expect("a session");
@@ -1012,7 +1005,7 @@ async fn concurrent_logins_past_the_cap_never_end_each_others_sessions() {
     let mut created = Vec::new();
     for _ in 0..2 {
         let new = sessions
-            .create_for_login(&app.db, alice.id, &alice.password_hash, None, None, None)
+            .create_for_login(&app.db, alice.id, &alice.password_hash, None, None)
             .await
             .unwrap()
             .expect("a session");
